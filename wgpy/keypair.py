@@ -1,0 +1,91 @@
+"""Keypairs: one session's transport keys, counters and replay window, and a peer's three slots.
+
+The slots follow the kernel's noise.c: `current` sends; `previous` still receives for a while after
+a rekey; `next` is the responder's new keypair, which it may send on only once the initiator has
+used it, because until then the responder cannot know the initiator has the keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from wgpy.constants import REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME
+from wgpy.noise import TransportKeys
+from wgpy.replay import ReplayFilter
+
+
+@dataclass(eq=False, slots=True)
+class Keypair:
+    local_index: int
+    remote_index: int
+    is_initiator: bool
+    created: float
+    sender: ChaCha20Poly1305
+    receiver: ChaCha20Poly1305
+    send_counter: int = 0
+    replay: ReplayFilter = field(default_factory=ReplayFilter)
+
+    @classmethod
+    def from_keys(
+        cls,
+        keys: TransportKeys,
+        local_index: int,
+        remote_index: int,
+        is_initiator: bool,
+        now: float,
+    ) -> Keypair:
+        return cls(
+            local_index,
+            remote_index,
+            is_initiator,
+            now,
+            ChaCha20Poly1305(keys.send),
+            ChaCha20Poly1305(keys.receive),
+        )
+
+    def can_send(self, now: float) -> bool:
+        return now - self.created < REJECT_AFTER_TIME and self.send_counter < REJECT_AFTER_MESSAGES
+
+    def can_receive(self, now: float) -> bool:
+        return now - self.created < REJECT_AFTER_TIME
+
+    def __repr__(self) -> str:
+        role = "initiator" if self.is_initiator else "responder"
+        return f"Keypair(local={self.local_index:#x}, remote={self.remote_index:#x}, {role})"
+
+
+@dataclass(slots=True)
+class Keypairs:
+    current: Keypair | None = None
+    previous: Keypair | None = None
+    next: Keypair | None = None
+
+    def add(self, new: Keypair) -> list[Keypair]:
+        """Slot in a freshly derived keypair; returns the keypairs it retires."""
+        retired: list[Keypair] = []
+        if new.is_initiator:
+            if self.next is not None:
+                # A pending responder keypair is demoted rather than lost (as the kernel does).
+                retired += [k for k in (self.previous, self.current) if k is not None]
+                self.previous, self.next = self.next, None
+            else:
+                retired += [self.previous] if self.previous is not None else []
+                self.previous = self.current
+            self.current = new
+        else:
+            retired += [k for k in (self.previous, self.next) if k is not None]
+            self.previous, self.next = None, new
+        return retired
+
+    def promote_next(self) -> Keypair | None:
+        """The initiator has used our `next` keypair: it becomes current. Returns what retires."""
+        retired = self.previous
+        self.previous, self.current, self.next = self.current, self.next, None
+        return retired
+
+    def clear(self) -> list[Keypair]:
+        retired = [k for k in (self.current, self.previous, self.next) if k is not None]
+        self.current = self.previous = self.next = None
+        return retired

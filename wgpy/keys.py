@@ -1,0 +1,66 @@
+"""Keys as `wg` handles them: 32 bytes, written as 44 characters of base64."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+
+from wgpy.constants import KEY_LEN
+from wgpy.crypto import dh_pubkey
+from wgpy.errors import InvalidKeyError
+
+Rng = Callable[[int], bytes]
+
+
+def clamp(private_key: bytes) -> bytes:
+    """Curve25519 clamping, as `wg genkey` applies it."""
+    key = bytearray(private_key)
+    key[0] &= 248
+    key[31] = (key[31] & 127) | 64
+    return bytes(key)
+
+
+def generate_private_key(rng: Rng) -> bytes:
+    return clamp(rng(KEY_LEN))
+
+
+def generate_preshared_key(rng: Rng) -> bytes:
+    return rng(KEY_LEN)
+
+
+def public_key(private_key: bytes) -> bytes:
+    return dh_pubkey(private_key)
+
+
+def to_base64(key: bytes) -> str:
+    return base64.b64encode(key).decode("ascii")
+
+
+def from_base64(text: str) -> bytes:
+    """Decode a key exactly as `wg` accepts it: 44 characters of base64 ending in '='."""
+    text = text.strip()
+    if len(text) != 44 or text[-1] != "=":
+        raise InvalidKeyError("key is not 44 characters of base64 ending in '='")
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidKeyError("key is not valid base64") from None
+    if len(key) != KEY_LEN:
+        raise InvalidKeyError("key does not decode to 32 bytes")
+    return key
+
+
+def from_hex(text: str) -> bytes:
+    """Decode a key as the configuration socket writes it: 64 lowercase hex digits."""
+    if len(text) != 2 * KEY_LEN:
+        raise InvalidKeyError("key is not 64 hex digits")
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise InvalidKeyError("key is not valid hex") from None
+
+
+def redact(key: bytes | None) -> str:
+    """How a secret appears in repr and logs."""
+    return "(none)" if key is None else "(hidden)"

@@ -1,0 +1,143 @@
+"""Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s through the noiseprotocol package, for WireGuard.
+
+This is the one module that knows noiseprotocol. WireGuard's handshake is exactly this Noise
+protocol with the prologue "WireGuard v1 zx2c4 Jason@zx2c4.com"; the parts Noise does not cover
+(indices, MACs, cookies, the timestamp rules) live in messages.py, cookie.py and handshake.py.
+
+Two liberties with the package, both contained here: ephemeral keys come from the caller (drawn from
+the injected rng, which noiseprotocol warns about because it usually means a test), and the
+responder's PSK is installed after the initiation is read, because only then is the peer known.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+from noise.connection import Keypair, NoiseConnection
+from noise.exceptions import NoiseInvalidMessage, NoiseValueError
+
+from wgpy.constants import CONSTRUCTION, IDENTIFIER, KEY_LEN
+from wgpy.crypto import dh_pubkey
+from wgpy.errors import ProtocolError
+
+warnings.filterwarnings("ignore", message="One of ephemeral keypairs is already set")
+
+_NO_PSK = bytes(KEY_LEN)
+INITIATION_BODY_SIZE = 32 + 48 + 28
+RESPONSE_BODY_SIZE = 32 + 16
+# What a failing DH, AEAD or key parse raises inside noiseprotocol and pyca.
+_NOISE_FAILURES = (NoiseInvalidMessage, NoiseValueError, ValueError)
+
+
+@dataclass(frozen=True, slots=True)
+class TransportKeys:
+    """The split's two keys, from this side's point of view."""
+
+    send: bytes
+    receive: bytes
+
+    def __repr__(self) -> str:
+        return "TransportKeys(send=(hidden), receive=(hidden))"
+
+
+def _connection(
+    static_private: bytes, ephemeral_private: bytes, initiator: bool
+) -> NoiseConnection:
+    connection = NoiseConnection.from_name(CONSTRUCTION)
+    if initiator:
+        connection.set_as_initiator()
+    else:
+        connection.set_as_responder()
+    connection.set_prologue(IDENTIFIER)
+    connection.set_keypair_from_private_bytes(Keypair.STATIC, static_private)
+    connection.set_keypair_from_private_bytes(Keypair.EPHEMERAL, ephemeral_private)
+    return connection
+
+
+def _split(connection: NoiseConnection) -> TransportKeys:
+    protocol = connection.noise_protocol
+    return TransportKeys(
+        bytes(protocol.cipher_state_encrypt.k), bytes(protocol.cipher_state_decrypt.k)
+    )
+
+
+class Initiator:
+    """The initiator's half: write the initiation, read the response."""
+
+    def __init__(
+        self,
+        static_private: bytes,
+        remote_static: bytes,
+        preshared_key: bytes | None,
+        ephemeral_private: bytes,
+    ) -> None:
+        self._args = (static_private, remote_static, preshared_key or _NO_PSK, ephemeral_private)
+        self._timestamp = b""
+        self._connection = self._start()
+
+    def _start(self) -> NoiseConnection:
+        static_private, remote_static, psk, ephemeral_private = self._args
+        connection = _connection(static_private, ephemeral_private, initiator=True)
+        connection.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, remote_static)
+        connection.set_psks(psk)
+        connection.start_handshake()
+        return connection
+
+    def write_initiation(self, timestamp: bytes) -> bytes:
+        """The Noise part of the initiation: ephemeral, encrypted static, encrypted timestamp."""
+        self._timestamp = timestamp
+        try:
+            return bytes(self._connection.write_message(timestamp))
+        except _NOISE_FAILURES as error:
+            raise ProtocolError("initiation could not be created") from error
+
+    def read_response(self, body: bytes) -> TransportKeys:
+        """Consume the response's Noise part. On failure the state is as before the call, so a
+        forged response cannot spoil the handshake a genuine one would complete."""
+        if len(body) != RESPONSE_BODY_SIZE:
+            raise ProtocolError("response body has the wrong length")
+        try:
+            payload = self._connection.read_message(body)
+        except _NOISE_FAILURES as error:
+            self._connection = self._start()
+            self._connection.write_message(self._timestamp)
+            raise ProtocolError("response failed to authenticate") from error
+        if payload:
+            raise ProtocolError("response carries a payload")
+        return _split(self._connection)
+
+
+class Responder:
+    """The responder's half: read the initiation, learn the peer, write the response."""
+
+    def __init__(self, static_private: bytes, ephemeral_private: bytes) -> None:
+        self._connection = _connection(static_private, ephemeral_private, initiator=False)
+        self._connection.set_psks(_NO_PSK)
+        self._connection.start_handshake()
+
+    def read_initiation(self, body: bytes) -> tuple[bytes, bytes]:
+        """Decrypt the initiation: returns the initiator's static public key and its timestamp."""
+        if len(body) != INITIATION_BODY_SIZE:
+            raise ProtocolError("initiation body has the wrong length")
+        try:
+            timestamp = bytes(self._connection.read_message(body))
+        except _NOISE_FAILURES as error:
+            raise ProtocolError("initiation failed to authenticate") from error
+        if len(timestamp) != 12:
+            raise ProtocolError("initiation timestamp is not 12 bytes")
+        remote = self._connection.noise_protocol.handshake_state.rs
+        return remote.public_bytes, timestamp
+
+    def write_response(self, preshared_key: bytes | None) -> tuple[bytes, TransportKeys]:
+        """The response's Noise part (ephemeral, encrypted nothing) and the transport keys."""
+        self._connection.noise_protocol.psks = [preshared_key or _NO_PSK]
+        try:
+            body = bytes(self._connection.write_message(b""))
+        except _NOISE_FAILURES as error:
+            raise ProtocolError("response could not be created") from error
+        return body, _split(self._connection)
+
+
+def ephemeral_public(ephemeral_private: bytes) -> bytes:
+    return dh_pubkey(ephemeral_private)

@@ -1,0 +1,48 @@
+"""A peer: its configuration and everything the device keeps about it."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from wgpy.constants import MAX_STAGED_PACKETS
+from wgpy.cookie import CookieGenerator
+from wgpy.drops import DropReason
+from wgpy.handshake import Handshake
+from wgpy.keypair import Keypairs
+from wgpy.timers import PeerTimers
+
+Endpoint = tuple[str, int]
+
+
+@dataclass(eq=False, slots=True)
+class Peer:
+    public_key: bytes
+    preshared_key: bytes | None = None
+    endpoint: Endpoint | None = None
+    cookie: CookieGenerator = field(init=False)
+    handshake: Handshake = field(default_factory=Handshake)
+    keypairs: Keypairs = field(default_factory=Keypairs)
+    timers: PeerTimers = field(default_factory=PeerTimers)
+    # Packets waiting for a keypair; the oldest goes first when it overflows.
+    staged: deque[bytes] = field(default_factory=lambda: deque(maxlen=MAX_STAGED_PACKETS))
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    last_handshake_wall: float | None = None
+    drops: Counter[DropReason] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.cookie = CookieGenerator(self.public_key)
+
+    @property
+    def persistent_keepalive_interval(self) -> int:
+        return self.timers.persistent_keepalive_interval
+
+    @persistent_keepalive_interval.setter
+    def persistent_keepalive_interval(self, seconds: int) -> None:
+        self.timers.persistent_keepalive_interval = seconds
+
+    def __repr__(self) -> str:
+        from wgpy.keys import to_base64
+
+        return f"Peer({to_base64(self.public_key)}, endpoint={self.endpoint})"
