@@ -1,4 +1,4 @@
-"""Fakes at the I/O seam: devices joined in memory, a clock under the test's control."""
+"""Fakes at the I/O seam: two devices joined in memory, and a clock under the test's control."""
 
 from __future__ import annotations
 
@@ -12,41 +12,27 @@ from wgpy.device import Action, Device, SendDatagram, WriteTun
 from wgpy.keys import generate_private_key, public_key
 
 WALL_EPOCH = 1_700_000_000.0
+Endpoint = tuple[str, int]
 
 
 def seeded_rng(seed: int) -> Callable[[int], bytes]:
-    generator = random.Random(seed)
-    return generator.randbytes
+    return random.Random(seed).randbytes
 
 
 def ipv4_packet(source: str, destination: str, payload: bytes = b"") -> bytes:
-    """A minimal IPv4/UDP-less packet (protocol 253, for experiments) with a valid header."""
+    """An IPv4 packet with a valid header (protocol 253, reserved for experiments)."""
     header = struct.pack(
-        "!BBHHHBBH4s4s",
-        0x45,
-        0,
-        20 + len(payload),
-        0,
-        0,
-        64,
-        253,
-        0,
-        ipaddress.IPv4Address(source).packed,
-        ipaddress.IPv4Address(destination).packed,
-    )
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, 253, 0,
+        ipaddress.IPv4Address(source).packed, ipaddress.IPv4Address(destination).packed,
+    )  # fmt: skip
     return header + payload
 
 
 def ipv6_packet(source: str, destination: str, payload: bytes = b"") -> bytes:
     header = struct.pack(
-        "!IHBB16s16s",
-        6 << 28,
-        len(payload),
-        253,
-        64,
-        ipaddress.IPv6Address(source).packed,
-        ipaddress.IPv6Address(destination).packed,
-    )
+        "!IHBB16s16s", 6 << 28, len(payload), 253, 64,
+        ipaddress.IPv6Address(source).packed, ipaddress.IPv6Address(destination).packed,
+    )  # fmt: skip
     return header + payload
 
 
@@ -54,32 +40,46 @@ def ipv6_packet(source: str, destination: str, payload: bytes = b"") -> bytes:
 class Node:
     name: str
     device: Device
-    endpoint: tuple[str, int]
+    endpoint: Endpoint
     received: list[bytes] = field(default_factory=list)
 
 
 class Link:
-    """Two devices and the wire between them. The test advances time and decides what is lost."""
+    """Devices `a` (10.0.0.1, fd00::1) and `b` (10.0.0.2, fd00::2), peers of each other, and the
+    wire between them. The test advances time and decides what the wire loses."""
 
-    def __init__(self, seed: int = 1, psk: bytes | None = None, **device_options: object) -> None:
+    def __init__(
+        self,
+        seed: int = 1,
+        psk: bytes | None = None,
+        psk_b: bytes | None = None,
+        under_load_threshold_b: int | None = None,
+    ) -> None:
         rng = seeded_rng(seed)
         self.now = 1000.0
         key_a, key_b = generate_private_key(rng), generate_private_key(rng)
-        self.a = Node("a", Device(rng, key_a, **device_options), ("192.0.2.1", 51820))  # type: ignore[arg-type]
-        self.b = Node("b", Device(rng, key_b, **device_options), ("192.0.2.2", 51820))  # type: ignore[arg-type]
+        load = (
+            {}
+            if under_load_threshold_b is None
+            else {"under_load_threshold": under_load_threshold_b}
+        )
+        self.a = Node("a", Device(rng, key_a), ("192.0.2.1", 51820))
+        self.b = Node("b", Device(rng, key_b, **load), ("192.0.2.2", 51820))
         self.peer_of_b = self.a.device.add_peer(
             public_key(key_b), preshared_key=psk, endpoint=self.b.endpoint
         )
         self.peer_of_a = self.b.device.add_peer(
-            public_key(key_a), preshared_key=psk, endpoint=self.a.endpoint
+            public_key(key_a), preshared_key=psk_b or psk, endpoint=self.a.endpoint
         )
-        self.a.device.allowed_ips.insert(ipaddress.ip_network("10.0.0.2/32"), self.peer_of_b)
-        self.a.device.allowed_ips.insert(ipaddress.ip_network("fd00::2/128"), self.peer_of_b)
-        self.b.device.allowed_ips.insert(ipaddress.ip_network("10.0.0.1/32"), self.peer_of_a)
-        self.b.device.allowed_ips.insert(ipaddress.ip_network("fd00::1/128"), self.peer_of_a)
-        self.wire: list[tuple[Node, bytes, tuple[str, int]]] = []
-        self.sent: list[tuple[str, bytes]] = []
-        self.drop_filter: Callable[[str, bytes], bool] = lambda sender, data: False
+        for device, peer, suffix in (
+            (self.a.device, self.peer_of_b, 2),
+            (self.b.device, self.peer_of_a, 1),
+        ):
+            device.allowed_ips.insert(ipaddress.ip_network(f"10.0.0.{suffix}/32"), peer)
+            device.allowed_ips.insert(ipaddress.ip_network(f"fd00::{suffix}/128"), peer)
+        self.wire: list[tuple[Node, bytes, Endpoint]] = []
+        self.sent: list[tuple[str, float, bytes]] = []
+        self.lose: Callable[[str, bytes], bool] = lambda sender, data: False
 
     @property
     def wall(self) -> float:
@@ -88,35 +88,30 @@ class Link:
     def node(self, name: str) -> Node:
         return self.a if name == "a" else self.b
 
-    def other(self, node: Node) -> Node:
-        return self.b if node is self.a else self.a
-
-    def send(self, name: str, packet: bytes) -> None:
+    def send(self, name: str, packet: bytes, deliver: bool = True) -> None:
+        """`name`'s TUN hands the device an outbound packet."""
         node = self.node(name)
         self._carry_out(node, node.device.handle_tun_packet(packet, self.now, self.wall))
-        self.deliver()
+        if deliver:
+            self.deliver()
 
-    def _carry_out(self, node: Node, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, WriteTun):
-                node.received.append(action.packet)
-            else:
-                assert isinstance(action, SendDatagram)
-                self.sent.append((node.name, action.data))
-                if not self.drop_filter(node.name, action.data):
-                    self.wire.append((node, action.data, action.endpoint))
+    def inject(self, name: str, data: bytes, source: Endpoint) -> None:
+        """A datagram arriving at `name` from anywhere: an attacker, or a peer that roamed."""
+        node = self.node(name)
+        self._carry_out(node, node.device.handle_datagram(data, source, self.now, self.wall))
+        self.deliver()
 
     def deliver(self) -> None:
         """Carry datagrams across until the wire is quiet."""
         while self.wire:
             sender, data, endpoint = self.wire.pop(0)
             receiver = self.a if endpoint == self.a.endpoint else self.b
-            if receiver is sender or endpoint != receiver.endpoint:
+            if endpoint != receiver.endpoint:
                 continue  # Addressed to nobody on this link.
             actions = receiver.device.handle_datagram(data, sender.endpoint, self.now, self.wall)
             self._carry_out(receiver, actions)
 
-    def advance(self, seconds: float, step: float = 0.05) -> None:
+    def advance(self, seconds: float) -> None:
         """Let time pass, firing every timer when it is due."""
         end = self.now + seconds
         while True:
@@ -129,3 +124,24 @@ class Link:
                 self._carry_out(node, node.device.handle_timer(self.now, self.wall))
             self.deliver()
         self.now = end
+
+    def mark(self) -> int:
+        """A position in the log of sent datagrams, for `kinds(start=...)`."""
+        return len(self.sent)
+
+    def kinds(self, sender: str | None = None, start: int = 0) -> list[int]:
+        """The message types sent (by `sender`, from position `start`), in order."""
+        return [data[0] for name, _, data in self.sent[start:] if sender in (None, name)]
+
+    def times(self, sender: str, kind: int) -> list[float]:
+        return [at for name, at, data in self.sent if name == sender and data[0] == kind]
+
+    def _carry_out(self, node: Node, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, WriteTun):
+                node.received.append(action.packet)
+                continue
+            assert isinstance(action, SendDatagram)
+            self.sent.append((node.name, self.now, action.data))
+            if not self.lose(node.name, action.data):
+                self.wire.append((node, action.data, action.endpoint))

@@ -48,6 +48,9 @@ def from_base64(text: str) -> bytes:
         raise InvalidKeyError("key is not valid base64") from None
     if len(key) != KEY_LEN:
         raise InvalidKeyError("key does not decode to 32 bytes")
+    if base64.b64encode(key).decode("ascii") != text:
+        # As wg's key_from_base64: the 43rd character may not carry bits beyond the 32nd byte.
+        raise InvalidKeyError("key is not canonical base64: its last character has unused bits set")
     return key
 
 

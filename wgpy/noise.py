@@ -11,9 +11,10 @@ responder's PSK is installed after the initiation is read, because only then is 
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
+from noise.backends.default.keypairs import KeyPair25519
 from noise.connection import Keypair, NoiseConnection
 from noise.exceptions import NoiseInvalidMessage, NoiseValueError
 
@@ -21,13 +22,11 @@ from wgpy.constants import CONSTRUCTION, IDENTIFIER, KEY_LEN
 from wgpy.crypto import dh_pubkey
 from wgpy.errors import ProtocolError
 
-warnings.filterwarnings("ignore", message="One of ephemeral keypairs is already set")
-
 _NO_PSK = bytes(KEY_LEN)
 INITIATION_BODY_SIZE = 32 + 48 + 28
 RESPONSE_BODY_SIZE = 32 + 16
 # What a failing DH, AEAD or key parse raises inside noiseprotocol and pyca.
-_NOISE_FAILURES = (NoiseInvalidMessage, NoiseValueError, ValueError)
+_NOISE_FAILURES = (InvalidTag, NoiseInvalidMessage, NoiseValueError, ValueError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +40,7 @@ class TransportKeys:
         return "TransportKeys(send=(hidden), receive=(hidden))"
 
 
-def _connection(
-    static_private: bytes, ephemeral_private: bytes, initiator: bool
-) -> NoiseConnection:
+def _connection(static_private: bytes, initiator: bool) -> NoiseConnection:
     connection = NoiseConnection.from_name(CONSTRUCTION)
     if initiator:
         connection.set_as_initiator()
@@ -51,8 +48,15 @@ def _connection(
         connection.set_as_responder()
     connection.set_prologue(IDENTIFIER)
     connection.set_keypair_from_private_bytes(Keypair.STATIC, static_private)
-    connection.set_keypair_from_private_bytes(Keypair.EPHEMERAL, ephemeral_private)
     return connection
+
+
+def _start(connection: NoiseConnection, ephemeral_private: bytes) -> None:
+    # Installed after start_handshake: noiseprotocol warns about ephemeral keys set before it,
+    # which in its API usually means a test vector, but ours come from the injected rng.
+    connection.start_handshake()
+    state = connection.noise_protocol.handshake_state
+    state.e = KeyPair25519.from_private_bytes(ephemeral_private)
 
 
 def _split(connection: NoiseConnection) -> TransportKeys:
@@ -78,10 +82,10 @@ class Initiator:
 
     def _start(self) -> NoiseConnection:
         static_private, remote_static, psk, ephemeral_private = self._args
-        connection = _connection(static_private, ephemeral_private, initiator=True)
+        connection = _connection(static_private, initiator=True)
         connection.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, remote_static)
         connection.set_psks(psk)
-        connection.start_handshake()
+        _start(connection, ephemeral_private)
         return connection
 
     def write_initiation(self, timestamp: bytes) -> bytes:
@@ -112,9 +116,9 @@ class Responder:
     """The responder's half: read the initiation, learn the peer, write the response."""
 
     def __init__(self, static_private: bytes, ephemeral_private: bytes) -> None:
-        self._connection = _connection(static_private, ephemeral_private, initiator=False)
+        self._connection = _connection(static_private, initiator=False)
         self._connection.set_psks(_NO_PSK)
-        self._connection.start_handshake()
+        _start(self._connection, ephemeral_private)
 
     def read_initiation(self, body: bytes) -> tuple[bytes, bytes]:
         """Decrypt the initiation: returns the initiator's static public key and its timestamp."""
