@@ -6,11 +6,13 @@ timers.c, which the timings here follow.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from fakes import Link, ipv4_packet, ipv6_packet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fakes import Link, ipv4_packet, ipv6_packet
 from wgpy.constants import (
     COUNTER_WINDOW_SIZE,
     KEEPALIVE_TIMEOUT,
@@ -89,7 +91,7 @@ def test_both_sides_initiating_at_once_converge() -> None:
 
 def test_padding_rounds_the_payload_up_to_16_bytes() -> None:
     link = connected()
-    transport = [data for name, _, data in link.sent if data[0] == TRANSPORT][0]
+    transport = next(data for name, _, data in link.sent if data[0] == TRANSPORT)
     assert len(transport) == 16 + 32 + 16  # header, 24-byte packet padded to 32, tag
 
 
@@ -150,7 +152,7 @@ def test_handshake_retries_every_rekey_timeout_plus_jitter_then_gives_up() -> No
     # The kernel retries while attempts <= MAX_TIMER_HANDSHAKES: the first send and 19 retries,
     # then it stops and drops what waited.
     assert len(times) == MAX_TIMER_HANDSHAKES + 2
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert all(REKEY_TIMEOUT <= gap < REKEY_TIMEOUT + REKEY_TIMEOUT_JITTER_MAX for gap in gaps)
     assert len(set(gaps)) > 1, "the jitter varies"
     assert link.peer_of_b.drops[DropReason.HANDSHAKE_GAVE_UP] == 1
@@ -200,7 +202,8 @@ def test_a_new_handshake_starts_when_sent_data_gets_no_reply_for_15_seconds() ->
 
 
 @pytest.mark.parametrize(
-    ("session_age", "rekeys"), [(REKEY_ON_RECEIVE_TIME - 1, False), (REKEY_ON_RECEIVE_TIME + 1, True)]
+    ("session_age", "rekeys"),
+    [(REKEY_ON_RECEIVE_TIME - 1, False), (REKEY_ON_RECEIVE_TIME + 1, True)],
 )
 def test_the_initiator_rekeys_on_receive_when_the_session_nears_its_end(
     session_age: float, rekeys: bool
@@ -256,7 +259,7 @@ def test_under_load_the_initiator_gets_a_cookie_and_retries_with_mac2() -> None:
     link = Link(under_load_threshold_b=1)
     link.send("a", A_TO_B)
     assert link.kinds() == [INITIATION, COOKIE_REPLY]
-    first = [d for n, _, d in link.sent if d[0] == INITIATION][0]
+    first = next(d for n, _, d in link.sent if d[0] == INITIATION)
     assert first[-16:] == bytes(16), "no cookie yet, so mac2 is zero"
     link.advance(REKEY_TIMEOUT + 1)
     retry = [d for n, _, d in link.sent if d[0] == INITIATION][1]
@@ -296,7 +299,7 @@ def test_an_unauthenticated_packet_does_not_move_the_endpoint() -> None:
 
 def test_replayed_transport_datagrams_are_dropped() -> None:
     link = connected()
-    transport = [d for n, _, d in link.sent if n == "a" and d[0] == TRANSPORT][0]
+    transport = next(d for n, _, d in link.sent if n == "a" and d[0] == TRANSPORT)
     link.inject("b", transport, link.a.endpoint)
     assert link.b.received == [A_TO_B]
     assert link.b.device.drops[DropReason.REPLAYED_COUNTER] == 1
@@ -317,7 +320,7 @@ def test_a_counter_older_than_the_window_is_dropped() -> None:
 
 def test_a_replayed_initiation_is_refused_by_its_timestamp() -> None:
     link = connected()
-    initiation = [d for n, _, d in link.sent if d[0] == INITIATION][0]
+    initiation = next(d for n, _, d in link.sent if d[0] == INITIATION)
     link.inject("b", initiation, link.a.endpoint)
     assert link.b.device.drops[DropReason.REPLAYED_TIMESTAMP] == 1
     assert link.kinds().count(RESPONSE) == 1

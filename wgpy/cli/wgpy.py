@@ -1,0 +1,42 @@
+"""The `wgpy` command: key tools, the demo, and (as wg-quick expects of a userspace WireGuard)
+`wgpy IFNAME` to run an interface."""
+
+from __future__ import annotations
+
+import sys
+
+from wgpy import __version__
+from wgpy.cli import keys
+
+USAGE = """\
+Usage: wgpy <command> [<args>]
+
+  genkey      print a new private key
+  genpsk      print a new preshared key
+  pubkey      read a private key on stdin, print its public key
+  demo        run the built-in demo
+  --version   print the version
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="", file=sys.stdout if args else sys.stderr)
+        return 0 if args else 1
+    command, rest = args[0], args[1:]
+    if command in ("--version", "version"):
+        print(f"wgpy {__version__}")
+        return 0
+    if command in ("genkey", "genpsk", "pubkey"):
+        return keys.run(command, rest)
+    if command == "demo":
+        from wgpy.demo import main as demo
+
+        return demo()
+    print(f"wgpy: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
