@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import string
 from collections.abc import Callable
 
 from wgpy.constants import KEY_LEN
@@ -56,12 +57,9 @@ def from_base64(text: str) -> bytes:
 
 def from_hex(text: str) -> bytes:
     """Decode a key as the configuration socket writes it: 64 lowercase hex digits."""
-    if len(text) != 2 * KEY_LEN:
+    if len(text) != 2 * KEY_LEN or not all(c in string.hexdigits for c in text):
         raise InvalidKeyError("key is not 64 hex digits")
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        raise InvalidKeyError("key is not valid hex") from None
+    return bytes.fromhex(text)
 
 
 def redact(key: bytes | None) -> str:

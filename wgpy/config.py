@@ -1,0 +1,431 @@
+"""wg(8) configuration files, with wg-quick(8)'s additions to [Interface]. Pure, except `load`.
+
+The reading rules are wireguard-tools' (src/config.c config_read_line and process_line,
+src/wg-quick/linux.bash parse_options); the layout `serialize` writes is what `wg-quick save`
+writes (linux.bash save_config around src/showconf.c).
+
+- Section names and keys are case-insensitive; anything from '#' on is a comment.
+- In [Interface], wg-quick takes its own keys first (Address, DNS, MTU, Table, PreUp, PostUp,
+  PreDown, PostDown, SaveConfig), trimming the key and value. The hook commands keep their '#'.
+- wg reads every other line with *all* whitespace removed: `Allowed IPs = 10.0.0.0/8, fd00::/8`
+  is `AllowedIPs=10.0.0.0/8,fd00::/8`.
+- A repeated key overrides, except the lists (AllowedIPs, Address, DNS and the hooks), which grow.
+
+Unlike wg, a port is a number (no service names), an Endpoint stays unresolved until
+`to_device_update`, and two peers with one public key are an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from os import PathLike
+
+from wgpy import keys
+from wgpy.errors import ConfigError, InvalidKeyError
+from wgpy.uapi import (
+    ZERO_KEY,
+    AllowedIP,
+    DeviceState,
+    DeviceUpdate,
+    Endpoint,
+    IPAddress,
+    PeerUpdate,
+    format_ip,
+    format_prefix,
+)
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+Resolve = Callable[[str, int], tuple[str, int]]
+
+
+def _by_lower(names: str) -> dict[str, str]:
+    return {name.lower(): name for name in names.split()}
+
+
+_ASCII_SPACE = " \t\n\v\f\r"  # wireguard-tools' char_is_space, bash's [[:space:]] in the C locale
+_ANY_SPACE = re.compile(f"[{_ASCII_SPACE}]")
+_LIST_SEPARATORS = re.compile(f"[,{_ASCII_SPACE}]+")
+_DIGITS = re.compile(r"[0-9]+")
+_HEX_FWMARK = re.compile(r"0x[0-9a-fA-F]+")
+# wg-quick: a DNS entry of digits and dots, or with a colon, is a server; the rest are domains.
+_DNS_SERVER = re.compile(r"[0-9.]+|.*:.*")
+
+_INTERFACE_KEYS = _by_lower("PrivateKey ListenPort FwMark")
+_PEER_KEYS = _by_lower("PublicKey PresharedKey AllowedIPs Endpoint PersistentKeepalive")
+_QUICK_KEYS = _by_lower("Address DNS MTU Table PreUp PostUp PreDown PostDown SaveConfig")
+_HOOKS = {"PreUp": "pre_up", "PostUp": "post_up", "PreDown": "pre_down", "PostDown": "post_down"}
+
+
+@dataclass(slots=True)
+class InterfaceConfig:
+    private_key: bytes | None = field(default=None, repr=False)
+    listen_port: int | None = None
+    fwmark: int | None = None  # 0 is "off"
+    # wg-quick's keys
+    address: list[IPInterface] = field(default_factory=list)
+    dns: list[IPAddress] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    mtu: int | None = None
+    table: str | None = None
+    pre_up: list[str] = field(default_factory=list)
+    post_up: list[str] = field(default_factory=list)
+    pre_down: list[str] = field(default_factory=list)
+    post_down: list[str] = field(default_factory=list)
+    save_config: bool = False
+
+
+@dataclass(slots=True)
+class PeerConfig:
+    public_key: bytes
+    preshared_key: bytes | None = field(default=None, repr=False)
+    allowed_ips: list[AllowedIP] = field(default_factory=list)
+    endpoint: Endpoint | None = None  # the host may be a name, resolved by to_device_update
+    persistent_keepalive: int | None = None  # 0 is "off"
+
+
+@dataclass(slots=True)
+class Config:
+    interface: InterfaceConfig = field(default_factory=InterfaceConfig)
+    peers: list[PeerConfig] = field(default_factory=list)
+
+
+# Reading ------------------------------------------------------------------------------------------
+
+
+def load(path: str | PathLike[str], *, require_private_key: bool = False) -> Config:
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"not UTF-8 text: {error.reason}", file=str(path)) from None
+    return parse(text, file=str(path), require_private_key=require_private_key)
+
+
+def parse(text: str, *, file: str = "<string>", require_private_key: bool = False) -> Config:
+    """Parse a configuration; every error is a ConfigError naming file, line and key."""
+    parser = _Parser(file)
+    for number, line in enumerate(text.split("\n"), start=1):
+        parser.read_line(number, line)
+    return parser.finish(require_private_key)
+
+
+@dataclass(slots=True)
+class _PeerSection:
+    config: PeerConfig  # public_key stays b"" until a PublicKey line
+    header_line: int
+    key_line: int = 0
+
+
+class _Parser:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.interface = InterfaceConfig()
+        self.interface_line: int | None = None
+        self.peers: list[_PeerSection] = []
+        self.section: str | None = None
+        self.line = 0
+
+    def error(self, message: str, key: str, line: int | None = None) -> ConfigError:
+        return ConfigError(message, file=self.file, line=line or self.line, key=key)
+
+    def read_line(self, number: int, line: str) -> None:
+        self.line = number
+        uncommented = line.partition("#")[0]
+        compact = _ANY_SPACE.sub("", uncommented)
+        if not compact:
+            return
+        if compact.startswith("["):
+            self.start_section(compact)
+        elif not self.read_quick_line(line, uncommented):
+            self.read_wg_line(compact)
+
+    def read_quick_line(self, line: str, uncommented: str) -> bool:
+        """Take a line with one of wg-quick's [Interface] keys; False leaves the line to wg."""
+        key, sep, value = uncommented.partition("=")
+        key = _QUICK_KEYS.get(key.strip(_ASCII_SPACE).lower(), "")
+        if self.section != "interface" or not key:
+            return False
+        if not sep:
+            raise self.error("missing value", key)
+        hook_command = line.partition("=")[2].strip(_ASCII_SPACE)  # with its '#', if any
+        self.read_value(key, self.set_quick_key, value.strip(_ASCII_SPACE), hook_command)
+        return True
+
+    def read_wg_line(self, compact: str) -> None:
+        key, _, value = compact.partition("=")
+        if self.section is None:
+            raise self.error("key outside a section", key)
+        known = _INTERFACE_KEYS if self.section == "interface" else _PEER_KEYS
+        if key.lower() not in known:
+            raise self.error(f"unknown key in [{self.section.title()}]", key)
+        key = known[key.lower()]
+        if not value:
+            raise self.error("missing value", key)
+        setter = self.set_interface_key if self.section == "interface" else self.set_peer_key
+        self.read_value(key, setter, value)
+
+    def start_section(self, header: str) -> None:
+        self.section = header[1:-1].lower() if header.endswith("]") else header
+        if self.section == "interface":
+            self.interface_line = self.interface_line or self.line
+        elif self.section == "peer":
+            self.peers.append(_PeerSection(PeerConfig(public_key=b""), self.line))
+        else:
+            raise self.error("unknown section", header)
+
+    def read_value(self, key: str, setter: Callable[..., None], *values: str) -> None:
+        try:
+            setter(key, *values)
+        except (ValueError, InvalidKeyError) as error:
+            raise self.error(str(error), key) from None
+
+    def set_interface_key(self, key: str, value: str) -> None:
+        if key == "PrivateKey":
+            self.interface.private_key = _parse_key(value)
+        elif key == "ListenPort":
+            self.interface.listen_port = _parse_number(value, 0xFFFF)
+        elif key == "FwMark":
+            self.interface.fwmark = _parse_fwmark(value)
+
+    def set_peer_key(self, key: str, value: str) -> None:
+        section = self.peers[-1]
+        peer = section.config
+        if key == "PublicKey":
+            peer.public_key, section.key_line = _parse_key(value), self.line
+        elif key == "PresharedKey":
+            peer.preshared_key = _parse_key(value)
+        elif key == "AllowedIPs":
+            peer.allowed_ips += [_parse_allowed_ip(item) for item in value.split(",")]
+        elif key == "Endpoint":
+            peer.endpoint = _parse_endpoint(value)
+        elif key == "PersistentKeepalive":
+            peer.persistent_keepalive = _parse_off_or_number(value, 0xFFFF)
+
+    def set_quick_key(self, key: str, value: str, hook_command: str) -> None:
+        interface = self.interface
+        if key in _HOOKS:
+            getattr(interface, _HOOKS[key]).append(hook_command)
+        elif key == "Address":
+            interface.address += [_parse_interface(item) for item in _split_list(value)]
+        elif key == "DNS":
+            for item in _split_list(value):
+                if _DNS_SERVER.fullmatch(item):
+                    interface.dns.append(ipaddress.ip_address(item))
+                else:
+                    interface.dns_search.append(item)
+        elif key == "MTU":
+            interface.mtu = _parse_number(value, 0xFFFF, minimum=1) if value else None
+        elif key == "Table":
+            interface.table = value or None
+        elif key == "SaveConfig":
+            interface.save_config = _parse_bool(value)
+
+    def finish(self, require_private_key: bool) -> Config:
+        seen: set[bytes] = set()
+        for section in self.peers:
+            public_key = section.config.public_key
+            if not public_key:
+                raise self.error("peer has no PublicKey", "PublicKey", section.header_line)
+            if public_key in seen:
+                raise self.error("duplicate peer public key", "PublicKey", section.key_line)
+            seen.add(public_key)
+        if require_private_key and self.interface.private_key is None:
+            raise ConfigError(
+                "missing in [Interface]", file=self.file, line=self.interface_line, key="PrivateKey"
+            )
+        return Config(self.interface, [section.config for section in self.peers])
+
+
+def _parse_key(value: str) -> bytes:
+    key = keys.from_base64(value)
+    # wg's key_from_base64 also rejects the encodings that are not canonical.
+    if keys.to_base64(key) != value:
+        raise InvalidKeyError("key is not in canonical base64")
+    return key
+
+
+def _parse_number(value: str, maximum: int, *, minimum: int = 0) -> int:
+    number = int(value) if _DIGITS.fullmatch(value) and len(value) < 20 else -1
+    if not minimum <= number <= maximum:
+        raise ValueError(f"not a number in {minimum}-{maximum}: {value!r}")
+    return number
+
+
+def _parse_off_or_number(value: str, maximum: int) -> int:
+    return 0 if value.lower() == "off" else _parse_number(value, maximum)
+
+
+def _parse_fwmark(value: str) -> int:
+    # config.c parse_fwmark: "off", decimal, or hexadecimal after a lowercase "0x".
+    if _HEX_FWMARK.fullmatch(value) and len(value) < 20 and int(value, 16) <= 0xFFFFFFFF:
+        return int(value, 16)
+    try:
+        return _parse_off_or_number(value, 0xFFFFFFFF)
+    except ValueError:
+        raise ValueError(f"neither off nor a number in 0-0xffffffff: {value!r}") from None
+
+
+def _parse_bool(value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise ValueError(f"neither true nor false: {value!r}")
+    return value.lower() == "true"
+
+
+def _parse_ip(text: str) -> IPAddress:
+    if "%" in text:  # inet_pton, which wg uses, knows no zones
+        raise ValueError(f"not an IP address: {text!r}")
+    return ipaddress.ip_address(text)
+
+
+def _parse_allowed_ip(item: str) -> AllowedIP:
+    # config.c parse_allowedips: the mask is optional; a nonzero host part is masked off, as the
+    # kernel does (wg only warns).
+    address_text, sep, bits = item.partition("/")
+    address = _parse_ip(address_text)
+    cidr = _parse_number(bits, address.max_prefixlen) if sep else address.max_prefixlen
+    return ipaddress.ip_network((address, cidr), strict=False)
+
+
+def _parse_endpoint(value: str) -> Endpoint:
+    # config.c parse_endpoint: "[host]:port", or "host:port" cut at the last colon.
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep:
+            raise ValueError(f"no matching ']' in endpoint {value!r}")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = value.rpartition(":")
+    if not host or not port:
+        raise ValueError(f"endpoint is not host:port: {value!r}")
+    return Endpoint(host, _parse_number(port, 0xFFFF))
+
+
+def _parse_interface(item: str) -> IPInterface:
+    return ipaddress.ip_interface(item)
+
+
+def _split_list(value: str) -> list[str]:
+    # wg-quick splits on commas, then bash splits words on whitespace.
+    return [item for item in _LIST_SEPARATORS.split(value) if item]
+
+
+# Writing ------------------------------------------------------------------------------------------
+
+
+def serialize(config: Config) -> str:
+    """The file `wg-quick save` writes: wg-quick's keys, then what `wg showconf` prints."""
+    interface = config.interface
+    lines = ["[Interface]"]
+    lines += [f"Address = {address}" for address in interface.address]
+    lines += [f"DNS = {format_ip(server)}" for server in interface.dns]
+    lines += [f"DNS = {domain}" for domain in interface.dns_search]
+    if interface.mtu is not None:
+        lines.append(f"MTU = {interface.mtu}")
+    if interface.table is not None:
+        lines.append(f"Table = {interface.table}")
+    if interface.save_config:
+        lines.append("SaveConfig = true")
+    for key, attribute in _HOOKS.items():
+        lines += [f"{key} = {command}" for command in getattr(interface, attribute)]
+    lines += _wg_interface_lines(interface)
+    for peer in config.peers:
+        lines += ["", *_peer_lines(peer)]
+    return "\n".join(lines) + "\n"
+
+
+def strip(config: Config) -> str:
+    """What `wg-quick strip` prints: only the part wg understands, for `wg setconf`."""
+    interface = config.interface
+    lines = ["[Interface]", *_wg_interface_lines(interface)]
+    for peer in config.peers:
+        lines += ["", *_peer_lines(peer)]
+    return "\n".join(lines) + "\n"
+
+
+def _wg_interface_lines(interface: InterfaceConfig) -> list[str]:
+    lines = []
+    if interface.listen_port is not None:
+        lines.append(f"ListenPort = {interface.listen_port}")
+    if interface.fwmark is not None:
+        lines.append(f"FwMark = {f'0x{interface.fwmark:x}' if interface.fwmark else 'off'}")
+    if interface.private_key is not None:
+        lines.append(f"PrivateKey = {keys.to_base64(interface.private_key)}")
+    return lines
+
+
+def _peer_lines(peer: PeerConfig) -> list[str]:
+    lines = ["[Peer]", f"PublicKey = {keys.to_base64(peer.public_key)}"]
+    if peer.preshared_key is not None:
+        lines.append(f"PresharedKey = {keys.to_base64(peer.preshared_key)}")
+    if peer.allowed_ips:
+        lines.append(f"AllowedIPs = {', '.join(map(format_prefix, peer.allowed_ips))}")
+    if peer.endpoint is not None:
+        lines.append(f"Endpoint = {peer.endpoint}")
+    if peer.persistent_keepalive is not None:
+        lines.append(f"PersistentKeepalive = {peer.persistent_keepalive or 'off'}")
+    return lines
+
+
+# To and from a device -----------------------------------------------------------------------------
+
+
+def to_device_update(config: Config, resolve: Resolve, *, append: bool = False) -> DeviceUpdate:
+    """The `set` request of `wg setconf`, or of `wg addconf` with `append`.
+
+    setconf replaces all peers and sets the private key and fwmark even when the file leaves them
+    out (config.c config_read_init); both give each peer replace_allowed_ips. `resolve(host, port)`
+    turns each Endpoint into an IP address and port.
+    """
+    interface = config.interface
+    private_key = interface.private_key
+    fwmark = interface.fwmark
+    if not append:
+        private_key = private_key or ZERO_KEY
+        fwmark = fwmark or 0
+    if private_key is not None and private_key != ZERO_KEY:
+        private_key = keys.clamp(private_key)  # as the device stores it
+    return DeviceUpdate(
+        private_key=private_key,
+        listen_port=interface.listen_port,
+        fwmark=fwmark,
+        replace_peers=not append,
+        peers=[_peer_update(peer, resolve) for peer in config.peers],
+    )
+
+
+def _peer_update(peer: PeerConfig, resolve: Resolve) -> PeerUpdate:
+    endpoint = None
+    if peer.endpoint is not None:
+        address, port = resolve(*peer.endpoint)
+        endpoint = Endpoint(format_ip(ipaddress.ip_address(address)), port)
+    return PeerUpdate(
+        public_key=peer.public_key,
+        preshared_key=peer.preshared_key,
+        endpoint=endpoint,
+        persistent_keepalive_interval=peer.persistent_keepalive,
+        replace_allowed_ips=True,
+        allowed_ips=list(peer.allowed_ips),
+    )
+
+
+def from_device_state(state: DeviceState) -> Config:
+    """The configuration `wg showconf` prints for a device: unset and zero values left out."""
+    interface = InterfaceConfig(
+        private_key=state.private_key if state.private_key != ZERO_KEY else None,
+        listen_port=state.listen_port or None,
+        fwmark=state.fwmark or None,
+    )
+    peers = [
+        PeerConfig(
+            public_key=peer.public_key,
+            preshared_key=peer.preshared_key if peer.preshared_key != ZERO_KEY else None,
+            allowed_ips=list(peer.allowed_ips),
+            endpoint=peer.endpoint,
+            persistent_keepalive=peer.persistent_keepalive_interval or None,
+        )
+        for peer in state.peers
+    ]
+    return Config(interface, peers)

@@ -1,0 +1,452 @@
+"""The cross-platform configuration protocol, as wireguard-go serves it. Pure: no sockets.
+
+https://www.wireguard.com/xplatform/#configuration-protocol. The facts come from wireguard-go
+device/uapi.go (IpcHandle, IpcSetOperation, IpcGetOperation), conn/bind_std.go (ParseEndpoint),
+ipc/uapi_unix.go (the errno values) and from wireguard-tools src/ipc-uapi.h (what `wg` sends and
+expects). One connection carries any number of requests, one after another:
+
+    get=1\\n\\n                      ->  key=value lines of the state, then errno=0\\n\\n
+    set=1\\nkey=value\\n ... \\n\\n    ->  errno=0\\n\\n, or errno=-22\\n\\n (a negated errno)
+
+Keys are 64 hex digits. The server side is `parse_request`, `parse_set`, `format_get` and
+`format_errno`; the client side (what `wg` does) is `format_set` and `parse_get`.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final, Literal, NamedTuple
+
+from wgpy.constants import KEY_LEN
+from wgpy.errors import UapiError
+from wgpy.keys import clamp
+
+Operation = Literal["get", "set"]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+AllowedIP = ipaddress.IPv4Network | ipaddress.IPv6Network
+Request = tuple[Operation, list[str], bytes]  # operation, body lines, the bytes after the request
+
+# An all-zero private or preshared key in a `set` means "remove it" (wireguard-go IsZero).
+ZERO_KEY: Final = bytes(KEY_LEN)
+
+_HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
+_DIGITS = re.compile(r"[0-9]+")
+# Go's netip.ParsePrefix: decimal bits without a sign or a leading zero.
+_PREFIX_BITS = re.compile(r"0|[1-9][0-9]{0,2}")
+
+
+class Endpoint(NamedTuple):
+    """A peer's UDP address. `host` is bare, without brackets; `str()` adds them for IPv6."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(slots=True)
+class PeerUpdate:
+    """One `public_key=` block of a `set` request: what to change on that peer.
+
+    `None` leaves a setting as it is. After `remove`, the other fields stay at their defaults:
+    wireguard-go checks the later lines of the block but applies none of them. The device applies
+    the allowed IPs as `replace_allowed_ips`, then `removed_allowed_ips`, then `allowed_ips`, which
+    is the request's order with each prefix reduced to its last mention.
+    """
+
+    public_key: bytes
+    remove: bool = False
+    update_only: bool = False
+    preshared_key: bytes | None = field(default=None, repr=False)  # ZERO_KEY removes it
+    endpoint: Endpoint | None = None
+    persistent_keepalive_interval: int | None = None  # 0 turns it off
+    replace_allowed_ips: bool = False
+    allowed_ips: list[AllowedIP] = field(default_factory=list)
+    removed_allowed_ips: list[AllowedIP] = field(default_factory=list)
+    protocol_version: int | None = None
+
+
+@dataclass(slots=True)
+class DeviceUpdate:
+    """A whole `set` request, parsed and checked before the device applies any of it.
+
+    `private_key` is clamped as wireguard-go and the kernel store it; ZERO_KEY removes the key.
+    A public key may appear in several blocks: the device applies them in order.
+    """
+
+    private_key: bytes | None = field(default=None, repr=False)
+    listen_port: int | None = None
+    fwmark: int | None = None  # 0 turns it off
+    replace_peers: bool = False
+    peers: list[PeerUpdate] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class PeerState:
+    public_key: bytes
+    preshared_key: bytes | None = field(default=None, repr=False)
+    protocol_version: int = 1
+    endpoint: Endpoint | None = None
+    last_handshake_time: tuple[int, int] = (0, 0)  # (seconds, nanoseconds) since the epoch
+    tx_bytes: int = 0
+    rx_bytes: int = 0
+    persistent_keepalive_interval: int = 0
+    allowed_ips: list[AllowedIP] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """What a `get` reports. Peers and their allowed IPs are written in list order."""
+
+    private_key: bytes | None = field(default=None, repr=False)
+    listen_port: int = 0
+    fwmark: int = 0
+    peers: list[PeerState] = field(default_factory=list)
+
+
+# Framing ------------------------------------------------------------------------------------------
+
+
+def parse_request(buffer: bytes, *, eof: bool = False) -> Request | None:
+    """Cut the first request off `buffer`: (operation, body lines, the bytes after it).
+
+    None means "read more", or at `eof` "close without a reply", as wireguard-go does when the
+    peer hangs up mid-request. At `eof` a `set` body without its closing empty line still counts,
+    as bufio.Scanner ends it there. Raises UapiError for an operation other than get=1 and set=1,
+    or for a byte other than the empty line after get=1; the server then writes
+    `format_errno(err.errno)` and closes the connection.
+    """
+    operation_end = buffer.find(b"\n") + 1
+    if not operation_end:
+        return None
+    operation, body = buffer[:operation_end], buffer[operation_end:]
+    if operation == b"get=1\n":
+        return _cut_get(body)
+    if operation == b"set=1\n":
+        return _cut_set(body, eof)
+    raise UapiError(errno.EPROTO, f"invalid operation {operation!r}")
+
+
+def _cut_get(body: bytes) -> Request | None:
+    if not body:
+        return None
+    if body[:1] != b"\n":
+        raise UapiError(errno.EINVAL, f"trailing character after get=1: {body[:1]!r}")
+    return "get", [], body[1:]
+
+
+def _cut_set(body: bytes, eof: bool) -> Request | None:
+    lines: list[str] = []
+    start = 0
+    while (end := body.find(b"\n", start)) >= 0:
+        line = _decode_line(body[start:end])
+        start = end + 1
+        if not line:
+            return "set", lines, body[start:]
+        lines.append(line)
+    if not eof:
+        return None
+    if start < len(body):
+        lines.append(_decode_line(body[start:]))
+    return "set", lines, b""
+
+
+def _decode_line(raw: bytes) -> str:
+    # bufio.ScanLines drops one carriage return before the newline.
+    return raw.removesuffix(b"\r").decode("utf-8", errors="replace")
+
+
+def format_errno(error: int) -> str:
+    """The status that ends every reply; `error` is a positive errno, or 0 for success."""
+    return f"errno={-error}\n\n"
+
+
+# set ----------------------------------------------------------------------------------------------
+
+
+def parse_set(lines: Iterable[str]) -> DeviceUpdate:
+    """Parse the body of a `set=1` request. Line N counts from the first line after set=1.
+
+    Lines before the first public_key= are device keys, the rest belong to the peer named last;
+    a device key after a public_key= is an unknown peer key, as in wireguard-go.
+    """
+    update = DeviceUpdate()
+    peer: PeerUpdate | None = None
+    for number, line in enumerate(lines, start=1):
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise UapiError(errno.EPROTO, f"line {number}: failed to parse line {line!r}")
+        try:
+            if key == "public_key":
+                peer = PeerUpdate(public_key=_parse_hex_key(value))
+                update.peers.append(peer)
+            elif peer is None:
+                _set_device_key(update, key, value)
+            elif key == "remove":
+                _parse_true(value)
+                update.peers[-1] = PeerUpdate(peer.public_key, remove=True)
+                # wireguard-go goes on with a dummy peer: later lines are checked, then dropped.
+                peer = PeerUpdate(peer.public_key)
+            else:
+                _set_peer_key(peer, key, value)
+        except ValueError as error:
+            raise UapiError(errno.EINVAL, f"line {number}: {key}: {error}") from None
+    return update
+
+
+def _set_device_key(update: DeviceUpdate, key: str, value: str) -> None:
+    if key == "private_key":
+        private_key = _parse_hex_key(value)
+        update.private_key = private_key if private_key == ZERO_KEY else clamp(private_key)
+    elif key == "listen_port":
+        update.listen_port = _parse_uint(value, 16)
+    elif key == "fwmark":
+        update.fwmark = _parse_uint(value, 32)
+    elif key == "replace_peers":
+        update.replace_peers = _parse_true(value)
+    else:
+        raise ValueError("invalid device key")
+
+
+def _set_peer_key(peer: PeerUpdate, key: str, value: str) -> None:
+    if key == "update_only":
+        peer.update_only = _parse_true(value)
+    elif key == "preshared_key":
+        peer.preshared_key = _parse_hex_key(value)
+    elif key == "endpoint":
+        peer.endpoint = parse_endpoint(value)
+    elif key == "persistent_keepalive_interval":
+        peer.persistent_keepalive_interval = _parse_uint(value, 16)
+    elif key == "replace_allowed_ips":
+        peer.replace_allowed_ips = _parse_true(value)
+        peer.allowed_ips.clear()
+        peer.removed_allowed_ips.clear()
+    elif key == "allowed_ip":
+        _add_allowed_ip_change(peer, value)
+    elif key == "protocol_version":
+        if value != "1":
+            raise ValueError(f"invalid protocol version {value!r}")
+        peer.protocol_version = 1
+    else:
+        raise ValueError("invalid peer key")
+
+
+def _add_allowed_ip_change(peer: PeerUpdate, value: str) -> None:
+    # allowed_ip=-PREFIX removes a prefix from the peer (wireguard-go since 2025, wg's
+    # WGALLOWEDIP_REMOVE_ME). Only the last mention of a prefix counts.
+    removing = value.startswith("-")
+    prefix = parse_allowed_ip(value.removeprefix("-"))
+    target, other = (
+        (peer.removed_allowed_ips, peer.allowed_ips)
+        if removing
+        else (peer.allowed_ips, peer.removed_allowed_ips)
+    )
+    if prefix in other:
+        other.remove(prefix)
+    if prefix not in target:
+        target.append(prefix)
+
+
+def format_set(update: DeviceUpdate) -> str:
+    """The whole request, in the order `wg` writes it (ipc-uapi.h userspace_set_device)."""
+    lines = ["set=1"]
+    if update.private_key is not None:
+        lines.append(f"private_key={update.private_key.hex()}")
+    if update.listen_port is not None:
+        lines.append(f"listen_port={update.listen_port}")
+    if update.fwmark is not None:
+        lines.append(f"fwmark={update.fwmark}")
+    if update.replace_peers:
+        lines.append("replace_peers=true")
+    for peer in update.peers:
+        lines += _peer_update_lines(peer)
+    return "\n".join(lines) + "\n\n"
+
+
+def _peer_update_lines(peer: PeerUpdate) -> list[str]:
+    lines = [f"public_key={peer.public_key.hex()}"]
+    if peer.remove:
+        return [*lines, "remove=true"]
+    if peer.protocol_version is not None:
+        lines.append(f"protocol_version={peer.protocol_version}")
+    if peer.update_only:
+        lines.append("update_only=true")
+    if peer.preshared_key is not None:
+        lines.append(f"preshared_key={peer.preshared_key.hex()}")
+    if peer.endpoint is not None:
+        lines.append(f"endpoint={peer.endpoint}")
+    if peer.persistent_keepalive_interval is not None:
+        lines.append(f"persistent_keepalive_interval={peer.persistent_keepalive_interval}")
+    if peer.replace_allowed_ips:
+        lines.append("replace_allowed_ips=true")
+    lines += [f"allowed_ip=-{format_prefix(prefix)}" for prefix in peer.removed_allowed_ips]
+    lines += [f"allowed_ip={format_prefix(prefix)}" for prefix in peer.allowed_ips]
+    return lines
+
+
+# get ----------------------------------------------------------------------------------------------
+
+
+def format_get(state: DeviceState) -> str:
+    """The reply to `get=1`, byte for byte as wireguard-go's IpcGetOperation writes it."""
+    lines = []
+    if state.private_key is not None and state.private_key != ZERO_KEY:
+        lines.append(f"private_key={state.private_key.hex()}")
+    if state.listen_port:
+        lines.append(f"listen_port={state.listen_port}")
+    if state.fwmark:
+        lines.append(f"fwmark={state.fwmark}")
+    for peer in state.peers:
+        lines += _peer_state_lines(peer)
+    return "".join(f"{line}\n" for line in lines) + format_errno(0)
+
+
+def _peer_state_lines(peer: PeerState) -> list[str]:
+    seconds, nanoseconds = peer.last_handshake_time
+    lines = [
+        f"public_key={peer.public_key.hex()}",
+        f"preshared_key={(peer.preshared_key or ZERO_KEY).hex()}",
+        f"protocol_version={peer.protocol_version}",
+    ]
+    if peer.endpoint is not None:
+        lines.append(f"endpoint={peer.endpoint}")
+    lines += [
+        f"last_handshake_time_sec={seconds}",
+        f"last_handshake_time_nsec={nanoseconds}",
+        f"tx_bytes={peer.tx_bytes}",
+        f"rx_bytes={peer.rx_bytes}",
+        f"persistent_keepalive_interval={peer.persistent_keepalive_interval}",
+    ]
+    lines += [f"allowed_ip={format_prefix(prefix)}" for prefix in peer.allowed_ips]
+    return lines
+
+
+def parse_get(reply: str) -> DeviceState:
+    """Read a `get` reply as `wg` does (ipc-uapi.h userspace_get_device); unknown keys are skipped.
+
+    Raises UapiError with the reply's errno if it is not 0, and EPROTO if the reply is malformed.
+    """
+    state = DeviceState()
+    peer: PeerState | None = None
+    for number, line in enumerate(reply.split("\n"), start=1):
+        key, sep, value = line.partition("=")
+        if not sep:
+            break
+        try:
+            if key == "errno":
+                if status := int(value):
+                    raise UapiError(abs(status), "get failed")
+                return state
+            if key == "public_key":
+                peer = PeerState(public_key=_parse_hex_key(value))
+                state.peers.append(peer)
+            elif peer is None:
+                _get_device_key(state, key, value)
+            else:
+                _get_peer_key(peer, key, value)
+        except ValueError as error:
+            raise UapiError(errno.EPROTO, f"line {number}: {key}: {error}") from None
+    raise UapiError(errno.EPROTO, "reply has no errno= line")
+
+
+def _get_device_key(state: DeviceState, key: str, value: str) -> None:
+    if key == "private_key":
+        state.private_key = _parse_hex_key(value)
+    elif key == "listen_port":
+        state.listen_port = _parse_uint(value, 16)
+    elif key == "fwmark":
+        state.fwmark = _parse_uint(value, 32)
+
+
+def _get_peer_key(peer: PeerState, key: str, value: str) -> None:
+    if key == "preshared_key":
+        preshared_key = _parse_hex_key(value)
+        peer.preshared_key = None if preshared_key == ZERO_KEY else preshared_key
+    elif key == "protocol_version":
+        peer.protocol_version = _parse_uint(value, 32)
+    elif key == "endpoint":
+        peer.endpoint = parse_endpoint(value)
+    elif key == "last_handshake_time_sec":
+        peer.last_handshake_time = (_parse_uint(value, 63), peer.last_handshake_time[1])
+    elif key == "last_handshake_time_nsec":
+        peer.last_handshake_time = (peer.last_handshake_time[0], _parse_uint(value, 63))
+    elif key == "tx_bytes":
+        peer.tx_bytes = _parse_uint(value, 64)
+    elif key == "rx_bytes":
+        peer.rx_bytes = _parse_uint(value, 64)
+    elif key == "persistent_keepalive_interval":
+        peer.persistent_keepalive_interval = _parse_uint(value, 16)
+    elif key == "allowed_ip":
+        peer.allowed_ips.append(parse_allowed_ip(value))
+
+
+# Values -------------------------------------------------------------------------------------------
+
+
+def parse_endpoint(value: str) -> Endpoint:
+    """An IP address and port, as Go's netip.ParseAddrPort reads them: IPv6, and only IPv6, in
+    [brackets], an optional %zone, no host names."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port:
+        raise ValueError(f"not an ip:port: {value!r}")
+    bracketed = host.startswith("[")
+    if bracketed:
+        if len(host) < 2 or not host.endswith("]"):
+            raise ValueError(f"missing ']': {value!r}")
+        host = host[1:-1]
+    address = ipaddress.ip_address(host)
+    if bracketed != (address.version == 6):
+        raise ValueError(f"IPv6 addresses, and only they, go in [brackets]: {value!r}")
+    return Endpoint(format_ip(address), _parse_uint(port, 16))
+
+
+def parse_allowed_ip(value: str) -> AllowedIP:
+    """A prefix as Go's netip.ParsePrefix reads it, masked as the allowed-IPs trie stores it."""
+    address_text, sep, bits = value.rpartition("/")
+    if not sep:
+        raise ValueError(f"no '/' in prefix {value!r}")
+    if "%" in address_text:
+        raise ValueError(f"a prefix has no IPv6 zone: {value!r}")
+    address = ipaddress.ip_address(address_text)
+    if not _PREFIX_BITS.fullmatch(bits) or int(bits) > address.max_prefixlen:
+        raise ValueError(f"bad bits after slash: {value!r}")
+    return ipaddress.ip_network((address, int(bits)), strict=False)
+
+
+def format_ip(address: IPAddress) -> str:
+    """An address as Go's netip.Addr.String writes it: IPv4-mapped IPv6 in dotted form."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        zone = f"%{address.scope_id}" if address.scope_id else ""
+        return f"::ffff:{address.ipv4_mapped}{zone}"
+    return str(address)
+
+
+def format_prefix(prefix: AllowedIP) -> str:
+    return f"{format_ip(prefix.network_address)}/{prefix.prefixlen}"
+
+
+def _parse_hex_key(value: str) -> bytes:
+    # Go's hex.DecodeString takes both cases; wireguard-tools' key_from_hex does too.
+    if not _HEX_KEY.fullmatch(value):
+        raise ValueError("key is not 64 hex digits")
+    return bytes.fromhex(value)
+
+
+def _parse_uint(value: str, bits: int) -> int:
+    """strconv.ParseUint(value, 10, bits): ASCII digits only; no sign, space or underscore."""
+    limit = (1 << bits) - 1
+    significant = value.lstrip("0") or "0"
+    if _DIGITS.fullmatch(value) and len(significant) <= 20 and int(significant) <= limit:
+        return int(significant)
+    raise ValueError(f"not a number in 0-{limit}: {value!r}")
+
+
+def _parse_true(value: str) -> bool:
+    if value != "true":
+        raise ValueError(f"invalid value {value!r}, only 'true' is accepted")
+    return True
