@@ -6,11 +6,14 @@ from __future__ import annotations
 import sys
 
 from wgpy import __version__
-from wgpy.cli import keys
+from wgpy.cli import daemon, keys
 
 USAGE = """\
-Usage: wgpy <command> [<args>]
+Usage: wgpy [-f/--foreground] IFNAME
+       wgpy <command> [<args>]
 
+  IFNAME      create the interface and serve /var/run/wireguard/IFNAME.sock
+              (as wireguard-go; -f stays in the foreground)
   genkey      print a new private key
   genpsk      print a new preshared key
   pubkey      read a private key on stdin, print its public key
@@ -34,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         from wgpy.demo import main as demo
 
         return demo()
-    print(f"wgpy: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
-    return 1
+    return daemon.run(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,116 @@
+"""`wgpy [-f|--foreground] IFNAME`: run an interface, with wireguard-go's command-line contract.
+
+Without -f the command returns once the TUN device and the configuration socket exist and a
+background process serves them (exit 0), or with a one-line reason why not (exit 1); this is what
+wg-quick relies on when it runs a userspace implementation. LOG_LEVEL is read as wireguard-go
+reads it: verbose or debug, error (the default), silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from wgpy.io.interface import Interface
+from wgpy.io.tun import describe, open_tun, valid_name
+
+USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME"
+Reporter = Callable[[str | None], None]
+LOG_LEVELS = {"verbose": logging.DEBUG, "debug": logging.DEBUG, "error": logging.ERROR}
+
+
+def run(argv: list[str]) -> int:
+    foreground = bool(argv) and argv[0] in ("-f", "--foreground")
+    names = argv[1:] if foreground else argv
+    if len(names) != 1:
+        print(USAGE, file=sys.stderr)
+        return 1
+    name = names[0]
+    if not valid_name(name):
+        print(f"wgpy: invalid interface name {name!r}", file=sys.stderr)
+        return 1
+    level = os.environ.get("LOG_LEVEL", "error")
+    if foreground:
+        _configure_logging(level, sys.stderr)
+        return _serve(name, report=_report_to_stderr)
+    return _daemonize(name, level)
+
+
+def _configure_logging(level: str, stream: object) -> None:
+    logger = logging.getLogger("wgpy")
+    logger.handlers.clear()
+    if level == "silent":
+        logger.disabled = True
+        return
+    handler = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(asctime)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(LOG_LEVELS.get(level, logging.ERROR))
+
+
+def _report_to_stderr(message: str | None) -> None:
+    if message:
+        print(message, file=sys.stderr)
+
+
+def _serve(name: str, report: Reporter) -> int:
+    try:
+        tun = open_tun(name)
+    except OSError as error:
+        report(f"wgpy: failed to create TUN device {name}: {describe(error)}")
+        return 1
+    try:
+        interface = Interface(tun)
+    except OSError as error:
+        tun.close()
+        report(f"wgpy: failed to start {name}: {error.strerror or error}")
+        return 1
+    logging.getLogger("wgpy").info("(%s) device started", name)
+    report(None)
+    try:
+        interface.run()
+    finally:
+        interface.close()
+    return 0
+
+
+def _daemonize(name: str, level: str) -> int:
+    """Fork; the child serves and tells the parent through a pipe whether it came up."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            message = pipe.read().decode(errors="replace")
+        if message == "ok":
+            return 0
+        os.waitpid(pid, 0)
+        print(message or f"wgpy: {name} failed to start", file=sys.stderr)
+        return 1
+    os.close(read_end)
+    os.setsid()
+    _detach_stdio(keep_output="LOG_LEVEL" in os.environ and level != "silent")
+    _configure_logging(level, sys.stderr)
+
+    def report(message: str | None) -> None:
+        os.write(write_end, (message or "ok").encode())
+        os.close(write_end)
+
+    status = 1
+    try:
+        status = _serve(name, report)
+    finally:
+        os._exit(status)
+
+
+def _detach_stdio(keep_output: bool) -> None:
+    """Standard input always from /dev/null; output too unless LOG_LEVEL asks for logs (as
+    wireguard-go passes its stdout and stderr on only when LOG_LEVEL is set)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    if not keep_output:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+    os.close(null)
