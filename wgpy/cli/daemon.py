@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import TextIO
 
 from wgpy.io.interface import Interface
 from wgpy.io.tun import describe, open_tun, valid_name
@@ -38,13 +39,13 @@ def run(argv: list[str]) -> int:
     return _daemonize(name, level)
 
 
-def _configure_logging(level: str, stream: object) -> None:
+def _configure_logging(level: str, stream: TextIO) -> None:
     logger = logging.getLogger("wgpy")
     logger.handlers.clear()
     if level == "silent":
         logger.disabled = True
         return
-    handler = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(asctime)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(LOG_LEVELS.get(level, logging.ERROR))
