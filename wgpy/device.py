@@ -214,7 +214,7 @@ class Device:
         timers.any_authenticated_packet_traversal(now)
         timers.any_authenticated_packet_sent()
         if data_sent:
-            timers.data_sent(now, self._jitter())
+            timers.data_sent(now, self._jitter)
         if staged:  # The counter ran out mid-batch: the rest waits for a new session.
             return actions + self._send_queued_handshake_initiation(peer, now, wall, False)
         return actions + self._keep_key_fresh_on_send(peer, keypair, now, wall)

@@ -7,6 +7,7 @@ passed in so that this module stays free of randomness.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -34,10 +35,11 @@ class PeerTimers:
     zero_key_material: float | None = None
     persistent_keepalive: float | None = None
 
-    def data_sent(self, now: float, jitter: float) -> None:
-        """Data went out: expect something back before NEW_HANDSHAKE_TIME, or rekey."""
+    def data_sent(self, now: float, jitter: Callable[[], float]) -> None:
+        """Data went out: expect something back before NEW_HANDSHAKE_TIME, or rekey. The jitter
+        is drawn only when the timer is armed: this runs for every packet sent."""
         if self.new_handshake is None:
-            self.new_handshake = now + NEW_HANDSHAKE_TIME + jitter
+            self.new_handshake = now + NEW_HANDSHAKE_TIME + jitter()
 
     def data_received(self, now: float) -> None:
         """Data came in: answer with a keepalive unless we send something ourselves."""
