@@ -414,6 +414,7 @@ def test_setconf_replaces_peers_and_resets_what_the_file_leaves_out() -> None:
     parsed = config.parse(f"[Interface]\n[Peer]\nPublicKey = {PUBLIC2}\nEndpoint = [fd00::9]:1")
     assert config.to_device_update(parsed, fake_resolve) == DeviceUpdate(
         private_key=uapi.ZERO_KEY,
+        listen_port=0,
         fwmark=0,
         replace_peers=True,
         peers=[
@@ -482,3 +483,10 @@ def test_from_device_state_leaves_out_what_showconf_leaves_out() -> None:
             )
         ],
     )
+
+
+def test_wg_only_parsing_refuses_wg_quick_keys_as_wg_setconf_does() -> None:
+    text = f"[Interface]\nPrivateKey = {PRIVATE}\nAddress = 10.0.0.1/24\n"
+    assert config.parse(text).interface.address
+    with pytest.raises(ConfigError, match=r"wg0.conf:3: Address: unknown key"):
+        config.parse(text, file="wg0.conf", wg_only=True)

@@ -95,18 +95,25 @@ class Config:
 # Reading ------------------------------------------------------------------------------------------
 
 
-def load(path: str | PathLike[str], *, require_private_key: bool = False) -> Config:
+def load(
+    path: str | PathLike[str], *, require_private_key: bool = False, wg_only: bool = False
+) -> Config:
     try:
         with open(path, encoding="utf-8") as file:
             text = file.read()
     except UnicodeDecodeError as error:
         raise ConfigError(f"not UTF-8 text: {error.reason}", file=str(path)) from None
-    return parse(text, file=str(path), require_private_key=require_private_key)
+    return parse(text, file=str(path), require_private_key=require_private_key, wg_only=wg_only)
 
 
-def parse(text: str, *, file: str = "<string>", require_private_key: bool = False) -> Config:
-    """Parse a configuration; every error is a ConfigError naming file, line and key."""
-    parser = _Parser(file)
+def parse(
+    text: str, *, file: str = "<string>", require_private_key: bool = False, wg_only: bool = False
+) -> Config:
+    """Parse a configuration; every error is a ConfigError naming file, line and key.
+
+    With `wg_only`, wg-quick's own keys (Address, DNS, ...) are unknown keys, as `wg setconf`
+    treats them."""
+    parser = _Parser(file, wg_only)
     for number, line in enumerate(text.split("\n"), start=1):
         parser.read_line(number, line)
     return parser.finish(require_private_key)
@@ -120,8 +127,9 @@ class _PeerSection:
 
 
 class _Parser:
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, wg_only: bool = False) -> None:
         self.file = file
+        self.wg_only = wg_only
         self.interface = InterfaceConfig()
         self.interface_line: int | None = None
         self.peers: list[_PeerSection] = []
@@ -139,7 +147,7 @@ class _Parser:
             return
         if compact.startswith("["):
             self.start_section(compact)
-        elif not self.read_quick_line(line, uncommented):
+        elif self.wg_only or not self.read_quick_line(line, uncommented):
             self.read_wg_line(compact)
 
     def read_quick_line(self, line: str, uncommented: str) -> bool:
@@ -375,21 +383,24 @@ def _peer_lines(peer: PeerConfig) -> list[str]:
 def to_device_update(config: Config, resolve: Resolve, *, append: bool = False) -> DeviceUpdate:
     """The `set` request of `wg setconf`, or of `wg addconf` with `append`.
 
-    setconf replaces all peers and sets the private key and fwmark even when the file leaves them
-    out (config.c config_read_init); both give each peer replace_allowed_ips. `resolve(host, port)`
+    setconf replaces all peers and sets the private key, listen port and fwmark even when the file
+    leaves them out (config.c config_read_init: an absent ListenPort asks for a new random port);
+    both give each peer replace_allowed_ips. `resolve(host, port)`
     turns each Endpoint into an IP address and port.
     """
     interface = config.interface
     private_key = interface.private_key
     fwmark = interface.fwmark
+    listen_port = interface.listen_port
     if not append:
         private_key = private_key or ZERO_KEY
         fwmark = fwmark or 0
+        listen_port = listen_port or 0
     if private_key is not None and private_key != ZERO_KEY:
         private_key = keys.clamp(private_key)  # as the device stores it
     return DeviceUpdate(
         private_key=private_key,
-        listen_port=interface.listen_port,
+        listen_port=listen_port,
         fwmark=fwmark,
         replace_peers=not append,
         peers=[_peer_update(peer, resolve) for peer in config.peers],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from wgpy import __version__
-from wgpy.cli import daemon, keys
+from wgpy.cli import daemon, keys, wg
 
 USAGE = """\
 Usage: wgpy [-f/--foreground] IFNAME
@@ -14,6 +14,8 @@ Usage: wgpy [-f/--foreground] IFNAME
 
   IFNAME      create the interface and serve /var/run/wireguard/IFNAME.sock
               (as wireguard-go; -f stays in the foreground)
+  show, showconf, set, setconf, addconf, syncconf
+              as wg(8), over the interface's configuration socket
   genkey      print a new private key
   genpsk      print a new preshared key
   pubkey      read a private key on stdin, print its public key
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command in ("genkey", "genpsk", "pubkey"):
         return keys.run(command, rest)
+    if command in wg.COMMANDS:
+        return wg.run(command, rest)
     if command == "demo":
         from wgpy.demo import main as demo
 
