@@ -19,7 +19,7 @@ Usage: wgpy [-f/--foreground] IFNAME
   genkey      print a new private key
   genpsk      print a new preshared key
   pubkey      read a private key on stdin, print its public key
-  demo        run the built-in demo
+  demo        a VPN between two network namespaces (--simulated: in memory)
   --version   print the version
 """
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "demo":
         from wgpy.demo import main as demo
 
-        return demo()
+        return demo(rest)
     return daemon.run(args)
 
 

@@ -1,0 +1,236 @@
+"""Network namespaces for WireGuard topologies: the demo, the tests, the interop harness and the
+benchmarks build their hosts with this.
+
+Every user gets namespaces of its own (unique names), joined by a veth pair on test-only
+addresses (198.18.0.0/15, fd00::/8). Every process started in them is tracked and ended by pid,
+and the namespaces are deleted in a `finally`, so nothing done here reaches the host's own
+network.
+
+The template for a test against real WireGuard peers is
+tests/test_netns_harness.py::test_wireguard_go_peers_ping_each_other_through_the_tunnel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+NETNS_DIR = Path("/run/netns")
+# wireguard-go's configuration sockets live here in the file system, which every network namespace
+# shares: interface names given to wireguard-go must be unique host-wide (see `unique_ifname`).
+UAPI_DIR = Path("/var/run/wireguard")
+
+VETH = "veth0"
+# The underlay: (IPv4, IPv6) of each end of the veth pair, on a /24 and a /64.
+UNDERLAY = (("198.18.0.1", "fd00:1::1"), ("198.18.0.2", "fd00:1::2"))
+
+COMMAND_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+CLONE_NEWNET = 0x40000000
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class CommandFailed(subprocess.CalledProcessError):
+    """A command exited nonzero; unlike its base class, the message shows what it printed."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.stderr or ''}{self.stdout or ''}".rstrip()
+
+
+class Namespace:
+    """A network namespace made for one test; create it with `namespace()` or `veth_pair()`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        # This end's underlay addresses when made by `veth_pair`, empty otherwise.
+        self.ipv4 = ""
+        self.ipv6 = ""
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def run(
+        self, *cmd: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `cmd` inside the namespace and wait for it; raise CommandFailed if `check`."""
+        return _run(["ip", "netns", "exec", self.name, *cmd], check=check, input=input)
+
+    def popen(self, *cmd: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start `cmd` inside the namespace; it is ended by pid when the namespace is deleted."""
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        process = subprocess.Popen(["ip", "netns", "exec", self.name, *cmd], **kwargs)
+        self.processes.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        """End `process` by pid: SIGTERM, then SIGKILL if it lingers."""
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    @contextmanager
+    def entered(self) -> Iterator[None]:
+        """Run the calling thread inside the namespace for the block.
+
+        Sockets and TUN devices opened in the block belong to the namespace and stay there.
+        """
+        with (
+            open("/proc/thread-self/ns/net", "rb") as home,
+            open(NETNS_DIR / self.name, "rb") as target,
+        ):
+            _setns(target.fileno())
+            try:
+                yield
+            finally:
+                _setns(home.fileno())
+
+    def exists(self) -> bool:
+        return (NETNS_DIR / self.name).exists()
+
+    def delete(self) -> None:
+        """End every process started here, then delete the namespace and its interfaces."""
+        for process in self.processes:
+            self.stop(process)
+        if self.exists():
+            ip("netns", "delete", self.name)
+
+    def __repr__(self) -> str:
+        return f"Namespace({self.name!r})"
+
+
+class WgKeys(NamedTuple):
+    private: str
+    public: str
+
+
+def missing_requirements(tools: Sequence[str] = ()) -> str | None:
+    """Why namespace tests needing `tools` cannot run on this machine, or None if they can."""
+    if os.geteuid() != 0:
+        return "needs root"
+    absent = [tool for tool in ("ip", *tools) if shutil.which(tool) is None]
+    if absent:
+        return f"needs {', '.join(absent)} (see scripts/install-deps)"
+    return None
+
+
+@contextmanager
+def namespace(prefix: str = "wgpy") -> Iterator[Namespace]:
+    """A fresh namespace with its loopback up, deleted (with its processes) on exit."""
+    ns = Namespace(f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}")
+    ip("netns", "add", ns.name)
+    try:
+        ip("-n", ns.name, "link", "set", "lo", "up")
+        yield ns
+    finally:
+        ns.delete()
+
+
+@contextmanager
+def veth_pair() -> Iterator[tuple[Namespace, Namespace]]:
+    """Two fresh namespaces joined by a veth pair carrying the `UNDERLAY` addresses."""
+    with namespace() as a, namespace() as b:
+        ip("-n", a.name, "link", "add", VETH, "type", "veth", "peer", "name", VETH, "netns", b.name)
+        for ns, (ipv4, ipv6) in zip((a, b), UNDERLAY, strict=True):
+            ns.ipv4, ns.ipv6 = ipv4, ipv6
+            ip_up(ns, VETH, f"{ipv4}/24", f"{ipv6}/64")
+        # Neighbour discovery sent before the kernel marks the link operational is lost and only
+        # retried a second later; wait so the first IPv6 packet gets through.
+        if not wait_until(lambda: _operational(a, VETH) and _operational(b, VETH), STARTUP_TIMEOUT):
+            raise RuntimeError(f"{VETH} did not come up in {a.name} and {b.name}")
+        yield a, b
+
+
+def ip(*args: str) -> None:
+    """Run iproute2's `ip` in the host's namespace (use `-n NAME` to act on a test's)."""
+    _run(["ip", *args])
+
+
+def ip_up(ns: Namespace, ifname: str, *addresses: str) -> None:
+    """Give `ifname` in `ns` the CIDR `addresses` (IPv6 without duplicate detection), set it up."""
+    for address in addresses:
+        nodad = ["nodad"] if ":" in address else []
+        ip("-n", ns.name, "address", "add", address, "dev", ifname, *nodad)
+    ip("-n", ns.name, "link", "set", ifname, "up")
+
+
+def can_ping(ns: Namespace, address: str, deadline: int = 5) -> bool:
+    """Whether `address` answers an ICMP echo from `ns` within `deadline` seconds."""
+    return ns.run("ping", "-c", "1", "-w", str(deadline), address, check=False).returncode == 0
+
+
+def unique_ifname(prefix: str = "wg") -> str:
+    """An interface name no other test on this host uses, within the kernel's 15 bytes."""
+    return f"{prefix}{secrets.token_hex(4)}"[:15]
+
+
+def wg_genkey() -> WgKeys:
+    private = _run(["wg", "genkey"]).stdout.strip()
+    return WgKeys(private, _run(["wg", "pubkey"], input=private).stdout.strip())
+
+
+def wg_setconf(ns: Namespace, ifname: str, config: str) -> None:
+    """Configure `ifname` in `ns` from wg(8) configuration text."""
+    ns.run("wg", "setconf", ifname, "/dev/stdin", input=config)
+
+
+def start_wireguard_go(ns: Namespace, ifname: str) -> subprocess.Popen[bytes]:
+    """wireguard-go serving a new interface `ifname` in `ns`, once it takes configuration."""
+    return start_daemon(ns, ("wireguard-go",), ifname)
+
+
+def start_daemon(ns: Namespace, command: Sequence[str], ifname: str) -> subprocess.Popen[bytes]:
+    """A userspace WireGuard with wireguard-go's command line (`COMMAND --foreground IFNAME`),
+    serving a new interface `ifname` in `ns`, once it takes configuration."""
+    uapi_socket = UAPI_DIR / f"{ifname}.sock"
+    with tempfile.TemporaryFile() as log:
+        process = ns.popen(*command, "--foreground", ifname, stdout=log, stderr=log)
+        wait_until(lambda: uapi_socket.exists() or process.poll() is not None, STARTUP_TIMEOUT)
+        if not uapi_socket.exists():
+            ns.stop(process)
+            log.seek(0)
+            raise RuntimeError(f"{command[0]} did not start on {ifname}: {log.read().decode()}")
+    return process
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    """Poll `condition` until it holds or `timeout` seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def _run(
+    cmd: list[str], *, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        cmd, input=input, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+    )
+    if check and result.returncode != 0:
+        raise CommandFailed(result.returncode, cmd, result.stdout, result.stderr)
+    return result
+
+
+def _operational(ns: Namespace, ifname: str) -> bool:
+    return " state UP " in _run(["ip", "-n", ns.name, "-o", "link", "show", ifname]).stdout
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
