@@ -1,0 +1,257 @@
+"""Carries out a plan, printing each step as wg-quick does (`[#] command` on standard error).
+
+`up` is all or nothing: when a step fails, or SIGINT or SIGTERM arrives, the steps done so far are
+undone in reverse (linux.bash does the same with `trap del_if`). `down` goes on past the steps
+wg-quick runs with `|| true` and stops at any other failure.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from wgpy.config import serialize
+from wgpy.errors import UapiError
+from wgpy.quick import QuickError, configfile, device, dns, netlink, nftables, observe
+from wgpy.quick.firewall import GuardTable
+from wgpy.quick.plan import saved_config
+from wgpy.quick.steps import (
+    MAIN_TABLE,
+    AddAddress,
+    AddFirewall,
+    AddRoute,
+    AddRule,
+    BestEffort,
+    ConfigureDevice,
+    CreateInterface,
+    DeleteInterface,
+    DeleteIptablesRules,
+    DeleteNftTable,
+    DeleteRule,
+    RunHook,
+    SaveConfig,
+    SetDns,
+    SetFwmark,
+    SetMtuUp,
+    SetSysctl,
+    Step,
+    UnsetDns,
+)
+from wgpy.uapi import DeviceUpdate
+
+# How long `down` waits for the daemon to see its interface gone and remove its socket, so that
+# an `up` right after it finds the name free.
+DAEMON_EXIT_TIMEOUT = 5.0
+_EXPECTED = (OSError, NetlinkError, subprocess.CalledProcessError, UapiError, QuickError)
+
+
+class StepFailed(QuickError):
+    def __init__(self, step: Step, reason: str) -> None:
+        self.step = step
+        super().__init__(f"{step}: {reason}")
+
+
+class Interrupted(QuickError):
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+class Executor:
+    def __init__(self, ipr: IPRoute, log: TextIO = sys.stderr) -> None:
+        self.ipr = ipr
+        self.log = log
+        self._handlers: dict[type[Step], Callable[[Any], None]] = {
+            CreateInterface: self._create_interface,
+            DeleteInterface: self._delete_interface,
+            RunHook: self._run_hook,
+            ConfigureDevice: self._configure_device,
+            SetFwmark: self._set_fwmark,
+            AddAddress: self._add_address,
+            SetMtuUp: self._set_mtu_up,
+            SetDns: self._set_dns,
+            UnsetDns: self._unset_dns,
+            AddRoute: self._add_route,
+            AddRule: self._add_rule,
+            DeleteRule: self._delete_rule,
+            SetSysctl: self._set_sysctl,
+            AddFirewall: self._add_firewall,
+            DeleteNftTable: self._delete_nft_table,
+            DeleteIptablesRules: self._delete_iptables_rules,
+            SaveConfig: self._save_config,
+        }
+
+    def up(self, steps: Sequence[Step]) -> None:
+        """Run every step; on a failure or a signal, undo the steps done, then raise."""
+        undo: list[Step] = []
+        try:
+            with _signals_raise():
+                for step in steps:
+                    self.run(step)
+                    if (inverse := step.undo()) is not None:
+                        undo.append(inverse)
+        except BaseException:
+            with _signals_ignored():
+                self._roll_back(reversed(undo))
+            raise
+
+    def down(self, steps: Sequence[Step]) -> None:
+        for step in steps:
+            if isinstance(step, BestEffort):
+                self._try(step.step)
+            else:
+                self.run(step)
+
+    def run(self, step: Step) -> None:
+        print(f"[#] {step}", file=self.log, flush=True)
+        try:
+            self._handlers[type(step)](step)
+        except Interrupted:
+            raise
+        except _EXPECTED as error:
+            raise StepFailed(step, _reason(error)) from error
+
+    def _roll_back(self, steps: Iterable[Step]) -> None:
+        for step in steps:
+            self._try(step)
+
+    def _try(self, step: Step) -> None:
+        try:
+            self.run(step)
+        except StepFailed as failure:
+            print(f"[!] {failure}", file=self.log, flush=True)
+
+    # The steps ------------------------------------------------------------------------------------
+
+    def _create_interface(self, step: CreateInterface) -> None:
+        device.start(step.ifname)
+
+    def _delete_interface(self, step: DeleteInterface) -> None:
+        netlink.delete_link(self.ipr, self._index(step.ifname))
+        device.wait_until_stopped(step.ifname, DAEMON_EXIT_TIMEOUT)
+
+    def _run_hook(self, step: RunHook) -> None:
+        # execute_hooks runs `(eval "$hook")` inside wg-quick's `set -e -o pipefail` and extglob.
+        command = ["bash", "-O", "extglob", "-e", "-o", "pipefail", "-c", step.command]
+        subprocess.run(command, check=True)
+
+    def _configure_device(self, step: ConfigureDevice) -> None:
+        device.configure(step.ifname, step.update)
+
+    def _set_fwmark(self, step: SetFwmark) -> None:
+        device.configure(step.ifname, DeviceUpdate(fwmark=step.fwmark))
+
+    def _add_address(self, step: AddAddress) -> None:
+        netlink.add_address(self.ipr, self._index(step.ifname), step.address)
+
+    def _set_mtu_up(self, step: SetMtuUp) -> None:
+        netlink.set_mtu_up(self.ipr, self._index(step.ifname), step.mtu)
+
+    def _set_dns(self, step: SetDns) -> None:
+        dns.add_record(step.resolvconf, step.record, step.text())
+
+    def _unset_dns(self, step: UnsetDns) -> None:
+        dns.delete_record(step.resolvconf, step.record)
+
+    def _add_route(self, step: AddRoute) -> None:
+        table = MAIN_TABLE if step.table is None else step.table
+        netlink.add_route(self.ipr, self._index(step.ifname), step.prefix, table)
+
+    def _add_rule(self, step: AddRule) -> None:
+        netlink.add_rule(self.ipr, step.rule)
+
+    def _delete_rule(self, step: DeleteRule) -> None:
+        netlink.delete_rule(self.ipr, step.rule)
+
+    def _set_sysctl(self, step: SetSysctl) -> None:
+        (observe.SYSCTL / step.key.replace(".", "/")).write_text(f"{step.value}\n")
+
+    def _add_firewall(self, step: AddFirewall) -> None:
+        messages = netlink.addresses(self.ipr, self._index(step.ifname), step.family)
+        addresses = tuple(netlink.interface_of(message).ip for message in messages)
+        guard = GuardTable(step.family, step.ifname, addresses, step.mark)
+        if step.backend == "nftables":
+            nftables.apply(guard)
+        else:
+            _iptables_restore(step.family, guard.iptables_script())
+
+    def _delete_nft_table(self, step: DeleteNftTable) -> None:
+        nftables.delete_table(step.family, step.name)
+
+    def _delete_iptables_rules(self, step: DeleteIptablesRules) -> None:
+        script = observe.iptables_removal(step.family, step.ifname)
+        if script is not None:
+            _iptables_restore(step.family, script)
+
+    def _save_config(self, step: SaveConfig) -> None:
+        index = self._index(step.ifname)
+        # Leave out what the kernel adds by itself (the IPv6 link-local address of a TUN).
+        addresses = [
+            netlink.interface_of(message)
+            for message in netlink.addresses(self.ipr, index)
+            if not message.get_attr("IFA_PROTO")
+        ]
+        resolvconf = dns.find_resolvconf()
+        record = dns.record_prefix(resolvconf) + step.ifname
+        nameservers, search = dns.parse_record(dns.read_record(resolvconf, record))
+        mtu = netlink.link_mtu(self.ipr, index) or 0
+        saved = saved_config(
+            step.config, device.get(step.ifname), addresses, nameservers, search, mtu
+        )
+        configfile.write_atomically(Path(step.path), serialize(saved))
+
+    def _index(self, ifname: str) -> int:
+        index = netlink.link_index(self.ipr, ifname)
+        if index is None:
+            raise QuickError(f"`{ifname}' does not exist")
+        return index
+
+
+def _iptables_restore(family: int, script: str) -> None:
+    command = "iptables-restore" if family == 4 else "ip6tables-restore"
+    subprocess.run([command, "-n"], input=script, text=True, check=True)
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, NetlinkError):
+        return str(error.args[1]) if len(error.args) > 1 else str(error)
+    if isinstance(error, subprocess.CalledProcessError):
+        return f"exited with status {error.returncode}"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error)
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGTERM (and SIGINT) into an exception, so that `up` rolls back."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in _SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in _SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
