@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from netns import Namespace, missing_requirements, namespace, veth_pair
+
+from wgpy.netns import Namespace, missing_requirements, namespace, veth_pair
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -20,10 +20,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
-from netns import UAPI_DIR, Namespace, missing_requirements, start_wireguard_go, unique_ifname
 
 from wgpy import keys, uapi
 from wgpy.cli import wg
+from wgpy.netns import UAPI_DIR, Namespace, missing_requirements, start_wireguard_go, unique_ifname
 from wgpy.uapi import DeviceState, DeviceUpdate, PeerState, PeerUpdate
 
 # Keys from the example on https://www.wireguard.com/xplatform/, in hex and in base64.

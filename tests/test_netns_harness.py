@@ -15,7 +15,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from netns import (
+from scapy.layers.inet import ICMP, IP
+
+import wgpy
+from wgpy.constants import DEFAULT_MTU
+from wgpy.io import tun as tun_module
+from wgpy.io.tun import Tun, describe, open_tun, valid_name
+from wgpy.io.udp import SO_MARK, SOCKET_BUFFER_SIZE, endpoint_bytes, open_udp, set_fwmark
+from wgpy.netns import (
     Namespace,
     WgKeys,
     can_ping,
@@ -26,13 +33,6 @@ from netns import (
     wg_genkey,
     wg_setconf,
 )
-from scapy.layers.inet import ICMP, IP
-
-import wgpy
-from wgpy.constants import DEFAULT_MTU
-from wgpy.io import tun as tun_module
-from wgpy.io.tun import Tun, describe, open_tun, valid_name
-from wgpy.io.udp import SO_MARK, SOCKET_BUFFER_SIZE, endpoint_bytes, open_udp, set_fwmark
 
 WG_PORT = 51820
 # Tunnel addresses of the two peers: (IPv4, IPv6), on a /24 and a /64.
