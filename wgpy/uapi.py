@@ -70,6 +70,19 @@ class PeerUpdate:
     removed_allowed_ips: list[AllowedIP] = field(default_factory=list)
     protocol_version: int | None = None
 
+    def change_allowed_ip(self, prefix: AllowedIP, *, remove: bool) -> None:
+        """Add or remove one prefix; the device applies removals before additions, so only a
+        prefix's last mention counts."""
+        target, other = (
+            (self.removed_allowed_ips, self.allowed_ips)
+            if remove
+            else (self.allowed_ips, self.removed_allowed_ips)
+        )
+        if prefix in other:
+            other.remove(prefix)
+        if prefix not in target:
+            target.append(prefix)
+
 
 @dataclass(slots=True)
 class DeviceUpdate:
@@ -238,18 +251,9 @@ def _set_peer_key(peer: PeerUpdate, key: str, value: str) -> None:
 
 def _add_allowed_ip_change(peer: PeerUpdate, value: str) -> None:
     # allowed_ip=-PREFIX removes a prefix from the peer (wireguard-go since 2025, wg's
-    # WGALLOWEDIP_REMOVE_ME). Only the last mention of a prefix counts.
+    # WGALLOWEDIP_REMOVE_ME).
     removing = value.startswith("-")
-    prefix = parse_allowed_ip(value.removeprefix("-"))
-    target, other = (
-        (peer.removed_allowed_ips, peer.allowed_ips)
-        if removing
-        else (peer.allowed_ips, peer.removed_allowed_ips)
-    )
-    if prefix in other:
-        other.remove(prefix)
-    if prefix not in target:
-        target.append(prefix)
+    peer.change_allowed_ip(parse_allowed_ip(value.removeprefix("-")), remove=removing)
 
 
 def format_set(update: DeviceUpdate) -> str:

@@ -612,7 +612,7 @@ def set_allowed_ips(peer: PeerUpdate, value: str) -> None:
         sign = entry[:1] if entry[:1] in ("+", "-") else ""
         if sign:
             peer.replace_allowed_ips = False
-        _change_allowed_ip(peer, _parse_allowed_ip(entry[len(sign) :]), remove=sign == "-")
+        peer.change_allowed_ip(_parse_allowed_ip(entry[len(sign) :]), remove=sign == "-")
 
 
 def _parse_allowed_ip(entry: str) -> AllowedIP:
@@ -639,19 +639,6 @@ def _parse_ip(text: str) -> IPAddress:
     except ValueError:
         pass
     raise CommandError(f"Unable to parse IP address: `{text}'")
-
-
-def _change_allowed_ip(peer: PeerUpdate, prefix: AllowedIP, *, remove: bool) -> None:
-    # The device applies the changes in order, so only a prefix's last mention counts.
-    target, other = (
-        (peer.removed_allowed_ips, peer.allowed_ips)
-        if remove
-        else (peer.allowed_ips, peer.removed_allowed_ips)
-    )
-    if prefix in other:
-        other.remove(prefix)
-    if prefix not in target:
-        target.append(prefix)
 
 
 def parse_endpoint(value: str) -> Endpoint:
