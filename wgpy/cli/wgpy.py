@@ -16,6 +16,7 @@ Usage: wgpy [-f/--foreground] IFNAME
               (as wireguard-go; -f stays in the foreground)
   show, showconf, set, setconf, addconf, syncconf
               as wg(8), over the interface's configuration socket
+  probe       handshake with a WireGuard server over plain UDP, report what came back
   genkey      print a new private key
   genpsk      print a new preshared key
   pubkey      read a private key on stdin, print its public key
@@ -37,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         return keys.run(command, rest)
     if command in wg.COMMANDS:
         return wg.run(command, rest)
+    if command == "probe":
+        from wgpy.cli import probe
+
+        return probe.run(rest)
     if command == "demo":
         from wgpy.demo import main as demo
 
