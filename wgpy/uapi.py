@@ -25,7 +25,7 @@ from wgpy.constants import KEY_LEN
 from wgpy.errors import UapiError
 from wgpy.keys import clamp
 
-Operation = Literal["get", "set"]
+Operation = Literal["get", "set", "stats"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AllowedIP = ipaddress.IPv4Network | ipaddress.IPv6Network
 Request = tuple[Operation, list[str], bytes]  # operation, body lines, the bytes after the request
@@ -140,6 +140,9 @@ def parse_request(buffer: bytes, *, eof: bool = False) -> Request | None:
     operation, body = buffer[:operation_end], buffer[operation_end:]
     if operation == b"get=1\n":
         return _cut_get(body)
+    if operation == b"stats=1\n":
+        request = _cut_get(body)  # Framed as get=1: an empty line ends it.
+        return None if request is None else ("stats", request[1], request[2])
     if operation == b"set=1\n":
         return _cut_set(body, eof)
     raise UapiError(errno.EPROTO, f"invalid operation {operation!r}")
@@ -454,3 +457,75 @@ def _parse_true(value: str) -> bool:
     if value != "true":
         raise ValueError(f"invalid value {value!r}, only 'true' is accepted")
     return True
+
+
+# stats: wgpy's own extension -------------------------------------------------------------------
+#
+#     stats=1\n\n  ->  drop=REASON:COUNT ... cookie_replies_sent=N, then per peer public_key=HEX,
+#                      drop=..., handshake_attempts=N, cookie_replies_received=N, keypair_age=S;
+#                      errno=0\n\n
+#
+# A separate operation, so `get` stays byte for byte wireguard-go's; wireguard-go closes the
+# connection on it, which clients read as "no statistics".
+
+
+@dataclass(slots=True)
+class PeerStats:
+    public_key: bytes
+    drops: dict[str, int] = field(default_factory=dict)
+    handshake_attempts: int = 0
+    cookie_replies_received: int = 0
+    keypair_age: float | None = None  # seconds since the current session was derived
+
+
+@dataclass(slots=True)
+class DeviceStats:
+    drops: dict[str, int] = field(default_factory=dict)
+    cookie_replies_sent: int = 0
+    peers: list[PeerStats] = field(default_factory=list)
+
+
+def format_stats(stats: DeviceStats) -> str:
+    lines = [f"drop={reason}:{count}" for reason, count in stats.drops.items()]
+    lines.append(f"cookie_replies_sent={stats.cookie_replies_sent}")
+    for peer in stats.peers:
+        lines.append(f"public_key={peer.public_key.hex()}")
+        lines += [f"drop={reason}:{count}" for reason, count in peer.drops.items()]
+        lines.append(f"handshake_attempts={peer.handshake_attempts}")
+        lines.append(f"cookie_replies_received={peer.cookie_replies_received}")
+        if peer.keypair_age is not None:
+            lines.append(f"keypair_age={peer.keypair_age:.3f}")
+    return "".join(f"{line}\n" for line in lines) + format_errno(0)
+
+
+def parse_stats(reply: str) -> DeviceStats:
+    """Read a `stats` reply; raises UapiError(EPROTO) if it is malformed."""
+    stats = DeviceStats()
+    peer: PeerStats | None = None
+    for line in reply.split("\n"):
+        if not line:
+            continue
+        key, _, value = line.partition("=")
+        try:
+            if key == "errno":
+                _checked_errno(int(value))
+            elif key == "public_key":
+                peer = PeerStats(bytes.fromhex(value))
+                stats.peers.append(peer)
+            elif key == "drop":
+                reason, _, count = value.rpartition(":")
+                (peer or stats).drops[reason] = int(count)
+            elif key == "cookie_replies_sent":
+                stats.cookie_replies_sent = int(value)
+            elif peer is not None and key in ("handshake_attempts", "cookie_replies_received"):
+                setattr(peer, key, int(value))
+            elif peer is not None and key == "keypair_age":
+                peer.keypair_age = float(value)
+        except ValueError:
+            raise UapiError(errno.EPROTO, f"malformed stats line {line!r}") from None
+    return stats
+
+
+def _checked_errno(status: int) -> None:
+    if status:
+        raise UapiError(-status, "stats request failed")

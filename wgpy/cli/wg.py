@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import ipaddress
+import json
 import os
 import re
 import socket
@@ -33,14 +34,18 @@ from wgpy.uapi import (
     ZERO_KEY,
     AllowedIP,
     DeviceState,
+    DeviceStats,
     DeviceUpdate,
     Endpoint,
     IPAddress,
     PeerState,
+    PeerStats,
     PeerUpdate,
     format_ip,
+    format_prefix,
     format_set,
     parse_get,
+    parse_stats,
 )
 
 PROG: Final = "wgpy"
@@ -151,6 +156,13 @@ def _exchange(ifname: str, request: str) -> str:
 def get_device(ifname: str) -> DeviceState:
     """The device's state; raises OSError, or UapiError with the errno the device replied."""
     return parse_get(_exchange(ifname, "get=1\n\n"))
+
+
+def get_stats(ifname: str) -> DeviceStats | None:
+    """wgpy's statistics (the `stats=1` extension), or None from a device without them, such as
+    wireguard-go, which closes the connection on the request."""
+    reply = _exchange(ifname, "stats=1\n\n")
+    return parse_stats(reply) if reply else None
 
 
 def set_device(ifname: str, update: DeviceUpdate) -> None:
@@ -420,7 +432,65 @@ def show_command(command: str, argv: Sequence[str]) -> int:
     if len(argv) == 1:
         _write(_terminal(format_pretty(ifname, state, wall_clock(), hide_keys=_hide_keys())))
         return 0
+    if argv[1] == "--json":
+        try:
+            stats = get_stats(ifname)
+        except (OSError, UapiError) as error:
+            return _fail(f"Unable to read statistics: {_strerror(error)}")
+        _write(json.dumps(format_json(ifname, state, stats, hide_keys=_hide_keys()), indent=2))
+        _write("\n")
+        return 0
     return _show_field(argv[1], state, None, usage)
+
+
+def format_json(
+    name: str, state: DeviceState, stats: DeviceStats | None, *, hide_keys: bool = True
+) -> dict[str, object]:
+    """Everything `wg show` knows, plus wgpy's statistics where the device has them."""
+    per_peer = {peer.public_key: peer for peer in stats.peers} if stats else {}
+    shown: dict[str, object] = {
+        "interface": name,
+        "public_key": keys.to_base64(keys.public_key(state.private_key))
+        if state.private_key
+        else None,
+        "private_key": _secret(state.private_key, hide_keys),
+        "listen_port": state.listen_port,
+        "fwmark": state.fwmark or None,
+    }
+    if stats:
+        shown |= {"drops": stats.drops, "cookie_replies_sent": stats.cookie_replies_sent}
+    shown["peers"] = [
+        _peer_json(peer, per_peer.get(peer.public_key), hide_keys) for peer in state.peers
+    ]
+    return shown
+
+
+def _peer_json(peer: PeerState, stats: PeerStats | None, hide_keys: bool) -> dict[str, object]:
+    seconds, nanoseconds = peer.last_handshake_time
+    shown: dict[str, object] = {
+        "public_key": keys.to_base64(peer.public_key),
+        "preshared_key": _secret(peer.preshared_key, hide_keys),
+        "endpoint": str(peer.endpoint) if peer.endpoint else None,
+        "allowed_ips": [format_prefix(prefix) for prefix in peer.allowed_ips],
+        "latest_handshake": seconds + nanoseconds / 1e9 if seconds else None,
+        "transfer_rx": peer.rx_bytes,
+        "transfer_tx": peer.tx_bytes,
+        "persistent_keepalive": peer.persistent_keepalive_interval or None,
+    }
+    if stats:
+        shown |= {
+            "drops": stats.drops,
+            "handshake_attempts": stats.handshake_attempts,
+            "cookie_replies_received": stats.cookie_replies_received,
+            "keypair_age": stats.keypair_age,
+        }
+    return shown
+
+
+def _secret(key: bytes | None, hide: bool) -> str | None:
+    if key is None:
+        return None
+    return "(hidden)" if hide else keys.to_base64(key)
 
 
 def _show_all(field: str | None, usage: str) -> int:
