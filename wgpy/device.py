@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from wgpy import ippacket, noise
@@ -47,7 +47,7 @@ from wgpy.messages import TRANSPORT_HEADER, CookieReply, Initiation, Response, m
 from wgpy.peer import Endpoint, Peer
 from wgpy.ratelimiter import RateLimiter
 from wgpy.timers import Timer
-from wgpy.transport import decrypt_packet, encrypt_packet
+from wgpy.transport import decrypt_packet, encrypt_packets
 
 Rng = Callable[[int], bytes]
 
@@ -65,6 +65,15 @@ class WriteTun:
 
 Action = SendDatagram | WriteTun
 NOTHING: list[Action] = []
+_TRANSPORT_TYPE = MESSAGE_TRANSPORT.to_bytes(4, "little")  # the first word of a transport message
+
+
+@dataclass(slots=True)
+class _Received:
+    """What a run of authenticated transport messages from one peer adds up to."""
+
+    octets: int = 0
+    data_packets: int = 0
 
 
 def source_bytes(endpoint: Endpoint) -> bytes:
@@ -178,6 +187,92 @@ class Device:
             return self._receive_cookie_reply(data, now)
         return self._drop(DropReason.UNKNOWN_TYPE)
 
+    def handle_tun_packets(self, packets: Iterable[bytes], now: float, wall: float) -> list[Action]:
+        """Outbound inner packets in a batch: as `handle_tun_packet` on each in turn, except that
+        each peer's packets are staged first and sent together, so that its timers and the
+        freshness of its key are looked at once per batch instead of once per packet."""
+        actions: list[Action] = []
+        ready: dict[Peer, None] = {}  # in order of first packet
+        destination_seen: bytes | None = None
+        peer: Peer | None = None
+        for packet in packets:
+            destination = ippacket.destination(packet)
+            if destination != destination_seen:  # A batch is mostly one flow: route it once.
+                destination_seen = destination
+                peer = self.allowed_ips.lookup(destination) if destination is not None else None
+            if peer is None:
+                self._drop(DropReason.NO_ROUTE)
+                continue
+            if peer.endpoint is None:
+                self._drop(DropReason.NO_ENDPOINT, peer)
+                continue
+            if len(peer.staged) == MAX_STAGED_PACKETS:
+                actions += self._send_staged(peer, now, wall)
+                if len(peer.staged) == MAX_STAGED_PACKETS:
+                    self._drop(DropReason.STAGED_OVERFLOW, peer)
+            peer.staged.append(packet)
+            ready[peer] = None
+        for peer in ready:
+            actions += self._send_staged(peer, now, wall)
+        return actions
+
+    def handle_datagrams(
+        self, datagrams: Iterable[bytes | memoryview], source: Endpoint, now: float, wall: float
+    ) -> list[Action]:
+        """Datagrams from one source in a batch, as one UDP_GRO receive hands them over: as
+        `handle_datagram` on each in turn, except that the bookkeeping that follows each
+        authenticated transport message (endpoint, timers, byte count, key freshness) is done
+        once per peer for each run of them. Whatever they hold, it never raises."""
+        actions: list[Action] = []
+        received: dict[Peer, _Received] = {}
+        routes: dict[bytes | None, Peer | None] = {}  # inner source -> its peer, for the batch
+        live: Keypair | None = None  # the last keypair found within its lifetime
+        for data in datagrams:
+            peer = keypair = None
+            if len(data) >= TRANSPORT_MIN_SIZE and data[:4] == _TRANSPORT_TYPE:
+                _, receiver, counter = TRANSPORT_HEADER.unpack_from(data)
+                peer, keypair = self._indices.get(receiver, (None, None))
+            if peer is None or keypair is None or keypair is peer.keypairs.next:
+                # Anything else, and a first message on a new session, take the path of one.
+                actions += self._settle_received(received, source, now, wall)
+                actions += self.handle_datagram(bytes(data), source, now, wall)
+                continue
+            if keypair is not live:
+                if not keypair.can_receive(now):
+                    self._drop(DropReason.KEYPAIR_EXPIRED, peer)
+                    continue
+                live = keypair
+            plaintext = decrypt_packet(keypair, counter, data[16:])
+            if plaintext is None:
+                self._drop(DropReason.DECRYPT_FAILED, peer)
+                continue
+            if not keypair.replay.validate(counter):
+                self._drop(DropReason.REPLAYED_COUNTER, peer)
+                continue
+            tally = received.get(peer)
+            if tally is None:
+                tally = received[peer] = _Received()
+            tally.octets += len(data)
+            if not plaintext:
+                continue  # A keepalive.
+            tally.data_packets += 1
+            length = ippacket.inner_length(plaintext)
+            if length is None:
+                self._drop(DropReason.INVALID_INNER_PACKET, peer)
+                continue
+            packet = plaintext[:length] if length < len(plaintext) else plaintext
+            inner_source = ippacket.source(packet)
+            if inner_source not in routes:
+                routes[inner_source] = (
+                    self.allowed_ips.lookup(inner_source) if inner_source is not None else None
+                )
+            if routes[inner_source] is not peer:
+                self._drop(DropReason.DISALLOWED_SOURCE, peer)
+                continue
+            actions.append(WriteTun(packet))
+        actions += self._settle_received(received, source, now, wall)
+        return actions
+
     def handle_timer(self, now: float, wall: float) -> list[Action]:
         actions: list[Action] = []
         for peer in list(self.peers.values()):
@@ -201,15 +296,13 @@ class Device:
                 self._drop(DropReason.NO_ENDPOINT, peer)
             peer.staged.clear()
             return NOTHING
-        actions: list[Action] = []
-        data_sent = False
         staged = peer.staged
-        while staged and keypair.send_counter < REJECT_AFTER_MESSAGES:
-            packet = staged.popleft()
-            message = encrypt_packet(keypair, packet, self.mtu)
-            actions.append(SendDatagram(message, endpoint))
-            peer.tx_bytes += len(message)
-            data_sent = data_sent or bool(packet)
+        count = min(len(staged), REJECT_AFTER_MESSAGES - keypair.send_counter)
+        packets = [staged.popleft() for _ in range(count)]
+        messages = encrypt_packets(keypair, packets, self.mtu)
+        actions: list[Action] = [SendDatagram(message, endpoint) for message in messages]
+        peer.tx_bytes += sum(map(len, messages))
+        data_sent = any(packets)
         timers = peer.timers
         timers.any_authenticated_packet_traversal(now)
         timers.any_authenticated_packet_sent()
@@ -415,6 +508,25 @@ class Device:
         if inner_source is None or self.allowed_ips.lookup(inner_source) is not peer:
             return actions + self._drop(DropReason.DISALLOWED_SOURCE, peer)
         actions.append(WriteTun(packet))
+        return actions
+
+    def _settle_received(
+        self, received: dict[Peer, _Received], source: Endpoint, now: float, wall: float
+    ) -> list[Action]:
+        """The bookkeeping of `_receive_transport`, once for a run of messages per peer. Two
+        calls of `data_received` stand for any more: the second only sets need_another_keepalive,
+        and so does every one after it."""
+        actions: list[Action] = []
+        for peer, tally in received.items():
+            peer.endpoint = source
+            actions += self._keep_key_fresh_on_receive(peer, now, wall)
+            timers = peer.timers
+            timers.any_authenticated_packet_received()
+            timers.any_authenticated_packet_traversal(now)
+            peer.rx_bytes += tally.octets
+            for _ in range(min(tally.data_packets, 2)):
+                timers.data_received(now)
+        received.clear()
         return actions
 
     def _keep_key_fresh_on_receive(self, peer: Peer, now: float, wall: float) -> list[Action]:

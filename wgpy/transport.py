@@ -1,9 +1,12 @@
-"""Transport-data messages: encrypt and decrypt one packet (whitepaper section 5.4.6).
+"""Transport-data messages: encrypt and decrypt packets (whitepaper section 5.4.6).
 
 The replay window is the caller's to consult, after decryption has authenticated the counter.
 """
 
 from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 
@@ -12,6 +15,8 @@ from wgpy.keypair import Keypair
 from wgpy.messages import TRANSPORT_HEADER
 
 _NONCE_PREFIX = b"\x00\x00\x00\x00"
+_NONCE = struct.Struct("<4xQ")  # 32 zero bits, then the counter little-endian
+_ZEROS = bytes(PADDING_MULTIPLE)
 
 
 def padded_length(length: int, mtu: int) -> int:
@@ -32,7 +37,27 @@ def encrypt_packet(keypair: Keypair, packet: bytes, mtu: int) -> bytes:
     return header + keypair.sender.encrypt(nonce, plaintext, None)
 
 
-def decrypt_packet(keypair: Keypair, counter: int, ciphertext: bytes) -> bytes | None:
+def encrypt_packets(keypair: Keypair, packets: Sequence[bytes], mtu: int) -> list[bytes]:
+    """The messages for `packets`, under consecutive counters: as `encrypt_packet` on each in
+    turn, in one loop for a batch."""
+    counter = keypair.send_counter
+    keypair.send_counter = counter + len(packets)
+    seal = keypair.sender.encrypt
+    header = TRANSPORT_HEADER.pack
+    nonce = _NONCE.pack
+    remote = keypair.remote_index
+    messages = []
+    for packet in packets:
+        padding = padded_length(len(packet), mtu) - len(packet)
+        plaintext = packet + _ZEROS[:padding] if padding else packet
+        messages.append(
+            header(MESSAGE_TRANSPORT, remote, counter) + seal(nonce(counter), plaintext, None)
+        )
+        counter += 1
+    return messages
+
+
+def decrypt_packet(keypair: Keypair, counter: int, ciphertext: bytes | memoryview) -> bytes | None:
     """The padded inner packet, or None when the message fails to authenticate."""
     if counter >= REJECT_AFTER_MESSAGES:
         return None

@@ -1,9 +1,11 @@
 """One running WireGuard interface: the TUN, the UDP sockets and the configuration socket around
-a sans-IO device, driven by one selector loop.
+a sans-IO device.
 
-The loop reads, calls the device, carries out the actions it returns, and sleeps until the
-device's next timer or the next housekeeping tick (once a second: is the socket file still there,
-does the interface still exist, has its MTU changed).
+Packets flow through the data path's threads (datapath.py), with the TUN's and the sockets'
+offloads where the kernel grants them and one packet per system call where it does not; the log
+says which. This thread serves the configuration socket and sleeps until the device's next
+timer or the next housekeeping tick (once a second: is the socket file still there, does the
+interface still exist, has its MTU changed). Every call into the device holds `_lock`.
 """
 
 from __future__ import annotations
@@ -14,39 +16,66 @@ import os
 import selectors
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 
 from wgpy import uapi
 from wgpy.configure import apply_update, device_state
-from wgpy.device import Action, Device, SendDatagram
+from wgpy.device import Device
+from wgpy.drops import DropReason
 from wgpy.errors import UapiError
 from wgpy.io import uapi_server
+from wgpy.io.datapath import DataPath
 from wgpy.io.tun import Tun
+from wgpy.io.tun_batches import OffloadTun, PlainTun
+from wgpy.io.tun_offload import TunOffloads, enable_offloads
 from wgpy.io.udp import open_udp, set_fwmark
+from wgpy.io.udp_offload import UdpBatches, enable_gro, supports_gso
 
 log = logging.getLogger("wgpy")
 
 HOUSEKEEPING_INTERVAL = 1.0
-# How many packets one readiness event may take from a source before the others get a turn.
-BATCH = 64
-MAX_DATAGRAM = 65535
 
 
 class Interface:
-    def __init__(self, tun: Tun, rng: Callable[[int], bytes] = os.urandom) -> None:
+    """`offloads=False` keeps to the plain path: one packet per system call each way."""
+
+    def __init__(
+        self, tun: Tun, rng: Callable[[int], bytes] = os.urandom, *, offloads: bool = True
+    ) -> None:
         self.name = tun.name
+        tun_offloads: TunOffloads | None = None
+        if offloads:
+            # The TUN may come back reattached to a new file: from here on it is ours to close.
+            tun, tun_offloads = enable_offloads(tun)
         self.tun = tun
-        self.device = Device(rng, mtu=tun.mtu())
-        self.listen_port = 0
+        try:
+            self._open(rng, tun_offloads, offloads)
+        except BaseException:
+            tun.close()
+            raise
+
+    def _open(self, rng: Callable[[int], bytes], tun: TunOffloads | None, offloads: bool) -> None:
+        self.device = Device(rng, mtu=self.tun.mtu())
+        self._lock = threading.Lock()
         self.fwmark = 0
-        self._sockets: list[socket.socket] = []
+        self._sockets = _open_sockets(0, 0)
+        self.listen_port = self._sockets[0].getsockname()[1]
+        self._udp = UdpBatches(
+            gso=offloads and all(supports_gso(s) for s in self._sockets),
+            gro=offloads and all(enable_gro(s) for s in self._sockets),
+        )
+        fd = self.tun.fileno()
+        batches = PlainTun(fd) if tun is None else OffloadTun(fd, udp=tun.udp)
+        self._datapath = DataPath(
+            self.name, self.device, self._lock, batches, self._udp, self._sockets,
+            self._on_interface_gone,
+        )  # fmt: skip
+        log.info("(%s) data path: %s", self.name, _describe(tun, self._udp))
         self._selector = selectors.DefaultSelector()
         self._running = True
         self._next_housekeeping = 0.0
-        tun.setblocking(False)
-        self._selector.register(tun.fileno(), selectors.EVENT_READ, self._on_tun)
-        self._bind(0, 0)
         self._server = uapi_server.listen(self.name)
         self._socket_path = uapi_server.socket_path(self.name)
         self._socket_inode = self._socket_path.stat().st_ino
@@ -62,13 +91,17 @@ class Interface:
         """Serve until stopped by a signal, by `stop()`, or by the interface or socket vanishing."""
         previous = signal.set_wakeup_fd(self._wakeup_w.fileno(), warn_on_full_buffer=False)
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        self._datapath.start()
         try:
             while self._running:
                 for key, _ in self._selector.select(self._timeout()):
                     key.data(key.fileobj)
-                self._perform(self.device.handle_timer(time.monotonic(), time.time()))
+                with self._lock:
+                    actions = self.device.handle_timer(time.monotonic(), time.time())
+                self._datapath.carry_out(actions)
                 self._housekeeping()
         finally:
+            self._datapath.stop()
             signal.set_wakeup_fd(previous)
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
@@ -78,6 +111,7 @@ class Interface:
         self._wakeup_w.send(b"\0")
 
     def close(self) -> None:
+        self._datapath.close()
         for sock in self._sockets:
             sock.close()
         self._server.close()
@@ -92,8 +126,12 @@ class Interface:
         self._selector.close()
 
     def _timeout(self) -> float:
+        """Until the next timer or housekeeping tick. Timers the data path arms come due no
+        sooner than a second on (KEEPALIVE_TIMEOUT, REKEY_TIMEOUT, a persistent keepalive's
+        interval), and this thread wakes for housekeeping once a second to see them."""
         now = time.monotonic()
-        deadline = self.device.next_timer()
+        with self._lock:
+            deadline = self.device.next_timer()
         wake = min(self._next_housekeeping, deadline if deadline is not None else float("inf"))
         return max(0.0, wake - now)
 
@@ -109,7 +147,9 @@ class Interface:
             log.info("(%s) configuration socket removed, shutting down", self.name)
             self._running = False
         else:
-            self.device.mtu = self.tun.mtu()
+            mtu = self.tun.mtu()
+            with self._lock:
+                self.device.mtu = mtu
 
     def _socket_alive(self) -> bool:
         try:
@@ -121,6 +161,11 @@ class Interface:
         log.info("(%s) received %s, shutting down", self.name, signal.Signals(signum).name)
         self._running = False
 
+    def _on_interface_gone(self) -> None:
+        """From the data path's threads: end the loop at once."""
+        self._running = False
+        self._wakeup_w.send(b"\0")
+
     def _on_wakeup(self, sock: socket.socket) -> None:
         try:
             while sock.recv(64):
@@ -128,66 +173,19 @@ class Interface:
         except BlockingIOError:
             pass
 
-    # -- data ----------------------------------------------------------------------------------
-
-    def _on_tun(self, fd: int) -> None:
-        now, wall = time.monotonic(), time.time()
-        for _ in range(BATCH):
-            try:
-                packet = os.read(fd, MAX_DATAGRAM)
-            except BlockingIOError:
-                return
-            except OSError as error:
-                if error.errno in (errno.EBADFD, errno.EIO):
-                    log.info("(%s) interface gone, shutting down", self.name)
-                    self._running = False
-                    return
-                raise
-            self._perform(self.device.handle_tun_packet(packet, now, wall))
-
-    def _on_udp(self, sock: socket.socket) -> None:
-        now, wall = time.monotonic(), time.time()
-        for _ in range(BATCH):
-            try:
-                data, address = sock.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as error:  # ICMP errors surface here (ECONNREFUSED and the like).
-                log.debug("(%s) udp receive: %s", self.name, error)
-                continue
-            self._perform(self.device.handle_datagram(data, address[:2], now, wall))
-
-    def _perform(self, actions: list[Action]) -> None:
-        for action in actions:
-            try:
-                if isinstance(action, SendDatagram):
-                    self._send(action.data, action.endpoint)
-                else:
-                    os.write(self.tun.fileno(), action.packet)
-            except OSError as error:
-                log.debug("(%s) %s failed: %s", self.name, type(action).__name__, error)
-
-    def _send(self, data: bytes, endpoint: tuple[str, int]) -> None:
-        want = socket.AF_INET6 if ":" in endpoint[0] else socket.AF_INET
-        for sock in self._sockets:
-            if sock.family == want:
-                sock.sendto(data, endpoint)
-                return
-        log.debug("(%s) no socket for %s", self.name, endpoint)
-
     # -- configuration -------------------------------------------------------------------------
 
     def _bind(self, port: int, fwmark: int) -> None:
         """Move to a new port; on failure (EADDRINUSE) the old sockets stay as they were."""
-        sock4, sock6 = open_udp(port, fwmark)
+        sockets = _open_sockets(port, fwmark)
+        if self._udp.gro:
+            for sock in sockets:
+                enable_gro(sock)
+        self._datapath.replace_sockets(sockets)
         for sock in self._sockets:
-            self._selector.unregister(sock)
             sock.close()
-        self._sockets = [s for s in (sock4, sock6) if s is not None]
-        for sock in self._sockets:
-            sock.setblocking(False)
-            self._selector.register(sock, selectors.EVENT_READ, self._on_udp)
-        self.listen_port = self._sockets[0].getsockname()[1]
+        self._sockets = sockets
+        self.listen_port = sockets[0].getsockname()[1]
         self.fwmark = fwmark
 
     def _on_accept(self, server: socket.socket) -> None:
@@ -215,8 +213,13 @@ class Interface:
 
     def handle_request(self, operation: uapi.Operation, lines: list[str]) -> str:
         if operation == "get":
-            state = device_state(self.device, self.listen_port, self.fwmark)
+            with self._lock:
+                state = device_state(self.device, self.listen_port, self.fwmark)
             return uapi.format_get(state)
+        if operation == "stats":
+            with self._lock:
+                stats = _device_stats(self.device, time.monotonic())
+            return uapi.format_stats(stats)
         try:
             self._set(lines)
         except UapiError as error:
@@ -239,4 +242,45 @@ class Interface:
                 self.fwmark = fwmark
         except OSError as error:
             raise UapiError(error.errno or errno.EIO, f"listen_port={port}: {error}") from None
-        apply_update(self.device, update, time.monotonic())
+        with self._lock:
+            apply_update(self.device, update, time.monotonic())
+
+
+def _open_sockets(port: int, fwmark: int) -> list[socket.socket]:
+    """Non-blocking: the data path waits for them itself."""
+    sockets = [s for s in open_udp(port, fwmark) if s is not None]
+    for sock in sockets:
+        sock.setblocking(False)
+    return sockets
+
+
+def _device_stats(device: Device, now: float) -> uapi.DeviceStats:
+    """The counters the device keeps, for wgpy's `stats=1` request. A cookie reply is sent
+    exactly when a handshake message is dropped for want of a cookie; the cookie replies a peer
+    sent us are not counted yet."""
+    peers = [
+        uapi.PeerStats(
+            peer.public_key,
+            {reason.name.lower(): count for reason, count in peer.drops.items()},
+            peer.timers.handshake_attempts,
+            keypair_age=now - peer.keypairs.current.created if peer.keypairs.current else None,
+        )
+        for peer in device.peers.values()
+    ]
+    return uapi.DeviceStats(
+        {reason.name.lower(): count for reason, count in device.drops.items()},
+        device.drops[DropReason.COOKIE_REQUIRED],
+        peers,
+    )
+
+
+def _describe(tun: TunOffloads | None, udp: UdpBatches) -> str:
+    tun_part = (
+        "TUN with TSO" + (" and USO" if tun.udp else "")
+        if tun is not None
+        else "TUN one packet per read and write (offloads refused)"
+    )
+    udp_part = " and ".join(
+        name for name, on in (("UDP_SEGMENT", udp.gso), ("UDP_GRO", udp.gro)) if on
+    )
+    return f"{tun_part}; UDP with {udp_part or 'one datagram per system call'}"

@@ -1,0 +1,337 @@
+"""Tunnel throughput, latency and cost: wgpy against Debian's wireguard-go, over a veth pair.
+
+    python benchmarks/throughput.py            # 3 rounds of 10-second runs: about 9 minutes
+    python benchmarks/throughput.py --quick    # 1 round of 3-second runs: about a minute
+
+Needs root, iproute2, wg(8), wireguard-go and iperf3 (scripts/install-deps installs them). Two
+fresh network namespaces are joined by a veth pair (tests/netns.py); a WireGuard peer runs in each,
+side A and side B. Every pair of implementations, wgpy<->wgpy, wgpy<->wireguard-go and
+wireguard-go<->wireguard-go, gets fresh namespaces and fresh processes in every round, and the
+pairs take turns within a round, so that a drift of the machine touches all of them alike.
+
+The figures, each the median over the rounds:
+  tcp A->B, tcp B->A   iperf3, one TCP flow (A's peer encrypts in A->B)
+  tcp x4               iperf3, four TCP flows A->B
+  bidir                iperf3 --bidir, one flow each way, both added up
+  udp pps              iperf3 UDP, 64-byte payloads, unlimited rate: packets per second received
+  ping rtt             median round trip through the idle tunnel
+  rss                  peak resident memory (VmHWM) of side A's implementation under this load
+                       (of wgpy where it takes part; the larger of two like processes)
+  cpu s/GB             CPU seconds both tunnel processes spent per GB delivered in the TCP runs
+Every figure is also given as a ratio to wireguard-go<->wireguard-go's, and everything, with the
+figures of each round, is written as JSON (--json, benchmarks/throughput.json by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from netns import (  # noqa: E402  (the harness lives with the tests)
+    UAPI_DIR,
+    Namespace,
+    ip_up,
+    unique_ifname,
+    veth_pair,
+    wait_until,
+    wg_genkey,
+    wg_setconf,
+)
+
+WG_PORT = 51820
+# Tunnel addresses of side A and side B, inside 198.18.0.0/15 (RFC 2544, for benchmarks).
+TUNNEL = ("198.19.0.1", "198.19.0.2")
+TUNNEL_PREFIX = 24
+IPERF_PORT = 5201
+STARTUP_TIMEOUT = 10.0
+UDP_PAYLOAD = 64
+
+IMPLEMENTATIONS = {
+    "wgpy": (sys.executable, "-m", "wgpy.cli.wgpy", "-f"),
+    "wireguard-go": ("wireguard-go", "-f"),
+}
+PAIRS = (("wgpy", "wgpy"), ("wgpy", "wireguard-go"), ("wireguard-go", "wireguard-go"))
+BASELINE = ("wireguard-go", "wireguard-go")
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+
+
+METRICS = (
+    Metric("tcp_ab", "tcp A->B", "Gbit/s", True),
+    Metric("tcp_ba", "tcp B->A", "Gbit/s", True),
+    Metric("tcp_x4", "tcp x4", "Gbit/s", True),
+    Metric("bidir", "bidir", "Gbit/s", True),
+    Metric("udp_pps", "udp pps", "kpps", True),
+    Metric("ping_ms", "ping rtt", "ms", False),
+    Metric("rss_mb", "rss", "MB", False),
+    Metric("cpu_s_per_gb", "cpu s/GB", "s", False),
+)
+TCP_METRICS = ("tcp_ab", "tcp_ba", "tcp_x4", "bidir")
+
+
+@dataclass
+class Side:
+    implementation: str
+    namespace: Namespace
+    process: subprocess.Popen[bytes]
+    address: str
+
+    def cpu_seconds(self) -> float:
+        """User plus system time of the tunnel process so far (fields 14 and 15 of stat)."""
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        fields = stat.rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+        return int(match.group(1)) / 1024 if match else float("nan")
+
+
+# -- the tunnel ------------------------------------------------------------------------------
+
+
+@contextmanager
+def tunnel(implementations: tuple[str, str]) -> Iterator[tuple[Side, Side]]:
+    """Two namespaces on a veth pair, a WireGuard peer in each, the handshake done."""
+    with veth_pair() as (ns_a, ns_b):
+        keys = wg_genkey(), wg_genkey()
+        sides = []
+        for index, (ns, implementation) in enumerate(
+            zip((ns_a, ns_b), implementations, strict=True)
+        ):
+            other = (ns_b, ns_a)[index]
+            sides.append(
+                start_peer(ns, implementation, keys[index].private, keys[1 - index].public,
+                           f"{other.ipv4}:{WG_PORT}", TUNNEL[index], TUNNEL[1 - index])
+            )  # fmt: skip
+        a, b = sides
+        if not wait_until(lambda: ping_ok(a.namespace, b.address), STARTUP_TIMEOUT):
+            raise RuntimeError(f"no handshake between {implementations}")
+        yield a, b
+
+
+def start_peer(
+    ns: Namespace,
+    implementation: str,
+    private_key: str,
+    peer_public_key: str,
+    peer_endpoint: str,
+    address: str,
+    peer_address: str,
+) -> Side:
+    ifname = unique_ifname("bench")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "error"}
+    command = (*IMPLEMENTATIONS[implementation], ifname)
+    # From the repository, so that `python -m wgpy` runs this copy of wgpy.
+    process = ns.popen(
+        *command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    socket_path = UAPI_DIR / f"{ifname}.sock"
+    if not wait_until(socket_path.exists, STARTUP_TIMEOUT):
+        raise RuntimeError(f"{implementation} did not start on {ifname}")
+    wg_setconf(
+        ns,
+        ifname,
+        f"[Interface]\nPrivateKey = {private_key}\nListenPort = {WG_PORT}\n"
+        f"[Peer]\nPublicKey = {peer_public_key}\nEndpoint = {peer_endpoint}\n"
+        f"AllowedIPs = {peer_address}/32\n",
+    )
+    ip_up(ns, ifname, f"{address}/{TUNNEL_PREFIX}")
+    return Side(implementation, ns, process, address)
+
+
+def ping_ok(ns: Namespace, address: str) -> bool:
+    return ns.run("ping", "-c", "1", "-W", "1", address, check=False).returncode == 0
+
+
+# -- the measurements ------------------------------------------------------------------------
+
+
+def iperf(client: Side, server: Side, seconds: float, *options: str) -> dict[str, object]:
+    result = client.namespace.run(
+        "iperf3", "-c", server.address, "-t", str(seconds), "-J", *options, check=False
+    )
+    report: dict[str, object] = json.loads(result.stdout)
+    if "error" in report:
+        raise RuntimeError(f"iperf3 {' '.join(options)}: {report['error']}")
+    return report
+
+
+def tcp_bits_per_second(report: dict[str, object], *sums: str) -> tuple[float, float]:
+    """(bits per second, bytes) received, added up over the named sums of the report."""
+    end = report["end"]
+    assert isinstance(end, dict)
+    bits = sum(end[name]["bits_per_second"] for name in sums)
+    octets = sum(end[name]["bytes"] for name in sums)
+    return bits, octets
+
+
+def udp_packets_per_second(report: dict[str, object]) -> float:
+    end = report["end"]
+    assert isinstance(end, dict)
+    total = end["sum"]
+    return (total["packets"] - total["lost_packets"]) / total["seconds"]
+
+
+def ping_median_ms(ns: Namespace, address: str, count: int) -> float:
+    output = ns.run("ping", "-c", str(count), "-i", "0.02", address, check=False).stdout
+    times = [float(t) for t in re.findall(r"time=([\d.]+) ms", output)]
+    return statistics.median(times) if times else float("nan")
+
+
+def measure(a: Side, b: Side, seconds: float) -> dict[str, float]:
+    """One round of every figure on a tunnel that is up."""
+    b_server = b.namespace.popen(
+        "iperf3", "-s", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    if not wait_until(lambda: port_listening(b.namespace, IPERF_PORT), STARTUP_TIMEOUT):
+        raise RuntimeError("iperf3 server did not start")
+    figures: dict[str, float] = {"ping_ms": ping_median_ms(a.namespace, b.address, 50)}
+    runs: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+        "tcp_ab": ((), ("sum_received",)),
+        "tcp_ba": (("-R",), ("sum_received",)),
+        "tcp_x4": (("-P", "4"), ("sum_received",)),
+        "bidir": (("--bidir",), ("sum_received", "sum_received_bidir_reverse")),
+    }
+    cpu_before = a.cpu_seconds() + b.cpu_seconds()
+    moved = 0.0
+    for key, (options, sums) in runs.items():
+        bits, octets = tcp_bits_per_second(iperf(a, b, seconds, *options), *sums)
+        figures[key] = bits / 1e9
+        moved += octets
+    cpu = a.cpu_seconds() + b.cpu_seconds() - cpu_before
+    figures["cpu_s_per_gb"] = cpu / (moved / 1e9)
+    udp = iperf(a, b, seconds, "-u", "-b", "0", "-l", str(UDP_PAYLOAD))
+    figures["udp_pps"] = udp_packets_per_second(udp) / 1e3
+    figures["rss_mb"] = max(s.peak_rss_mb() for s in (a, b) if s.implementation == a.implementation)
+    b.namespace.stop(b_server)
+    return figures
+
+
+def port_listening(ns: Namespace, port: int) -> bool:
+    return f":{port} " in ns.run("ss", "-Hltn", check=False).stdout
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def pair_name(pair: tuple[str, str]) -> str:
+    return f"{pair[0]}<->{pair[1]}"
+
+
+def summarize(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Per pair, the median of each figure over the rounds."""
+    names = rounds[0].keys()
+    return {
+        name: {
+            metric.key: statistics.median(r[name][metric.key] for r in rounds) for metric in METRICS
+        }
+        for name in names
+    }
+
+
+def ratios(medians: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    baseline = medians.get(pair_name(BASELINE))
+    if baseline is None:
+        return {}
+    return {
+        name: {m.key: figures[m.key] / baseline[m.key] for m in METRICS if baseline[m.key]}
+        for name, figures in medians.items()
+    }
+
+
+def table(medians: dict[str, dict[str, float]], relative: dict[str, dict[str, float]]) -> str:
+    names = list(medians)
+    width = max(26, *(len(n) + 2 for n in names))
+    lines = [f"{'':18}" + "".join(f"{n:>{width}}" for n in names)]
+    for metric in METRICS:
+        cells = []
+        for name in names:
+            value = medians[name][metric.key]
+            ratio = relative.get(name, {}).get(metric.key)
+            suffix = f" ({ratio:.2f}x)" if ratio is not None else ""
+            cells.append(f"{value:.3g} {metric.unit}{suffix}".rjust(width))
+        lines.append(f"{metric.label:18}" + "".join(cells))
+    lines.append(f"ratios are to {pair_name(BASELINE)}; rtt, rss and cpu: lower is better")
+    return "\n".join(lines)
+
+
+def run(
+    pairs: tuple[tuple[str, str], ...],
+    rounds: int,
+    seconds: float,
+    log: Callable[[str], None],
+) -> list[dict[str, dict[str, float]]]:
+    results = []
+    for number in range(1, rounds + 1):
+        this_round = {}
+        for pair in pairs:
+            started = time.monotonic()
+            with tunnel(pair) as (a, b):
+                figures = measure(a, b, seconds)
+            this_round[pair_name(pair)] = figures
+            shown = ", ".join(f"{k}={v:.3g}" for k, v in figures.items())
+            log(f"round {number} {pair_name(pair)} ({time.monotonic() - started:.0f}s): {shown}")
+        results.append(this_round)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one round of 3-second runs")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each iperf3 run")
+    parser.add_argument(
+        "--pairs",
+        default=",".join(pair_name(p) for p in PAIRS),
+        help="comma-separated, e.g. wgpy<->wgpy,wireguard-go<->wireguard-go",
+    )
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "throughput.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.seconds = 1, 3.0
+    missing = [t for t in ("ip", "wg", "wireguard-go", "iperf3", "ping") if not shutil.which(t)]
+    if os.geteuid() != 0 or missing:
+        print(f"needs root and {', '.join(missing) or 'nothing else'}", file=sys.stderr)
+        return 2
+    by_name = {pair_name(p): p for p in PAIRS}
+    pairs = tuple(by_name[name] for name in args.pairs.split(","))
+
+    results = run(pairs, args.rounds, args.seconds, lambda line: print(line, flush=True))
+    medians = summarize(results)
+    relative = ratios(medians)
+    print(table(medians, relative))
+    args.json.write_text(
+        json.dumps(
+            {"seconds": args.seconds, "rounds": results, "medians": medians, "ratios": relative},
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,254 @@
+"""Receive-side coalescing (GRO) done in user space: consecutive TCP segments of one flow, and
+optionally same-sized UDP datagrams of one flow, merged into super-packets for the TUN. Pure.
+
+Writing one 64 KiB super-packet to a TUN opened with IFF_VNET_HDR costs one system call where its
+segments would cost forty, and the receiving TCP acknowledges it as one. The rules are the
+kernel's GRO rules as wireguard-go's tun/offload_linux.go applies them (tcpPacketsCanCoalesce,
+udpPacketsCanCoalesce, applyTCPCoalesceAccounting): same addresses, ports and (for TCP) ACK
+number, IP header fields that agree, TCP options that agree, sequence numbers that follow on, no
+flag but ACK (PSH ends a super-packet), every segment the size of the first but the last, and
+every segment's checksum verified before it is merged, since the super-packet goes to the kernel
+as CHECKSUM_PARTIAL, which the kernel does not check again.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Final
+
+from wgpy.io.offload import (
+    F_NEEDS_CSUM,
+    GSO_TCPV4,
+    GSO_TCPV6,
+    GSO_UDP_L4,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    IPV4_HEADER_LEN,
+    IPV6_HEADER_LEN,
+    MAX_PACKET,
+    NO_OFFLOAD,
+    TCP_ACK,
+    TCP_CHECKSUM_OFFSET,
+    TCP_PSH,
+    UDP_CHECKSUM_OFFSET,
+    UDP_HEADER_LEN,
+    Buffer,
+    VnetHdr,
+    ipv4_header_checksum,
+    ones_complement_sum,
+    pseudo_header_sum,
+)
+
+_U16: Final = struct.Struct("!H")
+_U32: Final = struct.Struct("!I")
+Span = tuple[int, int, bytes]
+
+
+class _Run:
+    """Segments of one flow merged so far: the first packet whole, then the payloads."""
+
+    __slots__ = (
+        "ended",
+        "first",
+        "fixed",
+        "gso_size",
+        "header_len",
+        "l4_start",
+        "length",
+        "next_sequence",
+        "payloads",
+        "pseudo",
+        "push",
+        "tcp",
+        "verified",
+    )
+
+    def __init__(self, first: bytes, l4_start: int, header_len: int, tcp: bool) -> None:
+        self.first = first
+        self.l4_start = l4_start
+        self.header_len = header_len
+        self.tcp = tcp
+        self.gso_size = len(first) - header_len
+        self.length = len(first)
+        self.payloads: list[Buffer] = []
+        self.fixed = _fixed_spans(first, l4_start, header_len, tcp)
+        # The pseudo-header sum but for the segment length, the same for the whole run.
+        self.pseudo = pseudo_header_sum(first, IPPROTO_TCP if tcp else IPPROTO_UDP, 0)
+        sequence = _U32.unpack_from(first, l4_start + 4)[0] if tcp else 0
+        self.next_sequence = (sequence + self.gso_size) & 0xFFFFFFFF
+        # A segment with PSH, or one shorter than the first, must be the last.
+        self.ended = tcp and bool(first[l4_start + 13] & TCP_PSH)
+        self.push = False
+        self.verified = False
+
+    def follows(self, packet: bytes) -> bool:
+        """Whether `packet` may be appended: no longer than the first segment, in sequence,
+        within the largest IP packet, and its headers the first's but for the fields that differ
+        from segment to segment (wireguard-go's tcpPacketsCanCoalesce, and the kernel's
+        tcp_gro_receive, which also holds the window and options equal)."""
+        header_len = self.header_len
+        size = len(packet) - header_len
+        if self.ended or not 0 < size <= self.gso_size or self.length + size > MAX_PACKET:
+            return False
+        l4_start = self.l4_start
+        if self.tcp:
+            if packet[l4_start + 13] | TCP_PSH != TCP_ACK | TCP_PSH:
+                return False
+            if _U32.unpack_from(packet, l4_start + 4)[0] != self.next_sequence:
+                return False
+        elif _U16.unpack_from(packet, l4_start + 4)[0] != len(packet) - l4_start:
+            return False
+        for start, end, expected in self.fixed:
+            if packet[start:end] != expected:
+                return False
+        return _length_field(packet) == len(packet)
+
+    def admit(self, packet: bytes) -> bool:
+        """Whether the checksums of the first packet (checked once) and of `packet` add up."""
+        if not self.verified:
+            self.verified = self._checksum_valid(self.first)
+            if not self.verified:
+                self.ended = True  # It goes out alone, for the kernel to drop.
+                return False
+        return self._checksum_valid(packet)
+
+    def _checksum_valid(self, packet: bytes) -> bool:
+        """Whether the pseudo-header and the segment, checksum field included, sum to 0xffff."""
+        segment = packet[self.l4_start :]
+        return ones_complement_sum(segment, self.pseudo + len(segment)) == 0xFFFF
+
+    def append(self, packet: bytes) -> None:
+        size = len(packet) - self.header_len
+        self.payloads.append(memoryview(packet)[self.header_len :])
+        self.length += size
+        self.next_sequence = (self.next_sequence + size) & 0xFFFFFFFF
+        if size < self.gso_size:
+            self.ended = True
+        if self.tcp and packet[self.l4_start + 13] & TCP_PSH:
+            self.ended = self.push = True
+
+    def build(self) -> bytes:
+        """The run behind its virtio-net header: the first packet alone as it came, or the
+        super-packet with its lengths, IPv4 header checksum and pseudo-header sum rewritten
+        (wireguard-go's applyTCPCoalesceAccounting and applyUDPCoalesceAccounting)."""
+        if not self.payloads:
+            return NO_OFFLOAD + self.first
+        first, l4_start = self.first, self.l4_start
+        header = bytearray(first[: self.header_len])
+        if l4_start == IPV4_HEADER_LEN:
+            _U16.pack_into(header, 2, self.length)
+            header[10:12] = b"\0\0"
+            _U16.pack_into(header, 10, ipv4_header_checksum(header[:l4_start]))
+            gso_type = GSO_TCPV4
+        else:
+            _U16.pack_into(header, 4, self.length - IPV6_HEADER_LEN)
+            gso_type = GSO_TCPV6
+        segment_length = self.length - l4_start
+        if self.tcp:
+            checksum_offset, protocol = TCP_CHECKSUM_OFFSET, IPPROTO_TCP
+            if self.push:
+                header[l4_start + 13] |= TCP_PSH
+        else:
+            checksum_offset, protocol, gso_type = UDP_CHECKSUM_OFFSET, IPPROTO_UDP, GSO_UDP_L4
+            _U16.pack_into(header, l4_start + 4, segment_length)
+        # CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum, the kernel adds the rest.
+        pseudo = ones_complement_sum(b"", pseudo_header_sum(first, protocol, segment_length))
+        _U16.pack_into(header, l4_start + checksum_offset, pseudo)
+        hdr = VnetHdr(
+            F_NEEDS_CSUM, gso_type, self.header_len, self.gso_size, l4_start, checksum_offset
+        )
+        return b"".join((hdr.pack(), header, first[self.header_len :], *self.payloads))
+
+
+def coalesce(packets: Iterable[bytes], *, udp: bool = False) -> list[bytes]:
+    """`packets` as buffers to write to a TUN opened with IFF_VNET_HDR, each behind a virtio-net
+    header: runs of TCP segments (and with `udp`, which needs the TUN's USO offload, of UDP
+    datagrams) merged into super-packets, everything else alone. Order is kept within a flow."""
+    out: list[bytes | _Run] = []
+    runs: dict[bytes, _Run] = {}
+    recent: _Run | None = None  # where the last packet went: most likely where the next goes
+    for packet in packets:
+        if recent is not None and recent.follows(packet):
+            run = recent
+        else:
+            candidate = _candidate(packet, udp)
+            if candidate is None:
+                out.append(NO_OFFLOAD + packet)
+                continue
+            key, l4_start, header_len, tcp = candidate
+            found = runs.get(key)
+            if found is None or not found.follows(packet):
+                recent = runs[key] = _Run(packet, l4_start, header_len, tcp)
+                out.append(recent)
+                continue
+            run = found
+        if run.admit(packet):
+            run.append(packet)
+            recent = run
+        else:
+            # Alone, after the run, which ends: what follows must not overtake it. (The kernel
+            # drops it, unless it is UDP over IPv4 without a checksum, which it takes.)
+            run.ended = True
+            out.append(NO_OFFLOAD + packet)
+    return [item if isinstance(item, bytes) else item.build() for item in out]
+
+
+def _candidate(packet: bytes, udp: bool) -> tuple[bytes, int, int, bool] | None:
+    """(flow key, IP header length, IP plus transport header length, whether TCP) for a packet
+    that may start a run, else None. As wireguard-go's packetIsGROCandidate, tcpGRO and udpGRO:
+    no IPv4 options or fragments, no IPv6 extension headers, lengths that match the packet, and
+    for TCP no flag but ACK and PSH."""
+    length = len(packet)
+    if length < IPV4_HEADER_LEN + UDP_HEADER_LEN or _length_field(packet) != length:
+        return None
+    if packet[0] == 0x45:
+        if packet[6] & 0x3F or packet[7]:  # more fragments, or a fragment offset
+            return None
+        protocol, l4_start, addresses = packet[9], IPV4_HEADER_LEN, packet[12:20]
+    elif packet[0] >> 4 == 6 and length >= IPV6_HEADER_LEN + UDP_HEADER_LEN:
+        protocol, l4_start, addresses = packet[6], IPV6_HEADER_LEN, packet[8:40]
+    else:
+        return None
+    ports = packet[l4_start : l4_start + 4]
+    if protocol == IPPROTO_TCP:
+        if length < l4_start + 20:
+            return None
+        header_len = l4_start + (packet[l4_start + 12] >> 4) * 4
+        if header_len - l4_start < 20 or length <= header_len:
+            return None
+        if packet[l4_start + 13] | TCP_PSH != TCP_ACK | TCP_PSH:
+            return None
+        acknowledgment = packet[l4_start + 8 : l4_start + 12]
+        return addresses + ports + acknowledgment, l4_start, header_len, True
+    if protocol == IPPROTO_UDP and udp:
+        header_len = l4_start + UDP_HEADER_LEN
+        if length <= header_len or _U16.unpack_from(packet, l4_start + 4)[0] != length - l4_start:
+            return None
+        return addresses + ports, l4_start, header_len, False
+    return None
+
+
+def _length_field(packet: bytes) -> int:
+    """The packet's length as its IP header gives it."""
+    if packet[0] >> 4 == 4:
+        return packet[2] << 8 | packet[3]
+    return IPV6_HEADER_LEN + (packet[4] << 8 | packet[5])
+
+
+def _fixed_spans(first: bytes, l4_start: int, header_len: int, tcp: bool) -> list[Span]:
+    """The header bytes every segment of a run shares with the first: all but the lengths, the
+    IPv4 ID, the checksums, the TCP sequence number and flags (checked apart), as (start, end,
+    bytes). For IPv4 that holds TOS, DF, TTL and protocol equal, for IPv6 traffic class, flow
+    label, next header and hop limit; then addresses and ports, and for TCP the acknowledgment
+    number, data offset, window, urgent pointer and options."""
+    if l4_start == IPV4_HEADER_LEN:
+        ip_spans = [(0, 2), (6, 10), (12, l4_start + 4)]
+    else:
+        ip_spans = [(0, 4), (6, l4_start + 4)]
+    if tcp:
+        l4_spans = [(l4_start + 8, l4_start + 13), (l4_start + 14, l4_start + 16)]
+        l4_spans.append((l4_start + 18, header_len))
+    else:
+        l4_spans = []
+    return [(start, end, first[start:end]) for start, end in ip_spans + l4_spans]

@@ -1,0 +1,108 @@
+"""Batches on the TUN: what one wake-up reads from it, and how a batch is written to it.
+
+`PlainTun` moves one packet per system call, which any TUN allows. `OffloadTun` serves a TUN
+with the virtio-net header and TSO on (see tun_offload.py): a read hands over up to 64 KiB of
+one TCP flow, cut here into packets; a write takes the received packets coalesced into as few
+super-packets as the GRO rules allow. Both make the file non-blocking: the caller waits for it
+to become readable when `read` raises BlockingIOError.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import struct
+from collections.abc import Sequence
+from typing import Final, Protocol
+
+from wgpy.io.gro import coalesce
+from wgpy.io.offload import MAX_PACKET, VNET_HDR_LEN, OffloadError, VnetHdr, segment
+
+log = logging.getLogger("wgpy")
+
+# Packets one wake-up reads before handing them on: a bound on the work (and memory) per batch.
+BATCH: Final = 64
+
+
+class TunBatches(Protocol):
+    def fileno(self) -> int: ...
+
+    def read(self) -> list[bytes]:
+        """Packets waiting in the TUN, about BATCH at most (none if what was read was dropped).
+        Raises BlockingIOError when nothing is waiting, OSError(EBADFD) once the interface is
+        gone."""
+        ...
+
+    def write(self, packets: Sequence[bytes]) -> None:
+        """Hand `packets` to the kernel; one it refuses is logged and dropped."""
+        ...
+
+
+class PlainTun:
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        os.set_blocking(fd, False)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def read(self) -> list[bytes]:
+        packets = [os.read(self._fd, MAX_PACKET)]
+        try:
+            while len(packets) < BATCH:
+                packets.append(os.read(self._fd, MAX_PACKET))
+        except BlockingIOError:
+            pass
+        return packets
+
+    def write(self, packets: Sequence[bytes]) -> None:
+        for packet in packets:
+            _write(self._fd, packet)
+
+
+class OffloadTun:
+    """For a TUN with IFF_VNET_HDR and TSO on; `udp` when it takes USO too."""
+
+    def __init__(self, fd: int, udp: bool) -> None:
+        self._fd = fd
+        self._udp = udp
+        os.set_blocking(fd, False)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def read(self) -> list[bytes]:
+        packets = self._read_one(os.read(self._fd, VNET_HDR_LEN + MAX_PACKET))
+        try:
+            while len(packets) < BATCH:
+                packets += self._read_one(os.read(self._fd, VNET_HDR_LEN + MAX_PACKET))
+        except BlockingIOError:
+            pass
+        return packets
+
+    def write(self, packets: Sequence[bytes]) -> None:
+        for buffer in coalesce(packets, udp=self._udp):
+            _write(self._fd, buffer)
+
+    @staticmethod
+    def _read_one(data: bytes) -> list[bytes]:
+        try:
+            return segment(memoryview(data)[VNET_HDR_LEN:], VnetHdr.parse(data))
+        except (OffloadError, IndexError, struct.error) as error:
+            log.debug("TUN packet dropped: %s", error)
+            return []
+
+
+# What a TUN answers once its interface is deleted or its file closed. (A write to an interface
+# that is merely down fails with EIO: that packet is lost, nothing more.)
+INTERFACE_GONE: Final = frozenset({errno.EBADFD, errno.EBADF})
+
+
+def _write(fd: int, data: bytes) -> None:
+    try:
+        os.write(fd, data)
+    except OSError as error:
+        if error.errno in INTERFACE_GONE:
+            raise
+        log.debug("TUN write of %d bytes refused: %s", len(data), error)

@@ -1,0 +1,171 @@
+"""Batches on the UDP sockets: many datagrams per system call each way.
+
+Sending, UDP_SEGMENT (Linux 4.18) takes a run of datagrams of one size (the last may be shorter)
+to one endpoint as a single buffer, which the kernel cuts; receiving, UDP_GRO (Linux 5.0) hands
+over many datagrams from one source as one buffer, with their size in a control message. Facts
+from include/uapi/linux/udp.h, net/ipv4/udp.c (udp_send_skb, udp_cmsg_recv) and wireguard-go's
+conn/bind_std.go and conn/gso_linux.go, which batch the same way.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import select
+import socket
+import struct
+from collections.abc import Iterator, Sequence
+from typing import Final
+
+from wgpy.io.udp import Endpoint
+
+log = logging.getLogger("wgpy")
+
+SOL_UDP: Final = 17
+UDP_SEGMENT: Final = 103
+UDP_GRO: Final = 104
+
+# The most datagrams one send may carry: the kernel's UDP_MAX_SEGMENTS, 1 << 6 in the kernels
+# that introduced UDP_SEGMENT (include/linux/udp.h), raised to 1 << 7 later.
+MAX_SEGMENTS: Final = 64
+# The payload of the largest IPv4 datagram (65535 less the IPv4 and UDP headers); a send also
+# carries no more than this over IPv6, for simplicity.
+MAX_SEND: Final = 65535 - 20 - 8
+RECEIVE_BUFFER: Final = 1 << 16
+# Datagrams one wake-up takes from a socket (over several receives) before handing them on: a
+# UDP_GRO receive often holds fewer than a full 64 KiB, and bigger batches make bigger writes
+# to the TUN.
+RECEIVE_BATCH: Final = 64
+# How long a send waits for room in a full socket buffer before the datagrams are dropped.
+SEND_TIMEOUT_MS: Final = 1000
+_CONTROL_SPACE: Final = socket.CMSG_SPACE(struct.calcsize("i"))
+_SEGMENT_SIZE = struct.Struct("=H")
+_GRO_SIZE = struct.Struct("=i")
+
+
+def supports_gso(sock: socket.socket) -> bool:
+    """Whether the kernel knows UDP_SEGMENT (wireguard-go asks the same way)."""
+    try:
+        sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+    except OSError:
+        return False
+    return True
+
+
+def enable_gro(sock: socket.socket) -> bool:
+    try:
+        sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+    except OSError:
+        return False
+    return True
+
+
+def gso_runs(datagrams: Sequence[bytes], limit: int = MAX_SEND) -> Iterator[Sequence[bytes]]:
+    """`datagrams` cut into runs one UDP_SEGMENT send can carry: each datagram the size of the
+    run's first but the last, which may be shorter, at most MAX_SEGMENTS and `limit` bytes."""
+    start = 0
+    while start < len(datagrams):
+        size = len(datagrams[start])
+        end, total = start + 1, size
+        while end < len(datagrams) and end - start < MAX_SEGMENTS:
+            length = len(datagrams[end])
+            if length > size or total + length > limit:
+                break
+            end, total = end + 1, total + length
+            if length < size:
+                break
+        yield datagrams[start:end]
+        start = end
+
+
+def split_gro(buffer: bytes, control: list[tuple[int, int, bytes]]) -> list[memoryview]:
+    """The datagrams in `buffer` as one UDP_GRO receive returned it with its control messages:
+    all the size given there but the last, which may be shorter; one datagram without it."""
+    view = memoryview(buffer)
+    size = len(buffer)
+    for level, kind, data in control:
+        if level == SOL_UDP and kind == UDP_GRO and len(data) >= _GRO_SIZE.size:
+            size = _GRO_SIZE.unpack_from(data)[0] or size
+    if size >= len(buffer):
+        return [view]
+    return [view[start : start + size] for start in range(0, len(buffer), size)]
+
+
+class UdpBatches:
+    """Sends and receives batches on non-blocking sockets; with `gso` or `gro` off, one datagram
+    a system call that way."""
+
+    def __init__(self, gso: bool, gro: bool) -> None:
+        self.gso = gso
+        self.gro = gro
+
+    def send(self, sock: socket.socket, datagrams: Sequence[bytes], endpoint: Endpoint) -> None:
+        """Send `datagrams` in order. A full socket buffer is waited for, up to SEND_TIMEOUT_MS;
+        then, or on another error, OSError is raised and the rest are not sent."""
+        if not self.gso:
+            for data in datagrams:
+                _transmit(sock, [data], [], endpoint)
+            return
+        for run in gso_runs(datagrams):
+            if len(run) == 1:
+                _transmit(sock, run, [], endpoint)
+                continue
+            # The datagrams go as one buffer in pieces (an iovec), which the kernel then cuts.
+            control = [(SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(len(run[0])))]
+            try:
+                _transmit(sock, run, control, endpoint)
+            except OSError as error:
+                # EIO: the route's device cannot checksum for segmentation (wireguard-go's
+                # errShouldDisableUDPGSO). Fall back to one datagram a call from now on.
+                if error.errno != errno.EIO:
+                    raise
+                log.info("UDP segmentation offload failed (%s): turned off", error)
+                self.gso = False
+                self.send(sock, run, endpoint)
+
+    def receive(self, sock: socket.socket) -> list[tuple[list[memoryview], Endpoint]]:
+        """What is waiting on the socket, RECEIVE_BATCH datagrams or a few more at most, as runs
+        from one source each: the batches to hand on. Raises BlockingIOError when nothing is
+        waiting, OSError when the first receive fails (as an ICMP error may make it)."""
+        batches = [self.receive_one(sock)]
+        count = len(batches[0][0])
+        while count < RECEIVE_BATCH:
+            try:
+                datagrams, source = self.receive_one(sock)
+            except OSError:  # BlockingIOError, or an error the next call reports
+                break
+            if source == batches[-1][1]:
+                batches[-1][0].extend(datagrams)
+            else:
+                batches.append((datagrams, source))
+            count += len(datagrams)
+        return batches
+
+    def receive_one(self, sock: socket.socket) -> tuple[list[memoryview], Endpoint]:
+        """The datagrams one receive returns, all from one source. Raises BlockingIOError when
+        none is waiting."""
+        if not self.gro:
+            data, address = sock.recvfrom(RECEIVE_BUFFER)
+            return [memoryview(data)], address
+        data, control, flags, address = sock.recvmsg(RECEIVE_BUFFER, _CONTROL_SPACE)
+        if flags & socket.MSG_TRUNC:
+            log.debug("UDP receive truncated: %d bytes dropped", len(data))
+            return [], address
+        return split_gro(data, control), address
+
+
+def _transmit(
+    sock: socket.socket,
+    buffers: Sequence[bytes],
+    control: list[tuple[int, int, bytes]],
+    endpoint: Endpoint,
+) -> None:
+    while True:
+        try:
+            sock.sendmsg(buffers, control, 0, endpoint)
+            return
+        except BlockingIOError:
+            poller = select.poll()
+            poller.register(sock, select.POLLOUT)
+            if not poller.poll(SEND_TIMEOUT_MS):
+                raise
