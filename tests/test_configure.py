@@ -96,3 +96,19 @@ def test_the_state_reports_the_last_handshake_as_seconds_and_nanoseconds() -> No
     state = device_state(device, 1, 2)
     assert (state.listen_port, state.fwmark) == (1, 2)
     assert state.peers[0].last_handshake_time == (1_700_000_000, 250_000_000)
+
+
+def test_stats_count_drops_handshake_attempts_and_the_session_age() -> None:
+    from fakes import Link, ipv4_packet
+
+    from wgpy.configure import device_stats
+
+    link = Link(under_load_threshold_b=1)
+    link.send("a", ipv4_packet("10.0.0.1", "10.0.0.2"))
+    link.advance(6)
+    a, b = device_stats(link.a.device, link.now), device_stats(link.b.device, link.now)
+    assert b.cookie_replies_sent == 1
+    assert b.drops == {"cookie_required": 1}
+    (peer,) = a.peers
+    assert (peer.handshake_attempts, peer.cookie_replies_received) == (2, 1)
+    assert peer.keypair_age is not None and 0 <= peer.keypair_age < 1

@@ -6,8 +6,20 @@ it handles those and passes them in for `device_state`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from wgpy.device import Device
-from wgpy.uapi import ZERO_KEY, DeviceState, DeviceUpdate, Endpoint, PeerState, PeerUpdate
+from wgpy.drops import DropReason
+from wgpy.uapi import (
+    ZERO_KEY,
+    DeviceState,
+    DeviceStats,
+    DeviceUpdate,
+    Endpoint,
+    PeerState,
+    PeerStats,
+    PeerUpdate,
+)
 
 
 def apply_update(device: Device, update: DeviceUpdate, now: float) -> None:
@@ -65,3 +77,22 @@ def device_state(device: Device, listen_port: int, fwmark: int) -> DeviceState:
             )
         )
     return DeviceState(device.private_key, listen_port, fwmark, peers)
+
+
+def device_stats(device: Device, now: float) -> DeviceStats:
+    """The device's counters, for wgpy's `stats=1` request."""
+    peers = [
+        PeerStats(
+            peer.public_key,
+            _by_name(peer.drops),
+            peer.initiations_sent,
+            peer.cookie_replies_received,
+            now - peer.keypairs.current.created if peer.keypairs.current else None,
+        )
+        for peer in device.peers.values()
+    ]
+    return DeviceStats(_by_name(device.drops), device.cookie_replies_sent, peers)
+
+
+def _by_name(drops: Mapping[DropReason, int]) -> dict[str, int]:
+    return {reason.name.lower(): count for reason, count in drops.items()}

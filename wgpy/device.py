@@ -95,6 +95,7 @@ class Device:
         self.peers: dict[bytes, Peer] = {}
         self.allowed_ips: AllowedIPs[Peer] = AllowedIPs()
         self.drops: Counter[DropReason] = Counter()
+        self.cookie_replies_sent = 0
         # Receiver index -> the peer and its keypair, or None for a handshake in flight.
         self._indices: dict[int, tuple[Peer, Keypair | None]] = {}
         self._static_private: bytes | None = None
@@ -348,6 +349,7 @@ class Device:
             self._release_handshake(peer)
             return self._drop(DropReason.HANDSHAKE_INVALID, peer)
         data = peer.cookie.add_macs(message.serialize(), now)
+        peer.initiations_sent += 1
         timers = peer.timers
         timers.any_authenticated_packet_traversal(now)
         timers.any_authenticated_packet_sent()
@@ -379,6 +381,7 @@ class Device:
             if state is MacState.VALID_MAC_BUT_NO_COOKIE:
                 sender = int.from_bytes(data[4:8], "little")
                 reply = checker.make_reply(data, sender, source_id, now)
+                self.cookie_replies_sent += 1
                 self._drop(DropReason.COOKIE_REQUIRED)
                 return [SendDatagram(reply.serialize(), source)]
             if not self._ratelimiter.allow(source_id[:-2], now):
@@ -468,6 +471,7 @@ class Device:
             return self._drop(DropReason.UNKNOWN_INDEX)
         if not entry[0].cookie.consume_reply(reply, now):
             return self._drop(DropReason.INVALID_COOKIE_REPLY, entry[0])
+        entry[0].cookie_replies_received += 1
         return NOTHING
 
     def _receive_transport(

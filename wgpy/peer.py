@@ -29,6 +29,8 @@ class Peer:
     rx_bytes: int = 0
     tx_bytes: int = 0
     last_handshake_wall: float | None = None
+    initiations_sent: int = 0
+    cookie_replies_received: int = 0
     drops: Counter[DropReason] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:

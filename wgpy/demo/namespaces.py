@@ -30,9 +30,10 @@ def main() -> int:
     if missing:
         print(f"wgpy demo: {missing}; `wgpy demo --simulated` runs without them", file=sys.stderr)
         return 1
-    peer_name, peer_command = ("wireguard-go", ("wireguard-go",))
+    peer_command: tuple[str, ...] = ("wireguard-go",)
     if shutil.which("wireguard-go") is None:
-        peer_name, peer_command = ("wgpy", WGPY)
+        peer_command = WGPY
+    peer_name = "wireguard-go" if peer_command[0] == "wireguard-go" else "wgpy"
     with netns.veth_pair() as (alice, bob):
         step(f"namespaces {alice.name} and {bob.name}, joined by a veth pair")
         names = (netns.unique_ifname("wgpy"), netns.unique_ifname("peer"))

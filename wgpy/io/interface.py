@@ -21,9 +21,8 @@ import time
 from collections.abc import Callable
 
 from wgpy import uapi
-from wgpy.configure import apply_update, device_state
+from wgpy.configure import apply_update, device_state, device_stats
 from wgpy.device import Device
-from wgpy.drops import DropReason
 from wgpy.errors import UapiError
 from wgpy.io import uapi_server
 from wgpy.io.datapath import DataPath
@@ -218,7 +217,7 @@ class Interface:
             return uapi.format_get(state)
         if operation == "stats":
             with self._lock:
-                stats = _device_stats(self.device, time.monotonic())
+                stats = device_stats(self.device, time.monotonic())
             return uapi.format_stats(stats)
         try:
             self._set(lines)
@@ -252,26 +251,6 @@ def _open_sockets(port: int, fwmark: int) -> list[socket.socket]:
     for sock in sockets:
         sock.setblocking(False)
     return sockets
-
-
-def _device_stats(device: Device, now: float) -> uapi.DeviceStats:
-    """The counters the device keeps, for wgpy's `stats=1` request. A cookie reply is sent
-    exactly when a handshake message is dropped for want of a cookie; the cookie replies a peer
-    sent us are not counted yet."""
-    peers = [
-        uapi.PeerStats(
-            peer.public_key,
-            {reason.name.lower(): count for reason, count in peer.drops.items()},
-            peer.timers.handshake_attempts,
-            keypair_age=now - peer.keypairs.current.created if peer.keypairs.current else None,
-        )
-        for peer in device.peers.values()
-    ]
-    return uapi.DeviceStats(
-        {reason.name.lower(): count for reason, count in device.drops.items()},
-        device.drops[DropReason.COOKIE_REQUIRED],
-        peers,
-    )
 
 
 def _describe(tun: TunOffloads | None, udp: UdpBatches) -> str:
