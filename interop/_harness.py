@@ -1,0 +1,23 @@
+"""The one place interop/ takes the namespace harness from."""
+
+from wgpy.netns import (
+    UAPI_DIR,
+    Namespace,
+    WgKeys,
+    ip,
+    unique_ifname,
+    veth_pair,
+    wait_until,
+    wg_genkey,
+)
+
+__all__ = [
+    "UAPI_DIR",
+    "Namespace",
+    "WgKeys",
+    "ip",
+    "unique_ifname",
+    "veth_pair",
+    "wait_until",
+    "wg_genkey",
+]

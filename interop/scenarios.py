@@ -1,0 +1,487 @@
+"""The scenarios, each run against every peer: Linux's WireGuard, wireguard-go and wgpy itself.
+
+A scenario is a function of a Context; it passes by returning and fails by raising
+ScenarioFailure with the reason. Anything it makes is undone by the Context when it ends.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from interop._harness import wait_until
+from interop.context import Context, expect
+from interop.errors import ScenarioFailure
+from interop.lab import PEERS
+from interop.links import Interface, Link, endpoint, wg_genpsk
+from interop.traffic import (
+    STALL_SECONDS,
+    Dump,
+    Interval,
+    iperf3,
+    peer_state,
+    ping,
+    ping_both_ways,
+    ping_fails,
+    quiet_seconds,
+    stalls,
+    transfer_both_ways,
+    wg_dump,
+)
+from interop.wire import (
+    COOKIE_REPLY,
+    INITIATION,
+    RESPONSE,
+    TRANSPORT,
+    InitiationFlood,
+    WireMessage,
+    send_bad_input,
+)
+
+FAST = "fast"
+LONG = "long"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    run: Callable[[Context], None]
+    tier: str
+    timeout: float
+    peers: tuple[str, ...]
+
+
+SCENARIOS: list[Scenario] = []
+
+
+def scenario(
+    name: str, *, tier: str = FAST, timeout: float = 120.0, peers: tuple[str, ...] = PEERS
+) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
+    def register(run: Callable[[Context], None]) -> Callable[[Context], None]:
+        SCENARIOS.append(Scenario(name, run, tier, timeout, peers))
+        return run
+
+    return register
+
+
+def select(tier: str) -> list[Scenario]:
+    """The scenarios of `tier`: fast is everything but the long ones; long is only those."""
+    return [s for s in SCENARIOS if s.tier == tier]
+
+
+# Handshakes and data.
+
+
+@scenario("wgpy initiates")
+def wgpy_initiates(ctx: Context) -> None:
+    link = ctx.link(peer_knows_endpoint=False)
+    remote = link.remotes[0]
+    ctx.note(f"first ping answered after {ping(ctx.local_shell, remote.inner[0]):.2f} s")
+    ping_both_ways(link.local, remote)
+    transfer_both_ways(ctx.w, remote)
+
+
+@scenario("peer initiates; wgpy learns its endpoint")
+def peer_initiates(ctx: Context) -> None:
+    link = ctx.link(wgpy_knows_endpoint=False)
+    local, remote = link.local, link.remotes[0]
+    expect(peer_state(local, remote).endpoint == "(none)", "wgpy has an endpoint before contact")
+    ping(remote.host.shell, local.inner[0], source=remote.inner[0])
+    learned = peer_state(local, remote).endpoint
+    expect(learned == remote.endpoint(4), f"wgpy learned {learned}, not {remote.endpoint(4)}")
+    ping_both_ways(local, remote)
+    transfer_both_ways(ctx.w, remote)
+
+
+@scenario("outer IPv6 endpoints")
+def outer_ipv6(ctx: Context) -> None:
+    link = ctx.link(outer=6)
+    local, remote = link.local, link.remotes[0]
+    ping_both_ways(local, remote)
+    transfer_both_ways(ctx.w, remote)
+    seen_by_peer = peer_state(remote, local).endpoint
+    expect(
+        seen_by_peer == local.endpoint(6),
+        f"the peer has wgpy at {seen_by_peer}, not {local.endpoint(6)}",
+    )
+
+
+@scenario("preshared key")
+def preshared_key(ctx: Context) -> None:
+    link = ctx.link(preshared_key=True)
+    local, remote = link.local, link.remotes[0]
+    ping_both_ways(local, remote)
+    transfer_both_ways(ctx.w, remote)
+    expect(
+        peer_state(local, remote).preshared_key == link.preshared_keys[0],
+        "wgpy does not report the preshared key it was given",
+    )
+
+
+@scenario("preshared key mismatch is refused")
+def preshared_key_mismatch(ctx: Context) -> None:
+    link = ctx.link(preshared_key=True)
+    local, remote = link.local, link.remotes[0]
+    # Give the peer a different key: the handshake must fail, on both sides.
+    remote.host.shell.run(
+        f"wg set {remote.ifname} peer {local.keys.public} preshared-key /dev/stdin <<'@@END'\n"
+        f"{wg_genpsk()}\n@@END\n"
+    ).check("changing the peer's preshared key")
+    expect(ping_fails(ctx.local_shell, remote.inner[0]), "a ping got through with mismatched keys")
+    expect(
+        peer_state(local, remote).latest_handshake == 0,
+        "wgpy completed a handshake with a mismatched preshared key",
+    )
+
+
+@scenario("several AllowedIPs per peer")
+def several_allowed_ips(ctx: Context) -> None:
+    # The peer has an address in each of two more ranges, and one that no range of wgpy's covers.
+    extra = (("192.0.2.66", "192.0.2.64/27"), ("fd00:2:64::1", "fd00:2:64::/64"), (OUTSIDER, ""))
+    link = ctx.link(extra_remote_addresses=extra)
+    local, remote = link.local, link.remotes[0]
+    ping_both_ways(local, remote)
+    for address, _ in extra[:2]:
+        ping(ctx.local_shell, address)
+        ping(remote.host.shell, local.inner[1 if ":" in address else 0], source=address)
+    # Cryptokey routing both ways: nothing to send 192.0.2.99 to, nothing accepted from it.
+    expect(ping_fails(ctx.local_shell, OUTSIDER), f"{OUTSIDER} answered through the tunnel")
+    expect(
+        ping_fails(remote.host.shell, local.inner[0], source=OUTSIDER),
+        f"wgpy answered {OUTSIDER}, which is outside the peer's AllowedIPs",
+    )
+    allowed = set(peer_state(local, remote).allowed_ips)
+    wanted = {"192.0.2.2/32", "fd00:2::2/128", "192.0.2.64/27", "fd00:2:64::/64"}
+    expect(allowed == wanted, f"wgpy reports AllowedIPs {sorted(allowed)}, not {sorted(wanted)}")
+
+
+OUTSIDER = "192.0.2.99"
+
+
+@scenario("two peers on one interface")
+def two_peers(ctx: Context) -> None:
+    link = ctx.link(remotes=2)
+    for remote in link.remotes:
+        ping_both_ways(link.local, remote)
+        transfer_both_ways(ctx.w, remote)
+    handshakes = [peer_state(link.local, remote).latest_handshake for remote in link.remotes]
+    expect(all(handshakes), f"latest handshakes {handshakes}: not every peer has a session")
+
+
+@scenario("wg show reads wgpy as it reads the peer")
+def wg_show_agrees(ctx: Context) -> None:
+    # Keepalives are set once both sides are configured: one sent earlier would be counted by
+    # its sender and never by a receiver not yet configured to take it.
+    link = ctx.link(preshared_key=True)
+    local, remote = link.local, link.remotes[0]
+    ping_both_ways(local, remote)
+    transfer_both_ways(ctx.w, remote, size=256 << 10)
+    _set_keepalive(local, remote, 25)
+    _set_keepalive(remote, local, 25)
+    mine, theirs = _mirrored_dumps(local, remote)
+    for dump, own, other in ((mine, local, remote), (theirs, remote, local)):
+        side = _role(link, own)
+        expect(dump.public_key == own.keys.public, f"{side}: the public key is wrong")
+        expect(dump.private_key == own.keys.private, f"{side}: the private key is wrong")
+        expect(dump.listen_port == own.port, f"{side}: listen port {dump.listen_port}")
+        state = dump.peers.get(other.keys.public)
+        expect(state is not None, f"{side}: the peer is missing")
+        assert state is not None
+        expect(state.preshared_key == link.preshared_keys[0], f"{side}: the preshared key is wrong")
+        expect(state.keepalive == "25", f"{side}: keepalive {state.keepalive}")
+        expect(state.endpoint == other.endpoint(4), f"{side}: endpoint {state.endpoint}")
+        expect(time.time() - state.latest_handshake < 120, f"{side}: no recent handshake")
+    handshakes = mine.peers[remote.keys.public], theirs.peers[local.keys.public]
+    expect(
+        abs(handshakes[0].latest_handshake - handshakes[1].latest_handshake) <= 2,
+        "the two sides disagree on when the handshake was",
+    )
+
+
+def _mirrored_dumps(local: Interface, remote: Interface, tries: int = 5) -> tuple[Dump, Dump]:
+    """Both sides' dumps once every byte one side counted sent the other counted received
+    (packets in flight between the two reads are waited out)."""
+    for _ in range(tries):
+        mine, theirs = wg_dump(local), wg_dump(remote)
+        a, b = mine.peers[remote.keys.public], theirs.peers[local.keys.public]
+        if (a.rx, a.tx) == (b.tx, b.rx):
+            return mine, theirs
+        time.sleep(1.0)
+    raise ScenarioFailure(
+        f"wgpy counts rx {a.rx} tx {a.tx} bytes, the peer rx {b.rx} tx {b.tx}: they should mirror"
+    )
+
+
+# On the wire.
+
+
+@scenario("persistent keepalive, each way")
+def persistent_keepalive(ctx: Context) -> None:
+    link = ctx.link()
+    local, remote = link.local, link.remotes[0]
+    ping(ctx.local_shell, remote.inner[0])
+    # A keepalive from one side restarts the other's timer too, so take one sender at a time.
+    for sender, receiver in ((local, remote), (remote, local)):
+        _set_keepalive(sender, receiver, 1)
+        capture = ctx.capture(link)
+        time.sleep(KEEPALIVE_WINDOW)
+        _set_keepalive(sender, receiver, 0)
+        sent = [
+            m for m in capture.messages()
+            if m.is_keepalive and m.source == sender.endpoint(4)
+        ]  # fmt: skip
+        side = _role(link, sender)
+        expect(
+            len(sent) >= KEEPALIVE_WINDOW - 2,
+            f"{side} sent {len(sent)} keepalives in {KEEPALIVE_WINDOW} s at an interval of 1 s",
+        )
+        ctx.note(f"{side}: {len(sent)} keepalives in {KEEPALIVE_WINDOW} s")
+
+
+KEEPALIVE_WINDOW = 5
+
+
+def _set_keepalive(interface: Interface, peer: Interface, seconds: int) -> None:
+    interface.host.shell.run(
+        f"wg set {interface.ifname} peer {peer.keys.public} persistent-keepalive {seconds}"
+    ).check(f"setting persistent-keepalive on {interface.host.implementation}")
+
+
+@scenario("roaming: wgpy's address changes mid-transfer", timeout=150)
+def roaming(ctx: Context) -> None:
+    link = ctx.link()
+    local, remote = link.local, link.remotes[0]
+    ping_both_ways(local, remote)
+    old = local.host.underlay[0]
+    new = old.rsplit(".", 1)[0] + ".3"
+    device = local.host.underlay_ifname
+    shell = ctx.local_shell
+
+    def move(to: str, away: str) -> None:
+        # With promote_secondaries, deleting the primary address promotes `to`, and with it the
+        # source address of everything wgpy sends.
+        shell.run(
+            f"ip address add {to}/24 dev {device} && ip address del {away}/24 dev {device}"
+        ).check(f"moving W from {away} to {to}")
+
+    def move_back() -> None:
+        shell.run(f"ip address add {old}/24 dev {device}; ip address del {new}/24 dev {device}")
+
+    transfer = _Background(lambda: iperf3(shell, remote, ROAMING_SECONDS))
+    time.sleep(ROAMING_SECONDS / 3)
+    ctx.defer(move_back)
+    move(new, old)
+    moved_at = time.monotonic()
+    intervals = transfer.result(ROAMING_SECONDS + 60)
+    followed = peer_state(remote, local).endpoint
+    expect(followed == endpoint(new, local.port), f"the peer still sends to {followed}")
+    last = intervals[-3:]
+    expect(
+        all(i.sent and i.received for i in last),
+        f"the transfer did not recover after the move: {_describe(intervals)}",
+    )
+    ctx.note(f"moved {time.monotonic() - moved_at:.0f} s before the end; {_describe(intervals)}")
+
+
+ROAMING_SECONDS = 12
+
+
+@scenario("peer under load: cookie reply, then wgpy's mac2", timeout=120)
+def peer_under_load(ctx: Context) -> None:
+    link = ctx.link(peer_knows_endpoint=False)
+    local, remote = link.local, link.remotes[0]
+    capture = ctx.capture(link)
+    flood = InitiationFlood(
+        ctx.w, (remote.host.underlay[0], remote.port), _key(remote), FLOOD_RATE[ctx.peer]
+    ).start()
+    ctx.defer(flood.stop)
+    expect(
+        wait_until(lambda: flood.cookie_replies > 0, 15.0),
+        f"the peer sent no cookie reply to {flood.sent} initiations: it never came under load",
+    )
+    seconds = ping(ctx.local_shell, remote.inner[0], timeout=40)
+    flood.stop()
+    ctx.note(
+        f"{flood.sent} bogus initiations drew {flood.cookie_replies} cookie replies;"
+        f" wgpy's handshake took {seconds:.1f} s"
+    )
+    _expect_cookie_then_mac2(link, capture.messages(), cookie_from=remote, mac2_from=local)
+
+
+@scenario("wgpy under load: cookie reply, then the peer's mac2", timeout=120)
+def wgpy_under_load(ctx: Context) -> None:
+    link = ctx.link(wgpy_knows_endpoint=False)
+    local, remote = link.local, link.remotes[0]
+    capture = ctx.capture(link)
+    flood = InitiationFlood(
+        ctx.w, (local.host.underlay[0], local.port), _key(local), FLOOD_RATE["wgpy"]
+    ).start()
+    ctx.defer(flood.stop)
+    expect(
+        wait_until(lambda: flood.cookie_replies > 0, 15.0),
+        f"wgpy sent no cookie reply to {flood.sent} initiations: it never came under load",
+    )
+    seconds = ping(remote.host.shell, local.inner[0], source=remote.inner[0], timeout=40)
+    flood.stop()
+    ctx.note(
+        f"{flood.sent} bogus initiations drew {flood.cookie_replies} cookie replies;"
+        f" the peer's handshake took {seconds:.1f} s"
+    )
+    _expect_cookie_then_mac2(link, capture.messages(), cookie_from=local, mac2_from=remote)
+
+
+# Initiations a second: enough to fill each implementation's handshake queue (the kernel's
+# under-load mark is 512 queued, wireguard-go's 128 queued, wgpy's 128 within a second).
+FLOOD_RATE = {"kernel": 20000.0, "wireguard-go": 50000.0, "wgpy": 1000.0}
+
+
+def _role(link: Link, interface: Interface) -> str:
+    """How reports name a side: "wgpy" is always the one under test."""
+    return "wgpy" if interface is link.local else f"the peer ({interface.host.implementation})"
+
+
+def _key(interface: Interface) -> bytes:
+    return base64.b64decode(interface.keys.public)
+
+
+def _expect_cookie_then_mac2(
+    link: Link, messages: list[WireMessage], cookie_from: Interface, mac2_from: Interface
+) -> None:
+    """`cookie_from` sent `mac2_from` a cookie reply; then `mac2_from` initiated with a mac2 and
+    got a response."""
+    cookie_side, mac2_side = cookie_from.endpoint(4), mac2_from.endpoint(4)
+    cookies = [m for m in messages if m.type == COOKIE_REPLY and m.source == cookie_side]
+    expect(bool(cookies), f"{_role(link, cookie_from)} sent no cookie reply")
+    with_mac2 = [
+        m for m in messages
+        if m.type == INITIATION and m.source == mac2_side and any(m.mac2)
+        and m.time > cookies[0].time
+    ]  # fmt: skip
+    expect(
+        bool(with_mac2),
+        f"{_role(link, mac2_from)} never initiated with a mac2 after the cookie reply",
+    )
+    responses = [
+        m for m in messages
+        if m.type == RESPONSE and m.source == cookie_side and m.time > with_mac2[0].time
+    ]  # fmt: skip
+    expect(bool(responses), "the initiation with a mac2 got no response")
+
+
+@scenario("malformed and replayed packets leave the session intact")
+def bad_input(ctx: Context) -> None:
+    link = ctx.link()
+    local, remote = link.local, link.remotes[0]
+    capture = ctx.capture(link)
+    ping_both_ways(local, remote)
+    datagrams = capture.datagrams()
+    handshakes = _handshakes(local, remote)
+
+    def sent(source: Interface, destination: Interface) -> list[bytes]:
+        return [
+            payload for src, dst, payload in datagrams
+            if src == source.endpoint(4) and dst == destination.endpoint(4)
+            and payload[:1] == bytes([TRANSPORT])
+        ]  # fmt: skip
+
+    # Each side gets garbage, and what it already received once, from a fresh source port.
+    for target, replayed in ((remote, sent(local, remote)), (local, sent(remote, local))):
+        expect(bool(replayed), "no transport data was captured to replay")
+        address = (target.host.underlay[0], target.port)
+        count = send_bad_input(ctx.w, address, replayed, _key(target))
+        ctx.note(f"{count} bad datagrams to {_role(link, target)}")
+    time.sleep(1.0)
+    ping_both_ways(local, remote)
+    expect(_handshakes(local, remote) == handshakes, "the bad input forced a new handshake")
+    for viewer, peer in ((local, remote), (remote, local)):
+        seen = peer_state(viewer, peer).endpoint
+        expect(seen == peer.endpoint(4), f"{_role(link, viewer)} moved its peer to {seen}")
+
+
+def _handshakes(local: Interface, remote: Interface) -> tuple[int, int]:
+    return peer_state(local, remote).latest_handshake, peer_state(remote, local).latest_handshake
+
+
+# Long: time-driven behaviour.
+
+
+@scenario("rekey after REKEY_AFTER_TIME during a transfer", tier=LONG, timeout=300)
+def rekey(ctx: Context) -> None:
+    _busy_session(ctx, REKEY_SECONDS, rekeys=1)
+
+
+REKEY_SECONDS = 150  # past REKEY_AFTER_TIME (120 s)
+
+
+@scenario("10-minute soak with a transfer running", tier=LONG, timeout=900)
+def soak(ctx: Context) -> None:
+    link = _busy_session(ctx, SOAK_SECONDS, rekeys=SOAK_SECONDS // 120 - 1)
+    ping_both_ways(link.local, link.remotes[0])
+    transfer_both_ways(ctx.w, link.remotes[0])
+
+
+SOAK_SECONDS = 600
+
+
+def _busy_session(ctx: Context, seconds: int, rekeys: int) -> Link:
+    """A --bidir transfer of `seconds` that never stands still for STALL_SECONDS, with at
+    least `rekeys` handshakes (seen on the wire) after the first."""
+    link = ctx.link()
+    local, remote = link.local, link.remotes[0]
+    # Handshake messages only (the first payload byte is the type), or the capture would hold
+    # the whole transfer.
+    capture = ctx.capture(link, f"udp port {local.port} and udp[8] < {TRANSPORT}")
+    ping(ctx.local_shell, remote.inner[0])
+    intervals = iperf3(ctx.local_shell, remote, seconds)
+    responses = [m.time for m in capture.messages() if m.type == RESPONSE]
+    expect(
+        not stalls(intervals),
+        f"the transfer stood still for {STALL_SECONDS} s or more from {stalls(intervals)} s on",
+    )
+    expect(
+        len(responses) - 1 >= rekeys,
+        f"{len(responses) - 1} rekeys in {seconds} s of transfer, expected {rekeys} or more",
+    )
+    gaps = ", ".join(f"{b - a:.0f}" for a, b in itertools.pairwise(responses))
+    ctx.note(f"{len(responses) - 1} rekeys, {gaps} s apart; {_describe(intervals)}")
+    if quiet := quiet_seconds(intervals):
+        ctx.note(f"{quiet} one-second intervals moved nothing one way")
+    return link
+
+
+def _describe(intervals: list[Interval]) -> str:
+    if not intervals:
+        return "no intervals"
+    seconds = intervals[-1].start + 1
+    sent = sum(i.sent for i in intervals) * 8 / seconds / 1e6
+    received = sum(i.received for i in intervals) * 8 / seconds / 1e6
+    return f"{sent:.1f} Mbit/s out, {received:.1f} Mbit/s in over {seconds:.0f} s"
+
+
+class _Background:
+    """A call running in a thread while the scenario goes on; `result` waits for it."""
+
+    def __init__(self, call: Callable[[], list[Interval]]) -> None:
+        self._result: list[Interval] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable[[], list[Interval]]) -> None:
+        try:
+            self._result = call()
+        except BaseException as error:
+            self._error = error
+
+    def result(self, timeout: float) -> list[Interval]:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise ScenarioFailure(f"the transfer did not end within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
