@@ -38,10 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from netns import (  # noqa: E402  (the harness lives with the tests)
+from wgpy.netns import (
     UAPI_DIR,
     Namespace,
     ip_up,
@@ -51,6 +48,9 @@ from netns import (  # noqa: E402  (the harness lives with the tests)
     wg_genkey,
     wg_setconf,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
+
 
 WG_PORT = 51820
 # Tunnel addresses of side A and side B, inside 198.18.0.0/15 (RFC 2544, for benchmarks).

@@ -19,17 +19,6 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from netns import (
-    UAPI_DIR,
-    Namespace,
-    ip_up,
-    start_wireguard_go,
-    unique_ifname,
-    veth_pair,
-    wait_until,
-    wg_genkey,
-    wg_setconf,
-)
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
@@ -45,6 +34,17 @@ from wgpy.io.offload import (
 from wgpy.io.tun import IFF_VNET_HDR, Tun, open_tun
 from wgpy.io.tun_offload import enable_offloads, flags
 from wgpy.io.udp_offload import SOL_UDP, UDP_SEGMENT
+from wgpy.netns import (
+    UAPI_DIR,
+    Namespace,
+    ip_up,
+    start_wireguard_go,
+    unique_ifname,
+    veth_pair,
+    wait_until,
+    wg_genkey,
+    wg_setconf,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL, REMOTE = ("192.0.2.1", "fd00:2::1"), ("192.0.2.2", "fd00:2::2")

@@ -8,7 +8,6 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 
 import pytest
-from netns import Namespace
 
 from wgpy.io.udp_offload import (
     MAX_SEGMENTS,
@@ -20,6 +19,7 @@ from wgpy.io.udp_offload import (
     split_gro,
     supports_gso,
 )
+from wgpy.netns import Namespace
 
 
 def sizes(runs: Iterable[Sequence[bytes]]) -> list[list[int]]:
