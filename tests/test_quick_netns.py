@@ -164,7 +164,9 @@ def snapshot(ns: Namespace) -> dict[str, Any]:
         "links": [{key: link.get(key) for key in LINK_KEYS} for link in links],
         "addresses": {
             link["ifname"]: [
-                _without(a, "valid_life_time", "preferred_life_time") for a in link["addr_info"]
+                # "tentative" is IPv6 duplicate address detection still running: timing, not state.
+                _without(a, "valid_life_time", "preferred_life_time", "tentative")
+                for a in link["addr_info"]
             ]
             for link in _json(ns, "ip", "-j", "address", "show")
         },
