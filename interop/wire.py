@@ -35,6 +35,7 @@ KEEPALIVE_LENGTH = 32  # a transport message with nothing inside: header 16 + ta
 MAC1_LABEL = b"mac1----"
 STOP_TIMEOUT = 10.0
 BLOCK_TIMEOUT = 1.5
+SETTLE_TIME = 0.5
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,17 @@ class Capture:
         self._log = path.with_suffix(".log")
 
     def start(self, capture_filter: str = "udp") -> Capture:
+        """Start capturing; return once tshark says it is capturing, and a moment more."""
         with open(self._log, "wb") as log:
             self._process = self._ns.popen(
                 "tshark", "-q", "-i", self._ifname, "-f", capture_filter, "-w", str(self._path),
                 stdout=log, stderr=log,
             )  # fmt: skip
-        # tshark says so once dumpcap has the interface open; packets before that are missed.
         if not wait_until(lambda: b"Capturing on" in self._log.read_bytes(), 15.0, 0.05):
             self.stop()
             raise ScenarioFailure(f"tshark did not start: {self._log.read_text(errors='replace')}")
+        # Once, packets of the next second went missing after "Capturing on" was printed.
+        time.sleep(SETTLE_TIME)
         return self
 
     def stop(self) -> None:
