@@ -15,6 +15,12 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
 
+from wgpy.io.checksum import (
+    checksum_field,
+    ones_complement_sum,
+    pseudo_header_sum,
+    transport_checksum_valid,
+)
 from wgpy.io.offload import (
     F_NEEDS_CSUM,
     GSO_ECN,
@@ -26,11 +32,7 @@ from wgpy.io.offload import (
     VNET_HDR_LEN,
     OffloadError,
     VnetHdr,
-    checksum_field,
-    ones_complement_sum,
-    pseudo_header_sum,
     segment,
-    transport_checksum_valid,
 )
 
 V4 = {"src": "192.0.2.1", "dst": "192.0.2.2"}

@@ -151,6 +151,18 @@ def test_a_segment_with_a_bad_checksum_is_passed_on_alone_for_the_kernel_to_drop
     assert split(buffers[:1]) == packets[:2]
 
 
+def test_the_segments_after_a_bad_checksum_merge_again_behind_it() -> None:
+    packets = tcp_flow(30, 1400)
+    packets[10] = corrupt(packets[10])
+
+    buffers = coalesce(packets)
+
+    assert len(buffers) == 3
+    assert buffers[1] == NO_OFFLOAD + packets[10]
+    assert split(buffers[:1]) == packets[:10]
+    assert split(buffers[2:]) == packets[11:]
+
+
 def test_a_first_segment_with_a_bad_checksum_merges_with_nothing() -> None:
     packets = tcp_flow(3)
     packets[0] = corrupt(packets[0])

@@ -13,7 +13,14 @@ from __future__ import annotations
 import struct
 from typing import Final, NamedTuple
 
-Buffer = bytes | bytearray | memoryview
+from wgpy.io.checksum import (
+    Buffer,
+    checksum_field,
+    fold,
+    ones_complement_sum,
+    pseudo_header_sum,
+    sums,
+)
 
 # struct virtio_net_hdr, in the host's byte order (a TUN without TUNSETVNETLE/BE uses it).
 VNET_HDR: Final = struct.Struct("=BBHHHH")
@@ -65,53 +72,6 @@ class VnetHdr(NamedTuple):
 
 
 NO_OFFLOAD: Final = VnetHdr().pack()
-
-
-# -- checksums (RFC 1071) ----------------------------------------------------------------------
-
-
-def ones_complement_sum(data: Buffer, initial: int = 0) -> int:
-    """The 16-bit one's complement sum of `data` (zero-padded to even length) and `initial`.
-
-    A big-endian integer is congruent to the sum of its 16-bit words modulo 0xffff, because
-    0x10000 is 1 modulo 0xffff: one remainder does what a loop over words would. The result is 0
-    only when everything summed is 0, as with end-around carries.
-    """
-    total = int.from_bytes(data, "big")
-    if len(data) & 1:
-        total <<= 8
-    return _fold(total + initial)
-
-
-def _fold(total: int) -> int:
-    """`total` modulo 0xffff, as 0xffff rather than 0 unless `total` is 0."""
-    return total % 0xFFFF or (0xFFFF if total else 0)
-
-
-def checksum_field(partial: int) -> int:
-    """The value a checksum field takes for a one's complement sum `partial`. Zero becomes
-    0xffff, as the kernel writes it (CSUM_MANGLED_0): for UDP, zero would mean "no checksum"."""
-    return (~partial & 0xFFFF) or 0xFFFF
-
-
-def pseudo_header_sum(packet: Buffer, protocol: int, length: int) -> int:
-    """The sum of the TCP/UDP pseudo-header of IP `packet` for a transport segment of `length`
-    bytes (RFC 793 section 3.1, RFC 8200 section 8.1), unfolded."""
-    addresses = packet[12:20] if packet[0] >> 4 == 4 else packet[8:40]
-    return int.from_bytes(addresses, "big") + protocol + length
-
-
-def transport_checksum_valid(packet: Buffer, header_len: int, protocol: int) -> bool:
-    """Whether the TCP or UDP checksum of IP `packet`, whose IP header is `header_len` long,
-    adds up (the sum over the pseudo-header and the whole segment, field included, is 0xffff)."""
-    length = len(packet) - header_len
-    pseudo = pseudo_header_sum(packet, protocol, length)
-    return ones_complement_sum(packet[header_len:], pseudo) == 0xFFFF
-
-
-def ipv4_header_checksum(header: Buffer) -> int:
-    """The header checksum field for an IPv4 header whose own checksum field holds zero."""
-    return ~ones_complement_sum(header) & 0xFFFF
 
 
 # -- segmentation ------------------------------------------------------------------------------
@@ -211,8 +171,10 @@ def _split(packet: Buffer, hdr: VnetHdr, *, tcp: bool, ipv4: bool) -> list[bytes
     segments = []
     size = hdr.gso_size
     end = len(packet)
-    for index, start in enumerate(range(header_len, end, size)):
-        payload = packet[start : start + size]
+    view = memoryview(packet)
+    payloads = [view[start : start + size] for start in range(header_len, end, size)]
+    for index, (payload, payload_sum) in enumerate(zip(payloads, sums(payloads), strict=True)):
+        start = header_len + index * size
         length = header_len + len(payload)
         l4_length = length - l4_start
         last = start + size >= end
@@ -221,7 +183,7 @@ def _split(packet: Buffer, hdr: VnetHdr, *, tcp: bool, ipv4: bool) -> list[bytes
         if ipv4:
             ip_id = (template.ip_id + index) & 0xFFFF
             _HALVES.pack_into(out, 2, length, ip_id)
-            _U16.pack_into(out, 10, ~_fold(template.ip_sum + length + ip_id) & 0xFFFF)
+            _U16.pack_into(out, 10, ~fold(template.ip_sum + length + ip_id) & 0xFFFF)
         else:
             _U16.pack_into(out, 4, length - IPV6_HEADER_LEN)
         if tcp:
@@ -232,6 +194,6 @@ def _split(packet: Buffer, hdr: VnetHdr, *, tcp: bool, ipv4: bool) -> list[bytes
             _U16.pack_into(out, l4_start + 4, l4_length)
             variable += l4_length  # the UDP length field, besides the pseudo-header's
         base = (template.last_sum if last else template.middle_sum) + variable
-        _U16.pack_into(out, checksum_at, checksum_field(ones_complement_sum(payload, base)))
+        _U16.pack_into(out, checksum_at, checksum_field(fold(base + payload_sum)))
         segments.append(b"".join((out, payload)))
     return segments
