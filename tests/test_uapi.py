@@ -250,9 +250,11 @@ def test_every_bad_line_is_einval_naming_line_and_key(lines: list[str], expected
 
 
 def test_a_line_without_equals_sign_is_a_protocol_error_as_in_wireguard_go() -> None:
-    with pytest.raises(UapiError, match="line 2: failed to parse line 'oops'") as caught:
+    with pytest.raises(UapiError, match="line 2: failed to parse line: no '='") as caught:
         uapi.parse_set(["listen_port=1", "oops"])
     assert caught.value.errno == errno.EPROTO
+    # wireguard-go echoes the line; wgpy does not, as it may be a key that lost its '='.
+    assert "oops" not in str(caught.value)
 
 
 def test_a_failing_set_yields_no_partial_update() -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from wgpy import ippacket, noise
 from wgpy.allowedips import AllowedIPs
+from wgpy.capture import Direction, HandshakeSecrets, Observer
 from wgpy.constants import (
     DEFAULT_MTU,
     INITIATION_SIZE,
@@ -105,6 +106,9 @@ class Device:
         self._recent_handshakes: deque[float] = deque(maxlen=max(1, under_load_threshold))
         self._last_under_load = float("-inf")
         self._ratelimiter = RateLimiter()
+        # Sees every inner packet sent and received, and every handshake's secrets, while the
+        # I/O edge runs a capture; None (one attribute check per batch) the rest of the time.
+        self.observer: Observer | None = None
         self.set_private_key(private_key)
 
     # -- configuration ---------------------------------------------------------------------
@@ -228,6 +232,7 @@ class Device:
         received: dict[Peer, _Received] = {}
         routes: dict[bytes | None, Peer | None] = {}  # inner source -> its peer, for the batch
         live: Keypair | None = None  # the last keypair found within its lifetime
+        observer = self.observer
         for data in datagrams:
             peer = keypair = None
             if len(data) >= TRANSPORT_MIN_SIZE and data[:4] == _TRANSPORT_TYPE:
@@ -270,6 +275,8 @@ class Device:
             if routes[inner_source] is not peer:
                 self._drop(DropReason.DISALLOWED_SOURCE, peer)
                 continue
+            if observer is not None:
+                observer.inner_packet(peer.public_key, Direction.INBOUND, packet, wall)
             actions.append(WriteTun(packet))
         actions += self._settle_received(received, source, now, wall)
         return actions
@@ -301,6 +308,8 @@ class Device:
         count = min(len(staged), REJECT_AFTER_MESSAGES - keypair.send_counter)
         packets = [staged.popleft() for _ in range(count)]
         messages = encrypt_packets(keypair, packets, self.mtu)
+        if self.observer is not None:
+            self._observe_sent(peer, packets, wall)
         actions: list[Action] = [SendDatagram(message, endpoint) for message in messages]
         peer.tx_bytes += sum(map(len, messages))
         data_sent = any(packets)
@@ -337,11 +346,9 @@ class Device:
             return NOTHING
         self._release_handshake(peer)
         local_index = self._new_index(peer, None)
+        ephemeral = generate_private_key(self.rng)
         initiator = noise.Initiator(
-            self._static_private,
-            peer.public_key,
-            peer.preshared_key,
-            generate_private_key(self.rng),
+            self._static_private, peer.public_key, peer.preshared_key, ephemeral
         )
         try:
             message = peer.handshake.create_initiation(initiator, local_index, wall, now)
@@ -349,6 +356,8 @@ class Device:
             self._release_handshake(peer)
             return self._drop(DropReason.HANDSHAKE_INVALID, peer)
         data = peer.cookie.add_macs(message.serialize(), now)
+        if self.observer is not None:
+            self._observe_handshake(peer, ephemeral, wall)
         peer.initiations_sent += 1
         timers = peer.timers
         timers.any_authenticated_packet_traversal(now)
@@ -387,7 +396,7 @@ class Device:
             if not self._ratelimiter.allow(source_id[:-2], now):
                 return self._drop(DropReason.RATE_LIMITED)
         if kind == MESSAGE_INITIATION:
-            return self._receive_initiation(Initiation.parse(data), source, now)
+            return self._receive_initiation(Initiation.parse(data), source, now, wall)
         return self._receive_response(Response.parse(data), source, now, wall)
 
     def _under_load(self, now: float) -> bool:
@@ -401,10 +410,11 @@ class Device:
         return now - self._last_under_load < UNDER_LOAD_AFTER_TIME
 
     def _receive_initiation(
-        self, message: Initiation, source: Endpoint, now: float
+        self, message: Initiation, source: Endpoint, now: float, wall: float
     ) -> list[Action]:
         assert self._static_private is not None
-        responder = noise.Responder(self._static_private, generate_private_key(self.rng))
+        ephemeral = generate_private_key(self.rng)
+        responder = noise.Responder(self._static_private, ephemeral)
         try:
             static, timestamp = responder.read_initiation(message.noise_body)
         except ProtocolError:
@@ -419,6 +429,8 @@ class Device:
             body, keys = responder.write_response(peer.preshared_key)
         except ProtocolError:
             return self._drop(DropReason.HANDSHAKE_INVALID, peer)
+        if self.observer is not None:
+            self._observe_handshake(peer, ephemeral, wall)
         peer.endpoint = source
         # Answering replaces any initiation of ours in flight, as in the kernel.
         self._release_handshake(peer)
@@ -511,6 +523,8 @@ class Device:
         inner_source = ippacket.source(packet)
         if inner_source is None or self.allowed_ips.lookup(inner_source) is not peer:
             return actions + self._drop(DropReason.DISALLOWED_SOURCE, peer)
+        if self.observer is not None:
+            self.observer.inner_packet(peer.public_key, Direction.INBOUND, packet, wall)
         actions.append(WriteTun(packet))
         return actions
 
@@ -577,6 +591,21 @@ class Device:
         if peer.persistent_keepalive_interval:
             return self._send_keepalive(peer, now, wall)
         return NOTHING
+
+    # -- capture ---------------------------------------------------------------------------
+
+    def _observe_sent(self, peer: Peer, packets: list[bytes], wall: float) -> None:
+        assert self.observer is not None
+        for packet in packets:
+            if packet:  # not a keepalive
+                self.observer.inner_packet(peer.public_key, Direction.OUTBOUND, packet, wall)
+
+    def _observe_handshake(self, peer: Peer, ephemeral_private: bytes, wall: float) -> None:
+        assert self.observer is not None and self._static_private is not None
+        secrets = HandshakeSecrets(
+            self._static_private, peer.public_key, ephemeral_private, peer.preshared_key
+        )
+        self.observer.handshake_secrets(secrets, wall)
 
     # -- bookkeeping -----------------------------------------------------------------------
 

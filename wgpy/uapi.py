@@ -25,7 +25,7 @@ from wgpy.constants import KEY_LEN
 from wgpy.errors import UapiError
 from wgpy.keys import clamp
 
-Operation = Literal["get", "set", "stats"]
+Operation = Literal["get", "set", "stats", "capture"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AllowedIP = ipaddress.IPv4Network | ipaddress.IPv6Network
 Request = tuple[Operation, list[str], bytes]  # operation, body lines, the bytes after the request
@@ -35,8 +35,14 @@ ZERO_KEY: Final = bytes(KEY_LEN)
 
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 _DIGITS = re.compile(r"[0-9]+")
+# Key names are short words. Anything else in a key's place may be key material that lost its
+# '=' (a key pasted on its own line), so errors do not echo it.
+_KEY_NAME = re.compile(r"[A-Za-z_]{1,32}")
 # Go's netip.ParsePrefix: decimal bits without a sign or a leading zero.
 _PREFIX_BITS = re.compile(r"0|[1-9][0-9]{0,2}")
+# What Linux takes as an interface name (net/core/dev.c dev_valid_name: under IFNAMSIZ, no '/',
+# no ':', no whitespace), which also covers an index.
+_ZONE = re.compile(r"[^\s/:\x00]{1,15}")
 
 
 class Endpoint(NamedTuple):
@@ -145,6 +151,9 @@ def parse_request(buffer: bytes, *, eof: bool = False) -> Request | None:
         return None if request is None else ("stats", request[1], request[2])
     if operation == b"set=1\n":
         return _cut_set(body, eof)
+    if operation == b"capture=1\n":
+        request = _cut_set(body, eof)  # Framed as set=1: key=value lines, then an empty line.
+        return None if request is None else ("capture", request[1], request[2])
     raise UapiError(errno.EPROTO, f"invalid operation {operation!r}")
 
 
@@ -196,7 +205,8 @@ def parse_set(lines: Iterable[str]) -> DeviceUpdate:
     for number, line in enumerate(lines, start=1):
         key, sep, value = line.partition("=")
         if not sep:
-            raise UapiError(errno.EPROTO, f"line {number}: failed to parse line {line!r}")
+            # Unlike wireguard-go, the line is not echoed: it may be a key whose '=' was lost.
+            raise UapiError(errno.EPROTO, f"line {number}: failed to parse line: no '='")
         try:
             if key == "public_key":
                 peer = PeerUpdate(public_key=_parse_hex_key(value))
@@ -211,8 +221,13 @@ def parse_set(lines: Iterable[str]) -> DeviceUpdate:
             else:
                 _set_peer_key(peer, key, value)
         except ValueError as error:
-            raise UapiError(errno.EINVAL, f"line {number}: {key}: {error}") from None
+            raise UapiError(errno.EINVAL, f"line {number}: {shown_key(key)}: {error}") from None
     return update
+
+
+def shown_key(key: str) -> str:
+    """`key` as an error message may show it: itself if it looks like a key name."""
+    return key if _KEY_NAME.fullmatch(key) else "(unrecognized key)"
 
 
 def _set_device_key(update: DeviceUpdate, key: str, value: str) -> None:
@@ -409,6 +424,11 @@ def parse_endpoint(value: str) -> Endpoint:
     address = ipaddress.ip_address(host)
     if bracketed != (address.version == 6):
         raise ValueError(f"IPv6 addresses, and only they, go in [brackets]: {value!r}")
+    zone = getattr(address, "scope_id", None)
+    if zone is not None and not _ZONE.fullmatch(zone):
+        # Go takes any zone; here a NUL in one would make each send to the endpoint raise a
+        # TypeError where the I/O edge expects an OSError.
+        raise ValueError(f"a zone is an interface name or index: {value!r}")
     return Endpoint(format_ip(address), _parse_uint(port, 16))
 
 
@@ -529,3 +549,37 @@ def parse_stats(reply: str) -> DeviceStats:
 def _checked_errno(status: int) -> None:
     if status:
         raise UapiError(-status, "stats request failed")
+
+
+# capture: wgpy's own extension -----------------------------------------------------------------
+#
+#     capture=1\n[keylog=true\n]\n  ->  errno=0\n\n, then capture records (wgpy/capture.py) until
+#                                        either side closes; or errno=-N\n\n and close
+#
+# A stream of the interface's inner (decrypted) packets, each with its peer and direction, for
+# `wgpy capture`. keylog=true adds every new handshake's secrets (Wireshark's key log); the daemon
+# grants it only to a client of its own user or root (SO_PEERCRED), else replies EPERM. The
+# connection carries nothing else after the request. wireguard-go closes the connection on it.
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRequest:
+    keylog: bool = False
+
+
+def format_capture(request: CaptureRequest) -> str:
+    return "capture=1\n" + ("keylog=true\n" if request.keylog else "") + "\n"
+
+
+def parse_capture(lines: Iterable[str]) -> CaptureRequest:
+    """Read the body of a `capture=1` request; raises UapiError(EINVAL) on an unknown key."""
+    keylog = False
+    for number, line in enumerate(lines, start=1):
+        key, _, value = line.partition("=")
+        if key != "keylog":
+            raise UapiError(errno.EINVAL, f"line {number}: invalid capture key {key!r}")
+        try:
+            keylog = _parse_true(value)
+        except ValueError as error:
+            raise UapiError(errno.EINVAL, f"line {number}: keylog: {error}") from None
+    return CaptureRequest(keylog)

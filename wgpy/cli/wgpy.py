@@ -17,6 +17,8 @@ Usage: wgpy [-f/--foreground] IFNAME
   show, showconf, set, setconf, addconf, syncconf
               as wg(8), over the interface's configuration socket
   probe       handshake with a WireGuard server over plain UDP, report what came back
+  capture     write an interface's decrypted packets as pcapng (and optionally a key log)
+  metrics     serve an interface's status as Prometheus text on a local address
   genkey      print a new private key
   genpsk      print a new preshared key
   pubkey      read a private key on stdin, print its public key
@@ -42,6 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         from wgpy.cli import probe
 
         return probe.run(rest)
+    if command == "capture":
+        from wgpy.cli import capture
+
+        return capture.run(rest)
+    if command == "metrics":
+        from wgpy.cli import metrics
+
+        return metrics.run(rest)
     if command == "demo":
         from wgpy.demo import main as demo
 

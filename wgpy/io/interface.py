@@ -10,6 +10,7 @@ interface still exist, has its MTU changed). Every call into the device holds `_
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -22,9 +23,11 @@ from collections.abc import Callable
 
 from wgpy import uapi
 from wgpy.configure import apply_update, device_state, device_stats
+from wgpy.constants import UNDER_LOAD_THRESHOLD
 from wgpy.device import Device
 from wgpy.errors import UapiError
 from wgpy.io import uapi_server
+from wgpy.io.capture_server import CaptureHub, peer_uid
 from wgpy.io.datapath import DataPath
 from wgpy.io.tun import Tun
 from wgpy.io.tun_batches import OffloadTun, PlainTun
@@ -41,9 +44,15 @@ class Interface:
     """`offloads=False` keeps to the plain path: one packet per system call each way."""
 
     def __init__(
-        self, tun: Tun, rng: Callable[[int], bytes] = os.urandom, *, offloads: bool = True
+        self,
+        tun: Tun,
+        rng: Callable[[int], bytes] = os.urandom,
+        *,
+        offloads: bool = True,
+        under_load_threshold: int = UNDER_LOAD_THRESHOLD,
     ) -> None:
         self.name = tun.name
+        self._under_load_threshold = under_load_threshold
         tun_offloads: TunOffloads | None = None
         if offloads:
             # The TUN may come back reattached to a new file: from here on it is ours to close.
@@ -56,7 +65,9 @@ class Interface:
             raise
 
     def _open(self, rng: Callable[[int], bytes], tun: TunOffloads | None, offloads: bool) -> None:
-        self.device = Device(rng, mtu=self.tun.mtu())
+        self.device = Device(
+            rng, mtu=self.tun.mtu(), under_load_threshold=self._under_load_threshold
+        )
         self._lock = threading.Lock()
         self.fwmark = 0
         self._sockets = _open_sockets(0, 0)
@@ -72,6 +83,7 @@ class Interface:
             self._on_interface_gone,
         )  # fmt: skip
         log.info("(%s) data path: %s", self.name, _describe(tun, self._udp))
+        self._capture = CaptureHub(self.name, self.device, self._lock)
         self._selector = selectors.DefaultSelector()
         self._running = True
         self._next_housekeeping = 0.0
@@ -111,6 +123,7 @@ class Interface:
 
     def close(self) -> None:
         self._datapath.close()
+        self._capture.close()
         for sock in self._sockets:
             sock.close()
         self._server.close()
@@ -208,7 +221,24 @@ class Interface:
             done = True
         if done:
             self._selector.unregister(connection.sock)
-            connection.sock.close()
+            if connection.capture is not None:
+                self._start_capture(connection.sock, connection.capture)
+            else:
+                connection.sock.close()
+
+    def _start_capture(self, sock: socket.socket, lines: list[str]) -> None:
+        """Hand the connection to the capture hub, or refuse it with an errno and close it."""
+        try:
+            request = uapi.parse_capture(lines)
+            if request.keylog and peer_uid(sock) not in (0, os.geteuid()):
+                raise UapiError(errno.EPERM, "keylog=true from a client neither root nor ours")
+            self._capture.attach(sock, keylog=request.keylog)
+        except (UapiError, OSError) as error:
+            log.error("(%s) capture refused: %s", self.name, error)
+            code = error.errno or errno.EIO
+            with contextlib.suppress(OSError):
+                sock.sendall(uapi.format_errno(code).encode())
+            sock.close()
 
     def handle_request(self, operation: uapi.Operation, lines: list[str]) -> str:
         if operation == "get":

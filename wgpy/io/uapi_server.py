@@ -60,12 +60,15 @@ def _is_live(path: Path) -> bool:
 
 
 class Connection:
-    """One client connection: bytes in, replies out, any number of requests in a row."""
+    """One client connection: bytes in, replies out, any number of requests in a row. A
+    `capture=1` request ends the exchange: its body lines are left in `capture`, and the caller
+    takes the socket over for the stream."""
 
     def __init__(self, sock: socket.socket, handler: Handler) -> None:
         self.sock = sock
         self._handler = handler
         self._buffer = b""
+        self.capture: list[str] | None = None
 
     def feed(self, data: bytes) -> tuple[bytes, bool]:
         """Take received bytes (b"" at end of stream); return the reply bytes and whether the
@@ -81,6 +84,9 @@ class Connection:
             if request is None:
                 break
             operation, lines, self._buffer = request
+            if operation == "capture":
+                self.capture = lines
+                return replies, True
             replies += self._handler(operation, lines).encode()
         if len(self._buffer) > MAX_REQUEST_BYTES:
             return replies + uapi.format_errno(errno.EMSGSIZE).encode(), True
