@@ -41,6 +41,7 @@ from interop.wire import (
     WireMessage,
     send_bad_input,
 )
+from wgpy.probe import AttemptResult, ProbeKeys, probe
 
 FAST = "fast"
 LONG = "long"
@@ -304,12 +305,17 @@ def peer_under_load(ctx: Context) -> None:
         f"the peer sent no cookie reply to {flood.sent} initiations: it never came under load",
     )
     seconds = ping(ctx.local_shell, remote.inner[0], timeout=40)
+    probed = _probe_under_load(ctx, local, remote)
     flood.stop()
     ctx.note(
         f"{flood.sent} bogus initiations drew {flood.cookie_replies} cookie replies;"
-        f" wgpy's handshake took {seconds:.1f} s"
+        f" wgpy's handshake took {seconds:.1f} s; {_describe_probe(probed)}"
     )
     _expect_cookie_then_mac2(link, capture.messages(), cookie_from=remote, mac2_from=local)
+    expect(
+        any(result.ok and result.cookie_reply for result in probed),
+        f"wgpy probe got no cookie reply and then a response: {probed[-1].reason}",
+    )
 
 
 @scenario("wgpy under load: cookie reply, then the peer's mac2", timeout=120)
@@ -337,6 +343,27 @@ def wgpy_under_load(ctx: Context) -> None:
 # Initiations a second: enough to fill each implementation's handshake queue (the kernel's
 # under-load mark is 512 queued, wireguard-go's 128 queued, wgpy's 128 within a second).
 FLOOD_RATE = {"kernel": 20000.0, "wireguard-go": 50000.0, "wgpy": 1000.0}
+
+
+PROBE_ATTEMPTS = 8
+
+
+def _probe_under_load(ctx: Context, local: Interface, remote: Interface) -> list[AttemptResult]:
+    """`wgpy probe` from W, with wgpy's key (the one the peer knows), while the peer is under
+    load: each attempt should draw a cookie reply, then a response to the retry with mac2.
+    A full handshake queue drops some attempts, so there are several. Outside the capture:
+    the probe uses a port of its own."""
+    keys = ProbeKeys(base64.b64decode(local.keys.private), _key(remote))
+    with ctx.w.entered():
+        return probe(
+            (remote.host.underlay[0], remote.port), keys,
+            count=PROBE_ATTEMPTS, timeout=1.0, interval=0.0,
+        )  # fmt: skip
+
+
+def _describe_probe(results: list[AttemptResult]) -> str:
+    cookies = sum(result.ok and result.cookie_reply for result in results)
+    return f"wgpy probe: {cookies} of {len(results)} attempts answered after a cookie reply"
 
 
 def _role(link: Link, interface: Interface) -> str:

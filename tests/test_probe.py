@@ -25,18 +25,22 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.packet import Raw
 
+from interop.wire import InitiationFlood
 from wgpy import tai64n
+from wgpy.cli import daemon
 from wgpy.cli.probe import run
+from wgpy.cli.wg import get_stats
 from wgpy.constants import UNDER_LOAD_THRESHOLD
 from wgpy.device import Device, SendDatagram, WriteTun
 from wgpy.drops import DropReason
-from wgpy.keys import generate_private_key, public_key, to_base64
+from wgpy.keys import from_base64, generate_private_key, public_key, to_base64
 from wgpy.netns import (
     UAPI_DIR,
     Namespace,
     ip_up,
     start_daemon,
     unique_ifname,
+    wait_until,
     wg_genkey,
     wg_setconf,
 )
@@ -481,11 +485,11 @@ class Keys:
 
 
 @contextmanager
-def serving(
+def serving_interface(
     ns: Namespace, command: tuple[str, ...], probe_key: str, *, psk: str = ""
-) -> Iterator[str]:
+) -> Iterator[tuple[str, str]]:
     """A WireGuard server in `ns` on 192.0.2.1/24 and fd00:2::1/64 inside, with the probe as its
-    peer (192.0.2.2/32, fd00:2::2/128); yields its public key."""
+    peer (192.0.2.2/32, fd00:2::2/128); yields its interface name and public key."""
     ifname = unique_ifname()
     server = wg_genkey()
     process = start_daemon(ns, command, ifname)
@@ -499,10 +503,19 @@ def serving(
             "AllowedIPs = 192.0.2.2/32, fd00:2::2/128\n",
         )
         ip_up(ns, ifname, "192.0.2.1/24", "fd00:2::1/64")
-        yield server.public
+        yield ifname, server.public
     finally:
         ns.stop(process)
         (UAPI_DIR / f"{ifname}.sock").unlink(missing_ok=True)
+
+
+@contextmanager
+def serving(
+    ns: Namespace, command: tuple[str, ...], probe_key: str, *, psk: str = ""
+) -> Iterator[str]:
+    """As `serving_interface`; yields the server's public key."""
+    with serving_interface(ns, command, probe_key, psk=psk) as (_, server_key):
+        yield server_key
 
 
 @pytest.fixture
@@ -759,3 +772,113 @@ def test_an_endpoint_this_host_has_no_route_to_means_the_probe_cannot_run(
     )
     assert status == 2
     assert "192.0.2.200:51820: Network is unreachable" in err
+
+
+# -- the cookie path against real servers under load ---------------------------------------------
+
+# The wgpy daemon under load from the first handshake message on.
+WGPY_UNDER_LOAD = ("env", "WGPY_UNDER_LOAD_THRESHOLD=1", sys.executable, "-m", "wgpy.cli.wgpy")
+COOKIE_THEN_RESPONSE = re.compile(
+    r"cookie reply \(server under load\), retried with mac2; "
+    r"response in \d+\.\d+ ms, echo reply in \d+\.\d+ ms"
+)
+
+
+@netns
+def test_a_wgpy_server_under_load_answers_with_a_cookie_and_then_the_retry_with_mac2(
+    netns_pair: tuple[Namespace, Namespace],
+    tmp_path: Path,
+    probe_in: Callable[[Namespace], Probe],
+) -> None:
+    client, host = netns_pair
+    keys = Keys(tmp_path)
+    with serving_interface(host, WGPY_UNDER_LOAD, keys.public) as (ifname, server_key):
+        status, out, _ = probe_in(client)(
+            endpoint_of(host), "--peer-key", server_key, "--key-file", str(keys.file),
+            "--count", "2", "--interval", "0", "--ping", "192.0.2.1", "--address", "192.0.2.2",
+        )  # fmt: skip
+        with host.entered():
+            stats = get_stats(ifname)
+    assert status == 0
+    assert len(COOKIE_THEN_RESPONSE.findall(out)) == 2, out
+    assert stats is not None
+    assert (stats.cookie_replies_sent, stats.drops["cookie_required"]) == (2, 2)
+
+
+@netns
+def test_the_json_report_says_the_server_sent_a_cookie_reply(
+    netns_pair: tuple[Namespace, Namespace], tmp_path: Path
+) -> None:
+    client, host = netns_pair
+    keys = Keys(tmp_path)
+    with serving(host, WGPY_UNDER_LOAD, keys.public) as server_key:
+        completed = client.run(
+            sys.executable, "-m", "wgpy.cli.probe", endpoint_of(host),
+            "--peer-key", server_key, "--key-file", str(keys.file), "--json",
+        )  # fmt: skip
+    (attempt,) = json.loads(completed.stdout)["attempts"]
+    assert (attempt["outcome"], attempt["ok"], attempt["cookie_reply"]) == ("answered", True, True)
+
+
+# wireguard-go is under load while its handshake queue holds QueueHandshakeSize / 8 = 128
+# messages, and for a second after (device/receive.go, RoutineHandshake and IsUnderLoad;
+# device/queueconstants_default.go: QueueHandshakeSize = 1024). A flood of initiations with a
+# valid mac1 fills it: each costs the server a DH until it is under load.
+FLOOD_RATE = 50000.0
+UNDER_LOAD_WAIT = 15.0
+FLOOD_ATTEMPTS = 10
+
+
+@netns
+def test_wireguard_go_flooded_with_initiations_answers_the_probe_with_a_cookie(
+    netns_pair: tuple[Namespace, Namespace],
+    tmp_path: Path,
+    probe_in: Callable[[Namespace], Probe],
+) -> None:
+    client, host = netns_pair
+    keys = Keys(tmp_path)
+    with serving(host, ("wireguard-go",), keys.public) as server_key:
+        target = (host.ipv4, WG_PORT)
+        flood = InitiationFlood(client, target, from_base64(server_key), FLOOD_RATE).start()
+        try:
+            assert wait_until(lambda: flood.cookie_replies > 0, UNDER_LOAD_WAIT), (
+                f"no cookie reply to {flood.sent} initiations: wireguard-go never came under load"
+            )
+            # The flood keeps its queue near full, where it drops what does not fit: some
+            # attempts go unanswered, so several are made (each a cookie, then the retry).
+            status, out, _ = probe_in(client)(
+                endpoint_of(host), "--peer-key", server_key, "--key-file", str(keys.file),
+                "--count", str(FLOOD_ATTEMPTS), "--interval", "0", "--timeout", "1",
+            )  # fmt: skip
+        finally:
+            flood.stop()
+    assert status == 0, out
+    assert re.search(r"cookie reply \(server under load\), retried with mac2; response in", out)
+
+
+# -- the daemon's under-load threshold (WGPY_UNDER_LOAD_THRESHOLD) ---------------------------------
+
+
+def test_the_daemon_uses_the_default_threshold_without_the_variable() -> None:
+    assert daemon.under_load_threshold({}) == UNDER_LOAD_THRESHOLD
+
+
+@pytest.mark.parametrize("value", ["1", "64", "0100"])
+def test_the_daemon_takes_a_positive_integer_threshold(value: str) -> None:
+    assert daemon.under_load_threshold({"WGPY_UNDER_LOAD_THRESHOLD": value}) == int(value)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "", " 8", "1.5", "many", "\u0663"])
+def test_the_daemon_refuses_a_threshold_that_is_not_a_positive_integer(value: str) -> None:
+    with pytest.raises(ValueError, match=r"WGPY_UNDER_LOAD_THRESHOLD=.*not a positive integer"):
+        daemon.under_load_threshold({"WGPY_UNDER_LOAD_THRESHOLD": value})
+
+
+def test_an_invalid_threshold_stops_the_daemon_before_it_creates_anything(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WGPY_UNDER_LOAD_THRESHOLD", "0")
+    assert daemon.run(["--foreground", "wg0"]) == 1
+    assert capsys.readouterr().err == (
+        "wgpy: WGPY_UNDER_LOAD_THRESHOLD='0': not a positive integer\n"
+    )

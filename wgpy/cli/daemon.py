@@ -3,7 +3,10 @@
 Without -f the command returns once the TUN device and the configuration socket exist and a
 background process serves them (exit 0), or with a one-line reason why not (exit 1); this is what
 wg-quick relies on when it runs a userspace implementation. LOG_LEVEL is read as wireguard-go
-reads it: verbose or debug, error (the default), silent.
+reads it: verbose or debug, error (the default), silent. WGPY_UNDER_LOAD_THRESHOLD (a positive
+integer, default 128) is how many handshake messages within a second put the device under load,
+when it answers an initiation without a valid mac2 with a cookie reply; 1 puts it under load from
+the first message on (tests use this to exercise cookies).
 """
 
 from __future__ import annotations
@@ -11,15 +14,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TextIO
 
+from wgpy.constants import UNDER_LOAD_THRESHOLD
 from wgpy.io.interface import Interface
 from wgpy.io.tun import describe, open_tun, valid_name
 
 USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME"
 Reporter = Callable[[str | None], None]
 LOG_LEVELS = {"verbose": logging.DEBUG, "debug": logging.DEBUG, "error": logging.ERROR}
+THRESHOLD_VARIABLE = "WGPY_UNDER_LOAD_THRESHOLD"
 
 
 def run(argv: list[str]) -> int:
@@ -32,11 +37,26 @@ def run(argv: list[str]) -> int:
     if not valid_name(name):
         print(f"wgpy: invalid interface name {name!r}", file=sys.stderr)
         return 1
+    try:
+        threshold = under_load_threshold(os.environ)
+    except ValueError as error:
+        print(f"wgpy: {error}", file=sys.stderr)
+        return 1
     level = os.environ.get("LOG_LEVEL", "error")
     if foreground:
         _configure_logging(level, sys.stderr)
-        return _serve(name, report=_report_to_stderr)
-    return _daemonize(name, level)
+        return _serve(name, threshold, report=_report_to_stderr)
+    return _daemonize(name, threshold, level)
+
+
+def under_load_threshold(environ: Mapping[str, str]) -> int:
+    """WGPY_UNDER_LOAD_THRESHOLD, or the default; raises ValueError unless a positive integer."""
+    value = environ.get(THRESHOLD_VARIABLE)
+    if value is None:
+        return UNDER_LOAD_THRESHOLD
+    if not value.isascii() or not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THRESHOLD_VARIABLE}={value!r}: not a positive integer")
+    return int(value)
 
 
 def _configure_logging(level: str, stream: TextIO) -> None:
@@ -56,14 +76,14 @@ def _report_to_stderr(message: str | None) -> None:
         print(message, file=sys.stderr)
 
 
-def _serve(name: str, report: Reporter) -> int:
+def _serve(name: str, threshold: int, report: Reporter) -> int:
     try:
         tun = open_tun(name)
     except OSError as error:
         report(f"wgpy: failed to create TUN device {name}: {describe(error)}")
         return 1
     try:
-        interface = Interface(tun)
+        interface = Interface(tun, under_load_threshold=threshold)
     except OSError as error:
         tun.close()
         report(f"wgpy: failed to start {name}: {error.strerror or error}")
@@ -77,7 +97,7 @@ def _serve(name: str, report: Reporter) -> int:
     return 0
 
 
-def _daemonize(name: str, level: str) -> int:
+def _daemonize(name: str, threshold: int, level: str) -> int:
     """Fork; the child serves and tells the parent through a pipe whether it came up."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -101,7 +121,7 @@ def _daemonize(name: str, level: str) -> int:
 
     status = 1
     try:
-        status = _serve(name, report)
+        status = _serve(name, threshold, report)
     finally:
         os._exit(status)
 
