@@ -19,7 +19,7 @@ from typing import TextIO
 
 from wgpy.constants import UNDER_LOAD_THRESHOLD
 from wgpy.io.interface import Interface
-from wgpy.io.tun import describe, open_tun, valid_name
+from wgpy.io.tun import DEFAULT_FLAGS, IFF_VNET_HDR, describe, open_tun, valid_name
 
 USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME"
 Reporter = Callable[[str | None], None]
@@ -78,7 +78,8 @@ def _report_to_stderr(message: str | None) -> None:
 
 def _serve(name: str, threshold: int, report: Reporter) -> int:
     try:
-        tun = open_tun(name)
+        # With the virtio-net header from the start, offloads need no second attach.
+        tun = open_tun(name, DEFAULT_FLAGS | IFF_VNET_HDR)
     except OSError as error:
         report(f"wgpy: failed to create TUN device {name}: {describe(error)}")
         return 1
