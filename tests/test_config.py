@@ -266,6 +266,40 @@ def test_a_missing_private_key_is_an_error_only_where_required() -> None:
     assert str(caught.value) == "wg0.conf:2: PrivateKey: missing in [Interface]"
 
 
+def test_a_required_private_key_in_a_file_without_interface_points_at_line_1() -> None:
+    # Found by fuzzing (benchmarks/hardening/fuzz_config.py): the error carried no line.
+    with pytest.raises(ConfigError) as caught:
+        config.parse("# nothing yet\n", file="wg0.conf", require_private_key=True)
+    assert (caught.value.file, caught.value.line, caught.value.key) == ("wg0.conf", 1, "PrivateKey")
+
+
+def test_a_file_that_is_not_utf8_is_an_error_on_the_line_of_the_bad_byte(tmp_path: Path) -> None:
+    # Found by fuzzing (benchmarks/hardening/fuzz_config.py): the error carried no line.
+    path = tmp_path / "wg0.conf"
+    path.write_bytes(b"[Interface]\nListenPort = 1\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8") as caught:
+        config.load(path)
+    assert (caught.value.file, caught.value.line) == (str(path), 3)
+
+
+def test_load_ends_lines_at_newlines_only_as_wg_does(tmp_path: Path) -> None:
+    path = tmp_path / "wg0.conf"
+    path.write_bytes(b"[Interface]\r\nListenPort = 1\r\nFwMark = 0x1\rListenPort = 2\n")
+    with pytest.raises(ConfigError) as caught:  # "0x1ListenPort=2" after removing the spaces
+        config.load(path)
+    assert (caught.value.line, caught.value.key) == (3, "FwMark")
+
+
+@pytest.mark.parametrize("endpoint", ["=[fd00::1]:1", "a[b:1", "a]b:1", "[[fd00::1]]:1"])
+def test_an_endpoint_host_with_a_bracket_is_rejected(endpoint: str) -> None:
+    # Found by fuzzing: "=[fd00::1]" was taken as a host name, and written back as
+    # "[=[fd00::1]]:1", which does not read back.
+    text = f"[Peer]\nPublicKey = {PUBLIC1}\nEndpoint = {endpoint}\n"
+    with pytest.raises(ConfigError) as caught:
+        config.parse(text, file="wg0.conf")
+    assert (caught.value.line, caught.value.key) == (3, "Endpoint")
+
+
 # Writing ------------------------------------------------------------------------------------------
 
 

@@ -296,6 +296,16 @@ def test_endpoint_rejects_what_netip_rejects(text: str) -> None:
         uapi.parse_endpoint(text)
 
 
+@pytest.mark.parametrize("zone", ["\x00", "eth\x000", "a b", "a:b", "x" * 16])
+def test_an_endpoint_zone_no_interface_name_could_be_is_rejected(zone: str) -> None:
+    # Found by fuzzing (benchmarks/hardening/fuzz_uapi.py): a NUL in a zone was accepted, and the
+    # daemon's first send to that endpoint raised TypeError out of its loop.
+    with pytest.raises(UapiError) as caught:
+        uapi.parse_set([f"public_key={PEER1_HEX}", f"endpoint=[fd00::1%{zone}]:1"])
+    assert caught.value.errno == errno.EINVAL
+    assert "line 2: endpoint: a zone is an interface name or index" in str(caught.value)
+
+
 def test_endpoint_writes_ipv6_in_brackets() -> None:
     assert str(Endpoint("fd00::1", 51820)) == "[fd00::1]:51820"
     assert str(Endpoint("192.0.2.1", 51820)) == "192.0.2.1:51820"

@@ -35,6 +35,7 @@ from wgpy.uapi import (
     PeerUpdate,
     format_ip,
     format_prefix,
+    shown_key,
 )
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -98,11 +99,15 @@ class Config:
 def load(
     path: str | PathLike[str], *, require_private_key: bool = False, wg_only: bool = False
 ) -> Config:
+    # Bytes, then decoded: no newline translation (wg ends lines at "\n" only, and a "\r" is
+    # space), and a byte that is not UTF-8 is found on its line.
+    with open(path, "rb") as file:
+        data = file.read()
     try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
+        text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ConfigError(f"not UTF-8 text: {error.reason}", file=str(path)) from None
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigError(f"not UTF-8 text: {error.reason}", file=str(path), line=line) from None
     return parse(text, file=str(path), require_private_key=require_private_key, wg_only=wg_only)
 
 
@@ -164,11 +169,12 @@ class _Parser:
 
     def read_wg_line(self, compact: str) -> None:
         key, _, value = compact.partition("=")
+        named = shown_key(key)  # not a line wg would echo, which may be a key that lost its '='
         if self.section is None:
-            raise self.error("key outside a section", key)
+            raise self.error("key outside a section", named)
         known = _INTERFACE_KEYS if self.section == "interface" else _PEER_KEYS
         if key.lower() not in known:
-            raise self.error(f"unknown key in [{self.section.title()}]", key)
+            raise self.error(f"unknown key in [{self.section.title()}]", named)
         key = known[key.lower()]
         if not value:
             raise self.error("missing value", key)
@@ -241,9 +247,9 @@ class _Parser:
                 raise self.error("duplicate peer public key", "PublicKey", section.key_line)
             seen.add(public_key)
         if require_private_key and self.interface.private_key is None:
-            raise ConfigError(
-                "missing in [Interface]", file=self.file, line=self.interface_line, key="PrivateKey"
-            )
+            if self.interface_line is None:  # Point at the top, where [Interface] belongs.
+                raise self.error("missing: the file has no [Interface] section", "PrivateKey", 1)
+            raise self.error("missing in [Interface]", "PrivateKey", self.interface_line)
         return Config(self.interface, [section.config for section in self.peers])
 
 
@@ -306,7 +312,8 @@ def _parse_endpoint(value: str) -> Endpoint:
         port = rest[1:] if rest.startswith(":") else ""
     else:
         host, _, port = value.rpartition(":")
-    if not host or not port:
+    # No address or host name has a bracket, and one left in could not be written back.
+    if not host or not port or "[" in host or "]" in host:
         raise ValueError(f"endpoint is not host:port: {value!r}")
     return Endpoint(host, _parse_number(port, 0xFFFF))
 
