@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
 
 from wgpy.io.gro import coalesce
+from wgpy.io.interface import Interface
 from wgpy.io.offload import (
     GSO_UDP_L4,
     NO_OFFLOAD,
@@ -341,3 +343,29 @@ def test_an_interface_set_down_loses_packets_but_not_the_daemon_and_works_when_u
 def _tunnel_ifname(ns: Namespace) -> str:
     links = ns.run("ip", "-o", "link", "show").stdout.splitlines()
     return next(line.split(": ")[1] for line in links if ": wgf" in line)
+
+
+# -- the main loop -----------------------------------------------------------------------------
+
+
+def test_a_failing_timer_step_costs_its_actions_never_the_interface(
+    inside: Namespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    interface = Interface(open_tun("wgfast0"))
+    steps: list[float] = []
+
+    def failing_timers(now: float, wall: float) -> list[object]:
+        steps.append(now)
+        raise RuntimeError("a bug in a timer")
+
+    interface.device.handle_timer = failing_timers  # type: ignore[method-assign]
+    stopper = threading.Timer(2.5, interface.stop)
+    stopper.start()
+    try:
+        interface.run()  # in the main thread: it installs signal handlers
+    finally:
+        stopper.cancel()
+        interface.close()
+
+    assert len(steps) >= 2  # the loop went on after the first failure
+    assert "timer actions dropped" in caplog.text

@@ -107,15 +107,23 @@ class Interface:
             while self._running:
                 for key, _ in self._selector.select(self._timeout()):
                     key.data(key.fileobj)
-                with self._lock:
-                    actions = self.device.handle_timer(time.monotonic(), time.time())
-                self._datapath.carry_out(actions)
+                self._run_timers()
                 self._housekeeping()
         finally:
             self._datapath.stop()
             signal.set_wakeup_fd(previous)
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
+
+    def _run_timers(self) -> None:
+        """Due timers through the device and out. As on the data path, a failure costs what
+        the timers sent, never the daemon (the housekeeping tick notices a vanished interface)."""
+        try:
+            with self._lock:
+                actions = self.device.handle_timer(time.monotonic(), time.time())
+            self._datapath.carry_out(actions)
+        except Exception:
+            log.exception("(%s) timer actions dropped", self.name)
 
     def stop(self) -> None:
         self._running = False
