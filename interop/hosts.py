@@ -103,6 +103,11 @@ class DaemonHost:
             self.ns.stop(process)
             self.ns.processes.remove(process)
 
+    def pid(self, ifname: str) -> int | None:
+        """The pid of the process serving `ifname` (`ip netns exec` execs it), if it runs."""
+        process = self._processes.get(ifname)
+        return process.pid if process is not None and process.poll() is None else None
+
     def log_path(self, ifname: str) -> Path:
         return self._logs / f"{self.implementation}-{ifname}.log"
 

@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import base64
 import itertools
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from interop._harness import wait_until
 from interop.context import Context, expect
 from interop.errors import ScenarioFailure
+from interop.hosts import DaemonHost
 from interop.lab import PEERS
 from interop.links import Interface, Link, endpoint, wg_genpsk
 from interop.traffic import (
     STALL_SECONDS,
     Dump,
     Interval,
+    MemorySampler,
     iperf3,
     peer_state,
     ping,
@@ -436,6 +441,44 @@ def _handshakes(local: Interface, remote: Interface) -> tuple[int, int]:
 # Long: time-driven behaviour.
 
 
+# Capture.
+
+
+@scenario("decrypted capture: tshark opens the outer traffic with wgpy's key log")
+def decrypted_capture(ctx: Context) -> None:
+    link = ctx.link(peer_knows_endpoint=False)
+    local, remote = link.local, link.remotes[0]
+    outer = ctx.capture(link)
+    inner_file = ctx.lab.workdir / f"{local.ifname}-inner.pcapng"
+    keylog = ctx.lab.workdir / f"{local.ifname}.keys"
+    with open(inner_file.with_suffix(".log"), "wb") as log:  # its loud key log warning
+        capture = ctx.w.popen(
+            sys.executable, "-m", "wgpy.cli.wgpy", "capture", local.ifname, "-w",
+            str(inner_file), "--keylog", str(keylog), "--duration", "60", stderr=log,
+        )  # fmt: skip
+    ctx.defer(lambda: ctx.w.stop(capture) if capture.poll() is None else None)
+    # The key log is created once the daemon has taken the request: the handshake comes after.
+    expect(wait_until(keylog.exists, 15.0), "wgpy capture did not start")
+    ping(ctx.local_shell, remote.inner[0])
+    ping_both_ways(local, remote)
+    ctx.w.stop(capture)
+    inner = _count_frames(inner_file, "icmp.type == 8 || icmpv6.type == 128")
+    decrypted = outer.decrypted(keylog, "wg && (icmp || icmpv6)")
+    ctx.note(f"{inner} echo requests in wgpy's capture; tshark decrypted {decrypted} ICMP frames")
+    expect(inner >= 2, f"wgpy's capture holds {inner} echo requests, not both pings' at least")
+    expect(decrypted >= 4, f"tshark decrypted {decrypted} ICMP frames with wgpy's key log")
+
+
+def _count_frames(path: Path, display_filter: str) -> int:
+    result = subprocess.run(
+        ["tshark", "-r", str(path), "-Y", display_filter, "-T", "fields", "-e", "frame.number"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise ScenarioFailure(f"tshark could not read {path}: {result.stderr}")
+    return len(result.stdout.split())
+
+
 @scenario("rekey after REKEY_AFTER_TIME during a transfer", tier=LONG, timeout=300)
 def rekey(ctx: Context) -> None:
     _busy_session(ctx, REKEY_SECONDS, rekeys=1)
@@ -463,7 +506,12 @@ def _busy_session(ctx: Context, seconds: int, rekeys: int) -> Link:
     # the whole transfer.
     capture = ctx.capture(link, f"udp port {local.port} and udp[8] < {TRANSPORT}")
     ping(ctx.local_shell, remote.inner[0])
-    intervals = iperf3(ctx.local_shell, remote, seconds)
+    pid = local.host.pid(local.ifname) if isinstance(local.host, DaemonHost) else None
+    if pid is None:
+        raise ScenarioFailure("wgpy's daemon is not running")
+    with MemorySampler(pid) as memory:
+        intervals = iperf3(ctx.local_shell, remote, seconds)
+    _expect_flat_memory(ctx, memory)
     responses = [m.time for m in capture.messages() if m.type == RESPONSE]
     expect(
         not stalls(intervals),
@@ -478,6 +526,25 @@ def _busy_session(ctx: Context, seconds: int, rekeys: int) -> Link:
     if quiet := quiet_seconds(intervals):
         ctx.note(f"{quiet} one-second intervals moved nothing one way")
     return link
+
+
+# After the first minute at full speed wgpy's memory stays within this much of where it was:
+# no queue grows without bound.
+MEMORY_GROWTH_KIB = 16 * 1024
+WARM_UP_SECONDS = 60
+
+
+def _expect_flat_memory(ctx: Context, memory: MemorySampler) -> None:
+    warm, end = memory.after(WARM_UP_SECONDS), memory.samples[-1][1]
+    peak = max(kib for _, kib in memory.samples)
+    ctx.note(
+        f"wgpy's RSS {warm / 1024:.1f} MiB after {WARM_UP_SECONDS} s, {end / 1024:.1f} MiB at"
+        f" the end, {peak / 1024:.1f} MiB at the peak"
+    )
+    expect(
+        end - warm <= MEMORY_GROWTH_KIB,
+        f"wgpy's RSS grew {(end - warm) / 1024:.1f} MiB after the first minute",
+    )
 
 
 def _describe(intervals: list[Interval]) -> str:

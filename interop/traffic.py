@@ -12,8 +12,10 @@ import itertools
 import json
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from interop._harness import Namespace
 from interop.errors import ScenarioFailure
@@ -244,3 +246,38 @@ def _wait_listening(remote: Interface, port: int, timeout: float = 15.0) -> None
         if time.monotonic() > deadline:
             raise ScenarioFailure(f"iperf3 on the peer did not listen on port {port}")
         time.sleep(0.2)
+
+
+class MemorySampler:
+    """A process's resident set (VmRSS), sampled every `interval` seconds in a thread."""
+
+    def __init__(self, pid: int, interval: float = 5.0) -> None:
+        self._status = Path(f"/proc/{pid}/status")
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.samples: list[tuple[float, int]] = []  # (seconds since start, KiB)
+
+    def __enter__(self) -> MemorySampler:
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            try:
+                status = self._status.read_text()
+            except OSError:
+                return  # the process is gone
+            kib = next(int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmRSS:")
+            self.samples.append((time.monotonic() - self._started, kib))
+            if self._stop.wait(self._interval):
+                return
+
+    def after(self, seconds: float) -> int:
+        """The first sample taken `seconds` or more after the start (the last one if none)."""
+        return next((kib for at, kib in self.samples if at >= seconds), self.samples[-1][1])

@@ -109,6 +109,21 @@ class Capture:
             raise ScenarioFailure(f"tshark could not read the capture: {result.stderr}")
         return [_message(line) for line in result.stdout.splitlines() if line]
 
+    def decrypted(self, keylog: Path, display_filter: str) -> int:
+        """How many captured frames match `display_filter` once tshark decrypts the transport
+        data with `keylog` (Wireshark's WireGuard key log); stops the capture first."""
+        self.stop()
+        decode = [arg for port in self._ports for arg in ("-d", f"udp.port=={port},wg")]
+        result = subprocess.run(
+            ["tshark", "-r", str(self._path), *decode, "-o", f"wg.keylog_file:{keylog}",
+             "-o", "wg.dissect_packet:TRUE", "-Y", display_filter, "-T", "fields",
+             "-e", "frame.number"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise ScenarioFailure(f"tshark could not read the capture: {result.stderr}")
+        return len(result.stdout.split())
+
     def datagrams(self) -> list[tuple[str, str, bytes]]:
         """(source, destination, UDP payload) of every datagram captured (stops the capture)."""
         self.stop()
