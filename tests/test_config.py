@@ -490,6 +490,19 @@ def test_addconf_leaves_peers_and_unset_interface_keys_alone() -> None:
     assert update.peers == [PeerUpdate(keys.from_base64(PUBLIC1), replace_allowed_ips=True)]
 
 
+def test_an_endpoint_that_does_not_resolve_is_an_error_at_its_line() -> None:
+    text = f"[Interface]\n{PEER}AllowedIPs = 192.0.2.2/32\nEndpoint = vpn.invalid:1\n"
+    parsed = config.parse(text)
+
+    def unresolvable(host: str, port: int) -> tuple[str, int]:
+        raise ValueError(f"Name or service not known: `{host}:{port}'")
+
+    with pytest.raises(ConfigError) as caught:
+        config.to_device_update(parsed, unresolvable, file="wg0.conf")
+    assert (caught.value.file, caught.value.line, caught.value.key) == ("wg0.conf", 5, "Endpoint")
+    assert "vpn.invalid:1" in str(caught.value)
+
+
 def test_from_device_state_leaves_out_what_showconf_leaves_out() -> None:
     state = DeviceState(
         private_key=keys.from_base64(PRIVATE),

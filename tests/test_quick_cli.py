@@ -92,7 +92,7 @@ def test_up_refuses_bad_input_naming_file_line_and_key(
     assert capsys.readouterr().err.startswith(f"wgpy-quick: {path}:{line}: {key}: ")
 
 
-def test_an_endpoint_that_does_not_resolve_is_refused_naming_file_and_key(
+def test_an_endpoint_that_does_not_resolve_is_refused_naming_file_line_and_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def unknown(host: str, port: int) -> tuple[str, int]:
@@ -103,7 +103,8 @@ def test_an_endpoint_that_does_not_resolve_is_refused_naming_file_and_key(
     path = write(tmp_path, "wg0.conf", text)
     assert quick.main(["up", str(path)]) == 1
     assert capsys.readouterr().err == (
-        f"wgpy-quick: {path}: Endpoint: Name or service not known: `vpn.example.com:51820'\n"
+        f"wgpy-quick: {path}:{text.count(chr(10))}: Endpoint: Name or service not known:"
+        " `vpn.example.com:51820'\n"
     )
 
 

@@ -85,6 +85,8 @@ class PeerConfig:
     allowed_ips: list[AllowedIP] = field(default_factory=list)
     endpoint: Endpoint | None = None  # the host may be a name, resolved by to_device_update
     persistent_keepalive: int | None = None  # 0 is "off"
+    # Where the Endpoint line was, for an error when its name does not resolve.
+    endpoint_line: int | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -214,7 +216,7 @@ class _Parser:
         elif key == "AllowedIPs":
             peer.allowed_ips += [_parse_allowed_ip(item) for item in value.split(",")]
         elif key == "Endpoint":
-            peer.endpoint = _parse_endpoint(value)
+            peer.endpoint, peer.endpoint_line = _parse_endpoint(value), self.line
         elif key == "PersistentKeepalive":
             peer.persistent_keepalive = _parse_off_or_number(value, 0xFFFF)
 
@@ -387,13 +389,16 @@ def _peer_lines(peer: PeerConfig) -> list[str]:
 # To and from a device -----------------------------------------------------------------------------
 
 
-def to_device_update(config: Config, resolve: Resolve, *, append: bool = False) -> DeviceUpdate:
+def to_device_update(
+    config: Config, resolve: Resolve, *, append: bool = False, file: str | None = None
+) -> DeviceUpdate:
     """The `set` request of `wg setconf`, or of `wg addconf` with `append`.
 
     setconf replaces all peers and sets the private key, listen port and fwmark even when the file
     leaves them out (config.c config_read_init: an absent ListenPort asks for a new random port);
-    both give each peer replace_allowed_ips. `resolve(host, port)`
-    turns each Endpoint into an IP address and port.
+    both give each peer replace_allowed_ips. `resolve(host, port)` turns each Endpoint into an
+    IP address and port; a ValueError from it becomes a ConfigError at the Endpoint's line of
+    `file`.
     """
     interface = config.interface
     private_key = interface.private_key
@@ -410,14 +415,18 @@ def to_device_update(config: Config, resolve: Resolve, *, append: bool = False) 
         listen_port=listen_port,
         fwmark=fwmark,
         replace_peers=not append,
-        peers=[_peer_update(peer, resolve) for peer in config.peers],
+        peers=[_peer_update(peer, resolve, file) for peer in config.peers],
     )
 
 
-def _peer_update(peer: PeerConfig, resolve: Resolve) -> PeerUpdate:
+def _peer_update(peer: PeerConfig, resolve: Resolve, file: str | None) -> PeerUpdate:
     endpoint = None
     if peer.endpoint is not None:
-        address, port = resolve(*peer.endpoint)
+        try:
+            address, port = resolve(*peer.endpoint)
+        except ValueError as error:
+            line = peer.endpoint_line
+            raise ConfigError(str(error), file=file, line=line, key="Endpoint") from None
         endpoint = Endpoint(format_ip(ipaddress.ip_address(address)), port)
     return PeerUpdate(
         public_key=peer.public_key,
