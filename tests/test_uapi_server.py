@@ -53,7 +53,7 @@ def test_a_stale_socket_file_is_replaced(tmp_path: Path, monkeypatch: pytest.Mon
     stale.close()  # The file stays, nobody listens.
     server = uapi_server.listen("wg7")
     try:
-        assert (tmp_path / "wg7.sock").stat().st_mode & 0o777 == 0o700
+        assert (tmp_path / "wg7.sock").stat().st_mode & 0o777 == 0o600
         with pytest.raises(OSError, match="served by another process"):
             uapi_server.listen("wg7")
     finally:

@@ -1,8 +1,9 @@
 """The configuration socket: /var/run/wireguard/IFNAME.sock, as wireguard-go serves it.
 
-The socket is made under umask 077 in a 0755 directory. A stale socket file (nobody accepts on it)
-is replaced; a live one means another process runs the interface, and is refused (EADDRINUSE), as
-wireguard-go's ipc/uapi_linux.go does.
+The socket is made 0600 (under umask 177) in a 0755 directory: its owner's alone, as
+wireguard-go's is (made under umask 077, so 0700; on a socket only the write bit counts, for
+connect). A stale socket file (nobody accepts on it) is replaced; a live one means another
+process runs the interface, and is refused (EADDRINUSE), as wireguard-go's ipc/uapi_linux.go does.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def listen(name: str) -> socket.socket:
             raise OSError(errno.EADDRINUSE, f"{path} is served by another process")
         path.unlink()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o077)
+    old_umask = os.umask(0o177)
     try:
         server.bind(str(path))
     finally:
