@@ -12,11 +12,8 @@ themselves against the reference implementation.
 from __future__ import annotations
 
 import base64
-import concurrent.futures
-import hashlib
 import json
 import os
-import random
 import shlex
 import signal
 import socket
@@ -354,77 +351,6 @@ def udp_receive_buffer_errors(ns: Namespace) -> int:
 
 
 # Traffic.
-
-TRANSFER_PORT = 5201
-CHUNK = 64 * 1024
-TRANSFER_TIMEOUT = 120.0
-# The longest a live transfer waits on one socket call: a roaming peer stalls it for a few seconds.
-IDLE_TIMEOUT = 30.0
-
-
-class Transfer(NamedTuple):
-    sent_sha256: str
-    received_sha256: str
-    received_bytes: int
-
-
-def transfer(
-    sender: Namespace,
-    receiver: Namespace,
-    address: str,
-    size: int,
-    *,
-    progress: Callable[[float], None] | None = None,
-) -> Transfer:
-    """Send `size` random bytes over TCP from `sender` to `address` in `receiver`.
-
-    The sockets are opened inside the namespaces and driven by threads of this process. Before
-    each 64 KiB the sender calls `progress` (if any) with the share of bytes sent so far, and goes
-    on when it returns: how a test acts at a given point of the transfer.
-    """
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with receiver.entered():
-        listener = socket.create_server(("", TRANSFER_PORT), family=family)
-    with sender.entered():
-        client = socket.socket(family, socket.SOCK_STREAM)
-    # The pool is left last, so that its threads wait on closed sockets, not on idle ones.
-    with concurrent.futures.ThreadPoolExecutor(2) as pool, listener, client:
-        listener.settimeout(IDLE_TIMEOUT)
-        client.settimeout(IDLE_TIMEOUT)
-        received = pool.submit(_receive, listener)
-        client.connect((address, TRANSFER_PORT))
-        sent = pool.submit(_send, client, size, progress or (lambda _: None))
-        sent_sha256 = sent.result(TRANSFER_TIMEOUT)
-        received_sha256, received_bytes = received.result(TRANSFER_TIMEOUT)
-    return Transfer(sent_sha256, received_sha256, received_bytes)
-
-
-def _send(client: socket.socket, size: int, progress: Callable[[float], None]) -> str:
-    rng = random.Random(size)
-    digest = hashlib.sha256()
-    sent = 0
-    while sent < size:
-        progress(sent / size)
-        chunk = rng.randbytes(min(CHUNK, size - sent))
-        digest.update(chunk)
-        client.sendall(chunk)
-        sent += len(chunk)
-    client.shutdown(socket.SHUT_WR)
-    return digest.hexdigest()
-
-
-def _receive(listener: socket.socket) -> tuple[str, int]:
-    connection, _ = listener.accept()
-    with connection:
-        connection.settimeout(IDLE_TIMEOUT)
-        digest = hashlib.sha256()
-        received = 0
-        buffer = bytearray(CHUNK)
-        while count := connection.recv_into(buffer):
-            digest.update(memoryview(buffer)[:count])
-            received += count
-    return digest.hexdigest(), received
-
 
 # Capture.
 

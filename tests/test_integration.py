@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 from peers import (
-    CHUNK,
     PAIRS,
     WG_PORT,
     WGPY,
@@ -35,7 +34,6 @@ from peers import (
     once_past,
     processes_in,
     serving,
-    transfer,
     uapi_request,
     udp_receive_buffer_errors,
     udp_socket,
@@ -47,11 +45,13 @@ from scapy_garbage import craft, replayed
 from wgpy.constants import NEW_HANDSHAKE_TIME, REKEY_TIMEOUT
 from wgpy.netns import (
     STOP_TIMEOUT,
+    TRANSFER_CHUNK,
     UAPI_DIR,
     VETH,
     Namespace,
     can_ping,
     ip,
+    transfer,
     unique_ifname,
     wait_until,
     wg_genkey,
@@ -268,7 +268,9 @@ class GarbageDuringTransfer:
 def test_garbage_at_the_port_during_a_transfer_is_dropped_and_counted(
     netns_pair: tuple[Namespace, Namespace], implementations: Pair
 ) -> None:
-    assert GARBAGE_COUNT / GARBAGE_PER_CHUNK < 0.75 * SHORT_TRANSFER_SIZE / CHUNK, "all in transit"
+    assert GARBAGE_COUNT / GARBAGE_PER_CHUNK < 0.75 * SHORT_TRANSFER_SIZE / TRANSFER_CHUNK, (
+        "all in transit"
+    )
     with connected(implementations, *netns_pair) as (a, b):
         dropped_before = drop_count(a.ns, a.ifname)
         kernel_dropped_before = udp_receive_buffer_errors(a.ns)

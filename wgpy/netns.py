@@ -12,10 +12,14 @@ tests/test_netns_harness.py::test_wireguard_go_peers_ping_each_other_through_the
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
+import hashlib
 import os
+import random
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -203,6 +207,88 @@ def start_daemon(ns: Namespace, command: Sequence[str], ifname: str) -> subproce
             log.seek(0)
             raise RuntimeError(f"{command[0]} did not start on {ifname}: {log.read().decode()}")
     return process
+
+
+# -- a checked transfer ------------------------------------------------------------------------
+
+TRANSFER_PORT = 5201
+TRANSFER_CHUNK = 64 * 1024
+TRANSFER_TIMEOUT = 120.0
+# The longest a live transfer waits on one socket call: a roaming peer stalls it for a few seconds.
+TRANSFER_IDLE_TIMEOUT = 30.0
+
+
+class Transfer(NamedTuple):
+    sent_bytes: int
+    received_bytes: int
+    sent_sha256: str
+    received_sha256: str
+    seconds: float
+
+    @property
+    def intact(self) -> bool:
+        return (self.received_bytes, self.received_sha256) == (self.sent_bytes, self.sent_sha256)
+
+
+def transfer(
+    sender: Namespace,
+    receiver: Namespace,
+    address: str,
+    size: int,
+    *,
+    progress: Callable[[float], None] | None = None,
+) -> Transfer:
+    """Send `size` random bytes over TCP from `sender` to `address` in `receiver`; both ends
+    hash what passes, so any byte lost or changed on the way shows.
+
+    The sockets are opened inside the namespaces and driven by threads of this process. Before
+    each chunk the sender calls `progress` (if any) with the share of bytes sent so far, and goes
+    on when it returns: how a test acts at a given point of the transfer.
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with receiver.entered():
+        listener = socket.create_server(("", TRANSFER_PORT), family=family)
+    with sender.entered():
+        client = socket.socket(family, socket.SOCK_STREAM)
+    # The pool is left last, so that its threads wait on closed sockets, not on idle ones.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool, listener, client:
+        listener.settimeout(TRANSFER_IDLE_TIMEOUT)
+        client.settimeout(TRANSFER_IDLE_TIMEOUT)
+        started = time.monotonic()
+        received = pool.submit(_receive_hashed, listener)
+        client.connect((address, TRANSFER_PORT))
+        sent = pool.submit(_send_hashed, client, size, progress or (lambda _: None))
+        sent_sha256 = sent.result(TRANSFER_TIMEOUT)
+        received_sha256, received_bytes = received.result(TRANSFER_TIMEOUT)
+    seconds = time.monotonic() - started
+    return Transfer(size, received_bytes, sent_sha256, received_sha256, seconds)
+
+
+def _send_hashed(client: socket.socket, size: int, progress: Callable[[float], None]) -> str:
+    rng = random.Random(size)
+    digest = hashlib.sha256()
+    sent = 0
+    while sent < size:
+        progress(sent / size)
+        chunk = rng.randbytes(min(TRANSFER_CHUNK, size - sent))
+        digest.update(chunk)
+        client.sendall(chunk)
+        sent += len(chunk)
+    client.shutdown(socket.SHUT_WR)
+    return digest.hexdigest()
+
+
+def _receive_hashed(listener: socket.socket) -> tuple[str, int]:
+    connection, _ = listener.accept()
+    with connection:
+        connection.settimeout(TRANSFER_IDLE_TIMEOUT)
+        digest = hashlib.sha256()
+        received = 0
+        buffer = bytearray(TRANSFER_CHUNK)
+        while count := connection.recv_into(buffer):
+            digest.update(memoryview(buffer)[:count])
+            received += count
+    return digest.hexdigest(), received
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:

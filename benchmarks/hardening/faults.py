@@ -47,11 +47,10 @@ from benchmarks.hardening.lab import (
     routed,
     running,
     seconds,
-    transfer,
 )
 from wgpy.constants import NEW_HANDSHAKE_TIME, REKEY_TIMEOUT
 from wgpy.drops import DropReason
-from wgpy.netns import STOP_TIMEOUT, Namespace, can_ping, ip
+from wgpy.netns import STOP_TIMEOUT, Namespace, can_ping, ip, transfer
 
 AREA = "faults"
 PEERS = {"wireguard-go": WIREGUARD_GO, "wgpy": WGPY}

@@ -3,9 +3,9 @@
 A `Daemon` is a userspace WireGuard (wgpy or wireguard-go, by wireguard-go's command-line
 contract) serving one interface in one namespace, configured with wg(8) and restartable with the
 same configuration. `routed()` builds A <-> M <-> B: two hosts that reach each other only
-through a router namespace M, where a fault can be imposed on what passes. `transfer` sends a
-checksummed blob through a tunnel; `Probe` measures when packets flow again after an event;
-`Sampler` watches a process's CPU and memory.
+through a router namespace M, where a fault can be imposed on what passes. `Probe` measures when
+packets flow again after an event; `Sampler` watches a process's CPU and memory. (Checked
+transfers are wgpy.netns.transfer.)
 
 Addresses: the underlay is 198.18.1.0/24 (A-M) and 198.18.2.0/24 (M-B); tunnels carry
 192.0.2.0/24.
@@ -13,10 +13,7 @@ Addresses: the underlay is 198.18.1.0/24 (A-M) and 198.18.2.0/24 (M-B); tunnels 
 
 from __future__ import annotations
 
-import concurrent.futures
-import hashlib
 import os
-import random
 import re
 import signal
 import socket
@@ -226,65 +223,6 @@ def nft_counter_packets(ns: Namespace, table: str, counter: str) -> int:
 
 
 # -- traffic ---------------------------------------------------------------------------------
-
-TRANSFER_PORT = 5201
-CHUNK = 64 * 1024
-IDLE_TIMEOUT = 30.0
-
-
-class Transfer(NamedTuple):
-    sent_bytes: int
-    received_bytes: int
-    sent_sha256: str
-    received_sha256: str
-    seconds: float
-
-    @property
-    def intact(self) -> bool:
-        return (self.received_bytes, self.received_sha256) == (self.sent_bytes, self.sent_sha256)
-
-
-def transfer(sender: Namespace, receiver: Namespace, address: str, size: int) -> Transfer:
-    """Send `size` random bytes over TCP from `sender` to `address` in `receiver`; both ends
-    hash what passes, so any byte lost or changed on the way shows."""
-    with receiver.entered():
-        listener = socket.create_server(("", TRANSFER_PORT))
-    with sender.entered():
-        client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    with concurrent.futures.ThreadPoolExecutor(2) as pool, listener, client:
-        listener.settimeout(IDLE_TIMEOUT)
-        client.settimeout(IDLE_TIMEOUT)
-        started = time.monotonic()
-        received = pool.submit(_receive, listener)
-        client.connect((address, TRANSFER_PORT))
-        sent_sha256 = _send(client, size)
-        received_sha256, received_bytes = received.result()
-    return Transfer(size, received_bytes, sent_sha256, received_sha256, time.monotonic() - started)
-
-
-def _send(client: socket.socket, size: int) -> str:
-    rng = random.Random(size)
-    digest = hashlib.sha256()
-    for offset in range(0, size, CHUNK):
-        chunk = rng.randbytes(min(CHUNK, size - offset))
-        digest.update(chunk)
-        client.sendall(chunk)
-    client.shutdown(socket.SHUT_WR)
-    return digest.hexdigest()
-
-
-def _receive(listener: socket.socket) -> tuple[str, int]:
-    connection, _ = listener.accept()
-    with connection:
-        connection.settimeout(IDLE_TIMEOUT)
-        digest = hashlib.sha256()
-        received = 0
-        buffer = bytearray(CHUNK)
-        while count := connection.recv_into(buffer):
-            digest.update(memoryview(buffer)[:count])
-            received += count
-    return digest.hexdigest(), received
-
 
 PROBE_PORT = 7777
 PROBE_INTERVAL = 0.02
