@@ -77,7 +77,6 @@ class CaptureClient:
 
     def _serve(self) -> None:
         try:
-            self.sock.sendall(format_errno(0).encode())
             while not self._stopping:
                 batch = self._next_batch()
                 if batch:
@@ -132,6 +131,13 @@ class CaptureHub:
             client = CaptureClient(sock, keylog, self._detach)
             self._clients += (client,)
             self._device.observer = self
+        try:
+            # Accepted once the observer is in place: nothing after the reply goes unseen, and a
+            # close() that follows at once still finds the reply sent.
+            sock.sendall(format_errno(0).encode())
+        except OSError:
+            self._detach(client)
+            raise
         if keylog:
             log.warning("(%s) capture with key log started: session secrets leave", self._name)
         else:
