@@ -22,19 +22,20 @@ import hashlib
 import random
 from collections.abc import Callable, Sequence
 
-from scapy.contrib.wireguard import (
-    Wireguard,
-    WireguardCookieReply,
-    WireguardInitiation,
-    WireguardResponse,
-    WireguardTransport,
+from scapy.contrib.wireguard import Wireguard
+from scapy.packet import Raw
+
+from benchmarks.hardening.fuzz_datagrams import (
+    flipped,
+    random_cookie_reply,
+    random_initiation,
+    random_message,
+    random_response,
+    random_transport,
 )
-from scapy.packet import Packet, Raw
 
 LABEL_MAC1 = b"mac1----"
-HEADER_SIZE = 4  # message type and three reserved bytes
 MAC1_OFFSET = 116  # mac1 covers the initiation up to here (whitepaper section 5.4.4)
-MAX_FLIPS = 4
 
 
 def craft(count: int, rng: random.Random, *, responder_public_key: bytes) -> list[bytes]:
@@ -42,7 +43,7 @@ def craft(count: int, rng: random.Random, *, responder_public_key: bytes) -> lis
     kinds: list[Callable[[random.Random], bytes]] = [
         wrong_type,
         truncated,
-        lambda rng: flipped(rng, bytes(_message(rng))),
+        lambda rng: flipped(rng, bytes(random_message(rng))),
         unknown_index,
         lambda rng: initiation_with_valid_mac1(rng, responder_public_key),
     ]
@@ -62,27 +63,21 @@ def wrong_type(rng: random.Random) -> bytes:
         header = Wireguard(message_type=rng.choice([0, *range(5, 256)]))
     else:
         header = Wireguard(message_type=rng.randint(1, 4), reserved_zero=rng.randint(1, 0xFFFFFF))
-    body = rng.choice([_message(rng)[Wireguard].payload, Raw(rng.randbytes(rng.randint(0, 200)))])
+    body = rng.choice(
+        [random_message(rng)[Wireguard].payload, Raw(rng.randbytes(rng.randint(0, 200)))]
+    )
     return bytes(header / body)
 
 
 def truncated(rng: random.Random) -> bytes:
-    message = bytes(_message(rng))
+    message = bytes(random_message(rng))
     # Transport data of any length from 32 bytes on is well framed; shorter is not.
     shortest_valid = 32 if message[0] == 4 else len(message)
     return message[: rng.randrange(shortest_valid)]
 
 
-def flipped(rng: random.Random, message: bytes) -> bytes:
-    """`message` with 1 to 4 bytes after its header changed."""
-    changed = bytearray(message)
-    for offset in rng.sample(range(HEADER_SIZE, len(message)), rng.randint(1, MAX_FLIPS)):
-        changed[offset] ^= rng.randint(1, 255)
-    return bytes(changed)
-
-
 def unknown_index(rng: random.Random) -> bytes:
-    make = rng.choice([_response, _cookie_reply, _transport])
+    make = rng.choice([random_response, random_cookie_reply, random_transport])
     return bytes(make(rng))
 
 
@@ -92,54 +87,7 @@ def initiation_with_valid_mac1(rng: random.Random, responder_public_key: bytes) 
     mac1 = MAC(HASH(LABEL_MAC1 || S_pub_r), msg_alpha), whitepaper section 5.4.4: MAC is keyed
     BLAKE2s-128 and HASH is BLAKE2s-256.
     """
-    message = bytes(_initiation(rng))
+    message = bytes(random_initiation(rng))
     mac1_key = hashlib.blake2s(LABEL_MAC1 + responder_public_key).digest()
     mac1 = hashlib.blake2s(message[:MAC1_OFFSET], key=mac1_key, digest_size=16).digest()
     return message[:MAC1_OFFSET] + mac1 + bytes(16)
-
-
-# Well-formed messages with random contents.
-
-
-def _message(rng: random.Random) -> Packet:
-    make = rng.choice([_initiation, _response, _cookie_reply, _transport])
-    return make(rng)
-
-
-def _initiation(rng: random.Random) -> Packet:
-    return Wireguard() / WireguardInitiation(
-        sender_index=rng.getrandbits(32),
-        unencrypted_ephemeral=rng.randbytes(32),
-        encrypted_static=rng.randbytes(48),
-        encrypted_timestamp=rng.randbytes(28),
-        mac1=rng.randbytes(16),
-        mac2=rng.choice([bytes(16), rng.randbytes(16)]),
-    )
-
-
-def _response(rng: random.Random) -> Packet:
-    return Wireguard() / WireguardResponse(
-        sender_index=rng.getrandbits(32),
-        receiver_index=rng.getrandbits(32),
-        unencrypted_ephemeral=rng.randbytes(32),
-        encrypted_nothing=rng.randbytes(16),
-        mac1=rng.randbytes(16),
-        mac2=rng.choice([bytes(16), rng.randbytes(16)]),
-    )
-
-
-def _cookie_reply(rng: random.Random) -> Packet:
-    return Wireguard() / WireguardCookieReply(
-        receiver_index=rng.getrandbits(32),
-        nonce=rng.randbytes(24),
-        encrypted_cookie=rng.randbytes(32),
-    )
-
-
-def _transport(rng: random.Random) -> Packet:
-    # A keepalive (an empty packet and its tag) up to a full 1420-byte-MTU packet, padded to 16.
-    return Wireguard() / WireguardTransport(
-        receiver_index=rng.getrandbits(32),
-        counter=rng.getrandbits(64),
-        encrypted_encapsulated_packet=rng.randbytes(16 * rng.randint(0, 89) + 16),
-    )

@@ -45,7 +45,7 @@ class Corpus:
     def __init__(self, rng: random.Random, public_key: bytes) -> None:
         self.rng = rng
         self.mac1_key = hashlib.blake2s(LABEL_MAC1 + public_key).digest()
-        self.templates = [bytes(_message(rng)) for _ in range(TEMPLATES)]
+        self.templates = [bytes(random_message(rng)) for _ in range(TEMPLATES)]
         self.kinds: list[Kind] = [
             self.random_bytes, self.wrong_type, self.truncated, self.overlong, self.garbage_body,
             self.garbage_body, self.unknown_index, self.unknown_index, self.initiation_with_mac1,
@@ -61,9 +61,9 @@ class Corpus:
         and replays of `captured` transport data, as they were and flipped, in equal shares."""
         rng = self.rng
         kinds: list[Kind] = [
-            lambda rng: _flipped(rng, TRANSPORT_TYPE + receiver_index + rng.randbytes(24 + 16)),
+            lambda rng: flipped(rng, TRANSPORT_TYPE + receiver_index + rng.randbytes(24 + 16)),
             lambda rng: rng.choice(captured),
-            lambda rng: _flipped(rng, rng.choice(captured)),
+            lambda rng: flipped(rng, rng.choice(captured)),
         ]
         return [kinds[number % len(kinds)](rng) for number in range(count)]
 
@@ -91,7 +91,7 @@ class Corpus:
         return message + rng.randbytes(rng.randint(1, 64))
 
     def garbage_body(self, rng: random.Random) -> bytes:
-        return _flipped(rng, rng.choice(self.templates))
+        return flipped(rng, rng.choice(self.templates))
 
     def unknown_index(self, rng: random.Random) -> bytes:
         message = bytearray(rng.choice(self.templates))
@@ -114,7 +114,7 @@ class Corpus:
                 return message
 
 
-def _flipped(rng: random.Random, message: bytes) -> bytes:
+def flipped(rng: random.Random, message: bytes) -> bytes:
     """`message` with 1 to 4 bytes after its header changed."""
     changed = bytearray(message)
     body = range(HEADER_SIZE, len(message))
@@ -123,15 +123,15 @@ def _flipped(rng: random.Random, message: bytes) -> bytes:
     return bytes(changed)
 
 
-# Templates: well-formed messages with random contents ----------------------------------------
+# Templates: well-formed messages with random contents (tests/scapy_garbage.py uses them too) -----
 
 
-def _message(rng: random.Random) -> Wireguard:
-    make = rng.choice([_initiation, _response, _cookie_reply, _transport])
+def random_message(rng: random.Random) -> Wireguard:
+    make = rng.choice([random_initiation, random_response, random_cookie_reply, random_transport])
     return make(rng)
 
 
-def _initiation(rng: random.Random) -> Wireguard:
+def random_initiation(rng: random.Random) -> Wireguard:
     return Wireguard() / WireguardInitiation(
         sender_index=rng.getrandbits(32),
         unencrypted_ephemeral=rng.randbytes(32),
@@ -142,7 +142,7 @@ def _initiation(rng: random.Random) -> Wireguard:
     )
 
 
-def _response(rng: random.Random) -> Wireguard:
+def random_response(rng: random.Random) -> Wireguard:
     return Wireguard() / WireguardResponse(
         sender_index=rng.getrandbits(32),
         receiver_index=rng.getrandbits(32),
@@ -153,7 +153,7 @@ def _response(rng: random.Random) -> Wireguard:
     )
 
 
-def _cookie_reply(rng: random.Random) -> Wireguard:
+def random_cookie_reply(rng: random.Random) -> Wireguard:
     return Wireguard() / WireguardCookieReply(
         receiver_index=rng.getrandbits(32),
         nonce=rng.randbytes(24),
@@ -161,7 +161,7 @@ def _cookie_reply(rng: random.Random) -> Wireguard:
     )
 
 
-def _transport(rng: random.Random) -> Wireguard:
+def random_transport(rng: random.Random) -> Wireguard:
     # A keepalive (an empty packet and its tag) up to a full 1420-byte-MTU packet, padded to 16.
     return Wireguard() / WireguardTransport(
         receiver_index=rng.getrandbits(32),
