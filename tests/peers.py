@@ -29,6 +29,7 @@ from typing import Literal, NamedTuple
 
 import pytest
 
+from wgpy.io.uapi_server import is_live
 from wgpy.netns import (
     STARTUP_TIMEOUT,
     STOP_TIMEOUT,
@@ -263,23 +264,13 @@ def start_serving(
     uapi_socket = UAPI_DIR / f"{ifname}.sock"
     with tempfile.TemporaryFile() as log:
         process = ns.popen(*implementation.argv(ifname), stdout=log, stderr=log)
-        wait_until(lambda: serving(uapi_socket) or process.poll() is not None, STARTUP_TIMEOUT)
-        if not serving(uapi_socket):
+        wait_until(lambda: is_live(uapi_socket) or process.poll() is not None, STARTUP_TIMEOUT)
+        if not is_live(uapi_socket):
             ns.stop(process)
             log.seek(0)
             output = log.read().decode(errors="replace")
             raise RuntimeError(f"{implementation.name} did not start on {ifname}: {output}")
     return process
-
-
-def serving(uapi_socket: Path) -> bool:
-    """Whether a daemon accepts connections on `uapi_socket`."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        try:
-            client.connect(str(uapi_socket))
-        except OSError:
-            return False
-    return True
 
 
 def end_processes(ns: Namespace) -> None:

@@ -33,7 +33,6 @@ from peers import (
     make_peers,
     once_past,
     processes_in,
-    serving,
     uapi_request,
     udp_receive_buffer_errors,
     udp_socket,
@@ -43,6 +42,7 @@ from peers import (
 from scapy_garbage import craft, replayed
 
 from wgpy.constants import NEW_HANDSHAKE_TIME, REKEY_TIMEOUT
+from wgpy.io.uapi_server import is_live
 from wgpy.netns import (
     STOP_TIMEOUT,
     TRANSFER_CHUNK,
@@ -176,7 +176,7 @@ def test_wg_quick_brings_an_interface_up_with_the_daemon_and_down_again(
     with cleaned_up(a, b):
         b.start()
         a.ns.run(*wg_quick, "up", str(config))
-        assert serving(a.uapi_socket)
+        assert is_live(a.uapi_socket)
         assert can_ping(a.ns, b.inner[1]) and can_ping(b.ns, a.inner[0])
 
         a.ns.run(*wg_quick, "down", str(config))

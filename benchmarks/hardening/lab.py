@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from wgpy.drops import DropReason
+from wgpy.io.uapi_server import is_live
 from wgpy.netns import (
     STARTUP_TIMEOUT,
     STOP_TIMEOUT,
@@ -101,7 +102,7 @@ class Daemon:
             cwd=ROOT, env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         # A killed predecessor leaves its socket file behind: wait for one that answers.
-        if not wait_until(lambda: accepts(self.uapi_socket), STARTUP_TIMEOUT):
+        if not wait_until(lambda: is_live(self.uapi_socket), STARTUP_TIMEOUT):
             raise RuntimeError(f"{self.command[-1]} did not start on {self.ifname}")
         wg_setconf(self.ns, self.ifname, self.config)
         ip_up(self.ns, self.ifname, f"{self.inner}/{INNER_PREFIX}")
@@ -137,15 +138,6 @@ def running(*daemons: Daemon) -> Iterator[None]:
     finally:
         for daemon in daemons:
             daemon.stop()
-
-
-def accepts(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        try:
-            client.connect(str(path))
-        except OSError:
-            return False
-    return True
 
 
 def uapi_request(path: Path, request: bytes, timeout: float = 10.0) -> str:

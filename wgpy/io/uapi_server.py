@@ -35,7 +35,7 @@ def listen(name: str) -> socket.socket:
     path = socket_path(name)
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     if path.exists() or path.is_symlink():
-        if _is_live(path):
+        if is_live(path):
             raise OSError(errno.EADDRINUSE, f"{path} is served by another process")
         path.unlink()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -49,7 +49,8 @@ def listen(name: str) -> socket.socket:
     return server
 
 
-def _is_live(path: Path) -> bool:
+def is_live(path: Path) -> bool:
+    """Whether a process accepts connections on the unix socket at `path`."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(str(path))
