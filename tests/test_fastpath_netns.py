@@ -299,7 +299,7 @@ def test_transfers_arrive_intact_both_ways_on_both_families(kinds: tuple[str, st
         assert "data path: TUN one packet per read and write" in text
 
 
-def test_a_deleted_interface_ends_the_daemon_while_its_threads_wait(
+def test_a_deleted_interface_ends_the_daemon_while_its_data_path_waits(
     netns: Namespace,
 ) -> None:
     ifname = unique_ifname("wgf")
@@ -308,7 +308,7 @@ def test_a_deleted_interface_ends_the_daemon_while_its_threads_wait(
     assert process.wait(5) == 0
 
 
-def test_sigterm_ends_the_daemon_while_its_threads_wait(netns: Namespace) -> None:
+def test_sigterm_ends_the_daemon_while_its_data_path_waits(netns: Namespace) -> None:
     ifname = unique_ifname("wgf")
     process = start_wgpy(netns, ifname, plain=False)
     process.terminate()

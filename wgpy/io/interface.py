@@ -1,7 +1,7 @@
 """One running WireGuard interface: the TUN, the UDP sockets and the configuration socket around
 a sans-IO device.
 
-Packets flow through the data path's threads (datapath.py), with the TUN's and the sockets'
+Packets flow through the data path's thread (datapath.py), with the TUN's and the sockets'
 offloads where the kernel grants them and one packet per system call where it does not; the log
 says which. This thread serves the configuration socket and sleeps until the device's next
 timer or the next housekeeping tick (once a second: is the socket file still there, does the
@@ -182,7 +182,7 @@ class Interface:
         self._running = False
 
     def _on_interface_gone(self) -> None:
-        """From the data path's threads: end the loop at once."""
+        """From the data path's thread: end the loop at once."""
         self._running = False
         self._wakeup_w.send(b"\0")
 
