@@ -22,6 +22,7 @@ from wgpy.io.offload import (
     VnetHdr,
     segment,
 )
+from wgpy.io.tun_batches import OffloadTun
 
 V4 = {"src": "192.0.2.1", "dst": "192.0.2.2"}
 V6 = {"src": "fd00:2::1", "dst": "fd00:2::2"}
@@ -231,3 +232,18 @@ def test_a_udp_datagram_without_a_checksum_goes_alone_and_nothing_overtakes_it()
 
     assert buffers[1] == NO_OFFLOAD + datagrams[1]
     assert split(buffers) == datagrams
+
+
+@pytest.mark.parametrize("udp", [False, True])
+def test_a_tun_writes_a_lone_packet_as_coalescing_would(udp: bool) -> None:
+    """OffloadTun skips the GRO rules for a batch of one (the cold, latency-bound case); what
+    reaches the TUN must be what `coalesce` would have made of it."""
+    read_end, write_end = os.pipe()
+    try:
+        tun = OffloadTun(write_end, udp=udp)
+        for packet in (*tcp_flow(1), corrupt(tcp_flow(1)[0]), bytes(IP(**V4) / ICMP())):
+            tun.write([packet])
+            assert os.read(read_end, MAX_PACKET) == b"".join(coalesce([packet], udp=udp))
+    finally:
+        os.close(read_end)
+        os.close(write_end)

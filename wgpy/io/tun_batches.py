@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Final, Protocol
 
 from wgpy.io.gro import coalesce
-from wgpy.io.offload import MAX_PACKET, VNET_HDR_LEN, OffloadError, VnetHdr, segment
+from wgpy.io.offload import MAX_PACKET, NO_OFFLOAD, VNET_HDR_LEN, OffloadError, VnetHdr, segment
 
 log = logging.getLogger("wgpy")
 
@@ -82,6 +82,9 @@ class OffloadTun:
         return packets
 
     def write(self, packets: Sequence[bytes]) -> None:
+        if len(packets) == 1:  # Nothing to merge; the kernel checks a lone packet itself.
+            _write(self._fd, NO_OFFLOAD + packets[0])
+            return
         for buffer in coalesce(packets, udp=self._udp):
             _write(self._fd, buffer)
 

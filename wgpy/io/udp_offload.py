@@ -102,7 +102,7 @@ class UdpBatches:
     def send(self, sock: socket.socket, datagrams: Sequence[bytes], endpoint: Endpoint) -> None:
         """Send `datagrams` in order. A full socket buffer is waited for, up to SEND_TIMEOUT_MS;
         then, or on another error, OSError is raised and the rest are not sent."""
-        if not self.gso:
+        if len(datagrams) == 1 or not self.gso:
             for data in datagrams:
                 _transmit(sock, [data], [], endpoint)
             return
