@@ -281,7 +281,9 @@ def test_handle_datagrams_takes_bytes_and_views(make: Callable[[bytes], object])
 
 def test_encrypt_packets_seals_as_encrypt_packet_does_one_after_another() -> None:
     twins = Twins()
-    packets = [b"", ipv4_packet("10.0.0.1", "10.0.0.2", b"x" * 33), bytes(1420)]
+    # Lengths on both sides of the MTU, where the padding stops short of a multiple of 16.
+    around_mtu = [bytes(length) for length in range(1400, 1430)]
+    packets = [b"", ipv4_packet("10.0.0.1", "10.0.0.2", b"x" * 33), *around_mtu]
     keypairs = [link.peer_of_b.keypairs.current for link in (twins.one, twins.batched)]
     assert keypairs[0] is not None and keypairs[1] is not None
     singly = [encrypt_packet(keypairs[0], packet, 1420) for packet in packets]

@@ -14,7 +14,6 @@ from wgpy.constants import MESSAGE_TRANSPORT, PADDING_MULTIPLE, REJECT_AFTER_MES
 from wgpy.keypair import Keypair
 from wgpy.messages import TRANSPORT_HEADER
 
-_NONCE_PREFIX = b"\x00\x00\x00\x00"
 _NONCE = struct.Struct("<4xQ")  # 32 zero bits, then the counter little-endian
 _ZEROS = bytes(PADDING_MULTIPLE)
 
@@ -32,9 +31,8 @@ def encrypt_packet(keypair: Keypair, packet: bytes, mtu: int) -> bytes:
     keypair.send_counter = counter + 1
     padding = padded_length(len(packet), mtu) - len(packet)
     plaintext = packet + bytes(padding) if padding else packet
-    nonce = _NONCE_PREFIX + counter.to_bytes(8, "little")
     header = TRANSPORT_HEADER.pack(MESSAGE_TRANSPORT, keypair.remote_index, counter)
-    return header + keypair.sender.encrypt(nonce, plaintext, None)
+    return header + keypair.sender.encrypt(_NONCE.pack(counter), plaintext, None)
 
 
 def encrypt_packets(keypair: Keypair, packets: Sequence[bytes], mtu: int) -> list[bytes]:
@@ -48,7 +46,10 @@ def encrypt_packets(keypair: Keypair, packets: Sequence[bytes], mtu: int) -> lis
     remote = keypair.remote_index
     messages = []
     for packet in packets:
-        padding = padded_length(len(packet), mtu) - len(packet)
+        length = len(packet)
+        padding = -length % PADDING_MULTIPLE  # padded_length, inlined: this runs per packet
+        if padding and length + padding > mtu:
+            padding = max(0, mtu - length)
         plaintext = packet + _ZEROS[:padding] if padding else packet
         messages.append(
             header(MESSAGE_TRANSPORT, remote, counter) + seal(nonce(counter), plaintext, None)
@@ -61,8 +62,7 @@ def decrypt_packet(keypair: Keypair, counter: int, ciphertext: bytes | memoryvie
     """The padded inner packet, or None when the message fails to authenticate."""
     if counter >= REJECT_AFTER_MESSAGES:
         return None
-    nonce = _NONCE_PREFIX + counter.to_bytes(8, "little")
     try:
-        return keypair.receiver.decrypt(nonce, ciphertext, None)
+        return keypair.receiver.decrypt(_NONCE.pack(counter), ciphertext, None)
     except InvalidTag:
         return None
