@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wgpy.io import checksum
-from wgpy.io.checksum import fold, ones_complement_sum, sums
+from wgpy.io.checksum import fold, ones_complement_sum, strided_sums, sums
 
 
 @pytest.fixture(params=["numpy", "pure"])
@@ -48,6 +48,29 @@ def test_a_super_packet_worth_of_segments_takes_the_vectorised_path(path: str) -
     assert [fold(total) for total in totals[:-1]] == [ones_complement_sum(s) for s in segments[:-1]]
     assert totals[-1] == 0
     assert sum(map(len, segments)) >= checksum.NUMPY_THRESHOLD
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.binary(min_size=0, max_size=20000),
+    start=st.integers(min_value=0, max_value=100),
+    size=st.integers(min_value=1, max_value=3000),
+)
+def test_strided_sums_sum_consecutive_segments_as_sums_does(
+    path: str, data: bytes, start: int, size: int
+) -> None:
+    segments = [data[at : at + size] for at in range(start, len(data), size)]
+    folded = [fold(total) for total in strided_sums(memoryview(data), start, size)]
+    assert folded == [fold(total) for total in sums(segments)]
+
+
+def test_a_super_packet_of_payloads_is_summed_in_place(path: str) -> None:
+    headers, size = b"\x45" * 52, 1368
+    data = headers + b"".join(bytes([n]) * size for n in range(1, 46)) + b"\x07" * 101
+    folded = [fold(total) for total in strided_sums(data, len(headers), size)]
+    assert folded == [ones_complement_sum(bytes([n]) * size) for n in range(1, 46)] + [
+        ones_complement_sum(b"\x07" * 101)
+    ]
 
 
 def test_odd_lengths_are_padded_with_a_zero_byte() -> None:

@@ -34,23 +34,28 @@ def version(packet: Packet) -> int | None:
     return None
 
 
+# source and destination run once per packet: they repeat version's checks rather than call it.
+
+
 def source(packet: Packet) -> bytes | None:
     """The source address: 4 raw bytes for IPv4, 16 for IPv6."""
-    number = version(packet)
-    if number == 4:
-        return bytes(packet[_IPV4_SOURCE : _IPV4_SOURCE + 4])
-    if number == 6:
-        return bytes(packet[_IPV6_SOURCE : _IPV6_SOURCE + 16])
+    if len(packet) >= IPV4_HEADER_LEN:
+        number = packet[0] >> 4
+        if number == 4:
+            return bytes(packet[_IPV4_SOURCE : _IPV4_SOURCE + 4])
+        if number == 6 and len(packet) >= IPV6_HEADER_LEN:
+            return bytes(packet[_IPV6_SOURCE : _IPV6_SOURCE + 16])
     return None
 
 
 def destination(packet: Packet) -> bytes | None:
     """The destination address: 4 raw bytes for IPv4, 16 for IPv6."""
-    number = version(packet)
-    if number == 4:
-        return bytes(packet[_IPV4_DESTINATION : _IPV4_DESTINATION + 4])
-    if number == 6:
-        return bytes(packet[_IPV6_DESTINATION : _IPV6_DESTINATION + 16])
+    if len(packet) >= IPV4_HEADER_LEN:
+        number = packet[0] >> 4
+        if number == 4:
+            return bytes(packet[_IPV4_DESTINATION : _IPV4_DESTINATION + 4])
+        if number == 6 and len(packet) >= IPV6_HEADER_LEN:
+            return bytes(packet[_IPV6_DESTINATION : _IPV6_DESTINATION + 16])
     return None
 
 

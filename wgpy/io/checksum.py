@@ -48,6 +48,30 @@ def sums(segments: Sequence[Buffer]) -> list[int]:
     return _numpy_sums(segments)
 
 
+def strided_sums(data: Buffer, start: int, size: int) -> list[int]:
+    """As `sums` for the segments data[start:start+size], data[start+size:start+2*size], ...,
+    the last of which may be shorter: a super-packet's payloads, which lie end to end. With
+    numpy, the whole-size ones are summed as rows of one array, without copying them."""
+    end = len(data)
+    count = (end - start) // size
+    if _numpy is None or size & 1 or end - start < NUMPY_THRESHOLD:
+        return sums([data[at : at + size] for at in range(start, end, size)])
+    rows = _numpy.frombuffer(data, _numpy.uint16, count * size // 2, start)
+    totals = _native_order(rows.reshape(count, size // 2).sum(axis=1, dtype=_numpy.uint64))
+    tail = start + count * size
+    return totals + ([_unfolded_sum(data[tail:])] if tail < end else [])
+
+
+def _native_order(totals: Any) -> list[int]:
+    """Word sums read in the machine's byte order, reduced modulo 0xffff and swapped back: the
+    one's complement sum of byte-swapped words is the byte-swapped sum (RFC 1071, section
+    2(B)), which saves numpy a swap per word. All in numpy, no Python call per segment."""
+    folded = totals % 0xFFFF
+    if sys.byteorder == "little":
+        folded = (folded & 0xFF) << 8 | folded >> 8
+    return list(folded.tolist())
+
+
 def _unfolded_sum(data: Buffer) -> int:
     total = int.from_bytes(data, "big") % 0xFFFF
     return total << 8 if len(data) & 1 else total
@@ -55,9 +79,7 @@ def _unfolded_sum(data: Buffer) -> int:
 
 def _numpy_sums(segments: Sequence[Buffer]) -> list[int]:
     # Laid end to end, each padded to whole 16-bit words, then summed word run by word run.
-    # (reduceat cannot sum an empty run, so empty segments stay out of it.) The words are read
-    # in the machine's order, which saves numpy a byte swap per word: a one's complement sum of
-    # byte-swapped words is the byte-swapped sum (RFC 1071, section 2(B)), swapped back after.
+    # (reduceat cannot sum an empty run, so empty segments stay out of it.)
     present = [bytes(s) + b"\0" if len(s) & 1 else s for s in segments if len(s)]
     starts, at = [], 0
     for segment in present:
@@ -66,15 +88,11 @@ def _numpy_sums(segments: Sequence[Buffer]) -> list[int]:
     if not present:
         return [0] * len(segments)
     words = _numpy.frombuffer(b"".join(present), dtype=_numpy.uint16)
-    totals = iter(_numpy.add.reduceat(words, starts, dtype=_numpy.uint64).tolist())
-    swap = _swapped if sys.byteorder == "little" else fold
-    return [swap(next(totals)) if len(segment) else 0 for segment in segments]
-
-
-def _swapped(total: int) -> int:
-    """`total` folded to 16 bits, its two bytes swapped."""
-    folded = fold(total)
-    return (folded & 0xFF) << 8 | folded >> 8
+    totals = _native_order(_numpy.add.reduceat(words, starts, dtype=_numpy.uint64))
+    if len(present) == len(segments):
+        return totals
+    found = iter(totals)
+    return [next(found) if len(segment) else 0 for segment in segments]
 
 
 def fold(total: int) -> int:

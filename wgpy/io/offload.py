@@ -19,7 +19,7 @@ from wgpy.io.checksum import (
     fold,
     ones_complement_sum,
     pseudo_header_sum,
-    sums,
+    strided_sums,
 )
 
 # struct virtio_net_hdr, in the host's byte order (a TUN without TUNSETVNETLE/BE uses it).
@@ -173,7 +173,8 @@ def _split(packet: Buffer, hdr: VnetHdr, *, tcp: bool, ipv4: bool) -> list[bytes
     end = len(packet)
     view = memoryview(packet)
     payloads = [view[start : start + size] for start in range(header_len, end, size)]
-    for index, (payload, payload_sum) in enumerate(zip(payloads, sums(payloads), strict=True)):
+    payload_sums = strided_sums(view, header_len, size)
+    for index, (payload, payload_sum) in enumerate(zip(payloads, payload_sums, strict=True)):
         start = header_len + index * size
         length = header_len + len(payload)
         l4_length = length - l4_start
