@@ -34,28 +34,25 @@ def version(packet: Packet) -> int | None:
     return None
 
 
-# source and destination run once per packet: they repeat version's checks rather than call it.
-
-
 def source(packet: Packet) -> bytes | None:
     """The source address: 4 raw bytes for IPv4, 16 for IPv6."""
-    if len(packet) >= IPV4_HEADER_LEN:
-        number = packet[0] >> 4
-        if number == 4:
-            return bytes(packet[_IPV4_SOURCE : _IPV4_SOURCE + 4])
-        if number == 6 and len(packet) >= IPV6_HEADER_LEN:
-            return bytes(packet[_IPV6_SOURCE : _IPV6_SOURCE + 16])
-    return None
+    return _address(packet, _IPV4_SOURCE, _IPV6_SOURCE)
 
 
 def destination(packet: Packet) -> bytes | None:
     """The destination address: 4 raw bytes for IPv4, 16 for IPv6."""
+    return _address(packet, _IPV4_DESTINATION, _IPV6_DESTINATION)
+
+
+def _address(packet: Packet, ipv4_at: int, ipv6_at: int) -> bytes | None:
+    """The address at `ipv4_at` or `ipv6_at`, by the packet's version. It runs once per packet,
+    so it repeats version's checks rather than call it."""
     if len(packet) >= IPV4_HEADER_LEN:
         number = packet[0] >> 4
         if number == 4:
-            return bytes(packet[_IPV4_DESTINATION : _IPV4_DESTINATION + 4])
+            return bytes(packet[ipv4_at : ipv4_at + 4])
         if number == 6 and len(packet) >= IPV6_HEADER_LEN:
-            return bytes(packet[_IPV6_DESTINATION : _IPV6_DESTINATION + 16])
+            return bytes(packet[ipv6_at : ipv6_at + 16])
     return None
 
 
