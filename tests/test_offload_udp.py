@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import pytest
 
+from wgpy.io.readiness import input_waiting
 from wgpy.io.udp_offload import (
     MAX_SEGMENTS,
     SOL_UDP,
@@ -111,7 +112,7 @@ def test_a_wake_up_takes_what_waits_as_runs_from_one_source_each(
             sock.sendto(data, receiver.getsockname())
         receiver.setblocking(False)  # as the data path keeps its sockets
 
-        batches = UdpBatches(gso=False, gro=False).receive(receiver)
+        batches = UdpBatches(gso=False, gro=False).receive(receiver, input_waiting(receiver))
         a, b = sender.getsockname()[1], other.getsockname()[1]
 
     assert [([bytes(d) for d in datagrams], source[1]) for datagrams, source in batches] == [
@@ -127,7 +128,7 @@ def test_a_wake_up_with_nothing_waiting_raises_blocking_io_error(
     _, receiver = pair
     receiver.setblocking(False)
     with pytest.raises(BlockingIOError):
-        UdpBatches(gso=False, gro=True).receive(receiver)
+        UdpBatches(gso=False, gro=True).receive(receiver, input_waiting(receiver))
 
 
 def test_without_offloads_each_datagram_is_its_own_system_call(

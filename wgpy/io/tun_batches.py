@@ -4,7 +4,8 @@
 with the virtio-net header and TSO on (see tun_offload.py): a read hands over up to 64 KiB of
 one TCP flow, cut here into packets; a write takes the received packets coalesced into as few
 super-packets as the GRO rules allow. Both make the file non-blocking: the caller waits for it
-to become readable when `read` raises BlockingIOError.
+to become readable when `read` raises BlockingIOError. Both drain the file only when a poll says
+that more than the first packet waits (see readiness.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Final, Protocol
 
 from wgpy.io.gro import coalesce
 from wgpy.io.offload import MAX_PACKET, NO_OFFLOAD, VNET_HDR_LEN, OffloadError, VnetHdr, segment
+from wgpy.io.readiness import input_waiting
 
 log = logging.getLogger("wgpy")
 
@@ -42,6 +44,7 @@ class TunBatches(Protocol):
 class PlainTun:
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        self._waiting = input_waiting(fd)
         os.set_blocking(fd, False)
 
     def fileno(self) -> int:
@@ -49,11 +52,12 @@ class PlainTun:
 
     def read(self) -> list[bytes]:
         packets = [os.read(self._fd, MAX_PACKET)]
-        try:
-            while len(packets) < BATCH:
-                packets.append(os.read(self._fd, MAX_PACKET))
-        except BlockingIOError:
-            pass
+        if self._waiting():
+            try:
+                while len(packets) < BATCH:
+                    packets.append(os.read(self._fd, MAX_PACKET))
+            except BlockingIOError:
+                pass
         return packets
 
     def write(self, packets: Sequence[bytes]) -> None:
@@ -67,6 +71,7 @@ class OffloadTun:
     def __init__(self, fd: int, udp: bool) -> None:
         self._fd = fd
         self._udp = udp
+        self._waiting = input_waiting(fd)
         os.set_blocking(fd, False)
 
     def fileno(self) -> int:
@@ -74,11 +79,12 @@ class OffloadTun:
 
     def read(self) -> list[bytes]:
         packets = self._read_one(os.read(self._fd, VNET_HDR_LEN + MAX_PACKET))
-        try:
-            while len(packets) < BATCH:
-                packets += self._read_one(os.read(self._fd, VNET_HDR_LEN + MAX_PACKET))
-        except BlockingIOError:
-            pass
+        if self._waiting():
+            try:
+                while len(packets) < BATCH:
+                    packets += self._read_one(os.read(self._fd, VNET_HDR_LEN + MAX_PACKET))
+            except BlockingIOError:
+                pass
         return packets
 
     def write(self, packets: Sequence[bytes]) -> None:
@@ -90,6 +96,8 @@ class OffloadTun:
 
     @staticmethod
     def _read_one(data: bytes) -> list[bytes]:
+        if data[:VNET_HDR_LEN] == NO_OFFLOAD:  # One whole packet, checksummed, as ping's are.
+            return [data[VNET_HDR_LEN:]]
         try:
             return segment(memoryview(data)[VNET_HDR_LEN:], VnetHdr.parse(data))
         except (OffloadError, IndexError, struct.error) as error:

@@ -14,7 +14,7 @@ import logging
 import select
 import socket
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 from wgpy.io.udp import Endpoint
@@ -41,6 +41,9 @@ SEND_TIMEOUT_MS: Final = 1000
 _CONTROL_SPACE: Final = socket.CMSG_SPACE(struct.calcsize("i"))
 _SEGMENT_SIZE = struct.Struct("=H")
 _GRO_SIZE = struct.Struct("=i")
+
+# A received datagram: the bytes a receive returned, or a view into them when it held several.
+Datagram = bytes | memoryview
 
 
 def supports_gso(sock: socket.socket) -> bool:
@@ -78,16 +81,16 @@ def gso_runs(datagrams: Sequence[bytes], limit: int = MAX_SEND) -> Iterator[Sequ
         start = end
 
 
-def split_gro(buffer: bytes, control: list[tuple[int, int, bytes]]) -> list[memoryview]:
+def split_gro(buffer: bytes, control: list[tuple[int, int, bytes]]) -> list[Datagram]:
     """The datagrams in `buffer` as one UDP_GRO receive returned it with its control messages:
     all the size given there but the last, which may be shorter; one datagram without it."""
-    view = memoryview(buffer)
     size = len(buffer)
     for level, kind, data in control:
         if level == SOL_UDP and kind == UDP_GRO and len(data) >= _GRO_SIZE.size:
             size = _GRO_SIZE.unpack_from(data)[0] or size
     if size >= len(buffer):
-        return [view]
+        return [buffer]
+    view = memoryview(buffer)
     return [view[start : start + size] for start in range(0, len(buffer), size)]
 
 
@@ -102,7 +105,13 @@ class UdpBatches:
     def send(self, sock: socket.socket, datagrams: Sequence[bytes], endpoint: Endpoint) -> None:
         """Send `datagrams` in order. A full socket buffer is waited for, up to SEND_TIMEOUT_MS;
         then, or on another error, OSError is raised and the rest are not sent."""
-        if len(datagrams) == 1 or not self.gso:
+        if len(datagrams) == 1:
+            try:  # sendto: the shortest way through CPython for the lone datagram of a ping
+                sock.sendto(datagrams[0], endpoint)
+            except BlockingIOError:
+                _transmit(sock, datagrams, [], endpoint)
+            return
+        if not self.gso:
             for data in datagrams:
                 _transmit(sock, [data], [], endpoint)
             return
@@ -123,12 +132,18 @@ class UdpBatches:
                 self.gso = False
                 self.send(sock, run, endpoint)
 
-    def receive(self, sock: socket.socket) -> list[tuple[list[memoryview], Endpoint]]:
+    def receive(
+        self, sock: socket.socket, waiting: Callable[[], object]
+    ) -> list[tuple[list[Datagram], Endpoint]]:
         """What is waiting on the socket, RECEIVE_BATCH datagrams or a few more at most, as runs
-        from one source each: the batches to hand on. Raises BlockingIOError when nothing is
-        waiting, OSError when the first receive fails (as an ICMP error may make it)."""
+        from one source each: the batches to hand on. After the first receive, the socket is
+        drained only if `waiting()` (readiness.input_waiting) says more waits. Raises
+        BlockingIOError when nothing is waiting, OSError when the first receive fails (as an
+        ICMP error may make it)."""
         batches = [self.receive_one(sock)]
         count = len(batches[0][0])
+        if not waiting():
+            return batches
         while count < RECEIVE_BATCH:
             try:
                 datagrams, source = self.receive_one(sock)
@@ -141,12 +156,12 @@ class UdpBatches:
             count += len(datagrams)
         return batches
 
-    def receive_one(self, sock: socket.socket) -> tuple[list[memoryview], Endpoint]:
+    def receive_one(self, sock: socket.socket) -> tuple[list[Datagram], Endpoint]:
         """The datagrams one receive returns, all from one source. Raises BlockingIOError when
         none is waiting."""
         if not self.gro:
             data, address = sock.recvfrom(RECEIVE_BUFFER)
-            return [memoryview(data)], address
+            return [data], address
         data, control, flags, address = sock.recvmsg(RECEIVE_BUFFER, _CONTROL_SPACE)
         if flags & socket.MSG_TRUNC:
             log.debug("UDP receive truncated: %d bytes dropped", len(data))
