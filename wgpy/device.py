@@ -175,6 +175,12 @@ class Device:
             return self._drop(DropReason.NO_ROUTE)
         if peer.endpoint is None:
             return self._drop(DropReason.NO_ENDPOINT, peer)
+        keypair = peer.keypairs.current
+        if not peer.staged and keypair is not None and keypair.can_send(now):
+            # Nothing waits before it: the packet goes at once, without the staging queue. (It
+            # is a ping's lone packet, on which a cold CPU spends ~20 us more through the queue.)
+            actions = self._send_packets(peer, keypair, [packet], now, wall)
+            return actions + self._keep_key_fresh_on_send(peer, keypair, now, wall)
         if len(peer.staged) == MAX_STAGED_PACKETS:
             self._drop(DropReason.STAGED_OVERFLOW, peer)
         peer.staged.append(packet)
@@ -299,8 +305,7 @@ class Device:
         keypair = peer.keypairs.current
         if keypair is None or not keypair.can_send(now):
             return self._send_queued_handshake_initiation(peer, now, wall, is_retry=False)
-        endpoint = peer.endpoint
-        if endpoint is None:
+        if peer.endpoint is None:
             for _ in range(len(peer.staged)):
                 self._drop(DropReason.NO_ENDPOINT, peer)
             peer.staged.clear()
@@ -308,20 +313,29 @@ class Device:
         staged = peer.staged
         count = min(len(staged), REJECT_AFTER_MESSAGES - keypair.send_counter)
         packets = [staged.popleft() for _ in range(count)]
-        messages = encrypt_packets(keypair, packets, self.mtu)
-        if self.observer is not None:
-            self._observe_sent(peer, packets, wall)
-        actions: list[Action] = [SendDatagram(message, endpoint) for message in messages]
-        peer.tx_bytes += sum(map(len, messages))
-        data_sent = any(packets)
-        timers = peer.timers
-        timers.any_authenticated_packet_traversal(now)
-        timers.any_authenticated_packet_sent()
-        if data_sent:
-            timers.data_sent(now, self._jitter)
+        actions = self._send_packets(peer, keypair, packets, now, wall)
         if staged:  # The counter ran out mid-batch: the rest waits for a new session.
             return actions + self._send_queued_handshake_initiation(peer, now, wall, False)
         return actions + self._keep_key_fresh_on_send(peer, keypair, now, wall)
+
+    def _send_packets(
+        self, peer: Peer, keypair: Keypair, packets: list[bytes], now: float, wall: float
+    ) -> list[Action]:
+        """Encrypt `packets` (an empty one is a keepalive) under `keypair`, which can send that
+        many, to the peer's endpoint, which is known."""
+        messages = encrypt_packets(keypair, packets, self.mtu)
+        if self.observer is not None:
+            self._observe_sent(peer, packets, wall)
+        endpoint = peer.endpoint
+        assert endpoint is not None
+        actions: list[Action] = [SendDatagram(message, endpoint) for message in messages]
+        peer.tx_bytes += sum(map(len, messages))
+        timers = peer.timers
+        timers.any_authenticated_packet_traversal(now)
+        timers.any_authenticated_packet_sent()
+        if any(packets):
+            timers.data_sent(now, self._jitter)
+        return actions
 
     def _keep_key_fresh_on_send(
         self, peer: Peer, keypair: Keypair, now: float, wall: float
