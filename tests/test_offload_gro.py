@@ -187,6 +187,28 @@ def test_segments_whose_ip_headers_disagree_do_not_merge(change: dict[str, int])
     assert len(coalesce([first, second])) == 2
 
 
+@pytest.mark.parametrize(
+    "change",
+    [{"hlim": 5}, {"fl": 7}, {"tc": 4}],
+    ids=["hop-limit", "flow-label", "traffic-class"],
+)
+def test_ipv6_segments_whose_headers_disagree_do_not_merge(change: dict[str, int]) -> None:
+    (first,) = tcp_flow(1, ip=IPv6(**V6))
+    (second,) = tcp_flow(1, ip=IPv6(**V6, **change), first_seq=2000)
+    assert len(coalesce([first, second])) == 2
+
+
+@pytest.mark.parametrize("field", ["window", "urgptr", "dataofs"])
+def test_segments_whose_tcp_headers_disagree_do_not_merge(field: str) -> None:
+    first, second = tcp_flow(2)
+    parsed = IP(second)
+    setattr(parsed[TCP], field, {"window": 7, "urgptr": 1, "dataofs": 5}[field])
+    if field == "dataofs":  # without its options, the header is 20 bytes: the payload moves up
+        parsed[TCP].options = []
+    del parsed[TCP].chksum
+    assert len(coalesce([first, bytes(parsed)])) == 2
+
+
 def test_segments_whose_tcp_options_differ_do_not_merge() -> None:
     first, second = tcp_flow(2)
     parsed = IP(second)

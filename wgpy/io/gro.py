@@ -40,7 +40,6 @@ from wgpy.io.offload import (
 
 _U16: Final = struct.Struct("!H")
 _U32: Final = struct.Struct("!I")
-Span = tuple[int, int, bytes]
 
 
 class _Run:
@@ -50,7 +49,8 @@ class _Run:
     __slots__ = (
         "ended",
         "first",
-        "fixed",
+        "fixed_bits",
+        "fixed_mask",
         "gso_size",
         "header_len",
         "l4_start",
@@ -69,7 +69,8 @@ class _Run:
         self.gso_size = len(first) - header_len
         self.length = len(first)
         self.packets = [first]
-        self.fixed = _fixed_spans(first, l4_start, header_len, tcp)
+        self.fixed_mask = _fixed_mask(l4_start, header_len, tcp)
+        self.fixed_bits = int.from_bytes(first[:header_len], "big") & self.fixed_mask
         # The pseudo-header sum but for the segment length, the same for the whole run.
         self.pseudo = pseudo_header_sum(first, IPPROTO_TCP if tcp else IPPROTO_UDP, 0)
         sequence = _U32.unpack_from(first, l4_start + 4)[0] if tcp else 0
@@ -94,9 +95,8 @@ class _Run:
                 return False
         elif _U16.unpack_from(packet, l4_start + 4)[0] != len(packet) - l4_start:
             return False
-        for start, end, expected in self.fixed:
-            if packet[start:end] != expected:
-                return False
+        if int.from_bytes(packet[:header_len], "big") & self.fixed_mask != self.fixed_bits:
+            return False
         return _length_field(packet) == len(packet)
 
     def append(self, packet: bytes) -> None:
@@ -242,12 +242,14 @@ def _length_field(packet: bytes) -> int:
     return IPV6_HEADER_LEN + (packet[4] << 8 | packet[5])
 
 
-def _fixed_spans(first: bytes, l4_start: int, header_len: int, tcp: bool) -> list[Span]:
-    """The header bytes every segment of a run shares with the first: all but the lengths, the
+def _fixed_mask(l4_start: int, header_len: int, tcp: bool) -> int:
+    """A mask over the headers, read as one big-endian int, of the bytes every segment of a run
+    shares with the first: all but the lengths, the
     IPv4 ID, the checksums, the TCP sequence number and flags (checked apart), as (start, end,
     bytes). For IPv4 that holds TOS, DF, TTL and protocol equal, for IPv6 traffic class, flow
     label, next header and hop limit; then addresses and ports, and for TCP the acknowledgment
-    number, data offset, window, urgent pointer and options."""
+    number, data offset, window, urgent pointer and options. (One masked compare per segment
+    costs less than a compare per span.)"""
     if l4_start == IPV4_HEADER_LEN:
         ip_spans = [(0, 2), (6, 10), (12, l4_start + 4)]
     else:
@@ -257,4 +259,7 @@ def _fixed_spans(first: bytes, l4_start: int, header_len: int, tcp: bool) -> lis
         l4_spans.append((l4_start + 18, header_len))
     else:
         l4_spans = []
-    return [(start, end, first[start:end]) for start, end in ip_spans + l4_spans]
+    mask = bytearray(header_len)
+    for start, end in ip_spans + l4_spans:
+        mask[start:end] = b"\xff" * (end - start)
+    return int.from_bytes(mask, "big")
