@@ -18,7 +18,7 @@ import struct
 from collections.abc import Iterable
 from typing import Final
 
-from wgpy.io.checksum import fold, ipv4_header_checksum, pseudo_header_sum, sums
+from wgpy.io.checksum import fold, ipv4_header_checksum, pseudo_header_sum, strided_sums, sums
 from wgpy.io.offload import (
     F_NEEDS_CSUM,
     GSO_TCPV4,
@@ -35,6 +35,7 @@ from wgpy.io.offload import (
     TCP_PSH,
     UDP_CHECKSUM_OFFSET,
     UDP_HEADER_LEN,
+    VNET_HDR_LEN,
     VnetHdr,
 )
 
@@ -44,7 +45,7 @@ _U32: Final = struct.Struct("!I")
 
 class _Run:
     """Segments of one flow that may merge: they follow on, and their headers agree. Their
-    checksums are verified all at once when the run is built (`checksum.sums`)."""
+    checksums are verified all at once when the run is built (`_checksums_valid`)."""
 
     __slots__ = (
         "ended",
@@ -110,14 +111,19 @@ class _Run:
             self.ended = True
 
     def build(self) -> list[bytes]:
-        """The run as buffers behind their virtio-net headers: a packet whose checksum fails
-        goes alone, for the kernel to drop, and splits the super-packet around it."""
+        """The run as buffers behind their virtio-net headers: one super-packet when every
+        segment's checksum holds, as it almost always does; otherwise a packet whose checksum
+        fails goes alone, for the kernel to drop, and splits the super-packet around it."""
         if len(self.packets) == 1:
             return [NO_OFFLOAD + self.first]  # The kernel checks a lone packet itself.
+        (merged,) = self._merged(self.packets)
+        valid = self._checksums_valid(merged)
+        if all(valid):
+            return [merged]
         out: list[bytes] = []
         stretch: list[bytes] = []
-        for packet, valid in zip(self.packets, self._checksums_valid(), strict=True):
-            if valid:
+        for packet, ok in zip(self.packets, valid, strict=True):
+            if ok:
                 stretch.append(packet)
             else:
                 out += self._merged(stretch)
@@ -125,13 +131,18 @@ class _Run:
                 stretch = []
         return out + self._merged(stretch)
 
-    def _checksums_valid(self) -> list[bool]:
-        """Whether each segment, with the pseudo-header and its checksum field, sums to 0xffff."""
-        segments = [memoryview(packet)[self.l4_start :] for packet in self.packets]
+    def _checksums_valid(self, merged: bytes) -> list[bool]:
+        """Whether each segment, with the pseudo-header and its checksum field, sums to 0xffff.
+        A segment's transport header is summed on its own, its payload where it lies in the
+        super-packet `merged` made of them all: end to end, so without another copy. (Transport
+        headers are a whole number of 16-bit words long, so the two sums add up.)"""
+        l4_start, header_len = self.l4_start, self.header_len
+        headers = sums([packet[l4_start:header_len] for packet in self.packets])
+        payloads = strided_sums(merged, VNET_HDR_LEN + header_len, self.gso_size)
         pseudo = self.pseudo
         return [
-            fold(pseudo + len(segment) + total) == 0xFFFF
-            for segment, total in zip(segments, sums(segments), strict=True)
+            fold(pseudo + len(packet) - l4_start + header + payload) == 0xFFFF
+            for packet, header, payload in zip(self.packets, headers, payloads, strict=True)
         ]
 
     def _merged(self, packets: list[bytes]) -> list[bytes]:
