@@ -64,8 +64,9 @@ def test_strided_sums_sum_consecutive_segments_as_sums_does(
     assert folded == [fold(total) for total in sums(segments)]
 
 
-def test_a_super_packet_of_payloads_is_summed_in_place(path: str) -> None:
-    headers, size = b"\x45" * 52, 1368
+@pytest.mark.parametrize("size", [1368, 1370], ids=["32-bit-words", "16-bit-words"])
+def test_a_super_packet_of_payloads_is_summed_in_place(path: str, size: int) -> None:
+    headers = b"\x45" * 52
     data = headers + b"".join(bytes([n]) * size for n in range(1, 46)) + b"\x07" * 101
     folded = [fold(total) for total in strided_sums(data, len(headers), size)]
     assert folded == [ones_complement_sum(bytes([n]) * size) for n in range(1, 46)] + [

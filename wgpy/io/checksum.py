@@ -56,8 +56,12 @@ def strided_sums(data: Buffer, start: int, size: int) -> list[int]:
     count = (end - start) // size
     if _numpy is None or size & 1 or end - start < NUMPY_THRESHOLD:
         return sums([data[at : at + size] for at in range(start, end, size)])
-    rows = _numpy.frombuffer(data, _numpy.uint16, count * size // 2, start)
-    totals = _native_order(rows.reshape(count, size // 2).sum(axis=1, dtype=_numpy.uint64))
+    # 32-bit words where they fit, half as many to add: 0x100000000 is 1 modulo 0xffff too, so
+    # a 32-bit word is congruent to the sum of its two 16-bit halves.
+    word = _numpy.uint32 if size % 4 == 0 else _numpy.uint16
+    per_row = size // word().itemsize
+    rows = _numpy.frombuffer(data, word, count * per_row, start)
+    totals = _native_order(rows.reshape(count, per_row).sum(axis=1, dtype=_numpy.uint64))
     tail = start + count * size
     return totals + ([_unfolded_sum(data[tail:])] if tail < end else [])
 
