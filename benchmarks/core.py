@@ -20,7 +20,7 @@ import statistics
 import struct
 import time
 
-from wgpy.device import Device, SendDatagram, WriteTun
+from wgpy.device import Device, datagrams_of, packets_of
 from wgpy.io.checksum import fold, pseudo_header_sum
 from wgpy.io.gro import coalesce
 from wgpy.io.offload import F_NEEDS_CSUM, GSO_TCPV4, VNET_HDR_LEN, VnetHdr, segment
@@ -51,13 +51,10 @@ def handshakes_per_second(seconds: float = 2.0) -> float:
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         a, b = pair()
-        (initiation,) = a.handle_tun_packet(packet(100), 0.0, 1e9)
-        assert isinstance(initiation, SendDatagram)
-        (response,) = b.handle_datagram(initiation.data, A_ENDPOINT, 0.0, 1e9)
-        assert isinstance(response, SendDatagram)
-        (data,) = a.handle_datagram(response.data, B_ENDPOINT, 0.0, 1e9)
-        assert isinstance(data, SendDatagram)
-        assert b.handle_datagram(data.data, A_ENDPOINT, 0.0, 1e9)
+        (initiation,) = datagrams_of(a.handle_tun_packet(packet(100), 0.0, 1e9))
+        (response,) = datagrams_of(b.handle_datagram(initiation, A_ENDPOINT, 0.0, 1e9))
+        (data,) = datagrams_of(a.handle_datagram(response, B_ENDPOINT, 0.0, 1e9))
+        assert b.handle_datagram(data, A_ENDPOINT, 0.0, 1e9)
         count += 1
     return count / (time.perf_counter() - start)
 
@@ -65,15 +62,15 @@ def handshakes_per_second(seconds: float = 2.0) -> float:
 def seal_open_microseconds(size: int = 1400, rounds: int = 5, per_round: int = 20000) -> float:
     a, b = pair()
     inner = packet(size)
-    (initiation,) = a.handle_tun_packet(inner, 0.0, 1e9)
-    (response,) = b.handle_datagram(initiation.data, A_ENDPOINT, 0.0, 1e9)  # type: ignore[union-attr]
-    a.handle_datagram(response.data, B_ENDPOINT, 0.0, 1e9)  # type: ignore[union-attr]
+    (initiation,) = datagrams_of(a.handle_tun_packet(inner, 0.0, 1e9))
+    (response,) = datagrams_of(b.handle_datagram(initiation, A_ENDPOINT, 0.0, 1e9))
+    a.handle_datagram(response, B_ENDPOINT, 0.0, 1e9)
     samples = []
     for _ in range(rounds):
         start = time.perf_counter()
         for _ in range(per_round):
-            (sealed,) = a.handle_tun_packet(inner, 1.0, 1e9)
-            b.handle_datagram(sealed.data, A_ENDPOINT, 1.0, 1e9)  # type: ignore[union-attr]
+            (sealed,) = datagrams_of(a.handle_tun_packet(inner, 1.0, 1e9))
+            b.handle_datagram(sealed, A_ENDPOINT, 1.0, 1e9)
         samples.append((time.perf_counter() - start) / per_round * 1e6)
     return statistics.median(samples)
 
@@ -97,20 +94,20 @@ def super_packet_microseconds(rounds: int = 5, per_round: int = 200) -> float:
     """Python work of both data paths for one TSO super-packet, median per super-packet."""
     a, b = pair()
     super_packet, hdr = tso_super_packet()
-    handshake = a.handle_tun_packet(packet(100), 0.0, 1e9)[0]
-    response = b.handle_datagram(handshake.data, A_ENDPOINT, 0.0, 1e9)[0]  # type: ignore[union-attr]
-    a.handle_datagram(response.data, B_ENDPOINT, 0.0, 1e9)  # type: ignore[union-attr]
+    (handshake,) = datagrams_of(a.handle_tun_packet(packet(100), 0.0, 1e9))
+    (response,) = datagrams_of(b.handle_datagram(handshake, A_ENDPOINT, 0.0, 1e9))
+    a.handle_datagram(response, B_ENDPOINT, 0.0, 1e9)
 
     def through_both() -> list[bytes]:
         actions = a.handle_tun_packets(segment(super_packet, hdr), 1.0, 1e9)
-        sealed = [action.data for action in actions if isinstance(action, SendDatagram)]
+        sealed = datagrams_of(actions)
         buffers = []
         for run in gso_runs(sealed):  # as UDP_GRO hands them over: views of one buffer
             view = memoryview(b"".join(run))
             size = len(run[0])
             received = [view[at : at + size] for at in range(0, len(view), size)]
             inner = b.handle_datagrams(received, A_ENDPOINT, 1.0, 1e9)
-            buffers += coalesce([action.packet for action in inner if isinstance(action, WriteTun)])
+            buffers += coalesce(packets_of(inner))
         return buffers
 
     # What reaches B's TUN must be the super-packet's payload again, in as many super-packets

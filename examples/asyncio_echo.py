@@ -23,7 +23,7 @@ from typing import cast
 from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw
 
-from wgpy.device import Action, Device, SendDatagram, WriteTun
+from wgpy.device import Action, Device, SendDatagrams, WriteTun
 from wgpy.keys import generate_private_key
 
 ECHO_PORT = 7
@@ -71,10 +71,12 @@ class WireGuardProtocol(asyncio.DatagramProtocol):
     def carry_out(self, actions: Iterable[Action]) -> None:
         assert self.transport is not None
         for action in actions:
-            if isinstance(action, SendDatagram):
-                self.transport.sendto(action.data, action.endpoint)
+            if isinstance(action, SendDatagrams):
+                for data in action.datagrams:
+                    self.transport.sendto(data, action.endpoint)
             elif isinstance(action, WriteTun):
-                self.deliver(action.packet)
+                for packet in action.packets:
+                    self.deliver(packet)
         self.rearm()
 
     def rearm(self) -> None:

@@ -29,7 +29,7 @@ from wgpy.constants import (
     MESSAGE_TRANSPORT,
     TRANSPORT_MIN_SIZE,
 )
-from wgpy.device import Action, Device, SendDatagram, WriteTun
+from wgpy.device import Action, Device, WriteTun
 from wgpy.keys import generate_private_key
 
 DURATION = 600.0  # simulated seconds
@@ -99,14 +99,15 @@ class Simulation:
         receiver = self.bob if sender is self.alice else self.alice
         for action in actions:
             if isinstance(action, WriteTun):
-                sender.delivered += 1
+                sender.delivered += len(action.packets)
                 continue
-            assert isinstance(action, SendDatagram) and action.endpoint == receiver.endpoint
-            self.observe(sender, action.data)
-            replies = receiver.device.handle_datagram(
-                action.data, sender.endpoint, self.now, self.wall
-            )
-            self.carry_out(receiver, replies)
+            assert action.endpoint == receiver.endpoint
+            for data in action.datagrams:
+                self.observe(sender, data)
+                replies = receiver.device.handle_datagram(
+                    data, sender.endpoint, self.now, self.wall
+                )
+                self.carry_out(receiver, replies)
 
     def observe(self, sender: Node, data: bytes) -> None:
         kind = data[0]

@@ -8,7 +8,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from wgpy.device import Action, Device, SendDatagram, WriteTun
+from wgpy.device import Action, Device, WriteTun
 from wgpy.keys import generate_private_key, public_key
 
 WALL_EPOCH = 1_700_000_000.0
@@ -139,9 +139,9 @@ class Link:
     def _carry_out(self, node: Node, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, WriteTun):
-                node.received.append(action.packet)
+                node.received += action.packets
                 continue
-            assert isinstance(action, SendDatagram)
-            self.sent.append((node.name, self.now, action.data))
-            if not self.lose(node.name, action.data):
-                self.wire.append((node, action.data, action.endpoint))
+            for data in action.datagrams:
+                self.sent.append((node.name, self.now, data))
+                if not self.lose(node.name, data):
+                    self.wire.append((node, data, action.endpoint))

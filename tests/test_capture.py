@@ -27,7 +27,7 @@ from wgpy.capture import (
     encode_secrets,
     keylog_lines,
 )
-from wgpy.device import Device, SendDatagram, WriteTun
+from wgpy.device import Device, datagrams_of, packets_of
 from wgpy.errors import UapiError
 from wgpy.io import capture_server
 from wgpy.io.capture_server import CaptureHub
@@ -103,10 +103,10 @@ def test_the_batch_paths_show_the_observer_every_packet_in_order() -> None:
     batch = [ipv4_packet("10.0.0.1", "10.0.0.2", bytes([n]) * n) for n in range(1, 6)]
 
     actions = link.a.device.handle_tun_packets(batch, link.now, link.wall)
-    datagrams = [a.data for a in actions if isinstance(a, SendDatagram)]
+    datagrams = datagrams_of(actions)
     written = link.b.device.handle_datagrams(datagrams, link.a.endpoint, link.now, link.wall)
 
-    assert [a.packet for a in written if isinstance(a, WriteTun)] == batch
+    assert packets_of(written) == batch
     assert [(p[1], p[2]) for p in at_a.packets] == [(Direction.OUTBOUND, p) for p in batch]
     assert [(p[1], p[2]) for p in at_b.packets] == [(Direction.INBOUND, p) for p in batch]
 

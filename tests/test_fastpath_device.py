@@ -15,7 +15,7 @@ import pytest
 from fakes import Link, ipv4_packet, ipv6_packet
 
 from wgpy.constants import KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS, REKEY_ON_RECEIVE_TIME
-from wgpy.device import Action, Device, SendDatagram, WriteTun
+from wgpy.device import Action, Device, SendDatagrams, datagrams_of, packets_of
 from wgpy.drops import DropReason
 from wgpy.peer import Peer
 from wgpy.transport import encrypt_packet, encrypt_packets
@@ -51,9 +51,8 @@ def state(device: Device) -> list[object]:
 
 def outcome(actions: list[Action]) -> tuple[list[tuple[bytes, Endpoint]], list[bytes]]:
     """Datagrams and packets, each in order (their interleaving is the caller's business)."""
-    sent = [(a.data, a.endpoint) for a in actions if isinstance(a, SendDatagram)]
-    written = [a.packet for a in actions if isinstance(a, WriteTun)]
-    return sent, written
+    sent = [(d, a.endpoint) for a in actions if isinstance(a, SendDatagrams) for d in a.datagrams]
+    return sent, packets_of(actions)
 
 
 class Twins:
@@ -196,9 +195,8 @@ def test_keepalives_and_data_in_one_batch_arm_the_same_timers_as_one_by_one() ->
     assert twins.batched.peer_of_a.timers.send_keepalive is None
     keepalive_twins: list[bytes] = []
     for link in (twins.one, twins.batched):
-        (keepalive,) = link.a.device._send_keepalive(link.peer_of_b, link.now, link.wall)
-        assert isinstance(keepalive, SendDatagram)
-        keepalive_twins.append(keepalive.data)
+        actions = link.a.device._send_keepalive(link.peer_of_b, link.now, link.wall)
+        keepalive_twins += datagrams_of(actions)
     assert keepalive_twins[0] == keepalive_twins[1]
     data = data_from_a(twins, [A_TO_B, A_TO_B])
     twins.network("b", [keepalive_twins[0], *data], A)
@@ -221,11 +219,10 @@ def test_a_handshake_in_the_middle_of_a_batch_is_handled_in_its_place() -> None:
     for link in (twins.one, twins.batched):
         link.advance(10)  # a's data went unanswered long enough for it to rekey
         peer = link.peer_of_b
-        (initiation,) = link.a.device._send_queued_handshake_initiation(
+        actions = link.a.device._send_queued_handshake_initiation(
             peer, link.now, link.wall, is_retry=False
         )
-        assert isinstance(initiation, SendDatagram)
-        initiations.append(initiation.data)
+        initiations += datagrams_of(actions)
     assert initiations[0] == initiations[1]
     after = data_from_a(twins, [A_TO_B])
     twins.network("b", [*before, initiations[0], *after], A)
@@ -236,18 +233,18 @@ def test_the_first_message_on_a_new_session_takes_the_one_by_one_path_within_a_b
     responses: list[bytes] = []
     for link in (twins.one, twins.batched):
         link.advance(REKEY_ON_RECEIVE_TIME)
-        (initiation,) = link.b.device._send_queued_handshake_initiation(
-            link.peer_of_a, link.now, link.wall, is_retry=False
+        (initiation,) = datagrams_of(
+            link.b.device._send_queued_handshake_initiation(
+                link.peer_of_a, link.now, link.wall, is_retry=False
+            )
         )
-        assert isinstance(initiation, SendDatagram)
-        (response,) = link.a.device.handle_datagram(
-            initiation.data, link.b.endpoint, link.now, link.wall
+        (response,) = datagrams_of(
+            link.a.device.handle_datagram(initiation, link.b.endpoint, link.now, link.wall)
         )
-        assert isinstance(response, SendDatagram)
-        responses.append(response.data)
+        responses.append(response)
         # b now holds the new session as initiator; a holds it as `next` until b uses it.
-        actions = link.b.device.handle_datagram(response.data, link.a.endpoint, link.now, link.wall)
-        link.b.received += [a.packet for a in actions if isinstance(a, WriteTun)]
+        actions = link.b.device.handle_datagram(response, link.a.endpoint, link.now, link.wall)
+        link.b.received += packets_of(actions)
     from_b = [data for data, _ in twins.tun("b", [ipv4_packet("10.0.0.2", "10.0.0.1")] * 3)]
     twins.network("a", from_b, ("192.0.2.2", 51820))
     assert twins.batched.peer_of_b.keypairs.next is None

@@ -18,7 +18,7 @@ from benchmarks.hardening import fuzz
 from benchmarks.hardening.fuzz_config import fuzz_config_files
 from benchmarks.hardening.fuzz_datagrams import TRANSPORT_TYPE, Corpus
 from benchmarks.hardening.fuzz_uapi import fuzz_in_process
-from wgpy.device import SendDatagram, WriteTun
+from wgpy.device import SendDatagrams, WriteTun
 
 ATTACKER = ("198.18.0.66", 40000)
 
@@ -62,7 +62,7 @@ def test_every_kind_of_generated_garbage_is_dropped_and_counted_once() -> None:
     assert sum(device.drops.values()) - before == len(garbage)
     assert not any(isinstance(action, WriteTun) for action in actions)
     assert all(action.endpoint == ATTACKER for action in actions)  # cookie replies, if any
-    assert all(isinstance(action, SendDatagram) for action in actions)
+    assert all(isinstance(action, SendDatagrams) for action in actions)
 
 
 def test_garbage_in_one_receive_batch_is_counted_as_it_is_one_by_one() -> None:

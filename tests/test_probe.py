@@ -31,7 +31,7 @@ from wgpy.cli import daemon
 from wgpy.cli.probe import run
 from wgpy.cli.wg import get_stats
 from wgpy.constants import UNDER_LOAD_THRESHOLD
-from wgpy.device import Device, SendDatagram, WriteTun
+from wgpy.device import Action, Device, SendDatagrams
 from wgpy.drops import DropReason
 from wgpy.keys import from_base64, generate_private_key, public_key, to_base64
 from wgpy.netns import (
@@ -142,16 +142,19 @@ class Server:
                 self.now += ONE_WAY
                 datagrams += attempt.handle_datagram(answer, self.now)
 
-    def _carry_out(self, actions: list[SendDatagram | WriteTun]) -> list[bytes]:
+    def _carry_out(self, actions: list[Action]) -> list[bytes]:
         """The datagrams the server sends, its kernel's echo replies included."""
         sent = []
         for action in actions:
-            if isinstance(action, SendDatagram):
+            if isinstance(action, SendDatagrams):
                 assert action.endpoint == PROBE_SOURCE
-                sent.append(action.data)
+                sent += action.datagrams
             elif self.kernel_answers_echoes:
-                reply = echo_reply_to(action.packet)
-                sent += self._carry_out(self.device.handle_tun_packet(reply, self.now, self.wall))
+                for packet in action.packets:
+                    reply = echo_reply_to(packet)
+                    sent += self._carry_out(
+                        self.device.handle_tun_packet(reply, self.now, self.wall)
+                    )
         return sent
 
 

@@ -19,7 +19,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from functools import partial
@@ -31,7 +31,7 @@ from wgpy import config, noise, uapi
 from wgpy.cli import quick
 from wgpy.config import Config, InterfaceConfig, PeerConfig
 from wgpy.configure import device_state
-from wgpy.device import Device, SendDatagram
+from wgpy.device import Device, datagrams_of
 from wgpy.errors import ConfigError, UapiError
 from wgpy.io import uapi_server
 from wgpy.keys import generate_private_key, public_key
@@ -92,9 +92,9 @@ def specimens() -> Specimens:
     peer_b = a.add_peer(public_key(key_b), preshared_key=psk, endpoint=("192.0.2.2", WG_PORT))
     peer_a = b.add_peer(public_key(key_a), preshared_key=psk, endpoint=("192.0.2.1", WG_PORT))
     a.allowed_ips.insert(ipaddress.ip_network("10.0.0.2/32"), peer_b)
-    initiation = _datagrams(a.handle_tun_packet(_ipv4_to("10.0.0.2"), 1.0, 1e9))[0]
+    initiation = datagrams_of(a.handle_tun_packet(_ipv4_to("10.0.0.2"), 1.0, 1e9))[0]
     in_flight = repr(peer_b.handshake)  # holds the initiator's Noise state
-    response = _datagrams(b.handle_datagram(initiation, ("192.0.2.1", WG_PORT), 1.0, 1e9))[0]
+    response = datagrams_of(b.handle_datagram(initiation, ("192.0.2.1", WG_PORT), 1.0, 1e9))[0]
     a.handle_datagram(response, ("192.0.2.2", WG_PORT), 1.0, 1e9)
     ephemeral = rng(32)
     initiator = noise.Initiator(key_a, public_key(key_b), psk, ephemeral)
@@ -136,10 +136,6 @@ def repr_leaks(found: Specimens) -> dict[str, list[str]]:
 
 def _repr(value: object) -> str:
     return value if isinstance(value, str) else repr(value)
-
-
-def _datagrams(actions: Sequence[object]) -> list[bytes]:
-    return [action.data for action in actions if isinstance(action, SendDatagram)]
 
 
 def _ipv4_to(destination: str) -> bytes:

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Iterable
 
 from wgpy.constants import REKEY_AFTER_TIME
-from wgpy.device import Action, Device, SendDatagram, WriteTun
+from wgpy.device import Action, Device, WriteTun
 from wgpy.keys import generate_private_key, public_key, to_base64
 
 KINDS = {1: "handshake initiation", 2: "handshake response", 3: "cookie reply", 4: "transport data"}
@@ -51,19 +51,20 @@ class Demo:
         )
 
     def carry_out(self, sender: str, actions: Iterable[Action]) -> None:
+        receiver = "bob" if sender == "alice" else "alice"
         for action in actions:
             if isinstance(action, WriteTun):
-                print(f"           {sender}'s TUN receives: {action.packet[20:].decode()!r}")
+                for packet in action.packets:
+                    print(f"           {sender}'s TUN receives: {packet[20:].decode()!r}")
                 continue
-            assert isinstance(action, SendDatagram)
-            receiver = "bob" if sender == "alice" else "alice"
-            kind = KINDS[action.data[0]]
-            note = " (keepalive)" if kind == "transport data" and len(action.data) == 32 else ""
-            print(f"           {sender} -> {receiver}: {kind}, {len(action.data)} bytes{note}")
-            replies = self.devices[receiver].handle_datagram(
-                action.data, self.endpoints[sender], self.now, WALL + self.now
-            )
-            self.carry_out(receiver, replies)
+            for data in action.datagrams:
+                kind = KINDS[data[0]]
+                note = " (keepalive)" if kind == "transport data" and len(data) == 32 else ""
+                print(f"           {sender} -> {receiver}: {kind}, {len(data)} bytes{note}")
+                replies = self.devices[receiver].handle_datagram(
+                    data, self.endpoints[sender], self.now, WALL + self.now
+                )
+                self.carry_out(receiver, replies)
 
     def wait(self, seconds: float) -> None:
         end = self.now + seconds

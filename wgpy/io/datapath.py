@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from wgpy.device import Action, Device, SendDatagram, WriteTun
+from wgpy.device import Action, Device, WriteTun
 from wgpy.io.readiness import input_waiting
 from wgpy.io.tun_batches import INTERFACE_GONE, TunBatches
 from wgpy.io.udp import Endpoint as UdpEndpoint
@@ -97,21 +97,20 @@ class DataPath:
     def carry_out(self, actions: Sequence[Action]) -> None:
         """Write the packets the device returned to the TUN and send its datagrams, a batch per
         endpoint in the order given."""
-        if len(actions) == 1:  # A lone packet each way, as in ping: see `_serve`.
+        if len(actions) == 1:  # One batch, or a lone packet as in ping: see `_serve`.
             action = actions[0]
             if isinstance(action, WriteTun):
-                self._tun.write((action.packet,))
+                self._tun.write(action.packets)
             else:
-                self._send([action.data], action.endpoint)
+                self._send(action.datagrams, action.endpoint)
             return
         packets: list[bytes] = []
         datagrams: dict[Endpoint, list[bytes]] = {}
         for action in actions:
             if isinstance(action, WriteTun):
-                packets.append(action.packet)
+                packets += action.packets
             else:
-                assert isinstance(action, SendDatagram)
-                datagrams.setdefault(action.endpoint, []).append(action.data)
+                datagrams.setdefault(action.endpoint, []).extend(action.datagrams)
         if packets:
             self._tun.write(packets)
         for endpoint, batch in datagrams.items():
