@@ -167,7 +167,12 @@ def _template(packet: Buffer, hdr: VnetHdr, *, tcp: bool, ipv4: bool) -> _Templa
 
 def _split(packet: Buffer, hdr: VnetHdr, *, tcp: bool, ipv4: bool) -> list[bytes]:
     template = _template(packet, hdr, tcp=tcp, ipv4=ipv4)
+    # The template's fields as locals: the loop below runs once per segment.
     l4_start, header_len, checksum_at = template.l4_start, template.header_len, template.checksum_at
+    middle, last_headers, middle_sum, last_sum = (
+        template.middle, template.last, template.middle_sum, template.last_sum
+    )  # fmt: skip
+    ip_sum, first_ip_id, first_sequence = template.ip_sum, template.ip_id, template.sequence
     segments = []
     size = hdr.gso_size
     end = len(packet)
@@ -175,26 +180,25 @@ def _split(packet: Buffer, hdr: VnetHdr, *, tcp: bool, ipv4: bool) -> list[bytes
     payloads = [view[start : start + size] for start in range(header_len, end, size)]
     payload_sums = strided_sums(view, header_len, size)
     for index, (payload, payload_sum) in enumerate(zip(payloads, payload_sums, strict=True)):
-        start = header_len + index * size
         length = header_len + len(payload)
         l4_length = length - l4_start
-        last = start + size >= end
-        out = (template.last if last else template.middle).copy()
+        last = header_len + (index + 1) * size >= end
+        out = (last_headers if last else middle).copy()
         variable = l4_length  # the pseudo-header's length
         if ipv4:
-            ip_id = (template.ip_id + index) & 0xFFFF
+            ip_id = (first_ip_id + index) & 0xFFFF
             _HALVES.pack_into(out, 2, length, ip_id)
-            _U16.pack_into(out, 10, ~fold(template.ip_sum + length + ip_id) & 0xFFFF)
+            _U16.pack_into(out, 10, ~fold(ip_sum + length + ip_id) & 0xFFFF)
         else:
             _U16.pack_into(out, 4, length - IPV6_HEADER_LEN)
         if tcp:
-            sequence = (template.sequence + index * size) & 0xFFFFFFFF
+            sequence = (first_sequence + index * size) & 0xFFFFFFFF
             _U32.pack_into(out, l4_start + 4, sequence)
             variable += (sequence >> 16) + (sequence & 0xFFFF)
         else:
             _U16.pack_into(out, l4_start + 4, l4_length)
             variable += l4_length  # the UDP length field, besides the pseudo-header's
-        base = (template.last_sum if last else template.middle_sum) + variable
+        base = (last_sum if last else middle_sum) + variable
         _U16.pack_into(out, checksum_at, checksum_field(fold(base + payload_sum)))
         segments.append(b"".join((out, payload)))
     return segments
