@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 
-from wgpy.ippacket import destination, inner_length, source, version
+from wgpy.ippacket import destination, inner_length, inner_length_and_source, source, version
 
 
 def ipv4_packet(payload: bytes = b"ping") -> bytes:
@@ -138,6 +138,15 @@ def test_any_bytes_read_as_a_consistent_header_or_as_nothing(packet: bytes) -> N
     assert src is not None and len(src) == width
     assert dst is not None and len(dst) == width
     assert length is None or 20 <= length <= len(packet)
+
+
+@given(any_bytes)
+def test_inner_length_and_source_read_together_as_apart(packet: bytes) -> None:
+    length = inner_length(packet)
+    together = inner_length_and_source(packet)
+    assert together == (None if length is None else (length, source(packet)))
+    for view in (memoryview(packet), bytearray(packet)):
+        assert inner_length_and_source(view) == together
 
 
 @given(st.sampled_from([ipv4_packet, ipv6_packet]), st.binary(max_size=200), st.integers(0, 15))

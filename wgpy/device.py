@@ -85,9 +85,6 @@ def packets_of(actions: Iterable[Action]) -> list[bytes]:
     return [packet for a in actions if isinstance(a, WriteTun) for packet in a.packets]
 
 
-_TRANSPORT_TYPE = MESSAGE_TRANSPORT.to_bytes(4, "little")  # the first word of a transport message
-
-
 @dataclass(slots=True)
 class _Received:
     """What a run of authenticated transport messages from one peer adds up to."""
@@ -256,14 +253,16 @@ class Device:
         actions: list[Action] = []
         packets: list[bytes] = []  # for the TUN, since the last action
         received: dict[Peer, _Received] = {}
-        routes: dict[bytes | None, Peer | None] = {}  # inner source -> its peer, for the batch
+        routes: dict[bytes, Peer | None] = {}  # inner source -> its peer, for the batch
         live: Keypair | None = None  # the last keypair found within its lifetime
         observer = self.observer
         for data in datagrams:
             peer = keypair = None
-            if len(data) >= TRANSPORT_MIN_SIZE and data[:4] == _TRANSPORT_TYPE:
-                _, receiver, counter = TRANSPORT_HEADER.unpack_from(data)
-                peer, keypair = self._indices.get(receiver, (None, None))
+            if len(data) >= TRANSPORT_MIN_SIZE:
+                # The type's word holds its three reserved zero bytes too, as the kernel reads it.
+                kind, receiver, counter = TRANSPORT_HEADER.unpack_from(data)
+                if kind == MESSAGE_TRANSPORT:
+                    peer, keypair = self._indices.get(receiver, (None, None))
             if peer is None or keypair is None or keypair is peer.keypairs.next:
                 # Anything else, and a first message on a new session, take the path of one.
                 if packets:
@@ -291,16 +290,14 @@ class Device:
             if not plaintext:
                 continue  # A keepalive.
             tally.data_packets += 1
-            length = ippacket.inner_length(plaintext)
-            if length is None:
+            found = ippacket.inner_length_and_source(plaintext)
+            if found is None:
                 self._drop(DropReason.INVALID_INNER_PACKET, peer)
                 continue
+            length, inner_source = found
             packet = plaintext[:length] if length < len(plaintext) else plaintext
-            inner_source = ippacket.source(packet)
             if inner_source not in routes:
-                routes[inner_source] = (
-                    self.allowed_ips.lookup(inner_source) if inner_source is not None else None
-                )
+                routes[inner_source] = self.allowed_ips.lookup(inner_source)
             if routes[inner_source] is not peer:
                 self._drop(DropReason.DISALLOWED_SOURCE, peer)
                 continue
