@@ -15,52 +15,48 @@ from wgpy.io.tun_batches import BATCH, OffloadTun, PlainTun, TunBatches
 PACKETS = [bytes(IP(src="192.0.2.1", dst="192.0.2.2") / ICMP(seq=n)) for n in range(BATCH + 3)]
 
 
-@pytest.fixture
-def kernel_side() -> Iterator[tuple[socket.socket, socket.socket]]:
-    """(the kernel's end, the daemon's end)"""
+class Kernel:
+    """The kernel's end of a stand-in TUN, and what it puts before each packet."""
+
+    def __init__(self, end: socket.socket, header: bytes) -> None:
+        self.end, self.header = end, header
+
+    def hands_over(self, *packets: bytes) -> None:
+        for packet in packets:
+            self.end.send(self.header + packet)
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "offload"])
+def tun(request: pytest.FixtureRequest) -> Iterator[tuple[TunBatches, Kernel]]:
+    """Batches on the daemon's end of a stand-in TUN, plain or with the virtio-net header."""
     kernel, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     with kernel, daemon:
-        yield kernel, daemon
+        if request.param:
+            yield OffloadTun(daemon.fileno(), udp=False), Kernel(kernel, NO_OFFLOAD)
+        else:
+            yield PlainTun(daemon.fileno()), Kernel(kernel, b"")
 
 
-def tun_on(daemon: socket.socket, offload: bool) -> tuple[TunBatches, bytes]:
-    """The batches on `daemon`'s file, and what the kernel puts before each packet."""
-    if offload:
-        return OffloadTun(daemon.fileno(), udp=False), NO_OFFLOAD
-    return PlainTun(daemon.fileno()), b""
+def test_a_lone_packet_is_read_alone(tun: tuple[TunBatches, Kernel]) -> None:
+    batches, kernel = tun
+    kernel.hands_over(PACKETS[0])
 
-
-@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
-def test_a_lone_packet_is_read_alone(
-    kernel_side: tuple[socket.socket, socket.socket], offload: bool
-) -> None:
-    kernel, daemon = kernel_side
-    tun, header = tun_on(daemon, offload)
-    kernel.send(header + PACKETS[0])
-
-    assert tun.read() == [PACKETS[0]]
+    assert batches.read() == [PACKETS[0]]
     with pytest.raises(BlockingIOError):
-        tun.read()
+        batches.read()
 
 
-@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
-def test_a_wake_up_reads_what_waits_up_to_a_batch(
-    kernel_side: tuple[socket.socket, socket.socket], offload: bool
-) -> None:
-    kernel, daemon = kernel_side
-    tun, header = tun_on(daemon, offload)
-    for packet in PACKETS:
-        kernel.send(header + packet)
+def test_a_wake_up_reads_what_waits_up_to_a_batch(tun: tuple[TunBatches, Kernel]) -> None:
+    batches, kernel = tun
+    kernel.hands_over(*PACKETS)
 
-    assert tun.read() == PACKETS[:BATCH]
-    assert tun.read() == PACKETS[BATCH:]
+    assert batches.read() == PACKETS[:BATCH]
+    assert batches.read() == PACKETS[BATCH:]
 
 
-@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
 def test_a_wake_up_with_nothing_waiting_raises_blocking_io_error(
-    kernel_side: tuple[socket.socket, socket.socket], offload: bool
+    tun: tuple[TunBatches, Kernel],
 ) -> None:
-    _, daemon = kernel_side
-    tun, _ = tun_on(daemon, offload)
+    batches, _ = tun
     with pytest.raises(BlockingIOError):
-        tun.read()
+        batches.read()
