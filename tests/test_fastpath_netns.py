@@ -24,8 +24,9 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
 
+from wgpy.cli import daemon
 from wgpy.io.gro import coalesce
-from wgpy.io.interface import Interface
+from wgpy.io.interface import STOP_SIGNALS, Interface
 from wgpy.io.offload import (
     GSO_UDP_L4,
     NO_OFFLOAD,
@@ -314,6 +315,35 @@ def test_sigterm_ends_the_daemon_while_its_data_path_waits(netns: Namespace) -> 
     process.terminate()
     assert process.wait(5) == 0
     assert not (UAPI_DIR / f"{ifname}.sock").exists()
+
+
+# wgpy whose configuration socket appears a second before Interface.run() takes over signals.
+SLOW_TO_RUN_WGPY = (
+    "import time\n"
+    "from wgpy.io import uapi_server\n"
+    "listen = uapi_server.listen\n"
+    "def slow_listen(name):\n"
+    "    server = listen(name)\n"
+    "    time.sleep(1.0)\n"
+    "    return server\n"
+    "uapi_server.listen = slow_listen\n"
+    "from wgpy.cli.wgpy import main\n"
+    "raise SystemExit(main())\n"
+)
+
+
+def test_sigterm_while_the_daemon_starts_waits_for_it_to_end_cleanly(netns: Namespace) -> None:
+    ifname = unique_ifname("wgf")
+    argv = [sys.executable, "-c", SLOW_TO_RUN_WGPY, "-f", ifname]
+    process = netns.popen(*argv, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert wait_until(lambda: (UAPI_DIR / f"{ifname}.sock").exists(), 10)
+    process.terminate()  # before the interface runs: the signal is held until it does
+    assert process.wait(5) == 0
+    assert not (UAPI_DIR / f"{ifname}.sock").exists()
+
+
+def test_the_daemon_holds_back_the_signals_that_stop_an_interface() -> None:
+    assert set(daemon.HELD_WHILE_STARTING) == set(STOP_SIGNALS)
 
 
 def test_a_tun_write_after_the_interface_is_gone_reports_it(inside: Namespace) -> None:

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from wgpy.constants import UNDER_LOAD_THRESHOLD
-from wgpy.io.interface import Interface
 from wgpy.io.tun import DEFAULT_FLAGS, IFF_VNET_HDR, describe, open_tun, valid_name
 
 USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME"
 Reporter = Callable[[str | None], None]
 LOG_LEVELS = {"verbose": logging.DEBUG, "debug": logging.DEBUG, "error": logging.ERROR}
 THRESHOLD_VARIABLE = "WGPY_UNDER_LOAD_THRESHOLD"
+# Held back while the interface starts, until Interface.run() handles them (its STOP_SIGNALS).
+HELD_WHILE_STARTING = (signal.SIGTERM, signal.SIGINT)
 
 
 def run(argv: list[str]) -> int:
@@ -77,6 +79,21 @@ def _report_to_stderr(message: str | None) -> None:
 
 
 def _serve(name: str, threshold: int, report: Reporter) -> int:
+    """Start the interface and serve. A SIGTERM or SIGINT while it starts waits, blocked, for
+    Interface.run() to handle it: its default action would end the process with the TUN and the
+    configuration socket (which tells wg the interface is up) left behind."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_WHILE_STARTING)
+    try:
+        return _start(name, threshold, report)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_WHILE_STARTING)
+
+
+def _start(name: str, threshold: int, report: Reporter) -> int:
+    # Imported only now, with the signals blocked: numpy starts a thread when it loads, and a
+    # thread that left them unblocked would take them with their default action.
+    from wgpy.io.interface import Interface
+
     try:
         # With the virtio-net header from the start, offloads need no second attach.
         tun = open_tun(name, DEFAULT_FLAGS | IFF_VNET_HDR)

@@ -38,6 +38,8 @@ from wgpy.io.udp_offload import UdpBatches, enable_gro, supports_gso
 log = logging.getLogger("wgpy")
 
 HOUSEKEEPING_INTERVAL = 1.0
+# The signals that end `run()` cleanly. The daemon blocks them while the interface starts.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Interface:
@@ -99,9 +101,11 @@ class Interface:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Serve until stopped by a signal, by `stop()`, or by the interface or socket vanishing."""
+        """Serve until stopped by a signal, by `stop()`, or by the interface or socket vanishing.
+        One of STOP_SIGNALS that came, blocked, while the interface started is handled here."""
         previous = signal.set_wakeup_fd(self._wakeup_w.fileno(), warn_on_full_buffer=False)
-        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        handlers = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         self._datapath.start()
         try:
             while self._running:
