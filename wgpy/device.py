@@ -552,12 +552,12 @@ class Device:
         if not plaintext:
             return actions  # A keepalive.
         timers.data_received(now)
-        length = ippacket.inner_length(plaintext)
-        if length is None:
+        found = ippacket.inner_length_and_source(plaintext)
+        if found is None:
             return actions + self._drop(DropReason.INVALID_INNER_PACKET, peer)
+        length, inner_source = found
         packet = plaintext[:length]
-        inner_source = ippacket.source(packet)
-        if inner_source is None or self.allowed_ips.lookup(inner_source) is not peer:
+        if self.allowed_ips.lookup(inner_source) is not peer:
             return actions + self._drop(DropReason.DISALLOWED_SOURCE, peer)
         if self.observer is not None:
             self.observer.inner_packet(peer.public_key, Direction.INBOUND, packet, wall)

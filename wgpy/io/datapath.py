@@ -179,8 +179,7 @@ class DataPath:
     ) -> list[Action]:
         actions: list[Action] = []
         for datagrams, address in batches:
-            source = (address[0], address[1])
-            actions += self._device.handle_datagrams(datagrams, source, now, wall)
+            actions += self._device.handle_datagrams(datagrams, address[:2], now, wall)
         return actions
 
     def _through_device(self, handle: Callable[..., list[Action]], *batch: object) -> None:

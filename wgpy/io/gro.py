@@ -255,12 +255,11 @@ def _length_field(packet: bytes) -> int:
 
 def _fixed_mask(l4_start: int, header_len: int, tcp: bool) -> int:
     """A mask over the headers, read as one big-endian int, of the bytes every segment of a run
-    shares with the first: all but the lengths, the
-    IPv4 ID, the checksums, the TCP sequence number and flags (checked apart), as (start, end,
-    bytes). For IPv4 that holds TOS, DF, TTL and protocol equal, for IPv6 traffic class, flow
-    label, next header and hop limit; then addresses and ports, and for TCP the acknowledgment
-    number, data offset, window, urgent pointer and options. (One masked compare per segment
-    costs less than a compare per span.)"""
+    shares with the first: all but the lengths, the IPv4 ID, the checksums, the TCP sequence
+    number and flags (checked apart). For IPv4 that holds TOS, DF, TTL and protocol equal, for
+    IPv6 traffic class, flow label, next header and hop limit; then addresses and ports, and for
+    TCP the acknowledgment number, data offset, window, urgent pointer and options. (One masked
+    compare per segment costs less than a compare per span.)"""
     if l4_start == IPV4_HEADER_LEN:
         ip_spans = [(0, 2), (6, 10), (12, l4_start + 4)]
     else:
