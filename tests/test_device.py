@@ -159,6 +159,23 @@ def test_handshake_retries_every_rekey_timeout_plus_jitter_then_gives_up() -> No
     assert not link.peer_of_b.staged
 
 
+def test_data_in_a_session_draws_nothing_from_the_rng() -> None:
+    """The rng (os.urandom in the daemon) is for secrets and indices. The jitter that each data
+    packet may arm comes from a generator seeded once, sparing a ping a system call."""
+    link = connected()
+
+    def no_draws(size: int) -> bytes:
+        raise AssertionError(f"the data path drew {size} random bytes")
+
+    link.a.device.rng = link.b.device.rng = no_draws
+    for _ in range(3):
+        link.send("a", A_TO_B)
+        link.send("b", B_TO_A)
+        link.advance(1.0)
+    assert link.b.received == [A_TO_B] * 4
+    assert link.a.received == [B_TO_A] * 3
+
+
 def test_a_passive_keepalive_answers_data_after_keepalive_timeout() -> None:
     link = connected()
     start = link.mark()

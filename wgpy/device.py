@@ -12,6 +12,7 @@ The flow follows the kernel's send.c, receive.c and timers.c, whose function nam
 from __future__ import annotations
 
 import ipaddress
+import random
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -108,6 +109,9 @@ class Device:
         under_load_threshold: int = UNDER_LOAD_THRESHOLD,
     ) -> None:
         self.rng = rng
+        # The timers' jitter keeps peers from rekeying in step; it needs no secrecy, so it
+        # comes from a generator seeded once, not from a system call for every packet sent.
+        self._jitter_source = random.Random(rng(8))
         self.mtu = mtu
         self.peers: dict[bytes, Peer] = {}
         self.allowed_ips: AllowedIPs[Peer] = AllowedIPs()
@@ -675,7 +679,7 @@ class Device:
                 return index
 
     def _jitter(self) -> float:
-        return int.from_bytes(self.rng(2), "little") / 65536 * REKEY_TIMEOUT_JITTER_MAX
+        return self._jitter_source.random() * REKEY_TIMEOUT_JITTER_MAX
 
     def _drop(self, reason: DropReason, peer: Peer | None = None) -> list[Action]:
         self.drops[reason] += 1
