@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import shutil
 import statistics
@@ -318,13 +319,22 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {pair_name(p): p for p in PAIRS}
     pairs = tuple(by_name[name] for name in args.pairs.split(","))
 
+    # The interpreter moves wgpy's figures (see scripts/install-deps): say which one ran it.
+    interpreter = f"Python {platform.python_version()} ({os.path.realpath(sys.executable)})"
+    print(f"wgpy runs on {interpreter}", flush=True)
     results = run(pairs, args.rounds, args.seconds, lambda line: print(line, flush=True))
     medians = summarize(results)
     relative = ratios(medians)
     print(table(medians, relative))
     args.json.write_text(
         json.dumps(
-            {"seconds": args.seconds, "rounds": results, "medians": medians, "ratios": relative},
+            {
+                "interpreter": interpreter,
+                "seconds": args.seconds,
+                "rounds": results,
+                "medians": medians,
+                "ratios": relative,
+            },
             indent=2,
         )
         + "\n"
