@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import select
 import shutil
 import socket
@@ -89,19 +88,13 @@ def floor_tunnel() -> Iterator[tuple[Namespace, str]]:
 # -- the measurement -------------------------------------------------------------------------
 
 
-def round_trips(ns: Namespace, address: str, interval: float, count: int) -> list[float]:
-    """Round trips in milliseconds of `count` pings `interval` seconds apart."""
-    output = ns.run("ping", "-c", str(count), "-i", str(interval), address, check=False).stdout
-    return [float(t) for t in re.findall(r"time=([\d.]+) ms", output)]
-
-
 def measure(implementation: str, count: int) -> dict[float, list[float]]:
     """Round trips at each interval through a fresh tunnel of `implementation` with itself."""
     if implementation == "floor":
         with floor_tunnel() as (ns, address):
-            return {i: round_trips(ns, address, i, count) for i in INTERVALS}
+            return {i: throughput.round_trips(ns, address, count, i) for i in INTERVALS}
     with throughput.tunnel((implementation, implementation)) as (a, b):
-        return {i: round_trips(a.namespace, b.address, i, count) for i in INTERVALS}
+        return {i: throughput.round_trips(a.namespace, b.address, count, i) for i in INTERVALS}
 
 
 def main(argv: list[str] | None = None) -> int:

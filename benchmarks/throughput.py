@@ -1,7 +1,7 @@
 """Tunnel throughput, latency and cost: wgpy against Debian's wireguard-go, over a veth pair.
 
-    python benchmarks/throughput.py            # 3 rounds of 10-second runs: about 9 minutes
-    python benchmarks/throughput.py --quick    # 1 round of 3-second runs: about a minute
+    python benchmarks/throughput.py            # 3 rounds of 10-second runs: about 10 minutes
+    python benchmarks/throughput.py --quick    # 1 round of 3-second runs: about 1.5 minutes
 
 Needs root, iproute2, wg(8), wireguard-go and iperf3 (scripts/install-deps installs them). Two
 fresh network namespaces are joined by a veth pair (wgpy/netns.py); a WireGuard peer runs in each,
@@ -14,7 +14,10 @@ The figures, each the median over the rounds:
   tcp x4               iperf3, four TCP flows A->B
   bidir                iperf3 --bidir, one flow each way, both added up
   udp pps              iperf3 UDP, 64-byte payloads, unlimited rate: packets per second received
-  ping rtt             median round trip through the idle tunnel
+  ping rtt             median round trip through an idle tunnel, pings 20 ms apart: 50 on each
+                       of 3 fresh tunnels per pair and round, the pairs taking turns within
+                       seconds (a round trip varies more between tunnels, and between minutes,
+                       than between implementations; one tunnel a round was too few to tell)
   rss                  peak resident memory (VmHWM) of side A's implementation under this load
                        (of wgpy where it takes part; the larger of two like processes)
   cpu s/GB             CPU seconds both tunnel processes spent per GB delivered in the TCP runs
@@ -59,6 +62,9 @@ TUNNEL = ("198.19.0.1", "198.19.0.2")
 TUNNEL_PREFIX = 24
 IPERF_PORT = 5201
 STARTUP_TIMEOUT = 10.0
+PING_INTERVAL = 0.02
+PING_COUNT = 50  # per tunnel
+PING_TUNNELS = 3  # per pair and round
 UDP_PAYLOAD = 64
 
 IMPLEMENTATIONS = {
@@ -195,20 +201,33 @@ def udp_packets_per_second(report: dict[str, object]) -> float:
     return (total["packets"] - total["lost_packets"]) / total["seconds"]
 
 
-def ping_median_ms(ns: Namespace, address: str, count: int) -> float:
-    output = ns.run("ping", "-c", str(count), "-i", "0.02", address, check=False).stdout
-    times = [float(t) for t in re.findall(r"time=([\d.]+) ms", output)]
-    return statistics.median(times) if times else float("nan")
+def round_trips(
+    ns: Namespace, address: str, count: int, interval: float = PING_INTERVAL
+) -> list[float]:
+    """Round trips in milliseconds of `count` pings `interval` seconds apart."""
+    output = ns.run("ping", "-c", str(count), "-i", str(interval), address, check=False).stdout
+    return [float(t) for t in re.findall(r"time=([\d.]+) ms", output)]
+
+
+def idle_round_trips(pairs: tuple[tuple[str, str], ...]) -> dict[str, float]:
+    """Per pair, the median round trip through PING_TUNNELS fresh idle tunnels, the pairs taking
+    turns."""
+    trips: dict[str, list[float]] = {pair_name(pair): [] for pair in pairs}
+    for _ in range(PING_TUNNELS):
+        for pair in pairs:
+            with tunnel(pair) as (a, b):
+                trips[pair_name(pair)] += round_trips(a.namespace, b.address, PING_COUNT)
+    return {name: statistics.median(t) if t else float("nan") for name, t in trips.items()}
 
 
 def measure(a: Side, b: Side, seconds: float) -> dict[str, float]:
-    """One round of every figure on a tunnel that is up."""
+    """One round of every figure but ping's on a tunnel that is up."""
     b_server = b.namespace.popen(
         "iperf3", "-s", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     if not wait_until(lambda: port_listening(b.namespace, IPERF_PORT), STARTUP_TIMEOUT):
         raise RuntimeError("iperf3 server did not start")
-    figures: dict[str, float] = {"ping_ms": ping_median_ms(a.namespace, b.address, 50)}
+    figures: dict[str, float] = {}
     runs: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         "tcp_ab": ((), ("sum_received",)),
         "tcp_ba": (("-R",), ("sum_received",)),
@@ -286,11 +305,15 @@ def run(
 ) -> list[dict[str, dict[str, float]]]:
     results = []
     for number in range(1, rounds + 1):
+        started = time.monotonic()
+        pings = idle_round_trips(pairs)
+        shown = ", ".join(f"{name}={ms:.3g}" for name, ms in pings.items())
+        log(f"round {number} ping_ms ({time.monotonic() - started:.0f}s): {shown}")
         this_round = {}
         for pair in pairs:
             started = time.monotonic()
             with tunnel(pair) as (a, b):
-                figures = measure(a, b, seconds)
+                figures = {"ping_ms": pings[pair_name(pair)], **measure(a, b, seconds)}
             this_round[pair_name(pair)] = figures
             shown = ", ".join(f"{k}={v:.3g}" for k, v in figures.items())
             log(f"round {number} {pair_name(pair)} ({time.monotonic() - started:.0f}s): {shown}")
