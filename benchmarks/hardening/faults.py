@@ -62,6 +62,8 @@ LOSS_PERCENT = 5
 RECOVERY_DEADLINE = math.ceil(NEW_HANDSHAKE_TIME + REKEY_TIMEOUT)
 HANDSHAKE_TIMEOUT = 10
 ROAMED_ADDRESS = "198.18.1.3"
+# How long wgpy may take to read the last datagrams a stopped relay sent, polled this often.
+SETTLE_SECONDS, SETTLE_POLL = 2.0, 0.05
 # The relay answers for B on M's address towards A, and for A on M's address towards B.
 RELAY_A_SIDE, RELAY_B_SIDE = f"198.18.1.2:{WG_PORT}", f"198.18.2.2:{WG_PORT}"
 
@@ -170,13 +172,12 @@ def reordered_duplicated_transfer(peer: str, size: int) -> list[Figure]:
     with tunnel(peer, relayed=True) as bench:
         assert bench.relay is not None
         result = transfer(bench.b, bench.a, bench.wgpy.inner, size)
-        # Totals since the start: the relay replays the handshake's ping too.
-        replays = drops(bench.wgpy.stats(), DropReason.REPLAYED_COUNTER)
-        kernel_drops = rcvbuf_errors(bench.a)
+        # The closing segments still pass the relay: end it first, so that every replay it
+        # counts is on its way to wgpy, then give wgpy the time to read them.
         counts = bench.relay.counts()
-    sent = counts["to_a"]["duplicated"]
+        sent = counts["to_a"]["duplicated"]
+        replays, kernel_drops = replays_counted(bench, sent)
     reordered = counts["to_a"]["reordered"] + counts["to_b"]["reordered"]
-    # A replay the kernel dropped on a full receive buffer never reached wgpy.
     all_counted = sent > 0 and sent - kernel_drops <= replays <= sent
     name = f"reordered and duplicated, {peer} to wgpy"
     return [
@@ -193,6 +194,20 @@ def reordered_duplicated_transfer(peer: str, size: int) -> list[Figure]:
             f"replayed_counter ({kernel_drops:,} datagrams lost to a full receive buffer)",
         ),
     ]  # fmt: skip
+
+
+def replays_counted(bench: Tunnel, sent: int) -> tuple[int, int]:
+    """wgpy's REPLAYED_COUNTER drops, once they reach the `sent` replays or SETTLE_SECONDS
+    pass, and the datagrams A's kernel dropped on a full receive buffer (a replay dropped
+    there never reached wgpy). Totals since the start: the relay replays the handshake's
+    ping too."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        replays = drops(bench.wgpy.stats(), DropReason.REPLAYED_COUNTER)
+        kernel_drops = rcvbuf_errors(bench.a)
+        if replays >= sent - kernel_drops or time.monotonic() > deadline:
+            return replays, kernel_drops
+        time.sleep(SETTLE_POLL)
 
 
 # -- restarts and roaming --------------------------------------------------------------------
