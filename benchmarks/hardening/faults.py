@@ -50,7 +50,7 @@ from benchmarks.hardening.lab import (
 )
 from wgpy.constants import NEW_HANDSHAKE_TIME, REKEY_TIMEOUT
 from wgpy.drops import DropReason
-from wgpy.netns import STOP_TIMEOUT, Namespace, can_ping, ip, transfer
+from wgpy.netns import STOP_TIMEOUT, Namespace, can_ping, ip, transfer, wait_until
 
 AREA = "faults"
 PEERS = {"wireguard-go": WIREGUARD_GO, "wgpy": WGPY}
@@ -201,13 +201,16 @@ def replays_counted(bench: Tunnel, sent: int) -> tuple[int, int]:
     pass, and the datagrams A's kernel dropped on a full receive buffer (a replay dropped
     there never reached wgpy). Totals since the start: the relay replays the handshake's
     ping too."""
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        replays = drops(bench.wgpy.stats(), DropReason.REPLAYED_COUNTER)
-        kernel_drops = rcvbuf_errors(bench.a)
-        if replays >= sent - kernel_drops or time.monotonic() > deadline:
-            return replays, kernel_drops
-        time.sleep(SETTLE_POLL)
+
+    def counted() -> tuple[int, int]:
+        return drops(bench.wgpy.stats(), DropReason.REPLAYED_COUNTER), rcvbuf_errors(bench.a)
+
+    def settled() -> bool:
+        replays, kernel_drops = counted()
+        return replays >= sent - kernel_drops
+
+    wait_until(settled, SETTLE_SECONDS, interval=SETTLE_POLL)
+    return counted()
 
 
 # -- restarts and roaming --------------------------------------------------------------------
