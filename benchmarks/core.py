@@ -20,12 +20,12 @@ import statistics
 import struct
 import time
 
-from wgpy.device import Device, datagrams_of, packets_of
-from wgpy.io.checksum import fold, pseudo_header_sum
-from wgpy.io.gro import coalesce
-from wgpy.io.offload import F_NEEDS_CSUM, GSO_TCPV4, VNET_HDR_LEN, VnetHdr, segment
-from wgpy.io.udp_offload import gso_runs
-from wgpy.keys import generate_private_key, public_key
+from wgpy.core.device import Device, datagrams_of, packets_of
+from wgpy.core.keys import generate_private_key, public_key
+from wgpy.io.udp_batches import gso_runs
+from wgpy.io.vnet.checksum import fold, pseudo_header_sum
+from wgpy.io.vnet.coalesce import coalesce
+from wgpy.io.vnet.segment import F_NEEDS_CSUM, GSO_TCPV4, VNET_HDR_LEN, VnetHdr, segment
 
 A_ENDPOINT, B_ENDPOINT = ("192.0.2.1", 51820), ("192.0.2.2", 51820)
 

@@ -10,7 +10,7 @@ own per-packet work.
 
 Pings go 2 ms apart and 20 ms apart (throughput.py's ping interval). On a virtual machine an idle
 CPU loses its caches, so the second is the harder case: every object a packet touches is fetched
-anew. Each implementation gets fresh namespaces (wgpy/netns.py) in each round, taking turns.
+anew. Each implementation gets fresh namespaces (wgpy/lab/netns.py) in each round, taking turns.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import throughput  # benchmarks/throughput.py, beside this script: its tunnels a
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from wgpy.io.tun import open_tun
-from wgpy.netns import Namespace, ip_up, veth_pair, wait_until
+from wgpy.lab.netns import Namespace, ip_up, veth_pair, wait_until
 
 INTERVALS = (0.002, 0.02)
 IMPLEMENTATIONS = ("floor", "wgpy", "wireguard-go")

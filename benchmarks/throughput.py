@@ -4,8 +4,8 @@
     python benchmarks/throughput.py --quick    # 1 round of 3-second runs: about 1.5 minutes
 
 Needs root, iproute2, wg(8), wireguard-go and iperf3 (scripts/install-deps installs them). Two
-fresh network namespaces are joined by a veth pair (wgpy/netns.py); a WireGuard peer runs in each,
-side A and side B. Every pair of implementations, wgpy<->wgpy, wgpy<->wireguard-go and
+fresh network namespaces are joined by a veth pair (wgpy/lab/netns.py); a WireGuard peer runs in
+each, side A and side B. Every pair of implementations, wgpy<->wgpy, wgpy<->wireguard-go and
 wireguard-go<->wireguard-go, gets fresh namespaces and fresh processes in every round, and the
 pairs take turns within a round, so that a drift of the machine touches all of them alike.
 
@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from wgpy.netns import (
+from wgpy.lab.netns import (
     UAPI_DIR,
     Namespace,
     ip_up,

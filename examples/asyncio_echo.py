@@ -1,6 +1,6 @@
 """A wgpy peer inside an asyncio program, with no TUN: a UDP echo through the tunnel.
 
-Two peers run in this process, Alice and Bob, each a `wgpy.device.Device` behind an asyncio
+Two peers run in this process, Alice and Bob, each a `wgpy.core.device.Device` behind an asyncio
 DatagramProtocol on a 127.0.0.1 port. Alice's application builds an IP packet with scapy, a UDP
 datagram to Bob's echo service, and hands it to her device as a TUN would; the device makes the
 handshake and sends the packet encrypted. Bob's device hands the decrypted packet to Bob's
@@ -23,8 +23,8 @@ from typing import cast
 from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw
 
-from wgpy.device import Action, Device, SendDatagrams, WriteTun
-from wgpy.keys import generate_private_key
+from wgpy.core.device import Action, Device, SendDatagrams, WriteTun
+from wgpy.core.keys import generate_private_key
 
 ECHO_PORT = 7
 ALICE, BOB = "192.0.2.1", "192.0.2.2"  # tunnel addresses: they never reach a real network

@@ -23,14 +23,14 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from wgpy.constants import (
+from wgpy.core.constants import (
     MESSAGE_INITIATION,
     MESSAGE_RESPONSE,
     MESSAGE_TRANSPORT,
     TRANSPORT_MIN_SIZE,
 )
-from wgpy.device import Action, Device, WriteTun
-from wgpy.keys import generate_private_key
+from wgpy.core.device import Action, Device, WriteTun
+from wgpy.core.keys import generate_private_key
 
 DURATION = 600.0  # simulated seconds
 SEND_EVERY = 1.0

@@ -1,6 +1,6 @@
 """The one place interop/ takes the namespace harness from."""
 
-from wgpy.netns import (
+from wgpy.lab.netns import (
     UAPI_DIR,
     Namespace,
     WgKeys,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from wgpy.netns import Namespace, missing_requirements, namespace, veth_pair
+from wgpy.lab.netns import Namespace, missing_requirements, namespace, veth_pair
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -8,8 +8,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from wgpy.device import Action, Device, WriteTun
-from wgpy.keys import generate_private_key, public_key
+from wgpy.core.device import Action, Device, WriteTun
+from wgpy.core.keys import generate_private_key, public_key
 
 WALL_EPOCH = 1_700_000_000.0
 Endpoint = tuple[str, int]

@@ -3,7 +3,7 @@
 It follows the WireGuard whitepaper (J. A. Donenfeld, "WireGuard: Next Generation Kernel Network
 Tunnel"), section 5.4: 5.4.2 (initiation), 5.4.3 (response), 5.4.4 (mac1; mac2 stays zero here:
 no cookie) and 5.4.5 (transport keys). Each step carries the whitepaper's formula as a comment.
-It uses only wgpy.crypto's primitives and none of wgpy's handshake code, so the two can be
+It uses only wgpy.core.crypto's primitives and none of wgpy's handshake code, so the two can be
 compared byte for byte. It checks what it must to derive keys (mac1, AEADs, indices) and nothing
 else: no replay or flood protection, no timers.
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from wgpy.constants import CONSTRUCTION, IDENTIFIER, LABEL_MAC1
-from wgpy.crypto import aead_decrypt, aead_encrypt, dh, dh_pubkey, hash_, kdf1, kdf2, kdf3, mac
+from wgpy.core.constants import CONSTRUCTION, IDENTIFIER, LABEL_MAC1
+from wgpy.core.crypto import aead_decrypt, aead_encrypt, dh, dh_pubkey, hash_, kdf1, kdf2, kdf3, mac
 
 # Message layouts (whitepaper 5.4.2, 5.4.3): type, 3 reserved zero bytes, little-endian indices.
 INITIATION_HEADER = struct.Struct("<B3xI")  # type, sender

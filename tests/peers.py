@@ -30,7 +30,7 @@ from typing import Literal, NamedTuple
 import pytest
 
 from wgpy.io.uapi_server import is_live
-from wgpy.netns import (
+from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
     STOP_TIMEOUT,
     UAPI_DIR,

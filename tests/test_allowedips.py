@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from wgpy.allowedips import AllowedIPs, Network, _Node
+from wgpy.core.allowedips import AllowedIPs, Network, _Node
 
 
 class Peer:

@@ -15,9 +15,7 @@ from fakes import Link, ipv4_packet
 
 from wgpy.capture import (
     RECORD_HEADER,
-    Direction,
     DroppedRecord,
-    HandshakeSecrets,
     Kind,
     PacketRecord,
     RecordReader,
@@ -27,14 +25,15 @@ from wgpy.capture import (
     encode_secrets,
     keylog_lines,
 )
-from wgpy.device import Device, datagrams_of, packets_of
+from wgpy.core.device import Device, datagrams_of, packets_of
+from wgpy.core.keys import public_key, to_base64
+from wgpy.core.messages import Initiation, Response
+from wgpy.core.observer import Direction, HandshakeSecrets
 from wgpy.errors import UapiError
 from wgpy.io import capture_server
 from wgpy.io.capture_server import CaptureHub
 from wgpy.io.uapi_server import Connection
-from wgpy.keys import public_key, to_base64
-from wgpy.messages import Initiation, Response
-from wgpy.netns import wait_until
+from wgpy.lab.netns import wait_until
 from wgpy.uapi import CaptureRequest, format_capture, parse_capture, parse_request
 
 A_TO_B = ipv4_packet("10.0.0.1", "10.0.0.2", b"ping")

@@ -13,9 +13,10 @@ import pytest
 from fakes import ipv4_packet
 from test_pcapng import blocks
 
-from wgpy.capture import Direction, HandshakeSecrets, encode_dropped, encode_packet, encode_secrets
+from wgpy.capture import encode_dropped, encode_packet, encode_secrets
 from wgpy.cli import capture
-from wgpy.keys import to_base64
+from wgpy.core.keys import to_base64
+from wgpy.core.observer import Direction, HandshakeSecrets
 
 IFNAME = "wgfake0"
 PEER = bytes(range(32))

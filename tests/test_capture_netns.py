@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from peers import PAIRS, STANDING_IN, WG_PORT, Peer, connected
 
-from wgpy.netns import STOP_TIMEOUT, VETH, Namespace, wait_until
+from wgpy.lab.netns import STOP_TIMEOUT, VETH, Namespace, wait_until
 
 pytestmark = [
     pytest.mark.netns("wireguard-go", "wg", "ping", "tshark"),

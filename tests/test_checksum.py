@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wgpy.io import checksum
-from wgpy.io.checksum import fold, ones_complement_sum, strided_sums, sums
+from wgpy.io.vnet import checksum
+from wgpy.io.vnet.checksum import fold, ones_complement_sum, strided_sums, sums
 
 
 @pytest.fixture(params=["numpy", "pure"])

@@ -21,9 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from wgpy import keys, uapi
+from wgpy import uapi
 from wgpy.cli import wg
-from wgpy.netns import UAPI_DIR, Namespace, missing_requirements, start_wireguard_go, unique_ifname
+from wgpy.core import keys
+from wgpy.lab.netns import (
+    UAPI_DIR,
+    Namespace,
+    missing_requirements,
+    start_wireguard_go,
+    unique_ifname,
+)
 from wgpy.uapi import DeviceState, DeviceUpdate, PeerState, PeerUpdate
 
 # Keys from the example on https://www.wireguard.com/xplatform/, in hex and in base64.

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wgpy import config, keys, uapi
+from wgpy import config, uapi
 from wgpy.config import Config, InterfaceConfig, PeerConfig
+from wgpy.core import keys
 from wgpy.errors import ConfigError
 from wgpy.uapi import DeviceState, DeviceUpdate, Endpoint, PeerState, PeerUpdate
 

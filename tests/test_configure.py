@@ -7,8 +7,8 @@ import os
 
 from wgpy import uapi
 from wgpy.configure import apply_update, device_state
-from wgpy.device import Device
-from wgpy.keys import generate_private_key, public_key
+from wgpy.core.device import Device
+from wgpy.core.keys import generate_private_key, public_key
 
 PEER_1 = public_key(generate_private_key(os.urandom))
 PEER_2 = public_key(generate_private_key(os.urandom))

@@ -6,11 +6,11 @@ import os
 
 from fakes import seeded_rng
 
-from wgpy.constants import COOKIE_REFRESH_TIME
-from wgpy.cookie import CookieChecker, CookieGenerator, MacState
-from wgpy.device import source_bytes
-from wgpy.keys import generate_private_key, public_key
-from wgpy.messages import Initiation
+from wgpy.core.constants import COOKIE_REFRESH_TIME
+from wgpy.core.cookie import CookieChecker, CookieGenerator, MacState
+from wgpy.core.device import source_bytes
+from wgpy.core.keys import generate_private_key, public_key
+from wgpy.core.messages import Initiation
 
 RESPONDER = public_key(generate_private_key(os.urandom))
 SOURCE = source_bytes(("192.0.2.1", 51820))

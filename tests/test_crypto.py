@@ -1,4 +1,4 @@
-"""Known-answer vectors for wgpy.crypto, each from a published source cited next to it."""
+"""Known-answer vectors for wgpy.core.crypto, each from a published source cited next to it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from wgpy.crypto import (
+from wgpy.core.crypto import (
     aead_decrypt,
     aead_encrypt,
     aead_nonce,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from wgpy import netns
+from wgpy.lab import netns
 
 WGPY = [sys.executable, "-m", "wgpy.cli.wgpy"]
 

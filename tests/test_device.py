@@ -13,7 +13,7 @@ from fakes import Link, ipv4_packet, ipv6_packet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wgpy.constants import (
+from wgpy.core.constants import (
     COUNTER_WINDOW_SIZE,
     KEEPALIVE_TIMEOUT,
     MAX_STAGED_PACKETS,
@@ -28,7 +28,7 @@ from wgpy.constants import (
     REKEY_TIMEOUT_JITTER_MAX,
     ZERO_KEYS_TIME,
 )
-from wgpy.drops import DropReason
+from wgpy.core.drops import DropReason
 
 INITIATION, RESPONSE, COOKIE_REPLY, TRANSPORT = 1, 2, 3, 4
 A_TO_B = ipv4_packet("10.0.0.1", "10.0.0.2", b"ping")

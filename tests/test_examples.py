@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from wgpy.netns import Namespace
+from wgpy.lab.netns import Namespace
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TIMEOUT = 60

@@ -14,11 +14,11 @@ from collections.abc import Callable
 import pytest
 from fakes import Link, ipv4_packet, ipv6_packet
 
-from wgpy.constants import KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS, REKEY_ON_RECEIVE_TIME
-from wgpy.device import Action, Device, SendDatagrams, datagrams_of, packets_of
-from wgpy.drops import DropReason
-from wgpy.peer import Peer
-from wgpy.transport import encrypt_packet, encrypt_packets
+from wgpy.core.constants import KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS, REKEY_ON_RECEIVE_TIME
+from wgpy.core.device import Action, Device, SendDatagrams, datagrams_of, packets_of
+from wgpy.core.drops import DropReason
+from wgpy.core.peer import Peer
+from wgpy.core.transport import encrypt_packet, encrypt_packets
 
 A_TO_B = ipv4_packet("10.0.0.1", "10.0.0.2", b"ping")
 Endpoint = tuple[str, int]

@@ -25,19 +25,19 @@ from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
 
 from wgpy.cli import daemon
-from wgpy.io.gro import coalesce
 from wgpy.io.interface import STOP_SIGNALS, Interface
-from wgpy.io.offload import (
+from wgpy.io.tun import IFF_VNET_HDR, Tun, open_tun
+from wgpy.io.tun_offload import enable_offloads, flags
+from wgpy.io.udp_batches import SOL_UDP, UDP_SEGMENT
+from wgpy.io.vnet.coalesce import coalesce
+from wgpy.io.vnet.segment import (
     GSO_UDP_L4,
     NO_OFFLOAD,
     VNET_HDR_LEN,
     VnetHdr,
     segment,
 )
-from wgpy.io.tun import IFF_VNET_HDR, Tun, open_tun
-from wgpy.io.tun_offload import enable_offloads, flags
-from wgpy.io.udp_offload import SOL_UDP, UDP_SEGMENT
-from wgpy.netns import (
+from wgpy.lab.netns import (
     UAPI_DIR,
     Namespace,
     ip_up,

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle import oracle_initiation, oracle_initiator_keys, oracle_response
 
-from wgpy import noise, tai64n
-from wgpy.cookie import CookieGenerator
-from wgpy.handshake import Handshake
-from wgpy.keys import clamp, public_key
-from wgpy.messages import Response
+from wgpy.core import noise, tai64n
+from wgpy.core.cookie import CookieGenerator
+from wgpy.core.handshake import Handshake
+from wgpy.core.keys import clamp, public_key
+from wgpy.core.messages import Response
 
 keys32 = st.binary(min_size=32, max_size=32)
 

@@ -18,7 +18,7 @@ from benchmarks.hardening import fuzz
 from benchmarks.hardening.fuzz_config import fuzz_config_files
 from benchmarks.hardening.fuzz_datagrams import TRANSPORT_TYPE, Corpus
 from benchmarks.hardening.fuzz_uapi import fuzz_in_process
-from wgpy.device import SendDatagrams, WriteTun
+from wgpy.core.device import SendDatagrams, WriteTun
 
 ATTACKER = ("198.18.0.66", 40000)
 

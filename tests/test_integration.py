@@ -41,9 +41,9 @@ from peers import (
 )
 from scapy_garbage import craft, replayed
 
-from wgpy.constants import NEW_HANDSHAKE_TIME, REKEY_TIMEOUT
+from wgpy.core.constants import NEW_HANDSHAKE_TIME, REKEY_TIMEOUT
 from wgpy.io.uapi_server import is_live
-from wgpy.netns import (
+from wgpy.lab.netns import (
     STOP_TIMEOUT,
     TRANSFER_CHUNK,
     UAPI_DIR,

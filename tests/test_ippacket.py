@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 
-from wgpy.ippacket import destination, inner_length, inner_length_and_source, source, version
+from wgpy.core.ippacket import destination, inner_length, inner_length_and_source, source, version
 
 
 def ipv4_packet(payload: bytes = b"ping") -> bytes:

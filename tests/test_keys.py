@@ -1,4 +1,4 @@
-"""Keys and the key commands: wgpy.keys, and `wgpy genkey / genpsk / pubkey` against `wg`'s."""
+"""Keys and the key commands: wgpy.core.keys, and `wgpy genkey / genpsk / pubkey` against `wg`'s."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wgpy.cli.keys import genkey, genpsk, parse_private_key_input, run
-from wgpy.errors import InvalidKeyError
-from wgpy.keys import (
+from wgpy.core.keys import (
     clamp,
     from_base64,
     from_hex,
@@ -27,6 +26,7 @@ from wgpy.keys import (
     redact,
     to_base64,
 )
+from wgpy.errors import InvalidKeyError
 
 WG = shutil.which("wg")
 requires_wg = pytest.mark.skipif(WG is None, reason="wireguard-tools' `wg` is not installed")
@@ -43,7 +43,7 @@ def counting_rng(n: int) -> bytes:
     return bytes(range(n))
 
 
-# wgpy.keys
+# wgpy.core.keys
 
 
 @given(st.binary(min_size=32, max_size=32))

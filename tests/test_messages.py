@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wgpy.core.messages import CookieReply, Initiation, Response, TransportHeader, message_type
 from wgpy.errors import ProtocolError
-from wgpy.messages import CookieReply, Initiation, Response, TransportHeader, message_type
 
 u32 = st.integers(0, 2**32 - 1)
 

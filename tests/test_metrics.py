@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 
 from wgpy import metrics
 from wgpy.cli import metrics as cli
-from wgpy.drops import DropReason
-from wgpy.keys import from_base64, public_key, to_base64
-from wgpy.netns import (
+from wgpy.core.drops import DropReason
+from wgpy.core.keys import from_base64, public_key, to_base64
+from wgpy.lab.netns import (
     UAPI_DIR,
     Namespace,
     ip_up,

@@ -18,11 +18,11 @@ import pytest
 from scapy.layers.inet import ICMP, IP
 
 import wgpy
-from wgpy.constants import DEFAULT_MTU
+from wgpy.core.constants import DEFAULT_MTU
 from wgpy.io import tun as tun_module
 from wgpy.io.tun import Tun, describe, open_tun, valid_name
 from wgpy.io.udp import SO_MARK, SOCKET_BUFFER_SIZE, endpoint_bytes, open_udp, set_fwmark
-from wgpy.netns import (
+from wgpy.lab.netns import (
     Namespace,
     WgKeys,
     can_ping,

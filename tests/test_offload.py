@@ -1,4 +1,4 @@
-"""Segmentation offload in user space (wgpy/io/offload.py): checksums, and cutting the TCP and
+"""Segmentation offload in user space (wgpy/io/vnet/segment.py): checksums, and cutting the TCP and
 UDP super-packets a TUN with IFF_VNET_HDR hands over into the packets a NIC would have sent.
 
 Expected packets are built by scapy, which computes lengths and checksums itself.
@@ -15,13 +15,13 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
 
-from wgpy.io.checksum import (
+from wgpy.io.vnet.checksum import (
     checksum_field,
     ones_complement_sum,
     pseudo_header_sum,
     transport_checksum_valid,
 )
-from wgpy.io.offload import (
+from wgpy.io.vnet.segment import (
     F_NEEDS_CSUM,
     GSO_ECN,
     GSO_NONE,

@@ -1,5 +1,6 @@
-"""Receive-side coalescing (wgpy/io/gro.py): which packets merge into a super-packet for the TUN,
-and that cutting the super-packet again (as the kernel would) gives back exactly the packets."""
+"""Receive-side coalescing (wgpy/io/vnet/coalesce.py): which packets merge into a super-packet
+for the TUN, and that cutting the super-packet again (as the kernel would) gives back exactly the
+packets."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
 
-from wgpy.io.gro import coalesce
-from wgpy.io.offload import (
+from wgpy.io.tun_batches import OffloadTun
+from wgpy.io.vnet.coalesce import coalesce
+from wgpy.io.vnet.segment import (
     F_NEEDS_CSUM,
     GSO_TCPV4,
     GSO_TCPV6,
@@ -22,7 +24,6 @@ from wgpy.io.offload import (
     VnetHdr,
     segment,
 )
-from wgpy.io.tun_batches import OffloadTun
 
 V4 = {"src": "192.0.2.1", "dst": "192.0.2.2"}
 V6 = {"src": "fd00:2::1", "dst": "fd00:2::2"}

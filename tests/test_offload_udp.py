@@ -1,4 +1,4 @@
-"""Batches on the UDP sockets (wgpy/io/udp_offload.py): how datagrams are grouped for one
+"""Batches on the UDP sockets (wgpy/io/udp_batches.py): how datagrams are grouped for one
 UDP_SEGMENT send, how a UDP_GRO receive is split, and both against the kernel in a namespace."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import pytest
 
 from wgpy.io.readiness import input_waiting
-from wgpy.io.udp_offload import (
+from wgpy.io.udp_batches import (
     MAX_SEGMENTS,
     SOL_UDP,
     UDP_GRO,
@@ -20,7 +20,7 @@ from wgpy.io.udp_offload import (
     split_gro,
     supports_gso,
 )
-from wgpy.netns import Namespace
+from wgpy.lab.netns import Namespace
 
 
 def sizes(runs: Iterable[Sequence[bytes]]) -> list[list[int]]:

@@ -17,9 +17,9 @@ from oracle import (
     oracle_response,
 )
 
-from wgpy.constants import CONSTRUCTION, IDENTIFIER
-from wgpy.crypto import dh_pubkey
-from wgpy.keys import generate_private_key
+from wgpy.core.constants import CONSTRUCTION, IDENTIFIER
+from wgpy.core.crypto import dh_pubkey
+from wgpy.core.keys import generate_private_key
 
 # noiseprotocol warns whenever a test sets an ephemeral key instead of letting it be generated.
 pytestmark = pytest.mark.filterwarnings("ignore:One of ephemeral keypairs:UserWarning")

@@ -26,15 +26,15 @@ from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.packet import Raw
 
 from interop.wire import InitiationFlood
-from wgpy import tai64n
 from wgpy.cli import daemon
 from wgpy.cli.probe import run
 from wgpy.cli.wg import get_stats
-from wgpy.constants import UNDER_LOAD_THRESHOLD
-from wgpy.device import Action, Device, SendDatagrams
-from wgpy.drops import DropReason
-from wgpy.keys import from_base64, generate_private_key, public_key, to_base64
-from wgpy.netns import (
+from wgpy.core import tai64n
+from wgpy.core.constants import UNDER_LOAD_THRESHOLD
+from wgpy.core.device import Action, Device, SendDatagrams
+from wgpy.core.drops import DropReason
+from wgpy.core.keys import from_base64, generate_private_key, public_key, to_base64
+from wgpy.lab.netns import (
     UAPI_DIR,
     Namespace,
     ip_up,

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from wgpy.netns import (
+from wgpy.lab.netns import (
     UAPI_DIR,
     Namespace,
     can_ping,

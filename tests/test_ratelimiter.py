@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wgpy.constants import HANDSHAKE_BURST, HANDSHAKES_PER_SECOND
-from wgpy.ratelimiter import DEFAULT_MAX_ENTRIES, RateLimiter
+from wgpy.core.constants import HANDSHAKE_BURST, HANDSHAKES_PER_SECOND
+from wgpy.core.ratelimiter import DEFAULT_MAX_ENTRIES, RateLimiter
 
 COST = 1 / HANDSHAKES_PER_SECOND
 START = 1000.0

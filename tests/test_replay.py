@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wgpy.constants import COUNTER_BITS_TOTAL, COUNTER_WINDOW_SIZE, REJECT_AFTER_MESSAGES
-from wgpy.replay import ReplayFilter
+from wgpy.core.constants import COUNTER_BITS_TOTAL, COUNTER_WINDOW_SIZE, REJECT_AFTER_MESSAGES
+from wgpy.core.replay import ReplayFilter
 
 # The Linux kernel's drivers/net/wireguard/selftest/counter.c, wg_packet_counter_selftest(): the
 # table of (counter, expected) cases run in order on one filter, numbered as there.

@@ -32,10 +32,10 @@ from benchmarks.hardening.secrets import (
 )
 from wgpy import config, uapi
 from wgpy.cli import wg
-from wgpy.constants import ZERO_KEYS_TIME
+from wgpy.core.constants import ZERO_KEYS_TIME
+from wgpy.core.keys import generate_private_key, public_key
+from wgpy.core.peer import Peer
 from wgpy.errors import ConfigError, UapiError
-from wgpy.keys import generate_private_key, public_key
-from wgpy.peer import Peer
 from wgpy.uapi import DeviceState, PeerState
 
 KEY = os.urandom(32)

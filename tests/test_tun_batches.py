@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from scapy.layers.inet import ICMP, IP
 
-from wgpy.io.offload import NO_OFFLOAD
 from wgpy.io.tun_batches import BATCH, OffloadTun, PlainTun, TunBatches
+from wgpy.io.vnet.segment import NO_OFFLOAD
 
 PACKETS = [bytes(IP(src="192.0.2.1", dst="192.0.2.2") / ICMP(seq=n)) for n in range(BATCH + 3)]
 

@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wgpy import config, uapi
+from wgpy.core.keys import clamp
 from wgpy.errors import UapiError
-from wgpy.keys import clamp
 from wgpy.uapi import DeviceState, DeviceUpdate, Endpoint, PeerState, PeerUpdate
 
 net = ipaddress.ip_network

@@ -1,5 +1,6 @@
-"""Capture: what the device shows an observer, and the records the daemon streams to
-`wgpy capture` after a `capture=1` request (wgpy.uapi). Pure: no sockets, no clocks.
+"""Capture: the records the daemon streams to `wgpy capture` after a `capture=1` request
+(wgpy.uapi), what it makes of the device's observer calls (wgpy.core.observer). Pure: no sockets,
+no clocks.
 
 A record is a fixed header and a body:
 
@@ -19,14 +20,14 @@ from __future__ import annotations
 
 import errno
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final, Protocol
+from typing import Final
 
-from wgpy import pcapng
-from wgpy.constants import KEY_LEN
+from wgpy.core.constants import KEY_LEN
+from wgpy.core.keys import to_base64
+from wgpy.core.observer import Direction, HandshakeSecrets
 from wgpy.errors import UapiError
-from wgpy.keys import to_base64
 
 RECORD_HEADER: Final = struct.Struct("<BBHIQ")
 MAX_BODY: Final = KEY_LEN + 65535  # a key and the largest IP packet
@@ -35,37 +36,10 @@ _DROPPED: Final = struct.Struct("<Q")
 _NO_PSK: Final = bytes(KEY_LEN)
 
 
-class Direction(IntEnum):
-    INBOUND = pcapng.INBOUND  # decrypted from a peer, written to the TUN
-    OUTBOUND = pcapng.OUTBOUND  # read from the TUN, encrypted to a peer
-
-
 class Kind(IntEnum):
     PACKET = 1
     SECRETS = 2
     DROPPED = 3
-
-
-@dataclass(frozen=True, slots=True)
-class HandshakeSecrets:
-    """What a handshake's ephemeral key adds up to, as Wireshark's key log wants it: with these,
-    a recording of the outer traffic can be decrypted (the handshake and its session)."""
-
-    local_static_private: bytes = field(repr=False)
-    remote_static_public: bytes
-    local_ephemeral_private: bytes = field(repr=False)
-    preshared_key: bytes | None = field(default=None, repr=False)
-
-
-class Observer(Protocol):
-    """Set as `Device.observer` by the I/O edge while a capture runs. Called under the device's
-    lock on the data path: it must return at once, never block."""
-
-    def inner_packet(
-        self, peer: bytes, direction: Direction, packet: bytes, wall: float
-    ) -> None: ...
-
-    def handshake_secrets(self, secrets: HandshakeSecrets, wall: float) -> None: ...
 
 
 # Records ------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from os import PathLike
 
-from wgpy import keys
+from wgpy.core import keys
 from wgpy.errors import ConfigError, InvalidKeyError
 from wgpy.uapi import (
     ZERO_KEY,

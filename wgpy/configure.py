@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from wgpy.device import Device
-from wgpy.drops import DropReason
+from wgpy.core.device import Device
+from wgpy.core.drops import DropReason
 from wgpy.uapi import (
     ZERO_KEY,
     DeviceState,

@@ -2,7 +2,7 @@
 
 Operator input (keys, configs, the configuration socket, the command line) raises a subclass of
 `WgpyError` with a precise message. Attacker-controlled input on the data path never raises out of
-the device: it is dropped and counted (see `wgpy.device.DropReason`).
+the device: it is dropped and counted (see `wgpy.core.device.DropReason`).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from wgpy.drops import DropReason
-from wgpy.keys import public_key, to_base64
+from wgpy.core.drops import DropReason
+from wgpy.core.keys import public_key, to_base64
 from wgpy.uapi import DeviceState, DeviceStats, PeerState, format_prefix
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"

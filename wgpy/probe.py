@@ -33,8 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, auto
 
-from wgpy import ippacket, noise, tai64n
-from wgpy.constants import (
+from wgpy.core import ippacket, noise, tai64n
+from wgpy.core.constants import (
     DEFAULT_MTU,
     MESSAGE_COOKIE_REPLY,
     MESSAGE_RESPONSE,
@@ -42,14 +42,20 @@ from wgpy.constants import (
     MIN_INITIATION_INTERVAL,
     TRANSPORT_HEADER_SIZE,
 )
-from wgpy.cookie import CookieGenerator, mac1_key
-from wgpy.crypto import mac
+from wgpy.core.cookie import CookieGenerator, mac1_key
+from wgpy.core.crypto import mac
+from wgpy.core.handshake import Handshake
+from wgpy.core.keypair import Keypair
+from wgpy.core.keys import generate_private_key, public_key, redact, to_base64
+from wgpy.core.messages import (
+    RESPONSE_MAC1_OFFSET,
+    CookieReply,
+    Response,
+    TransportHeader,
+    message_type,
+)
+from wgpy.core.transport import decrypt_packet, encrypt_packet
 from wgpy.errors import ProtocolError
-from wgpy.handshake import Handshake
-from wgpy.keypair import Keypair
-from wgpy.keys import generate_private_key, public_key, redact, to_base64
-from wgpy.messages import RESPONSE_MAC1_OFFSET, CookieReply, Response, TransportHeader, message_type
-from wgpy.transport import decrypt_packet, encrypt_packet
 
 Rng = Callable[[int], bytes]
 Endpoint = tuple[str, int]

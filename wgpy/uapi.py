@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple
 
-from wgpy.constants import KEY_LEN
+from wgpy.core.constants import KEY_LEN
+from wgpy.core.keys import clamp
 from wgpy.errors import UapiError
-from wgpy.keys import clamp
 
 Operation = Literal["get", "set", "stats", "capture"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

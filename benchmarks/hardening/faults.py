@@ -48,9 +48,9 @@ from benchmarks.hardening.lab import (
     running,
     seconds,
 )
-from wgpy.constants import NEW_HANDSHAKE_TIME, REKEY_TIMEOUT
-from wgpy.drops import DropReason
-from wgpy.netns import STOP_TIMEOUT, Namespace, can_ping, ip, transfer, wait_until
+from wgpy.core.constants import NEW_HANDSHAKE_TIME, REKEY_TIMEOUT
+from wgpy.core.drops import DropReason
+from wgpy.lab.netns import STOP_TIMEOUT, Namespace, can_ping, ip, transfer, wait_until
 
 AREA = "faults"
 PEERS = {"wireguard-go": WIREGUARD_GO, "wgpy": WGPY}

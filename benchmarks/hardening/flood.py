@@ -42,11 +42,11 @@ from benchmarks.hardening.lab import (
     running,
     seconds,
 )
-from wgpy.cookie import mac1_key
-from wgpy.crypto import mac
-from wgpy.drops import DropReason
-from wgpy.keys import from_base64
-from wgpy.netns import ip, veth_pair, wait_until
+from wgpy.core.cookie import mac1_key
+from wgpy.core.crypto import mac
+from wgpy.core.drops import DropReason
+from wgpy.core.keys import from_base64
+from wgpy.lab.netns import ip, veth_pair, wait_until
 from wgpy.uapi import DeviceStats
 
 AREA = "flood"
@@ -104,7 +104,7 @@ def observe(duration: float, peer_name: str) -> Observed:
             assert wgpy.process is not None
             pid = wgpy.process.pid
             packets = Path(scratch) / "initiations"
-            size = write_initiations(packets, w.ipv4, from_base64(wgpy.keys.public))
+            size = write_initiations(packets, w.ipv4, from_base64(wgpy.core.keys.public))
             baseline_rss, cpu_before = rss_mib(pid), cpu_seconds(pid)
             with Sampler(pid) as sampler:
                 flooder = p.popen(

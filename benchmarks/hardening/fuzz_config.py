@@ -19,7 +19,8 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks.hardening.mutate import mutate_lines, tricky_value
-from wgpy import config, keys
+from wgpy import config
+from wgpy.core import keys
 from wgpy.errors import ConfigError
 
 ON_DISK_SHARE = 20  # one file in this many is read from disk by `load`

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from wgpy.netns import UAPI_DIR, Namespace, wait_until
+from wgpy.lab.netns import UAPI_DIR, Namespace, wait_until
 
 WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")
 STARTUP_TIMEOUT = 10.0

@@ -28,7 +28,7 @@ from scapy.contrib.wireguard import (
     WireguardTransport,
 )
 
-from wgpy.constants import INITIATION_SIZE, RESPONSE_SIZE
+from wgpy.core.constants import INITIATION_SIZE, RESPONSE_SIZE
 
 TEMPLATES = 512
 LABEL_MAC1 = b"mac1----"

@@ -33,9 +33,9 @@ from pathlib import Path
 from benchmarks.hardening.fuzz_daemon import WGPY, exchange, log_faults, start_daemon
 from benchmarks.hardening.fuzz_datagrams import TRANSPORT_TYPE, Corpus
 from wgpy import uapi
-from wgpy.constants import COUNTER_WINDOW_SIZE
-from wgpy.drops import DropReason
-from wgpy.netns import (
+from wgpy.core.constants import COUNTER_WINDOW_SIZE
+from wgpy.core.drops import DropReason
+from wgpy.lab.netns import (
     UAPI_DIR,
     VETH,
     Namespace,

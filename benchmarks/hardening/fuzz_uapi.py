@@ -27,10 +27,10 @@ from benchmarks.hardening.fuzz_daemon import WGPY, exchange, log_faults, start_d
 from benchmarks.hardening.mutate import mutate_lines
 from wgpy import uapi
 from wgpy.configure import apply_update, device_state, device_stats
-from wgpy.device import Device
+from wgpy.core.device import Device
 from wgpy.errors import UapiError
 from wgpy.io import uapi_server
-from wgpy.netns import UAPI_DIR, Namespace, ip_up, namespace, unique_ifname
+from wgpy.lab.netns import UAPI_DIR, Namespace, ip_up, namespace, unique_ifname
 from wgpy.uapi import DeviceUpdate, Endpoint, PeerUpdate
 
 # A small pool of peers and prefixes, so that accepted requests keep the configuration small.

@@ -5,7 +5,7 @@ contract) serving one interface in one namespace, configured with wg(8) and rest
 same configuration. `routed()` builds A <-> M <-> B: two hosts that reach each other only
 through a router namespace M, where a fault can be imposed on what passes. `Probe` measures when
 packets flow again after an event; `Sampler` watches a process's CPU and memory. (Checked
-transfers are wgpy.netns.transfer.)
+transfers are wgpy.lab.netns.transfer.)
 
 Addresses: the underlay is 198.18.1.0/24 (A-M) and 198.18.2.0/24 (M-B); tunnels carry
 192.0.2.0/24.
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from wgpy.drops import DropReason
+from wgpy.core.drops import DropReason
 from wgpy.io.uapi_server import is_live
-from wgpy.netns import (
+from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
     STOP_TIMEOUT,
     UAPI_DIR,
@@ -156,7 +156,7 @@ def uapi_request(path: Path, request: bytes, timeout: float = 10.0) -> str:
 
 
 def drops(stats: DeviceStats, reason: DropReason) -> int:
-    """The device's drops for `reason`, its peers' included (wgpy/device.py `_drop`)."""
+    """The device's drops for `reason`, its peers' included (wgpy/core/device.py `_drop`)."""
     # stats=1 names reasons as wgpy/configure.py device_stats does: the member name, lowercase.
     return stats.drops.get(reason.name.lower(), 0)
 

@@ -27,15 +27,16 @@ from pathlib import Path
 from typing import IO
 
 from benchmarks.hardening import Figure
-from wgpy import config, noise, uapi
+from wgpy import config, uapi
 from wgpy.cli import quick
 from wgpy.config import Config, InterfaceConfig, PeerConfig
 from wgpy.configure import device_state
-from wgpy.device import Device, datagrams_of
+from wgpy.core import noise
+from wgpy.core.device import Device, datagrams_of
+from wgpy.core.keys import generate_private_key, public_key
 from wgpy.errors import ConfigError, UapiError
 from wgpy.io import uapi_server
-from wgpy.keys import generate_private_key, public_key
-from wgpy.netns import (
+from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
     Namespace,
     can_ping,

@@ -7,7 +7,7 @@ and every byte arrives intact.
 
 A session is replaced REKEY_AFTER_TIME (120 s) after it began, so the hour-long run spans about
 30 handshakes. The short run lasts 40 s and launches the daemons with REKEY_AFTER_TIME shortened
-to 8 s (set on wgpy.constants before the rest of wgpy is imported), so it too spans several.
+to 8 s (set on wgpy.core.constants before the rest of wgpy is imported), so it too spans several.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from benchmarks.hardening import Figure
 from wgpy.cli.wg import get_device, get_stats
-from wgpy.constants import REKEY_AFTER_TIME, REKEY_TIMEOUT
-from wgpy.netns import (
+from wgpy.core.constants import REKEY_AFTER_TIME, REKEY_TIMEOUT
+from wgpy.lab.netns import (
     Namespace,
     WgKeys,
     ip_up,
@@ -53,10 +53,10 @@ RSS_GROWTH_ALLOWED = 8 * 1024 * 1024
 RSS_GROWTH_SHARE = 0.15
 MIB = 1024 * 1024
 
-# REKEY_AFTER_TIME is shortened in the daemon only: `wgpy.constants` is patched before anything
+# REKEY_AFTER_TIME is shortened in the daemon only: `wgpy.core.constants` is patched before anything
 # imports its names.
 LAUNCHER = (
-    "import sys, wgpy.constants as constants; "
+    "import sys, wgpy.core.constants as constants; "
     "constants.REKEY_AFTER_TIME = float(sys.argv.pop(1)); "
     "from wgpy.cli.wgpy import main; sys.exit(main())"
 )

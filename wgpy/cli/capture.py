@@ -34,8 +34,8 @@ from wgpy.capture import (
     keylog_lines,
 )
 from wgpy.cli.wg import run_dir
+from wgpy.core.keys import to_base64
 from wgpy.errors import UapiError
-from wgpy.keys import to_base64
 from wgpy.pcapng import PcapngWriter
 from wgpy.uapi import CaptureRequest, format_capture
 

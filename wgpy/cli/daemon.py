@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
-from wgpy.constants import UNDER_LOAD_THRESHOLD
+from wgpy.core.constants import UNDER_LOAD_THRESHOLD
 from wgpy.io.tun import DEFAULT_FLAGS, IFF_VNET_HDR, describe, open_tun, valid_name
 
 USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME"

@@ -2,8 +2,8 @@
 
 Modelled on wireguard-tools' src/genkey.c, src/pubkey.c and src/encoding.c: keys are printed as
 base64, one per line; `pubkey` reads exactly 44 characters from stdin, and after them accepts only
-whitespace or NULs. Randomness comes from os.urandom here, at the edge: wgpy.keys takes it as an
-argument.
+whitespace or NULs. Randomness comes from os.urandom here, at the edge: wgpy.core.keys takes it
+as an argument.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import stat
 import sys
 from collections.abc import Callable
 
-from wgpy.errors import InvalidKeyError
-from wgpy.keys import (
+from wgpy.core.keys import (
     Rng,
     from_base64,
     generate_preshared_key,
@@ -22,6 +21,7 @@ from wgpy.keys import (
     public_key,
     to_base64,
 )
+from wgpy.errors import InvalidKeyError
 
 PROG = "wgpy"
 KEY_BASE64_LEN = 44

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from wgpy.cli.wg import CommandError, parse_endpoint, parse_key, read_key_file
-from wgpy.constants import KEY_LEN
-from wgpy.keys import to_base64
+from wgpy.core.constants import KEY_LEN
+from wgpy.core.keys import to_base64
 from wgpy.probe import AttemptResult, Outcome, Ping, ProbeKeys, probe
 from wgpy.uapi import Endpoint
 

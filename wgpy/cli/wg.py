@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
-from wgpy import config, keys
+from wgpy import config
+from wgpy.core import keys
 from wgpy.errors import ConfigError, InvalidKeyError, UapiError, WgpyError
 from wgpy.uapi import (
     ZERO_KEY,

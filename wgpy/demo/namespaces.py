@@ -15,8 +15,10 @@ import sys
 import threading
 import time
 
-from wgpy import keys, netns, uapi
+from wgpy import uapi
 from wgpy.cli import wg
+from wgpy.core import keys
+from wgpy.lab import netns
 from wgpy.uapi import DeviceUpdate, Endpoint, PeerUpdate
 
 WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")

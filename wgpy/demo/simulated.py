@@ -11,9 +11,9 @@ import os
 import struct
 from collections.abc import Iterable
 
-from wgpy.constants import REKEY_AFTER_TIME
-from wgpy.device import Action, Device, WriteTun
-from wgpy.keys import generate_private_key, public_key, to_base64
+from wgpy.core.constants import REKEY_AFTER_TIME
+from wgpy.core.device import Action, Device, WriteTun
+from wgpy.core.keys import generate_private_key, public_key, to_base64
 
 KINDS = {1: "handshake initiation", 2: "handshake response", 3: "cookie reply", 4: "transport data"}
 WALL = 1_700_000_000.0

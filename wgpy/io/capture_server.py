@@ -20,14 +20,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from wgpy.capture import (
-    Direction,
-    HandshakeSecrets,
-    encode_dropped,
-    encode_packet,
-    encode_secrets,
-)
-from wgpy.device import Device
+from wgpy.capture import encode_dropped, encode_packet, encode_secrets
+from wgpy.core.device import Device
+from wgpy.core.observer import Direction, HandshakeSecrets
 from wgpy.errors import UapiError
 from wgpy.uapi import format_errno
 

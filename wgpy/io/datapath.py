@@ -26,12 +26,12 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from wgpy.device import Action, Device, WriteTun
+from wgpy.core.device import Action, Device, WriteTun
+from wgpy.core.peer import Endpoint
 from wgpy.io.readiness import input_waiting
 from wgpy.io.tun_batches import INTERFACE_GONE, TunBatches
 from wgpy.io.udp import Endpoint as UdpEndpoint
-from wgpy.io.udp_offload import Datagram, UdpBatches
-from wgpy.peer import Endpoint
+from wgpy.io.udp_batches import Datagram, UdpBatches
 
 log = logging.getLogger("wgpy")
 

@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 from wgpy import uapi
 from wgpy.configure import apply_update, device_state, device_stats
-from wgpy.constants import UNDER_LOAD_THRESHOLD
-from wgpy.device import Device
+from wgpy.core.constants import UNDER_LOAD_THRESHOLD
+from wgpy.core.device import Device
 from wgpy.errors import UapiError
 from wgpy.io import uapi_server
 from wgpy.io.capture_server import CaptureHub, peer_uid
@@ -33,7 +33,7 @@ from wgpy.io.tun import Tun
 from wgpy.io.tun_batches import OffloadTun, PlainTun
 from wgpy.io.tun_offload import TunOffloads, enable_offloads
 from wgpy.io.udp import open_udp, set_fwmark
-from wgpy.io.udp_offload import UdpBatches, enable_gro, supports_gso
+from wgpy.io.udp_batches import UdpBatches, enable_gro, supports_gso
 
 log = logging.getLogger("wgpy")
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Final
 
-from wgpy.constants import DEFAULT_MTU
+from wgpy.core.constants import DEFAULT_MTU
 
 CLONE_DEVICE: Final = "/dev/net/tun"
 

@@ -17,9 +17,16 @@ import struct
 from collections.abc import Sequence
 from typing import Final, Protocol
 
-from wgpy.io.gro import coalesce
-from wgpy.io.offload import MAX_PACKET, NO_OFFLOAD, VNET_HDR_LEN, OffloadError, VnetHdr, segment
 from wgpy.io.readiness import input_waiting
+from wgpy.io.vnet.coalesce import coalesce
+from wgpy.io.vnet.segment import (
+    MAX_PACKET,
+    NO_OFFLOAD,
+    VNET_HDR_LEN,
+    OffloadError,
+    VnetHdr,
+    segment,
+)
 
 log = logging.getLogger("wgpy")
 

@@ -7,8 +7,8 @@ import binascii
 import string
 from collections.abc import Callable
 
-from wgpy.constants import KEY_LEN
-from wgpy.crypto import dh_pubkey
+from wgpy.core.constants import KEY_LEN
+from wgpy.core.crypto import dh_pubkey
 from wgpy.errors import InvalidKeyError
 
 Rng = Callable[[int], bytes]

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 
-from wgpy.constants import MESSAGE_TRANSPORT, PADDING_MULTIPLE, REJECT_AFTER_MESSAGES
-from wgpy.keypair import Keypair
-from wgpy.messages import TRANSPORT_HEADER
+from wgpy.core.constants import MESSAGE_TRANSPORT, PADDING_MULTIPLE, REJECT_AFTER_MESSAGES
+from wgpy.core.keypair import Keypair
+from wgpy.core.messages import TRANSPORT_HEADER
 
 _NONCE = struct.Struct("<4xQ")  # 32 zero bits, then the counter little-endian
 _ZEROS = bytes(PADDING_MULTIPLE)

@@ -18,8 +18,8 @@ import struct
 from collections.abc import Iterable
 from typing import Final
 
-from wgpy.io.checksum import fold, ipv4_header_checksum, pseudo_header_sum, strided_sums, sums
-from wgpy.io.offload import (
+from wgpy.io.vnet.checksum import fold, ipv4_header_checksum, pseudo_header_sum, strided_sums, sums
+from wgpy.io.vnet.segment import (
     F_NEEDS_CSUM,
     GSO_TCPV4,
     GSO_TCPV6,

@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from wgpy import ippacket, noise
-from wgpy.allowedips import AllowedIPs
-from wgpy.capture import Direction, HandshakeSecrets, Observer
-from wgpy.constants import (
+from wgpy.core import ippacket, noise
+from wgpy.core.allowedips import AllowedIPs
+from wgpy.core.constants import (
     DEFAULT_MTU,
     INITIATION_SIZE,
     MAX_STAGED_PACKETS,
@@ -41,16 +40,17 @@ from wgpy.constants import (
     UNDER_LOAD_THRESHOLD,
     ZERO_KEYS_TIME,
 )
-from wgpy.cookie import CookieChecker, MacState
-from wgpy.drops import DropReason
+from wgpy.core.cookie import CookieChecker, MacState
+from wgpy.core.drops import DropReason
+from wgpy.core.keypair import Keypair
+from wgpy.core.keys import generate_private_key, public_key
+from wgpy.core.messages import TRANSPORT_HEADER, CookieReply, Initiation, Response, message_type
+from wgpy.core.observer import Direction, HandshakeSecrets, Observer
+from wgpy.core.peer import Endpoint, Peer
+from wgpy.core.ratelimiter import RateLimiter
+from wgpy.core.timers import Timer
+from wgpy.core.transport import decrypt_packet, encrypt_packets
 from wgpy.errors import ProtocolError
-from wgpy.keypair import Keypair
-from wgpy.keys import generate_private_key, public_key
-from wgpy.messages import TRANSPORT_HEADER, CookieReply, Initiation, Response, message_type
-from wgpy.peer import Endpoint, Peer
-from wgpy.ratelimiter import RateLimiter
-from wgpy.timers import Timer
-from wgpy.transport import decrypt_packet, encrypt_packets
 
 Rng = Callable[[int], bytes]
 

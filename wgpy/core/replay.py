@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from wgpy.constants import COUNTER_BITS_TOTAL, COUNTER_WINDOW_SIZE, REJECT_AFTER_MESSAGES
+from wgpy.core.constants import COUNTER_BITS_TOTAL, COUNTER_WINDOW_SIZE, REJECT_AFTER_MESSAGES
 
 _WORD_SHIFT: Final = 6  # ilog2(BITS_PER_LONG) on a 64-bit kernel
 _BIT_MASK: Final = (1 << _WORD_SHIFT) - 1

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from wgpy.constants import KEEPALIVE_TIMEOUT, NEW_HANDSHAKE_TIME, REKEY_TIMEOUT, ZERO_KEYS_TIME
+from wgpy.core.constants import KEEPALIVE_TIMEOUT, NEW_HANDSHAKE_TIME, REKEY_TIMEOUT, ZERO_KEYS_TIME
 
 
 class Timer(Enum):

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum, auto
 
-from wgpy import noise, tai64n
-from wgpy.constants import MIN_INITIATION_INTERVAL, REKEY_TIMEOUT
-from wgpy.drops import DropReason
-from wgpy.messages import Initiation, Response
+from wgpy.core import noise, tai64n
+from wgpy.core.constants import MIN_INITIATION_INTERVAL, REKEY_TIMEOUT
+from wgpy.core.drops import DropReason
+from wgpy.core.messages import Initiation, Response
 
 
 class HandshakeState(Enum):

@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass
 from typing import Self
 
-from wgpy.constants import (
+from wgpy.core.constants import (
     COOKIE_REPLY_SIZE,
     INITIATION_SIZE,
     MESSAGE_COOKIE_REPLY,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from wgpy.constants import MAX_STAGED_PACKETS
-from wgpy.cookie import CookieGenerator
-from wgpy.drops import DropReason
-from wgpy.handshake import Handshake
-from wgpy.keypair import Keypairs
-from wgpy.timers import PeerTimers
+from wgpy.core.constants import MAX_STAGED_PACKETS
+from wgpy.core.cookie import CookieGenerator
+from wgpy.core.drops import DropReason
+from wgpy.core.handshake import Handshake
+from wgpy.core.keypair import Keypairs
+from wgpy.core.timers import PeerTimers
 
 Endpoint = tuple[str, int]
 
@@ -45,6 +45,6 @@ class Peer:
         self.timers.persistent_keepalive_interval = seconds
 
     def __repr__(self) -> str:
-        from wgpy.keys import to_base64
+        from wgpy.core.keys import to_base64
 
         return f"Peer({to_base64(self.public_key)}, endpoint={self.endpoint})"

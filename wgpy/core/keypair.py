@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from wgpy.constants import REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME
-from wgpy.noise import TransportKeys
-from wgpy.replay import ReplayFilter
+from wgpy.core.constants import REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME
+from wgpy.core.noise import TransportKeys
+from wgpy.core.replay import ReplayFilter
 
 
 @dataclass(eq=False, slots=True)

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from wgpy.constants import AEAD_TAG_SIZE
+from wgpy.core.constants import AEAD_TAG_SIZE
 
 _ZERO_NONCE_PREFIX = b"\x00\x00\x00\x00"
 _SIGMA = struct.unpack("<4I", b"expand 32-byte k")

@@ -12,9 +12,9 @@ from enum import Enum, auto
 
 from cryptography.exceptions import InvalidTag
 
-from wgpy.constants import COOKIE_REFRESH_TIME, LABEL_COOKIE, LABEL_MAC1
-from wgpy.crypto import hash_, mac, xaead_decrypt, xaead_encrypt
-from wgpy.messages import CookieReply
+from wgpy.core.constants import COOKIE_REFRESH_TIME, LABEL_COOKIE, LABEL_MAC1
+from wgpy.core.crypto import hash_, mac, xaead_decrypt, xaead_encrypt
+from wgpy.core.messages import CookieReply
 
 Rng = Callable[[int], bytes]
 _ZERO_MAC = bytes(16)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from wgpy.constants import HANDSHAKE_BURST, HANDSHAKES_PER_SECOND
+from wgpy.core.constants import HANDSHAKE_BURST, HANDSHAKES_PER_SECOND
 
 NSEC_PER_SEC: Final = 1_000_000_000
 PACKET_COST: Final = NSEC_PER_SEC // HANDSHAKES_PER_SECOND

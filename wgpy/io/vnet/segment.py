@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from typing import Final, NamedTuple
 
-from wgpy.io.checksum import (
+from wgpy.io.vnet.checksum import (
     Buffer,
     checksum_field,
     fold,

@@ -18,8 +18,8 @@ from noise.backends.default.keypairs import KeyPair25519
 from noise.connection import Keypair, NoiseConnection
 from noise.exceptions import NoiseInvalidMessage, NoiseValueError
 
-from wgpy.constants import CONSTRUCTION, IDENTIFIER, KEY_LEN
-from wgpy.crypto import dh_pubkey
+from wgpy.core.constants import CONSTRUCTION, IDENTIFIER, KEY_LEN
+from wgpy.core.crypto import dh_pubkey
 from wgpy.errors import ProtocolError
 
 _NO_PSK = bytes(KEY_LEN)
