@@ -21,13 +21,14 @@ import struct
 import time
 
 from wgpy.core.device import Device, datagrams_of, packets_of
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import generate_private_key, public_key
 from wgpy.io.udp_batches import gso_runs
 from wgpy.io.vnet.checksum import fold, pseudo_header_sum
 from wgpy.io.vnet.coalesce import coalesce
 from wgpy.io.vnet.segment import F_NEEDS_CSUM, GSO_TCPV4, VNET_HDR_LEN, VnetHdr, segment
 
-A_ENDPOINT, B_ENDPOINT = ("192.0.2.1", 51820), ("192.0.2.2", 51820)
+A_ENDPOINT, B_ENDPOINT = Endpoint("192.0.2.1", 51820), Endpoint("192.0.2.2", 51820)
 
 
 def pair() -> tuple[Device, Device]:

@@ -24,6 +24,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw
 
 from wgpy.core.device import Action, Device, SendDatagrams, WriteTun
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import generate_private_key
 
 ECHO_PORT = 7
@@ -54,7 +55,7 @@ class WireGuardProtocol(asyncio.DatagramProtocol):
             self.timer.cancel()
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        source = (str(addr[0]), int(addr[1]))
+        source = Endpoint(str(addr[0]), int(addr[1]))
         self.carry_out(self.device.handle_datagram(data, source, *self.clock()))
 
     def send_packet(self, packet: bytes) -> None:
@@ -96,10 +97,10 @@ async def open_peer() -> WireGuardProtocol:
     return protocol
 
 
-def udp_endpoint(protocol: WireGuardProtocol) -> tuple[str, int]:
+def udp_endpoint(protocol: WireGuardProtocol) -> Endpoint:
     assert protocol.transport is not None
     host, port = protocol.transport.get_extra_info("sockname")[:2]
-    return host, port
+    return Endpoint(host, port)
 
 
 def introduce(protocol: WireGuardProtocol, other: WireGuardProtocol, tunnel_address: str) -> None:

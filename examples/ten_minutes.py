@@ -30,6 +30,7 @@ from wgpy.core.constants import (
     TRANSPORT_MIN_SIZE,
 )
 from wgpy.core.device import Action, Device, WriteTun
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import generate_private_key
 
 DURATION = 600.0  # simulated seconds
@@ -51,7 +52,7 @@ def udp_packet(source: str, destination: str, payload: bytes) -> bytes:
 class Node:
     name: str
     address: str  # in the tunnel
-    endpoint: tuple[str, int]  # on the simulated wire: nothing is sent anywhere
+    endpoint: Endpoint  # on the simulated wire: nothing is sent anywhere
     device: Device = field(init=False)
     delivered: int = 0
 
@@ -61,8 +62,8 @@ class Node:
 
 class Simulation:
     def __init__(self) -> None:
-        self.alice = Node("alice", "192.0.2.1", ("198.18.0.1", 51820))
-        self.bob = Node("bob", "192.0.2.2", ("198.18.0.2", 51820))
+        self.alice = Node("alice", "192.0.2.1", Endpoint("198.18.0.1", 51820))
+        self.bob = Node("bob", "192.0.2.2", Endpoint("198.18.0.2", 51820))
         for node, other in ((self.alice, self.bob), (self.bob, self.alice)):
             assert other.device.static_public is not None
             peer = node.device.add_peer(other.device.static_public, endpoint=other.endpoint)

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wgpy.core.device import Action, Device, WriteTun
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import generate_private_key, public_key
 
 WALL_EPOCH = 1_700_000_000.0
-Endpoint = tuple[str, int]
 
 
 def seeded_rng(seed: int) -> Callable[[int], bytes]:
@@ -63,8 +63,8 @@ class Link:
             if under_load_threshold_b is None
             else {"under_load_threshold": under_load_threshold_b}
         )
-        self.a = Node("a", Device(rng, key_a), ("192.0.2.1", 51820))
-        self.b = Node("b", Device(rng, key_b, **load), ("192.0.2.2", 51820))
+        self.a = Node("a", Device(rng, key_a), Endpoint("192.0.2.1", 51820))
+        self.b = Node("b", Device(rng, key_b, **load), Endpoint("192.0.2.2", 51820))
         self.peer_of_b = self.a.device.add_peer(
             public_key(key_b), preshared_key=psk, endpoint=self.b.endpoint
         )

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from wgpy import config, uapi
 from wgpy.config import Config, InterfaceConfig, PeerConfig
 from wgpy.core import keys
+from wgpy.core.endpoint import Endpoint
 from wgpy.errors import ConfigError
-from wgpy.uapi import DeviceState, DeviceUpdate, Endpoint, PeerState, PeerUpdate
+from wgpy.uapi import DeviceState, DeviceUpdate, PeerState, PeerUpdate
 
 net, ip, iface = ipaddress.ip_network, ipaddress.ip_address, ipaddress.ip_interface
 

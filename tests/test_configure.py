@@ -8,6 +8,7 @@ import os
 from wgpy import uapi
 from wgpy.configure import apply_update, device_state
 from wgpy.core.device import Device
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import generate_private_key, public_key
 
 PEER_1 = public_key(generate_private_key(os.urandom))
@@ -37,7 +38,7 @@ def test_a_set_creates_a_peer_with_everything_it_names() -> None:
     device = new_device()
     (state,) = device_state(device, 51820, 0).peers
     assert state.public_key == PEER_1
-    assert state.endpoint == uapi.Endpoint("192.0.2.9", 51820)
+    assert state.endpoint == Endpoint("192.0.2.9", 51820)
     assert state.persistent_keepalive_interval == 25
     assert state.allowed_ips == [ipaddress.ip_network("10.0.0.0/24"),
                                  ipaddress.ip_network("fd00::/64")]  # fmt: skip

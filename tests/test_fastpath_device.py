@@ -17,11 +17,11 @@ from fakes import Link, ipv4_packet, ipv6_packet
 from wgpy.core.constants import KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS, REKEY_ON_RECEIVE_TIME
 from wgpy.core.device import Action, Device, SendDatagrams, datagrams_of, packets_of
 from wgpy.core.drops import DropReason
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.peer import Peer
 from wgpy.core.transport import encrypt_packet, encrypt_packets
 
 A_TO_B = ipv4_packet("10.0.0.1", "10.0.0.2", b"ping")
-Endpoint = tuple[str, int]
 
 
 def state(device: Device) -> list[object]:
@@ -109,7 +109,7 @@ def sealed_by_a(twins: Twins, inner: bytes) -> bytes:
     return sealed[0]
 
 
-A = ("192.0.2.1", 51820)
+A = Endpoint("192.0.2.1", 51820)
 
 
 def test_a_batch_of_packets_is_sealed_as_the_same_packets_one_at_a_time() -> None:
@@ -207,7 +207,7 @@ def test_keepalives_and_data_in_one_batch_arm_the_same_timers_as_one_by_one() ->
 def test_a_roamed_source_becomes_the_endpoint_after_a_batch() -> None:
     twins = Twins()
     datagrams = data_from_a(twins, [A_TO_B] * 2)
-    roamed = ("198.18.0.9", 4444)
+    roamed = Endpoint("198.18.0.9", 4444)
     twins.network("b", datagrams, roamed)
     assert twins.batched.peer_of_a.endpoint == roamed
 

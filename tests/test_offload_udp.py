@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import pytest
 
+from wgpy.core.endpoint import Endpoint
 from wgpy.io.readiness import input_waiting
 from wgpy.io.udp_batches import (
     MAX_SEGMENTS,
@@ -139,3 +140,21 @@ def test_without_offloads_each_datagram_is_its_own_system_call(
     plain.send(sender, [b"one", b"two"], receiver.getsockname())
     assert plain.receive_one(receiver)[0] == [memoryview(b"one")]
     assert plain.receive_one(receiver)[0] == [memoryview(b"two")]
+
+
+@pytest.mark.parametrize("gro", [False, True])
+def test_a_receive_names_an_ipv6_source_as_an_endpoint_of_host_and_port(
+    netns: Namespace, gro: bool
+) -> None:
+    with netns.entered():
+        sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        receiver = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    with sender, receiver:
+        receiver.bind(("::1", 0))
+        receiver.settimeout(5)
+        sender.sendto(b"ping", receiver.getsockname())  # recvfrom names it (host, port, 0, 0)
+        _, source = UdpBatches(gso=False, gro=gro).receive_one(receiver)
+        port = sender.getsockname()[1]
+
+    assert source == Endpoint("::1", port)
+    assert str(source) == f"[::1]:{port}"

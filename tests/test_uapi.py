@@ -18,9 +18,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wgpy import config, uapi
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import clamp
 from wgpy.errors import UapiError
-from wgpy.uapi import DeviceState, DeviceUpdate, Endpoint, PeerState, PeerUpdate
+from wgpy.uapi import DeviceState, DeviceUpdate, PeerState, PeerUpdate
 
 net = ipaddress.ip_network
 
@@ -304,11 +305,6 @@ def test_an_endpoint_zone_no_interface_name_could_be_is_rejected(zone: str) -> N
         uapi.parse_set([f"public_key={PEER1_HEX}", f"endpoint=[fd00::1%{zone}]:1"])
     assert caught.value.errno == errno.EINVAL
     assert "line 2: endpoint: a zone is an interface name or index" in str(caught.value)
-
-
-def test_endpoint_writes_ipv6_in_brackets() -> None:
-    assert str(Endpoint("fd00::1", 51820)) == "[fd00::1]:51820"
-    assert str(Endpoint("192.0.2.1", 51820)) == "192.0.2.1:51820"
 
 
 @pytest.mark.parametrize(

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from os import PathLike
 
 from wgpy.core import keys
+from wgpy.core.endpoint import Endpoint
 from wgpy.errors import ConfigError, InvalidKeyError
 from wgpy.uapi import (
     ZERO_KEY,
     AllowedIP,
     DeviceState,
     DeviceUpdate,
-    Endpoint,
     IPAddress,
     PeerUpdate,
     format_ip,

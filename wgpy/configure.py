@@ -15,7 +15,6 @@ from wgpy.uapi import (
     DeviceState,
     DeviceStats,
     DeviceUpdate,
-    Endpoint,
     PeerState,
     PeerStats,
     PeerUpdate,
@@ -47,7 +46,7 @@ def _apply_peer(device: Device, change: PeerUpdate, now: float) -> None:
     if change.preshared_key is not None:
         peer.preshared_key = None if change.preshared_key == ZERO_KEY else change.preshared_key
     if change.endpoint is not None:
-        peer.endpoint = (change.endpoint.host, change.endpoint.port)
+        peer.endpoint = change.endpoint
     if change.replace_allowed_ips:
         device.allowed_ips.remove_peer(peer)
     for network in change.removed_allowed_ips:
@@ -68,7 +67,7 @@ def device_state(device: Device, listen_port: int, fwmark: int) -> DeviceState:
             PeerState(
                 public_key=peer.public_key,
                 preshared_key=peer.preshared_key,
-                endpoint=Endpoint(*peer.endpoint) if peer.endpoint else None,
+                endpoint=peer.endpoint,
                 last_handshake_time=(seconds, nanoseconds),
                 tx_bytes=peer.tx_bytes,
                 rx_bytes=peer.rx_bytes,

@@ -44,6 +44,7 @@ from wgpy.core.constants import (
 )
 from wgpy.core.cookie import CookieGenerator, mac1_key
 from wgpy.core.crypto import mac
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.handshake import Handshake
 from wgpy.core.keypair import Keypair
 from wgpy.core.keys import generate_private_key, public_key, redact, to_base64
@@ -58,7 +59,6 @@ from wgpy.core.transport import decrypt_packet, encrypt_packet
 from wgpy.errors import ProtocolError
 
 Rng = Callable[[int], bytes]
-Endpoint = tuple[str, int]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Ping = tuple[IPAddress, IPAddress]  # our inner address, and the address to echo
 

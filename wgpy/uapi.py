@@ -19,9 +19,10 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal
 
 from wgpy.core.constants import KEY_LEN
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import clamp
 from wgpy.errors import UapiError
 
@@ -43,16 +44,6 @@ _PREFIX_BITS = re.compile(r"0|[1-9][0-9]{0,2}")
 # What Linux takes as an interface name (net/core/dev.c dev_valid_name: under IFNAMSIZ, no '/',
 # no ':', no whitespace), which also covers an index.
 _ZONE = re.compile(r"[^\s/:\x00]{1,15}")
-
-
-class Endpoint(NamedTuple):
-    """A peer's UDP address. `host` is bare, without brackets; `str()` adds them for IPv6."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(slots=True)

@@ -28,10 +28,11 @@ from benchmarks.hardening.mutate import mutate_lines
 from wgpy import uapi
 from wgpy.configure import apply_update, device_state, device_stats
 from wgpy.core.device import Device
+from wgpy.core.endpoint import Endpoint
 from wgpy.errors import UapiError
 from wgpy.io import uapi_server
 from wgpy.lab.netns import UAPI_DIR, Namespace, ip_up, namespace, unique_ifname
-from wgpy.uapi import DeviceUpdate, Endpoint, PeerUpdate
+from wgpy.uapi import DeviceUpdate, PeerUpdate
 
 # A small pool of peers and prefixes, so that accepted requests keep the configuration small.
 _PEER_KEYS = [bytes([number]) * 32 for number in range(1, 9)]

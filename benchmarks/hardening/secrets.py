@@ -33,6 +33,7 @@ from wgpy.config import Config, InterfaceConfig, PeerConfig
 from wgpy.configure import device_state
 from wgpy.core import noise
 from wgpy.core.device import Device, datagrams_of
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import generate_private_key, public_key
 from wgpy.errors import ConfigError, UapiError
 from wgpy.io import uapi_server
@@ -90,8 +91,12 @@ def specimens() -> Specimens:
     rng = os.urandom
     key_a, key_b, psk = generate_private_key(rng), generate_private_key(rng), rng(32)
     a, b = Device(rng, key_a), Device(rng, key_b)
-    peer_b = a.add_peer(public_key(key_b), preshared_key=psk, endpoint=("192.0.2.2", WG_PORT))
-    peer_a = b.add_peer(public_key(key_a), preshared_key=psk, endpoint=("192.0.2.1", WG_PORT))
+    peer_b = a.add_peer(
+        public_key(key_b), preshared_key=psk, endpoint=Endpoint("192.0.2.2", WG_PORT)
+    )
+    peer_a = b.add_peer(
+        public_key(key_a), preshared_key=psk, endpoint=Endpoint("192.0.2.1", WG_PORT)
+    )
     a.allowed_ips.insert(ipaddress.ip_network("10.0.0.2/32"), peer_b)
     initiation = datagrams_of(a.handle_tun_packet(_ipv4_to("10.0.0.2"), 1.0, 1e9))[0]
     in_flight = repr(peer_b.handshake)  # holds the initiator's Noise state

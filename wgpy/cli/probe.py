@@ -17,9 +17,9 @@ from typing import Any
 
 from wgpy.cli.wg import CommandError, parse_endpoint, parse_key, read_key_file
 from wgpy.core.constants import KEY_LEN
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import to_base64
 from wgpy.probe import AttemptResult, Outcome, Ping, ProbeKeys, probe
-from wgpy.uapi import Endpoint
 
 PROG = "wgpy probe"
 EPILOG = """\

@@ -30,6 +30,7 @@ from typing import Final
 
 from wgpy import config
 from wgpy.core import keys
+from wgpy.core.endpoint import Endpoint
 from wgpy.errors import ConfigError, InvalidKeyError, UapiError, WgpyError
 from wgpy.uapi import (
     ZERO_KEY,
@@ -37,7 +38,6 @@ from wgpy.uapi import (
     DeviceState,
     DeviceStats,
     DeviceUpdate,
-    Endpoint,
     IPAddress,
     PeerState,
     PeerStats,

@@ -42,11 +42,12 @@ from wgpy.core.constants import (
 )
 from wgpy.core.cookie import CookieChecker, MacState
 from wgpy.core.drops import DropReason
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.keypair import Keypair
 from wgpy.core.keys import generate_private_key, public_key
 from wgpy.core.messages import TRANSPORT_HEADER, CookieReply, Initiation, Response, message_type
 from wgpy.core.observer import Direction, HandshakeSecrets, Observer
-from wgpy.core.peer import Endpoint, Peer
+from wgpy.core.peer import Peer
 from wgpy.core.ratelimiter import RateLimiter
 from wgpy.core.timers import Timer
 from wgpy.core.transport import decrypt_packet, encrypt_packets

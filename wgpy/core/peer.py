@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from wgpy.core.constants import MAX_STAGED_PACKETS
 from wgpy.core.cookie import CookieGenerator
 from wgpy.core.drops import DropReason
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.handshake import Handshake
 from wgpy.core.keypair import Keypairs
 from wgpy.core.timers import PeerTimers
-
-Endpoint = tuple[str, int]
 
 
 @dataclass(eq=False, slots=True)

@@ -18,8 +18,9 @@ import time
 from wgpy import uapi
 from wgpy.cli import wg
 from wgpy.core import keys
+from wgpy.core.endpoint import Endpoint
 from wgpy.lab import netns
-from wgpy.uapi import DeviceUpdate, Endpoint, PeerUpdate
+from wgpy.uapi import DeviceUpdate, PeerUpdate
 
 WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")
 PORT = 51820

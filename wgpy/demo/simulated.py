@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from wgpy.core.constants import REKEY_AFTER_TIME
 from wgpy.core.device import Action, Device, WriteTun
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import generate_private_key, public_key, to_base64
 
 KINDS = {1: "handshake initiation", 2: "handshake response", 3: "cookie reply", 4: "transport data"}
@@ -31,7 +32,10 @@ class Demo:
     def __init__(self) -> None:
         keys = {name: generate_private_key(os.urandom) for name in ("alice", "bob")}
         self.devices = {name: Device(os.urandom, key) for name, key in keys.items()}
-        self.endpoints = {"alice": ("192.0.2.1", 51820), "bob": ("192.0.2.2", 51820)}
+        self.endpoints = {
+            "alice": Endpoint("192.0.2.1", 51820),
+            "bob": Endpoint("192.0.2.2", 51820),
+        }
         self.addresses = {"alice": "10.0.0.1", "bob": "10.0.0.2"}
         self.now = 0.0
         for name, other in (("alice", "bob"), ("bob", "alice")):

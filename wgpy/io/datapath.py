@@ -27,10 +27,9 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from wgpy.core.device import Action, Device, WriteTun
-from wgpy.core.peer import Endpoint
+from wgpy.core.endpoint import Endpoint
 from wgpy.io.readiness import input_waiting
 from wgpy.io.tun_batches import INTERFACE_GONE, TunBatches
-from wgpy.io.udp import Endpoint as UdpEndpoint
 from wgpy.io.udp_batches import Datagram, UdpBatches
 
 log = logging.getLogger("wgpy")
@@ -168,18 +167,18 @@ class DataPath:
             log.debug("(%s) udp receive: %s", self.name, error)
             return True
         if len(batches) == 1 and len(batches[0][0]) == 1:
-            (data,), address = batches[0]
-            self._through_device(self._device.handle_datagram, bytes(data), address[:2])
+            (data,), source = batches[0]
+            self._through_device(self._device.handle_datagram, bytes(data), source)
         elif any(datagrams for datagrams, _ in batches):
             self._through_device(self._handle_received, batches)
         return True
 
     def _handle_received(
-        self, batches: list[tuple[list[Datagram], UdpEndpoint]], now: float, wall: float
+        self, batches: list[tuple[list[Datagram], Endpoint]], now: float, wall: float
     ) -> list[Action]:
         actions: list[Action] = []
-        for datagrams, address in batches:
-            actions += self._device.handle_datagrams(datagrams, address[:2], now, wall)
+        for datagrams, source in batches:
+            actions += self._device.handle_datagrams(datagrams, source, now, wall)
         return actions
 
     def _through_device(self, handle: Callable[..., list[Action]], *batch: object) -> None:

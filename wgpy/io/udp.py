@@ -3,9 +3,6 @@
 Facts from wireguard-go conn/bind_std.go (IPv4 first, then IPv6 on the port IPv4 got, retried
 when that port is taken for IPv6; a family the host lacks is skipped), conn/controlfns_linux.go
 (7 MiB buffers, IPV6_V6ONLY) and include/uapi/asm-generic/socket.h (option numbers).
-
-An endpoint is the address tuple the socket module gives and takes: (host, port) for IPv4,
-(host, port, flowinfo, scope_id) for IPv6.
 """
 
 from __future__ import annotations
@@ -13,9 +10,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from typing import Final, TypeAlias
-
-Endpoint: TypeAlias = tuple[str, int] | tuple[str, int, int, int]
+from typing import Final
 
 SO_SNDBUFFORCE: Final = 32
 SO_RCVBUFFORCE: Final = 33
@@ -54,13 +49,6 @@ def set_fwmark(sock: socket.socket, fwmark: int) -> None:
     """Mark the packets `sock` sends (SO_MARK); 0 removes the mark. Needs CAP_NET_ADMIN."""
     # The mark is a u32, beyond what setsockopt's int form accepts.
     sock.setsockopt(socket.SOL_SOCKET, SO_MARK, struct.pack("=I", fwmark))
-
-
-def endpoint_bytes(endpoint: Endpoint) -> tuple[bytes, int]:
-    """The endpoint's address as 4 or 16 packed bytes, and its port: what a cookie is bound to."""
-    host, port = endpoint[0], endpoint[1]
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.inet_pton(family, host.partition("%")[0]), port
 
 
 def _bound(family: int, host: str, port: int, fwmark: int) -> socket.socket | None:

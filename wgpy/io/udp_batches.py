@@ -17,7 +17,7 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
-from wgpy.io.udp import Endpoint
+from wgpy.core.endpoint import Endpoint
 
 log = logging.getLogger("wgpy")
 
@@ -159,14 +159,16 @@ class UdpBatches:
     def receive_one(self, sock: socket.socket) -> tuple[list[Datagram], Endpoint]:
         """The datagrams one receive returns, all from one source. Raises BlockingIOError when
         none is waiting."""
+        # The source is (host, port) of the address: IPv6's flowinfo and scope_id stay behind.
         if not self.gro:
             data, address = sock.recvfrom(RECEIVE_BUFFER)
-            return [data], address
+            return [data], Endpoint(address[0], address[1])
         data, control, flags, address = sock.recvmsg(RECEIVE_BUFFER, _CONTROL_SPACE)
+        source = Endpoint(address[0], address[1])
         if flags & socket.MSG_TRUNC:
             log.debug("UDP receive truncated: %d bytes dropped", len(data))
-            return [], address
-        return split_gro(data, control), address
+            return [], source
+        return split_gro(data, control), source
 
 
 def _transmit(

@@ -1,0 +1,22 @@
+"""A peer's endpoint: the UDP address its datagrams come from and go to."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Endpoint(NamedTuple):
+    """An IP address and UDP port. `host` is bare text, without brackets, with an IPv6 zone after
+    '%'; a config file's Endpoint may hold a host name until it is resolved.
+
+    A tuple, so the socket module takes it as an address as it is (`sendto`, `connect`), and it
+    equals and hashes as recvfrom's (host, port) does. `str()` writes it as wg does, IPv6 in
+    brackets. The local address a datagram arrived on, when it is kept, goes beside the endpoint,
+    not in it: a third element would no longer be an address the socket module takes.
+    """
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
