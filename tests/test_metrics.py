@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from wgpy import metrics
 from wgpy.cli import metrics as cli
 from wgpy.core.drops import DropReason
+from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import from_base64, public_key, to_base64
 from wgpy.lab.netns import (
     UAPI_DIR,
@@ -43,7 +44,6 @@ from wgpy.probe import ProbeKeys, probe
 from wgpy.uapi import (
     DeviceState,
     DeviceStats,
-    Endpoint,
     PeerState,
     PeerStats,
     format_errno,
