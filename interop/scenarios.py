@@ -46,7 +46,8 @@ from interop.wire import (
     WireMessage,
     send_bad_input,
 )
-from wgpy.probe import AttemptResult, ProbeKeys, probe
+from wgpy.core.probe import AttemptResult, ProbeKeys
+from wgpy.io.probe import probe
 
 FAST = "fast"
 LONG = "long"

@@ -29,6 +29,8 @@ from wgpy.cli import metrics as cli
 from wgpy.core.drops import DropReason
 from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import from_base64, public_key, to_base64
+from wgpy.core.probe import ProbeKeys
+from wgpy.io.probe import probe
 from wgpy.lab.netns import (
     UAPI_DIR,
     Namespace,
@@ -40,7 +42,6 @@ from wgpy.lab.netns import (
     wg_genkey,
     wg_setconf,
 )
-from wgpy.probe import ProbeKeys, probe
 from wgpy.uapi import (
     DeviceState,
     DeviceStats,

@@ -33,7 +33,18 @@ from wgpy.core import tai64n
 from wgpy.core.constants import UNDER_LOAD_THRESHOLD
 from wgpy.core.device import Action, Device, SendDatagrams
 from wgpy.core.drops import DropReason
+from wgpy.core.echo import Echo, internet_checksum
 from wgpy.core.keys import from_base64, generate_private_key, public_key, to_base64
+from wgpy.core.probe import (
+    INITIATION_SPACING,
+    AttemptResult,
+    HandshakeAttempt,
+    Outcome,
+    Pacer,
+    PingOutcome,
+    ProbeKeys,
+    Stage,
+)
 from wgpy.lab.netns import (
     UAPI_DIR,
     Namespace,
@@ -43,18 +54,6 @@ from wgpy.lab.netns import (
     wait_until,
     wg_genkey,
     wg_setconf,
-)
-from wgpy.probe import (
-    INITIATION_SPACING,
-    AttemptResult,
-    Echo,
-    HandshakeAttempt,
-    Outcome,
-    Pacer,
-    PingOutcome,
-    ProbeKeys,
-    Stage,
-    internet_checksum,
 )
 
 WALL_EPOCH = 1_700_000_000.0
@@ -306,7 +305,7 @@ def test_an_echo_from_outside_the_servers_allowed_ips_is_dropped_there() -> None
 
 
 def paced_attempts(server: Server, count: int, echo: Echo | None = None) -> list[AttemptResult]:
-    """`count` attempts one after the other, spaced by a `Pacer`, as `wgpy.probe.probe` does."""
+    """`count` attempts one after the other, spaced by a `Pacer`, as `wgpy.io.probe.probe` does."""
     pacer = Pacer()
     results = []
     for seed in range(count):

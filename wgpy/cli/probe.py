@@ -19,7 +19,8 @@ from wgpy.cli.wg import CommandError, parse_endpoint, parse_key, read_key_file
 from wgpy.core.constants import KEY_LEN
 from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import to_base64
-from wgpy.probe import AttemptResult, Outcome, Ping, ProbeKeys, probe
+from wgpy.core.probe import AttemptResult, Outcome, Ping, ProbeKeys
+from wgpy.io.probe import probe
 
 PROG = "wgpy probe"
 EPILOG = """\

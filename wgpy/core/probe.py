@@ -1,4 +1,4 @@
-"""Probe a WireGuard server: handshake with it over a plain UDP socket, as one of its peers.
+"""Probing a WireGuard server, sans IO: a handshake with it as one of its peers, and the pacing.
 
 `HandshakeAttempt` is one attempt, sans IO and shaped like the device: `start` returns the
 initiation to send, `handle_datagram` takes what the server sends back and returns what to send
@@ -12,8 +12,8 @@ next, and `handle_timer` ends the attempt once `next_timer()` has passed. An att
 - Optionally: does the server forward? One ICMP echo goes through the session, and the attempt
   waits for the reply.
 
-`Pacer` spaces attempts so that the server consumes every one, and `probe` is the I/O edge: one
-connected UDP socket, no TUN and no privileges.
+`Pacer` spaces attempts so that the server consumes every one. Nothing here opens a socket or
+reads a clock: `wgpy.io.probe` is the edge that drives attempts over one connected UDP socket.
 
 A probe speaks for a peer of the server, with that peer's key: the server answers it like the
 peer, and sends the peer's traffic to the probe's address until the peer next reaches it. Without
@@ -22,18 +22,12 @@ peer, and sends the peer's traffic to the probe's address until the peer next re
 
 from __future__ import annotations
 
-import errno
-import ipaddress
-import os
-import socket
 import struct
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, auto
 
-from wgpy.core import ippacket, noise, tai64n
+from wgpy.core import noise, tai64n
 from wgpy.core.constants import (
     DEFAULT_MTU,
     MESSAGE_COOKIE_REPLY,
@@ -44,7 +38,7 @@ from wgpy.core.constants import (
 )
 from wgpy.core.cookie import CookieGenerator, mac1_key
 from wgpy.core.crypto import mac
-from wgpy.core.endpoint import Endpoint
+from wgpy.core.echo import Echo, IPAddress
 from wgpy.core.handshake import Handshake
 from wgpy.core.keypair import Keypair
 from wgpy.core.keys import generate_private_key, public_key, redact, to_base64
@@ -59,7 +53,6 @@ from wgpy.core.transport import decrypt_packet, encrypt_packet
 from wgpy.errors import ProtocolError
 
 Rng = Callable[[int], bytes]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Ping = tuple[IPAddress, IPAddress]  # our inner address, and the address to echo
 
 # wireguard-go drops an initiation that comes within HandshakeInitationRate (20 ms) of the last one
@@ -67,15 +60,6 @@ Ping = tuple[IPAddress, IPAddress]  # our inner address, and the address to echo
 # time.Since(handshake.lastInitiationConsumption) <= HandshakeInitationRate`). The server measures
 # between arrivals, so a few milliseconds on top absorb the network's jitter.
 INITIATION_SPACING = MIN_INITIATION_INTERVAL + 0.005
-MAX_DATAGRAM = 65535
-# What a connected UDP socket reports when ICMP (or a failed ARP) says the server cannot be reached.
-_UNREACHABLE_ERRNOS = frozenset(
-    (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN)
-)
-# Linux reports only "hard" ICMP errors to a UDP socket (port unreachable, administratively
-# prohibited) unless IP_RECVERR is on; with it, host unreachable too (ip(7)). Python does not
-# name the options: these are their values in <linux/in.h> and <linux/in6.h>.
-_RECVERR = {socket.AF_INET: (socket.IPPROTO_IP, 11), socket.AF_INET6: (socket.IPPROTO_IPV6, 25)}
 
 
 # -- what is probed, and what came of it -----------------------------------------------------
@@ -138,99 +122,6 @@ UNAUTHENTIC_RESPONSE = (
     "the preshared key does not match the server's"
 )
 BAD_MAC1 = "the server answered, but its response's mac1 is not keyed by our public key"
-REFUSED = (
-    "the server's host refused the datagram (ICMP port unreachable): nothing listens on that "
-    "port, or a firewall rejects it"
-)
-UNREACHABLE = "the network reports the server unreachable"
-
-
-# -- the ICMP echo sent through the session ----------------------------------------------------
-
-_IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
-_IPV6_HEADER = struct.Struct("!IHBB16s16s")
-_ECHO = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
-_PROTOCOL = {4: 1, 6: 58}  # ICMP, ICMPv6
-_ECHO_REQUEST = {4: 8, 6: 128}
-_ECHO_REPLY = {4: 0, 6: 129}
-_HOP_LIMIT = 64
-
-
-@dataclass(frozen=True, slots=True)
-class Echo:
-    """An ICMP (or ICMPv6) echo request from our inner address `source` to `destination`."""
-
-    source: IPAddress
-    destination: IPAddress
-    identifier: int
-    sequence: int
-    payload: bytes = b"wgpy probe"
-
-    def __post_init__(self) -> None:
-        if self.source.version != self.destination.version:
-            raise ValueError("the echo's source and destination differ in IP version")
-
-    def request(self) -> bytes:
-        return self._packet(_ECHO_REQUEST, self.source, self.destination)
-
-    def answered_by(self, packet: bytes) -> bool:
-        """Whether `packet` (padding and all) is the echo reply `destination` owes us."""
-        length = ippacket.inner_length(packet)
-        if length is None or ippacket.version(packet) != self.source.version:
-            return False
-        packet = packet[:length]
-        if self.source.version == 4:
-            protocol, header_length = packet[9], (packet[0] & 0x0F) * 4
-        else:  # Extension headers do not occur in an echo reply.
-            protocol, header_length = packet[6], ippacket.IPV6_HEADER_LEN
-        expected = self._message(_ECHO_REPLY, self.destination, self.source)
-        return (
-            protocol == _PROTOCOL[self.source.version]
-            and ippacket.source(packet) == self.destination.packed
-            and ippacket.destination(packet) == self.source.packed
-            and packet[header_length:] == expected
-        )
-
-    def _packet(self, kinds: dict[int, int], source: IPAddress, destination: IPAddress) -> bytes:
-        message = self._message(kinds, source, destination)
-        protocol = _PROTOCOL[source.version]
-        if source.version == 6:
-            return (
-                _IPV6_HEADER.pack(
-                    6 << 28, len(message), protocol, _HOP_LIMIT, source.packed, destination.packed
-                )
-                + message
-            )
-        header = _IPV4_HEADER.pack(
-            0x45, 0, _IPV4_HEADER.size + len(message), 0, 0, _HOP_LIMIT, protocol, 0,
-            source.packed, destination.packed,
-        )  # fmt: skip
-        return _with_checksum(header, 10, internet_checksum(header)) + message
-
-    def _message(self, kinds: dict[int, int], source: IPAddress, destination: IPAddress) -> bytes:
-        """The ICMP message; ICMPv6 checksums a pseudo-header too (RFC 8200 section 8.1)."""
-        message = _ECHO.pack(kinds[source.version], 0, 0, self.identifier, self.sequence)
-        message += self.payload
-        covered = message
-        if source.version == 6:
-            pseudo_header = struct.pack("!I3xB", len(message), _PROTOCOL[6])
-            covered = source.packed + destination.packed + pseudo_header + message
-        return _with_checksum(message, 2, internet_checksum(covered))
-
-
-def internet_checksum(data: bytes) -> int:
-    """RFC 1071: the one's complement of the one's-complement sum of the 16-bit words. As 2**16 is
-    1 modulo 0xffff, the number the bytes spell is congruent to that sum."""
-    if len(data) % 2:
-        data += b"\0"
-    total = int.from_bytes(data, "big") % 0xFFFF
-    if total == 0 and any(data):  # The sum of words that are not all zero is 0xffff, not 0.
-        total = 0xFFFF
-    return 0xFFFF - total
-
-
-def _with_checksum(data: bytes, offset: int, checksum: int) -> bytes:
-    return data[:offset] + checksum.to_bytes(2, "big") + data[offset + 2 :]
 
 
 # -- one attempt, sans IO ----------------------------------------------------------------------
@@ -451,82 +342,3 @@ def _first_wall_after(timestamp: bytes) -> float:
     seconds, nanoseconds = struct.unpack(">QI", timestamp)
     next_nanoseconds = min(nanoseconds + tai64n.WHITENING, 1_000_000_000)
     return seconds - tai64n.TAI64_BASE + next_nanoseconds / 1e9 + 1e-4
-
-
-# -- the I/O edge ------------------------------------------------------------------------------
-
-
-def probe(
-    endpoint: Endpoint,
-    keys: ProbeKeys,
-    *,
-    count: int = 1,
-    timeout: float = 5.0,
-    interval: float = 1.0,
-    ping: Ping | None = None,
-    rng: Rng = os.urandom,
-    report: Callable[[AttemptResult], None] | None = None,
-    pacer: Pacer | None = None,
-) -> list[AttemptResult]:
-    """`count` attempts against `endpoint`, `interval` seconds apart at least, each with an echo
-    when `ping` is given. `report` hears of each attempt as it ends. Calls that probe one server
-    with one key in quick succession share a `pacer`. Raises OSError when this host cannot send
-    to `endpoint` at all (no route, no such address family)."""
-    family = socket.AF_INET6 if ":" in endpoint[0] else socket.AF_INET
-    pacer = Pacer() if pacer is None else pacer
-    results: list[AttemptResult] = []
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        # Connected: only the server's datagrams arrive, and ICMP errors surface as OSError.
-        if sys.platform == "linux":
-            sock.setsockopt(*_RECVERR[family], 1)
-        sock.connect(endpoint)
-        for number in range(1, count + 1):
-            if number > 1:
-                time.sleep(interval)
-            echo = None
-            if ping is not None:
-                identifier = int.from_bytes(rng(2), "big")
-                echo = Echo(ping[0], ping[1], identifier, number)
-            attempt = HandshakeAttempt(keys, rng, timeout=timeout, echo=echo)
-            result = _run(sock, attempt, pacer)
-            results.append(result)
-            if report is not None:
-                report(result)
-    return results
-
-
-def _run(sock: socket.socket, attempt: HandshakeAttempt, pacer: Pacer) -> AttemptResult:
-    while (pause := pacer.delay(time.monotonic(), time.time())) > 0:
-        time.sleep(pause)
-    wall = time.time()
-    try:
-        sock.send(attempt.start(time.monotonic(), wall))
-        pacer.initiated(wall)
-        return _exchange(sock, attempt)
-    except ConnectionRefusedError:
-        return AttemptResult(Outcome.REFUSED, REFUSED)
-    except OSError as error:
-        if error.errno not in _UNREACHABLE_ERRNOS:
-            raise
-        return AttemptResult(Outcome.UNREACHABLE, f"{UNREACHABLE} ({error.strerror})")
-    finally:
-        pacer.ended(time.monotonic())
-
-
-def _exchange(sock: socket.socket, attempt: HandshakeAttempt) -> AttemptResult:
-    """Carry datagrams between the server and `attempt` until it ends."""
-    while attempt.result is None:
-        deadline = attempt.next_timer()
-        assert deadline is not None
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            attempt.handle_timer(time.monotonic())
-            continue
-        sock.settimeout(remaining)
-        try:
-            data = sock.recv(MAX_DATAGRAM)
-        except TimeoutError:
-            continue
-        for datagram in attempt.handle_datagram(data, time.monotonic()):
-            sock.send(datagram)
-    return attempt.result
