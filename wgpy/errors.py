@@ -1,8 +1,23 @@
-"""One exception hierarchy.
+"""One exception hierarchy: every error wgpy raises on purpose is a `WgpyError`.
 
-Operator input (keys, configs, the configuration socket, the command line) raises a subclass of
-`WgpyError` with a precise message. Attacker-controlled input on the data path never raises out of
-the device: it is dropped and counted (see `wgpy.core.device.DropReason`).
+Operator input (keys, configs, the configuration socket, the command line) raises one with a
+precise message. Attacker-controlled input on the data path never raises out of the device: it is
+dropped and counted (see `wgpy.core.drops.DropReason`). System calls at the edges raise OSError.
+
+    WgpyError
+        InvalidKeyError    a key that is not 32 bytes of base64
+        ConfigError        a config file's error, by file, line and key
+        UapiError          a configuration-socket request failed, with its errno
+        ProtocolError      a message failed to parse or authenticate
+        OffloadError       a TUN packet that its virtio-net header does not fit  (io.vnet.segment)
+        CommandError       what `wgpy` prints before it exits with status 1       (cli.wg)
+        CaptureError       why `wgpy capture` could not run                       (cli.capture)
+        QuickError         why `wgpy-quick` cannot go on                          (quick)
+            StepFailed, Interrupted                                               (quick.execute)
+        CommandFailed      a command the namespace lab ran exited nonzero         (lab.netns)
+
+The generic ones live here, the others beside the one module that raises them. OffloadError is a
+ValueError too, and CommandFailed a subprocess.CalledProcessError, as their callers expect.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from wgpy.capture import (
 )
 from wgpy.cli.wg import run_dir
 from wgpy.core.keys import to_base64
-from wgpy.errors import UapiError
+from wgpy.errors import UapiError, WgpyError
 from wgpy.pcapng import PcapngWriter
 from wgpy.uapi import CaptureRequest, format_capture
 
@@ -50,7 +50,7 @@ KEYLOG_WARNING = """\
 """
 
 
-class CaptureError(Exception):
+class CaptureError(WgpyError):
     """Why the capture could not run, as printed after the program name."""
 
 

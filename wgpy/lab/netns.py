@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from wgpy.errors import WgpyError
+
 NETNS_DIR = Path("/run/netns")
 # wireguard-go's configuration sockets live here in the file system, which every network namespace
 # shares: interface names given to wireguard-go must be unique host-wide (see `unique_ifname`).
@@ -45,7 +47,7 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class CommandFailed(subprocess.CalledProcessError):
+class CommandFailed(subprocess.CalledProcessError, WgpyError):
     """A command exited nonzero; unlike its base class, the message shows what it printed."""
 
     def __str__(self) -> str:

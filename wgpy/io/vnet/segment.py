@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from typing import Final, NamedTuple
 
+from wgpy.errors import WgpyError
 from wgpy.io.vnet.checksum import (
     Buffer,
     checksum_field,
@@ -51,7 +52,7 @@ _U32: Final = struct.Struct("!I")
 _HALVES: Final = struct.Struct("!HH")
 
 
-class OffloadError(ValueError):
+class OffloadError(WgpyError, ValueError):
     """A packet from the TUN whose virtio-net header does not fit it; it is dropped."""
 
 
