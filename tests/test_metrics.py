@@ -1,7 +1,7 @@
 """`wgpy metrics`: the Prometheus text (wgpy/metrics.py) and the server (wgpy/cli/metrics.py).
 
-The exposition format: https://prometheus.io/docs/instrumenting/exposition_formats/. The live
-daemon is scraped in tests/test_metrics_netns.py.
+The exposition format: https://prometheus.io/docs/instrumenting/exposition_formats/. The last
+tests scrape a live daemon in a network namespace.
 """
 
 from __future__ import annotations

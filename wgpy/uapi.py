@@ -8,8 +8,9 @@ expects). One connection carries any number of requests, one after another:
     get=1\\n\\n                      ->  key=value lines of the state, then errno=0\\n\\n
     set=1\\nkey=value\\n ... \\n\\n    ->  errno=0\\n\\n, or errno=-22\\n\\n (a negated errno)
 
-Keys are 64 hex digits. The server side is `parse_request`, `parse_set`, `format_get` and
-`format_errno`; the client side (what `wg` does) is `format_set` and `parse_get`.
+Keys are 64 hex digits. The server cuts requests from the stream with `parse_request` and answers
+with `parse_set`, `format_get` and `format_errno`; a client (what `wg` does) uses `format_set` and
+`parse_get`. wgpy's own operations, `stats` and `capture`, come at the end, each with its pair.
 """
 
 from __future__ import annotations
