@@ -62,13 +62,17 @@ def test_a_receive_without_the_control_message_is_one_datagram() -> None:
 
 
 @pytest.fixture
-def pair(netns: Namespace) -> Iterator[tuple[socket.socket, socket.socket]]:
-    """A sender and a receiver on the loopback of a fresh namespace."""
+def pair(
+    netns: Namespace, request: pytest.FixtureRequest
+) -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A sender and a receiver on the loopback of a fresh namespace: IPv4, or IPv6 when the test
+    parametrizes `pair` with AF_INET6."""
+    family = getattr(request, "param", socket.AF_INET)
     with netns.entered():
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender = socket.socket(family, socket.SOCK_DGRAM)
+        receiver = socket.socket(family, socket.SOCK_DGRAM)
     with sender, receiver:
-        receiver.bind(("127.0.0.1", 0))
+        receiver.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
         receiver.settimeout(5)
         yield sender, receiver
 
@@ -142,19 +146,16 @@ def test_without_offloads_each_datagram_is_its_own_system_call(
     assert plain.receive_one(receiver)[0] == [memoryview(b"two")]
 
 
+@pytest.mark.parametrize("pair", [socket.AF_INET6], indirect=True)
 @pytest.mark.parametrize("gro", [False, True])
 def test_a_receive_names_an_ipv6_source_as_an_endpoint_of_host_and_port(
-    netns: Namespace, gro: bool
+    pair: tuple[socket.socket, socket.socket], gro: bool
 ) -> None:
-    with netns.entered():
-        sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        receiver = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    with sender, receiver:
-        receiver.bind(("::1", 0))
-        receiver.settimeout(5)
-        sender.sendto(b"ping", receiver.getsockname())  # recvfrom names it (host, port, 0, 0)
-        _, source = UdpBatches(gso=False, gro=gro).receive_one(receiver)
-        port = sender.getsockname()[1]
+    sender, receiver = pair
+    sender.sendto(b"ping", receiver.getsockname())  # recvfrom names it (host, port, 0, 0)
 
+    _, source = UdpBatches(gso=False, gro=gro).receive_one(receiver)
+
+    port = sender.getsockname()[1]
     assert source == Endpoint("::1", port)
     assert str(source) == f"[::1]:{port}"
