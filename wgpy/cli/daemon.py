@@ -140,6 +140,9 @@ def _daemonize(name: str, threshold: int, level: str) -> int:
     status = 1
     try:
         status = _serve(name, threshold, report)
+    except BaseException:
+        # os._exit skips the interpreter's report of an uncaught exception: make it here.
+        logging.getLogger("wgpy").exception("(%s) stopped by an error", name)
     finally:
         os._exit(status)
 

@@ -6,6 +6,10 @@ offloads where the kernel grants them and one packet per system call where it do
 says which. This thread serves the configuration socket and sleeps until the device's next
 timer or the next housekeeping tick (once a second: is the socket file still there, does the
 interface still exist, has its MTU changed). Every call into the device holds `_lock`.
+
+The interface may be moved to another network namespace (`ip link set wg0 netns OTHER`); the
+UDP sockets and the configuration socket stay where they were opened, as wireguard-go's do, and
+the housekeeping tick follows the interface through its file (see tun.py), wherever it goes.
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ class Interface:
         self._selector = selectors.DefaultSelector()
         self._running = True
         self._next_housekeeping = 0.0
+        self._mtu_known = True
         self._server = uapi_server.listen(self.name)
         self._socket_path = uapi_server.socket_path(self.name)
         self._socket_inode = self._socket_path.stat().st_ino
@@ -171,9 +176,21 @@ class Interface:
             log.info("(%s) configuration socket removed, shutting down", self.name)
             self._running = False
         else:
+            self._follow_mtu()
+
+    def _follow_mtu(self) -> None:
+        """The interface's MTU into the device, wherever the interface lives now (see tun.py). A
+        lookup that fails keeps the MTU known last, and is logged when it starts failing."""
+        try:
             mtu = self.tun.mtu()
-            with self._lock:
-                self.device.mtu = mtu
+        except OSError as error:
+            if self._mtu_known:
+                log.debug("(%s) MTU lookup failed, the last one kept: %s", self.name, error)
+            self._mtu_known = False
+            return
+        self._mtu_known = True
+        with self._lock:
+            self.device.mtu = mtu
 
     def _socket_alive(self) -> bool:
         try:

@@ -3,10 +3,26 @@
 Facts from include/uapi/linux/if_tun.h, include/uapi/linux/sockios.h, drivers/net/tun.c and
 wireguard-go's tun/tun_linux.go. Every failure is an OSError whose errno is the kernel's; the ones
 `open_tun` raises carry a one-line reason an operator can act on (see `describe`).
+
+An interface may change namespace and name while its file is open: `ip link set wg0 netns
+OTHER [name wg1]` moves it, and the file stays with the process that opened it (WireGuard's way
+of putting a container behind a tunnel). So what is learnt about the interface comes through the
+file, never from a name looked up where it was born: TUNGETIFF gives its name now, or EBADFD once
+it is deleted wherever it lives; TUNGETDEVNETNS opens the namespace it is in now. An interface
+ioctl (the MTU) is made by that name through a socket opened in that namespace, by a short-lived
+thread that enters it, so the caller's threads stay where they are.
+
+Nothing of that namespace is kept between two ioctls: a socket held there would keep the
+namespace alive once deleted, and with it the interface (measured). For the same reason there is
+no listener for link events there; wireguard-go's listens where it was born and hears nothing
+after a move. Asking again when needed (the daemon does once a second) is simpler and sees the
+same.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import ctypes
 import errno
 import fcntl
 import os
@@ -22,6 +38,7 @@ CLONE_DEVICE: Final = "/dev/net/tun"
 
 TUNSETIFF: Final = 0x400454CA  # _IOW('T', 202, int)
 TUNGETIFF: Final = 0x800454D2  # _IOR('T', 210, unsigned int)
+TUNGETDEVNETNS: Final = 0x54E3  # _IO('T', 227), Linux 5.2 and later: opens the device's netns
 IFF_TUN: Final = 0x0001
 IFF_MULTI_QUEUE: Final = 0x0100
 IFF_NO_PI: Final = 0x1000  # no 4-byte packet-information prefix: reads are bare IP packets
@@ -30,6 +47,7 @@ DEFAULT_FLAGS: Final = IFF_TUN | IFF_NO_PI
 
 SIOCGIFMTU: Final = 0x8921
 SIOCSIFMTU: Final = 0x8922
+CLONE_NEWNET: Final = 0x40000000
 
 IFNAMSIZ: Final = 16
 MAX_PACKET_SIZE: Final = 65535
@@ -38,6 +56,8 @@ MAX_PACKET_SIZE: Final = 65535
 # 64-bit Linux; ifr_flags is a short, ifr_mtu an int.
 _IFREQ_FLAGS = struct.Struct("16sH22x")
 _IFREQ_INT = struct.Struct("16si20x")
+
+_libc = ctypes.CDLL(None, use_errno=True)  # for setns(2): os.setns is Python 3.12 and later
 
 _INVALID_NAME = "invalid interface name (1 to 15 bytes, not '.' or '..', no '/', ':' or space)"
 _NOT_PERMITTED = "not permitted (needs CAP_NET_ADMIN)"
@@ -69,7 +89,7 @@ class Tun:
 
     def __init__(self, fd: int, name: str) -> None:
         self._fd = fd
-        self.name = name
+        self.name = name  # as created: a move may rename the interface (see `current_name`)
 
     def fileno(self) -> int:
         return self._fd
@@ -88,25 +108,42 @@ class Tun:
     def setblocking(self, blocking: bool) -> None:
         os.set_blocking(self._fd, blocking)
 
+    def current_name(self) -> str:
+        """The interface's name now, in the namespace it is in now."""
+        return _ifreq_name(fcntl.ioctl(self._fd, TUNGETIFF, bytes(_IFREQ_FLAGS.size)))
+
     def mtu(self) -> int:
-        return get_mtu(self.name)
+        _, mtu = _IFREQ_INT.unpack(self._ifreq_int_ioctl(SIOCGIFMTU, 0))
+        return int(mtu)
 
     def set_mtu(self, mtu: int) -> None:
-        set_mtu(self.name, mtu)
+        self._ifreq_int_ioctl(SIOCSIFMTU, mtu)
 
     def exists(self) -> bool:
         """Whether the interface still exists, in whatever namespace it now lives.
 
-        `ip link del` detaches the device from the file, after which the kernel answers every
-        operation on it with EBADFD; the daemon ends when this turns false.
+        `ip link del`, or the end of the namespace it is in, detaches the device from the file,
+        after which the kernel answers every operation on it with EBADFD; the daemon ends when
+        this turns false.
         """
         try:
-            fcntl.ioctl(self._fd, TUNGETIFF, bytes(_IFREQ_FLAGS.size))
+            self.current_name()
         except OSError as err:
             if err.errno == errno.EBADFD:
                 return False
             raise
         return True
+
+    def _ifreq_int_ioctl(self, request: int, value: int) -> bytes:
+        """An interface ioctl on the interface wherever it is: by its current name, through a
+        socket of its current namespace. (A move between the two reads makes the name miss
+        there, ENODEV, unless the move also renamed it to a name taken where it was.)"""
+        with _socket_in_netns_of(self._fd) as sock:
+            name = self.current_name()
+            try:
+                return fcntl.ioctl(sock, request, _IFREQ_INT.pack(name.encode(), value))
+            except OSError as err:
+                raise _explained(err, name, _MTU_REASONS) from err
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -161,29 +198,43 @@ def valid_name(name: str) -> bool:
     )
 
 
-def get_mtu(name: str) -> int:
-    """The MTU of interface `name`, in the calling thread's network namespace."""
-    _, mtu = _IFREQ_INT.unpack(_ifreq_int_ioctl(name, SIOCGIFMTU, 0))
-    return int(mtu)
-
-
-def set_mtu(name: str, mtu: int) -> None:
-    _ifreq_int_ioctl(name, SIOCSIFMTU, mtu)
-
-
 def describe(err: OSError) -> str:
     """One line for the operator, such as "wg0: interface name taken"."""
     reason = err.strerror or os.strerror(err.errno or 0)
     return f"{err.filename}: {reason}" if err.filename else reason
 
 
-def _ifreq_int_ioctl(name: str, request: int, value: int) -> bytes:
-    # Interface ioctls go through any socket; an AF_INET datagram socket is always available.
+def _socket_in_netns_of(tun_fd: int) -> socket.socket:
+    """A socket for interface ioctls (any socket takes them; an AF_INET datagram socket is always
+    available) in the namespace the TUN's interface is in now. Where that is the calling thread's
+    own, no thread is needed, nor the CAP_SYS_ADMIN that entering another one takes."""
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            return fcntl.ioctl(sock, request, _IFREQ_INT.pack(name.encode(), value))
+        netns = fcntl.ioctl(tun_fd, TUNGETDEVNETNS)
     except OSError as err:
-        raise _explained(err, name, _MTU_REASONS) from err
+        if err.errno != errno.EINVAL:
+            raise
+        # Before Linux 5.2: the caller's namespace, where a moved interface is not found.
+        return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        if _same_file(os.fstat(netns), os.stat("/proc/thread-self/ns/net")):
+            return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tun-netns") as thread:
+            return thread.submit(_socket_entering, netns).result()
+    finally:
+        os.close(netns)
+
+
+def _socket_entering(netns: int) -> socket.socket:
+    """In a thread of its own, which ends after: enter `netns` and open a socket there (a
+    socket belongs to the namespace it was opened in for good)."""
+    if _libc.setns(netns, CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"cannot enter the interface's namespace: {os.strerror(code)}")
+    return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _ifreq_name(ifreq: bytes) -> str:
