@@ -381,7 +381,9 @@ def _tunnel_ifname(ns: Namespace) -> str:
 def test_a_failing_timer_step_costs_its_actions_never_the_interface(
     inside: Namespace, caplog: pytest.LogCaptureFixture
 ) -> None:
-    interface = Interface(open_tun("wgfast0"))
+    # Its configuration socket lives in /var/run/wireguard, which every namespace shares: a name
+    # of its own, so that a parallel run's socket is never mistaken for this one.
+    interface = Interface(open_tun(unique_ifname("wgf")))
     steps: list[float] = []
 
     def failing_timers(now: float, wall: float) -> list[object]:
