@@ -24,6 +24,7 @@ from typing import Final, Literal, NamedTuple
 from wgpy.core.constants import KEY_LEN
 from wgpy.core.keys import clamp
 from wgpy.errors import UapiError
+from wgpy.values import parse_ip, parse_number
 
 Operation = Literal["get", "set", "stats", "capture"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -34,7 +35,6 @@ Request = tuple[Operation, list[str], bytes]  # operation, body lines, the bytes
 ZERO_KEY: Final = bytes(KEY_LEN)
 
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
-_DIGITS = re.compile(r"[0-9]+")
 # Key names are short words. Anything else in a key's place may be key material that lost its
 # '=' (a key pasted on its own line), so errors do not echo it.
 _KEY_NAME = re.compile(r"[A-Za-z_]{1,32}")
@@ -437,9 +437,7 @@ def parse_allowed_ip(value: str) -> AllowedIP:
     address_text, sep, bits = value.rpartition("/")
     if not sep:
         raise ValueError(f"no '/' in prefix {value!r}")
-    if "%" in address_text:
-        raise ValueError(f"a prefix has no IPv6 zone: {value!r}")
-    address = ipaddress.ip_address(address_text)
+    address = parse_ip(address_text)  # netip.ParsePrefix takes no zone either
     if not _PREFIX_BITS.fullmatch(bits) or int(bits) > address.max_prefixlen:
         raise ValueError(f"bad bits after slash: {value!r}")
     return ipaddress.ip_network((address, int(bits)), strict=False)
@@ -465,12 +463,8 @@ def _parse_hex_key(value: str) -> bytes:
 
 
 def _parse_uint(value: str, bits: int) -> int:
-    """strconv.ParseUint(value, 10, bits): ASCII digits only; no sign, space or underscore."""
-    limit = (1 << bits) - 1
-    significant = value.lstrip("0") or "0"
-    if _DIGITS.fullmatch(value) and len(significant) <= 20 and int(significant) <= limit:
-        return int(significant)
-    raise ValueError(f"not a number in 0-{limit}: {value!r}")
+    """strconv.ParseUint(value, 10, bits)."""
+    return parse_number(value, (1 << bits) - 1)
 
 
 def _parse_true(value: str) -> bool:
