@@ -4,10 +4,10 @@ A machine without wireguard-tools can manage wgpy and wireguard-go with these co
 the cross-platform configuration protocol (wgpy.uapi) over the unix socket RUN_DIR/IFNAME.sock,
 as `wg` does for a userspace interface. Arguments, output and error messages are wg's, byte for
 byte, from wireguard-tools src/show.c, showconf.c, set.c, setconf.c, config.c (the argument
-grammar, whose value parsers are wgpy.values: this module only words their errors as wg does),
-ipc.c and ipc-uapi.h (the socket), and terminal.c (colors only on a terminal). `wgpy` takes the
-place of wg's program name in usage lines. Unlike wg on Linux, an interface without a
-socket is "No such file or directory": wgpy knows no kernel interfaces.
+grammar, whose value parsers are wgpy.values and wgpy.resolver: this module only words their
+errors as wg does), ipc.c and ipc-uapi.h (the socket), and terminal.c (colors only on a
+terminal). `wgpy` takes the place of wg's program name in usage lines. Unlike wg on Linux, an
+interface without a socket is "No such file or directory": wgpy knows no kernel interfaces.
 
 The environment variables are wg's: WG_COLOR_MODE, WG_HIDE_KEYS and
 WG_ENDPOINT_RESOLUTION_RETRIES; WGPY_RUN_DIR moves the sockets (default /var/run/wireguard).
@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 
-from wgpy import config, values
+from wgpy import config, resolver, values
 from wgpy.core import keys
 from wgpy.errors import ConfigError, UapiError, WgpyError
 from wgpy.uapi import (
@@ -665,52 +665,11 @@ def parse_endpoint(value: str) -> Endpoint:
         raise CommandError(f"Unable to find matching brace of endpoint: `{value}'") from None
     except values.InvalidValue:
         raise CommandError(f"Unable to find port of endpoint: `{value}'") from None
-    address, port_number = resolve(host, port, shown_as=value)
-    return Endpoint(format_ip(ipaddress.ip_address(address)), port_number)
-
-
-def resolve(host: str, port: int | str, *, shown_as: str | None = None) -> tuple[str, int]:
-    """getaddrinfo as config.c uses it: transient failures are retried with a growing pause,
-    WG_ENDPOINT_RESOLUTION_RETRIES times (15 unless set; "infinity" never gives up)."""
-    shown_as = shown_as or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-    retries = _resolution_retries()
-    pause = 1_000_000  # microseconds
-    while True:
-        try:
-            info = socket.getaddrinfo(
-                host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM, socket.IPPROTO_UDP
-            )
-            return str(info[0][4][0]), int(info[0][4][1])
-        except socket.gaierror as error:
-            message = f"{error.strerror}: `{shown_as}'"
-            if error.errno in _PERMANENT_RESOLUTION_FAILURES or retries == 0:
-                raise CommandError(message) from None
-        except (UnicodeError, ValueError):  # no IDNA name, or a NUL: no name getaddrinfo knows
-            raise CommandError(f"Name or service not known: `{shown_as}'") from None
-        retries -= 1
-        print(f"{message}. Trying again in {pause / 1_000_000:.2f} seconds...", file=sys.stderr)
-        time.sleep(pause / 1_000_000)
-        pause = min(20_000_000, pause * 6 // 5)
-
-
-_PERMANENT_RESOLUTION_FAILURES: Final = frozenset(
-    code
-    for code in (socket.EAI_NONAME, socket.EAI_FAIL, getattr(socket, "EAI_NODATA", None))
-    if code is not None
-)
-
-
-def _resolution_retries() -> int:
-    """-1 for "infinity"."""
-    value = os.environ.get("WG_ENDPOINT_RESOLUTION_RETRIES")
-    if value is None:
-        return 15
-    if value == "infinity":
-        return -1
     try:
-        return values.parse_number(value, 0x7FFFFFFF)
-    except values.InvalidValue:
-        raise CommandError(f"Unable to parse WG_ENDPOINT_RESOLUTION_RETRIES: `{value}'") from None
+        address, port_number = resolver.resolve(host, port, shown_as=value)
+    except resolver.ResolutionError as error:
+        raise CommandError(str(error)) from None
+    return Endpoint(format_ip(ipaddress.ip_address(address)), port_number)
 
 
 # The options of config_read_cmd: the field each sets, and how it reads the value.
@@ -764,10 +723,10 @@ def load_update(path: str, *, append: bool) -> DeviceUpdate:
     """The `set` request for the configuration file at `path` (endpoints resolved)."""
     try:
         parsed = config.load(path, wg_only=True)
-        update = config.to_device_update(parsed, resolve, append=append)
+        update = config.to_device_update(parsed, resolver.resolve, append=append, file=path)
     except OSError as error:
         raise CommandError(f"fopen: {_strerror(error)}") from None
-    except (ConfigError, CommandError) as error:
+    except ConfigError as error:
         raise CommandError(f"{error}\nConfiguration parsing error") from None
     return update
 

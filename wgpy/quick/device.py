@@ -2,7 +2,7 @@
 
 `start` runs `wgpy IFNAME`, which returns once the TUN device and the configuration socket exist
 (wireguard-go's contract). The rest is what `wg` does over that socket (wgpy.uapi has the text
-format), and `resolve` is how `wg` turns an Endpoint's host name into an address.
+format).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 from wgpy import uapi
 from wgpy.errors import UapiError
@@ -21,10 +20,6 @@ from wgpy.quick import QuickError
 from wgpy.uapi import DeviceState, DeviceUpdate
 
 SOCKET_TIMEOUT = 10.0
-# config.c parse_dns_retries and parse_endpoint: 15 retries, waiting 1 s at first, 6/5 as long
-# each time after, at most 20 s; these errors are permanent and not retried.
-RESOLUTION_RETRIES = 15
-_PERMANENT = {socket.EAI_NONAME, socket.EAI_FAIL, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 
 def start(ifname: str) -> None:
@@ -79,35 +74,3 @@ def _request(ifname: str, request: str) -> str:
                 raise UapiError(errno.EPROTO, f"{ifname}: the reply ended early")
             reply += chunk
     return reply.decode()
-
-
-def resolve(
-    host: str,
-    port: int,
-    *,
-    retries: int = RESOLUTION_RETRIES,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tuple[str, int]:
-    """An Endpoint's address, as `wg` resolves it: the first IPv4 or IPv6 address getaddrinfo
-    returns for UDP, retrying transient failures; ValueError if there is none."""
-    delay = 1.0
-    while True:
-        try:
-            found = socket.getaddrinfo(
-                host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM, socket.IPPROTO_UDP
-            )
-            break
-        except socket.gaierror as error:
-            if error.errno in _PERMANENT or retries == 0:
-                raise ValueError(f"{error.strerror}: `{host}:{port}'") from None
-            retries -= 1
-            print(
-                f"{error.strerror}: `{host}:{port}'. Trying again in {delay:.2f} seconds...",
-                file=sys.stderr,
-            )
-            sleep(delay)
-            delay = min(20.0, delay * 6 / 5)
-    for family, _, _, _, address in found:
-        if family in (socket.AF_INET, socket.AF_INET6):
-            return str(address[0]), port
-    raise ValueError(f"Neither IPv4 nor IPv6 address found: `{host}:{port}'")
