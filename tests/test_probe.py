@@ -28,7 +28,7 @@ from scapy.packet import Raw
 from interop.wire import InitiationFlood
 from wgpy.cli import daemon
 from wgpy.cli.probe import run
-from wgpy.cli.wg import get_stats
+from wgpy.client import get_stats
 from wgpy.core import tai64n
 from wgpy.core.constants import UNDER_LOAD_THRESHOLD
 from wgpy.core.device import Action, Device, SendDatagrams

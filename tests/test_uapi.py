@@ -91,6 +91,16 @@ def test_format_errno_writes_the_negated_errno_and_ends_the_reply() -> None:
     assert uapi.format_errno(errno.EINVAL) == "errno=-22\n\n"
 
 
+@pytest.mark.parametrize("error", [0, errno.EINVAL, errno.EADDRINUSE])
+def test_parse_errno_reads_back_what_format_errno_writes(error: int) -> None:
+    assert uapi.parse_errno(uapi.format_errno(error)) == error
+
+
+@pytest.mark.parametrize("reply", ["", "errno=\n\n", "errno=x\n\n", "listen_port=1\n"])
+def test_a_reply_without_an_errno_is_a_protocol_error(reply: str) -> None:
+    assert uapi.parse_errno(reply) == errno.EPROTO
+
+
 # set ----------------------------------------------------------------------------------------------
 
 

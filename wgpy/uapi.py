@@ -35,6 +35,7 @@ Request = tuple[Operation, list[str], bytes]  # operation, body lines, the bytes
 ZERO_KEY: Final = bytes(KEY_LEN)
 
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
+_ERRNO = re.compile(r"-?[0-9]{1,10}")
 # Key names are short words. Anything else in a key's place may be key material that lost its
 # '=' (a key pasted on its own line), so errors do not echo it.
 _KEY_NAME = re.compile(r"[A-Za-z_]{1,32}")
@@ -189,6 +190,22 @@ def _decode_line(raw: bytes) -> str:
 def format_errno(error: int) -> str:
     """The status that ends every reply; `error` is a positive errno, or 0 for success."""
     return f"errno={-error}\n\n"
+
+
+def parse_errno(reply: str) -> int:
+    """The errno a reply ends with, as `wg` reads a `set` reply (ipc-uapi.h): the value of its
+    first errno= line, as a positive errno (0 for success). EPROTO if it has none, as when the
+    device hung up early."""
+    for line in reply.split("\n"):
+        key, _, value = line.partition("=")
+        if key == "errno":
+            return _errno(value)
+    return errno.EPROTO
+
+
+def _errno(value: str) -> int:
+    # The reply negates the errno; wg reads it with strtoll.
+    return abs(int(value)) if _ERRNO.fullmatch(value) else errno.EPROTO
 
 
 # set ----------------------------------------------------------------------------------------------
@@ -361,8 +378,8 @@ def parse_get(reply: str) -> DeviceState:
             break
         try:
             if key == "errno":
-                if status := int(value):
-                    raise UapiError(abs(status), "get failed")
+                if status := _errno(value):
+                    raise UapiError(status, "get failed")
                 return state
             if key == "public_key":
                 peer = PeerState(public_key=_parse_hex_key(value))
@@ -521,8 +538,8 @@ def parse_stats(reply: str) -> DeviceStats:
             continue
         key, _, value = line.partition("=")
         try:
-            if key == "errno":
-                _checked_errno(int(value))
+            if key == "errno" and (status := _errno(value)):
+                raise UapiError(status, "stats request failed")
             elif key == "public_key":
                 peer = PeerStats(bytes.fromhex(value))
                 stats.peers.append(peer)
@@ -538,11 +555,6 @@ def parse_stats(reply: str) -> DeviceStats:
         except ValueError:
             raise UapiError(errno.EPROTO, f"malformed stats line {line!r}") from None
     return stats
-
-
-def _checked_errno(status: int) -> None:
-    if status:
-        raise UapiError(-status, "stats request failed")
 
 
 # capture: wgpy's own extension -----------------------------------------------------------------

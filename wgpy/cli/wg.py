@@ -1,13 +1,13 @@
 """`wgpy show|showconf|set|setconf|addconf|syncconf`: wg(8), over the configuration socket.
 
 A machine without wireguard-tools can manage wgpy and wireguard-go with these commands: they talk
-the cross-platform configuration protocol (wgpy.uapi) over the unix socket RUN_DIR/IFNAME.sock,
+the cross-platform configuration protocol over the unix socket RUN_DIR/IFNAME.sock (wgpy.client),
 as `wg` does for a userspace interface. Arguments, output and error messages are wg's, byte for
 byte, from wireguard-tools src/show.c, showconf.c, set.c, setconf.c, config.c (the argument
 grammar, whose value parsers are wgpy.values and wgpy.resolver: this module only words their
-errors as wg does), ipc.c and ipc-uapi.h (the socket), and terminal.c (colors only on a
-terminal). `wgpy` takes the place of wg's program name in usage lines. Unlike wg on Linux, an
-interface without a socket is "No such file or directory": wgpy knows no kernel interfaces.
+errors as wg does) and terminal.c (colors only on a terminal). `wgpy` takes the place of wg's
+program name in usage lines. Unlike wg on Linux, an interface without a socket is "No such file
+or directory": wgpy knows no kernel interfaces.
 
 The environment variables are wg's: WG_COLOR_MODE, WG_HIDE_KEYS and
 WG_ENDPOINT_RESOLUTION_RETRIES; WGPY_RUN_DIR moves the sockets (default /var/run/wireguard).
@@ -21,15 +21,13 @@ import ipaddress
 import json
 import os
 import re
-import socket
-import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Final, TypeVar
 
 from wgpy import config, resolver, values
+from wgpy.client import get_device, get_stats, list_interfaces, set_device
 from wgpy.core import keys
 from wgpy.errors import ConfigError, UapiError, WgpyError
 from wgpy.uapi import (
@@ -45,14 +43,9 @@ from wgpy.uapi import (
     PeerUpdate,
     format_ip,
     format_prefix,
-    format_set,
-    parse_get,
-    parse_stats,
 )
 
 PROG: Final = "wgpy"
-DEFAULT_RUN_DIR: Final = "/var/run/wireguard"
-SOCKET_SUFFIX: Final = ".sock"
 
 SHOW_USAGE: Final = (
     "Usage: {prog} {command} {{ <interface> | all | interfaces }} [public-key | private-key | "
@@ -77,101 +70,11 @@ YELLOW: Final = "\x1b[33m"
 CYAN: Final = "\x1b[36m"
 _ESCAPE_SEQUENCE = re.compile(r"\x1b\[[^A-Za-z]*[A-Za-z]?")
 
-_ERRNO_REPLY = re.compile(r"errno=([-+]?[0-9]+)")
-
 T = TypeVar("T")
 
 
 class CommandError(WgpyError):
     """What wg prints to stderr before it exits with status 1; the message is printed as is."""
-
-
-# The configuration socket -------------------------------------------------------------------------
-
-
-def run_dir() -> Path:
-    return Path(os.environ.get("WGPY_RUN_DIR", DEFAULT_RUN_DIR))
-
-
-def list_interfaces() -> list[str]:
-    """The interfaces with a live socket, in directory order, as ipc-uapi-unix.h lists them."""
-    try:
-        entries = os.listdir(run_dir())
-    except FileNotFoundError:
-        return []
-    names = [entry[: -len(SOCKET_SUFFIX)] for entry in entries if entry.endswith(SOCKET_SUFFIX)]
-    return [name for name in names if name and _is_live(name)]
-
-
-def _is_live(ifname: str) -> bool:
-    # userspace_has_wireguard_interface: a socket file that does not refuse connections.
-    try:
-        if not stat.S_ISSOCK(os.stat(_socket_path(ifname)).st_mode):
-            return False
-    except OSError:
-        return False
-    try:
-        _connect(ifname).close()
-    except ConnectionRefusedError:
-        return False
-    except OSError:
-        pass  # wg lists it all the same
-    return True
-
-
-def _socket_path(ifname: str) -> Path:
-    return run_dir() / f"{ifname}{SOCKET_SUFFIX}"
-
-
-def _connect(ifname: str) -> socket.socket:
-    """Connect as userspace_interface_file does; its errors are OSErrors with wg's errno."""
-    if "/" in ifname:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-    path = _socket_path(ifname)
-    if not stat.S_ISSOCK(os.stat(path).st_mode):
-        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(str(path))
-    except ConnectionRefusedError:
-        sock.close()
-        path.unlink(missing_ok=True)  # the process behind it is gone; wg cleans up too
-        raise
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _exchange(ifname: str, request: str) -> str:
-    """Send one request and read its reply, which ends at the first empty line."""
-    with _connect(ifname) as sock:
-        sock.sendall(request.encode())
-        reply = b""
-        while b"\n\n" not in reply and (chunk := sock.recv(65536)):
-            reply += chunk
-    return reply.decode("utf-8", errors="replace")
-
-
-def get_device(ifname: str) -> DeviceState:
-    """The device's state; raises OSError, or UapiError with the errno the device replied."""
-    return parse_get(_exchange(ifname, "get=1\n\n"))
-
-
-def get_stats(ifname: str) -> DeviceStats | None:
-    """wgpy's statistics (the `stats=1` extension), or None from a device without them, such as
-    wireguard-go, which closes the connection on the request."""
-    reply = _exchange(ifname, "stats=1\n\n")
-    return parse_stats(reply) if reply else None
-
-
-def set_device(ifname: str, update: DeviceUpdate) -> None:
-    """Apply `update`; raises OSError, or UapiError with the errno the device replied."""
-    reply = _exchange(ifname, format_set(update))
-    match = _ERRNO_REPLY.match(reply)
-    status = abs(int(match[1])) if match else errno.EPROTO
-    if status:
-        raise UapiError(status, "set failed")
 
 
 def _strerror(error: OSError | UapiError) -> str:
