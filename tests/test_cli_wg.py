@@ -23,9 +23,9 @@ import pytest
 
 from wgpy import uapi
 from wgpy.cli import wg
+from wgpy.client import DEFAULT_RUN_DIR
 from wgpy.core import keys
 from wgpy.lab.netns import (
-    UAPI_DIR,
     Namespace,
     missing_requirements,
     start_wireguard_go,
@@ -860,11 +860,11 @@ needs_wg = pytest.mark.skipif(
 @pytest.fixture
 def shared_device(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, FakeDevice]]:
     """A fake device with a unique name in the directory wg reads (wg has no WGPY_RUN_DIR)."""
-    monkeypatch.setenv("WGPY_RUN_DIR", str(UAPI_DIR))
+    monkeypatch.setenv("WGPY_RUN_DIR", str(DEFAULT_RUN_DIR))
     monkeypatch.setenv("WG_ENDPOINT_RESOLUTION_RETRIES", "0")
-    UAPI_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    DEFAULT_RUN_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
     name = unique_ifname("wgpyfake")
-    with fake_device(UAPI_DIR, name, GET_REPLY) as fake:
+    with fake_device(DEFAULT_RUN_DIR, name, GET_REPLY) as fake:
         yield name, fake
 
 

@@ -28,14 +28,13 @@ from scapy.packet import Raw
 from interop.wire import InitiationFlood
 from wgpy.cli import daemon
 from wgpy.cli.probe import run
-from wgpy.client import get_stats
+from wgpy.client import get_stats, socket_path
 from wgpy.core import tai64n
 from wgpy.core.constants import UNDER_LOAD_THRESHOLD
 from wgpy.core.device import Action, Device, SendDatagrams
 from wgpy.core.drops import DropReason
 from wgpy.core.keys import from_base64, generate_private_key, public_key, to_base64
 from wgpy.lab.netns import (
-    UAPI_DIR,
     Namespace,
     ip_up,
     start_daemon,
@@ -509,7 +508,7 @@ def serving_interface(
         yield ifname, server.public
     finally:
         ns.stop(process)
-        (UAPI_DIR / f"{ifname}.sock").unlink(missing_ok=True)
+        socket_path(ifname).unlink(missing_ok=True)
 
 
 @contextmanager

@@ -7,7 +7,6 @@ import ipaddress
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wgpy import config, uapi
+from wgpy import client, config, uapi
 from wgpy.core.keys import clamp
 from wgpy.errors import UapiError
 from wgpy.uapi import DeviceState, DeviceUpdate, Endpoint, PeerState, PeerUpdate
@@ -512,19 +511,9 @@ class WireguardGo:
 
     def __init__(self, namespace: str, interface: str, process: subprocess.Popen[bytes]) -> None:
         self.namespace, self.interface, self.process = namespace, interface, process
-        self.socket_path = f"/var/run/wireguard/{interface}.sock"
 
     def request(self, text: str) -> str:
-        with socket.socket(socket.AF_UNIX) as connection:
-            connection.connect(self.socket_path)
-            connection.sendall(text.encode())
-            reply = b""
-            while not reply.endswith(b"\n\n") or b"errno=" not in reply:
-                chunk = connection.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
-        return reply.decode()
+        return client.exchange(self.interface, text)
 
     def wg(self, *args: str) -> str:
         command = ["ip", "netns", "exec", self.namespace, "wg", *args]
@@ -549,7 +538,7 @@ def wireguard_go() -> Iterator[WireguardGo]:
         )
         device = WireguardGo(namespace, interface, process)
         deadline = time.monotonic() + 10
-        while not os.path.exists(device.socket_path):
+        while not client.socket_path(interface).exists():
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.skip("wireguard-go did not start")
             time.sleep(0.02)
