@@ -42,8 +42,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from wgpy.client import socket_path
 from wgpy.lab.netns import (
-    UAPI_DIR,
     Namespace,
     ip_up,
     unique_ifname,
@@ -154,8 +154,7 @@ def start_peer(
     process = ns.popen(
         *command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    socket_path = UAPI_DIR / f"{ifname}.sock"
-    if not wait_until(socket_path.exists, STARTUP_TIMEOUT):
+    if not wait_until(socket_path(ifname).exists, STARTUP_TIMEOUT):
         raise RuntimeError(f"{implementation} did not start on {ifname}")
     wg_setconf(
         ns,

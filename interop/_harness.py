@@ -1,7 +1,6 @@
 """The one place interop/ takes the namespace harness from."""
 
 from wgpy.lab.netns import (
-    UAPI_DIR,
     Namespace,
     WgKeys,
     ip,
@@ -12,7 +11,6 @@ from wgpy.lab.netns import (
 )
 
 __all__ = [
-    "UAPI_DIR",
     "Namespace",
     "WgKeys",
     "ip",

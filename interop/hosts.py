@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 from typing import Protocol
 
-from interop._harness import UAPI_DIR, Namespace, wait_until
+from interop._harness import Namespace, wait_until
 from interop.errors import ScenarioFailure
 from interop.shell import NamespaceShell, Shell
 from interop.vm import Guest
+from wgpy.client import socket_path
 
 STARTUP_TIMEOUT = 15.0
 REPO = Path(__file__).resolve().parents[1]
@@ -85,13 +86,13 @@ class DaemonHost:
         return {**os.environ, "LOG_LEVEL": "debug"}
 
     def add_interface(self, ifname: str) -> None:
-        socket_path = UAPI_DIR / f"{ifname}.sock"
+        uapi_socket = socket_path(ifname)
         env = self.environment()
         with open(self.log_path(ifname), "wb") as log:
             process = self.ns.popen(*self.command(ifname), stdout=log, stderr=log, env=env)
         self._processes[ifname] = process
-        wait_until(lambda: socket_path.exists() or process.poll() is not None, STARTUP_TIMEOUT)
-        if not socket_path.exists():
+        wait_until(lambda: uapi_socket.exists() or process.poll() is not None, STARTUP_TIMEOUT)
+        if not uapi_socket.exists():
             self.remove_interface(ifname)
             raise ScenarioFailure(
                 f"{self.implementation} did not start {ifname}:\n{self.log_tail(ifname)}"

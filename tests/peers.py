@@ -1,8 +1,8 @@
 """Userspace WireGuard peers in network namespaces, for tests/test_integration.py.
 
 An `Implementation` is a daemon with wireguard-go's command line: `COMMAND [-f] IFNAME` creates
-the TUN interface IFNAME and the configuration socket /var/run/wireguard/IFNAME.sock; without -f
-it returns 0 once both exist and a background process serves them. wgpy and wireguard-go are
+the TUN interface IFNAME and its configuration socket (wgpy.client.socket_path); without -f it
+returns 0 once both exist and a background process serves them. wgpy and wireguard-go are
 interchangeable by that contract, so every scenario runs on a pair of them.
 
 Set WGPY_STAND_IN=wireguard-go to have wireguard-go play wgpy's part: the way to check the tests
@@ -29,11 +29,11 @@ from typing import Literal, NamedTuple
 
 import pytest
 
+from wgpy.client import socket_path
 from wgpy.io.uapi_server import is_live
 from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
     STOP_TIMEOUT,
-    UAPI_DIR,
     VETH,
     Namespace,
     WgKeys,
@@ -136,7 +136,7 @@ class Peer:
 
     @property
     def uapi_socket(self) -> Path:
-        return UAPI_DIR / f"{self.ifname}.sock"
+        return socket_path(self.ifname)
 
     def start(self) -> None:
         """Start the daemon in the foreground, configure it and bring its inner addresses up."""
@@ -261,7 +261,7 @@ def start_serving(
 
     Ready once its socket accepts connections: a killed predecessor may have left the file.
     """
-    uapi_socket = UAPI_DIR / f"{ifname}.sock"
+    uapi_socket = socket_path(ifname)
     with tempfile.TemporaryFile() as log:
         process = ns.popen(*implementation.argv(ifname), stdout=log, stderr=log)
         wait_until(lambda: is_live(uapi_socket) or process.poll() is not None, STARTUP_TIMEOUT)
@@ -294,27 +294,6 @@ def processes_in(ns: Namespace) -> list[int]:
     ).stdout.split()
     # A thread of this process inside `Namespace.entered` would list it too.
     return [int(pid) for pid in listed if int(pid) != os.getpid()]
-
-
-def uapi_request(uapi_socket: Path, request: bytes, timeout: float = 5.0) -> str:
-    """Send one configuration-protocol request; return the reply up to its errno= status."""
-    reply = b""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        client.settimeout(timeout)
-        client.connect(str(uapi_socket))
-        client.sendall(request)
-        while not _complete(reply):
-            chunk = client.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    return reply.decode()
-
-
-def _complete(reply: bytes) -> bool:
-    # Every reply ends with its status, "errno=N\n\n" (wireguard-go device/uapi.go IpcHandle).
-    last = reply.rsplit(b"\n", 3)
-    return reply.endswith(b"\n\n") and len(last) >= 3 and last[-3].startswith(b"errno=")
 
 
 def drop_count(ns: Namespace, ifname: str) -> int | None:

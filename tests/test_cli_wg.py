@@ -23,9 +23,9 @@ import pytest
 
 from wgpy import uapi
 from wgpy.cli import wg
+from wgpy.client import DEFAULT_RUN_DIR
 from wgpy.core import keys
 from wgpy.lab.netns import (
-    UAPI_DIR,
     Namespace,
     missing_requirements,
     start_wireguard_go,
@@ -608,9 +608,12 @@ def test_an_endpoint_host_name_is_resolved_before_it_is_sent(
     assert endpoint in ("endpoint=127.0.0.1:51820", "endpoint=[::1]:51820")
 
 
-def test_a_listen_port_is_read_as_getaddrinfo_reads_it() -> None:
-    assert wg.parse_port("51820") == 51820
-    assert wg.parse_port("70000") == 70000 - 65536  # glibc keeps the low 16 bits, and so does wg
+@pytest.mark.parametrize(
+    ("value", "port"),
+    [("51820", 51820), ("70000", 70000 - 65536), ("https", 443)],  # glibc keeps the low 16 bits
+)
+def test_a_listen_port_is_read_as_getaddrinfo_reads_it(value: str, port: int) -> None:
+    assert wg.parse_set_arguments(["listen-port", value]) == DeviceUpdate(listen_port=port)
 
 
 @pytest.mark.parametrize(
@@ -626,6 +629,8 @@ def test_a_fwmark_is_off_decimal_or_hexadecimal(value: str, fwmark: int) -> None
     [
         (["listen-port"], "Invalid argument: listen-port"),
         (["listen-port", ""], "Unable to parse empty port"),
+        (["listen-port", "nosuchservice"],
+         "Servname not supported for ai_socktype: `nosuchservice'"),
         (["bogus", "1"], "Invalid argument: bogus"),
         (["remove"], "Invalid argument: remove"),
         (["fwmark", "0X10"], "Fwmark is neither 0/off nor 0-0xffffffff: `0X10'"),
@@ -855,11 +860,11 @@ needs_wg = pytest.mark.skipif(
 @pytest.fixture
 def shared_device(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, FakeDevice]]:
     """A fake device with a unique name in the directory wg reads (wg has no WGPY_RUN_DIR)."""
-    monkeypatch.setenv("WGPY_RUN_DIR", str(UAPI_DIR))
+    monkeypatch.setenv("WGPY_RUN_DIR", str(DEFAULT_RUN_DIR))
     monkeypatch.setenv("WG_ENDPOINT_RESOLUTION_RETRIES", "0")
-    UAPI_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    DEFAULT_RUN_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
     name = unique_ifname("wgpyfake")
-    with fake_device(UAPI_DIR, name, GET_REPLY) as fake:
+    with fake_device(DEFAULT_RUN_DIR, name, GET_REPLY) as fake:
         yield name, fake
 
 
@@ -914,6 +919,9 @@ def test_showconf_prints_what_wg_prints(
         ("peer", PEER1, "persistent-keepalive", "65536"),
         ("peer", PEER1, "allowed-ips", "192.0.2.0/33"),
         ("fwmark", "0x"),
+        ("listen-port", "https"),
+        ("listen-port", "nosuchservice"),
+        ("peer", PEER1, "endpoint", "192.0.2.1:https"),
         ("peer",),
     ],
 )  # fmt: skip
@@ -945,6 +953,21 @@ def test_setconf_and_addconf_send_what_wg_sends(
     fake.requests.clear()
     assert wgpy(command, name, path) == (0, "", "")
     assert fake.sets == wg_requests
+
+
+@needs_wg
+def test_setconf_reads_ports_as_wg_does_service_names_included(
+    shared_device: tuple[str, FakeDevice], wgpy: Callable[..., Result], tmp_path: Path
+) -> None:
+    name, fake = shared_device
+    text = f"[Interface]\nListenPort = https\n[Peer]\nPublicKey = {PEER1}\n"
+    path = write_file(tmp_path, "wg.conf", text + "Endpoint = 192.0.2.1:70000\n")
+    assert wg_tool("setconf", name, path) == (0, "", "")
+    wg_requests = fake.sets
+    fake.requests.clear()
+    assert wgpy("setconf", name, path) == (0, "", "")
+    assert fake.sets == wg_requests
+    assert "listen_port=443\n" in wg_requests[0] and "endpoint=192.0.2.1:4464\n" in wg_requests[0]
 
 
 # Against a real wireguard-go in a network namespace -----------------------------------------------

@@ -167,6 +167,19 @@ def test_persistent_keepalive_is_off_or_seconds(value: str, interval: int) -> No
     assert config.parse(text).peers[0].persistent_keepalive == interval
 
 
+@pytest.mark.parametrize(
+    ("value", "port"),
+    [("51820", 51820), ("https", 443), ("70000", 70000 - 65536), ("65536", 0)],
+)
+def test_a_port_is_read_as_wg_reads_it_a_service_name_or_a_number_kept_to_16_bits(
+    value: str, port: int
+) -> None:
+    # wireguard-tools' parse_port and parse_endpoint hand the port to getaddrinfo.
+    text = f"[Interface]\nListenPort = {value}\n[Peer]\nPublicKey = {PUBLIC1}\nEndpoint = h:{value}"
+    parsed = config.parse(text)
+    assert (parsed.interface.listen_port, parsed.peers[0].endpoint) == (port, Endpoint("h", port))
+
+
 def test_allowed_ips_without_mask_are_hosts_and_host_bits_are_masked_off() -> None:
     text = f"[Peer]\nPublicKey = {PUBLIC1}\nAllowedIPs = 192.0.2.7, fd00::7, 198.18.0.9/015"
     assert config.parse(text).peers[0].allowed_ips == [
@@ -217,9 +230,8 @@ PEER = f"[Peer]\nPublicKey = {PUBLIC1}\n"
         ("[Interface]\nListenPort =", 2, "ListenPort", "missing value"),
         ("[Interface]\nListenPort", 2, "ListenPort", "missing value"),
         ("[Interface]\nMTU", 2, "MTU", "missing value"),
-        ("[Interface]\nListenPort = 65536", 2, "ListenPort", "not a number in 0-65535"),
-        ("[Interface]\nListenPort = -1", 2, "ListenPort", "not a number"),
-        ("[Interface]\nListenPort = wireguard", 2, "ListenPort", "not a number"),
+        ("[Interface]\nListenPort = -1", 2, "ListenPort", "`-1'"),
+        ("[Interface]\nListenPort = nosuchservice", 2, "ListenPort", "`nosuchservice'"),
         ("[Interface]\nFwMark = 0x100000000", 2, "FwMark", "neither off nor a number"),
         ("[Interface]\nFwMark = 0X10", 2, "FwMark", "neither off nor a number"),
         ("[Interface]\nFwMark = on", 2, "FwMark", "neither off nor a number"),
@@ -243,7 +255,7 @@ PEER = f"[Peer]\nPublicKey = {PUBLIC1}\n"
         (PEER + "Endpoint = :51820", 3, "Endpoint", "not host:port"),
         (PEER + "Endpoint = [fd00::1:51820", 3, "Endpoint", "no matching ']'"),
         (PEER + "Endpoint = [fd00::1]51820", 3, "Endpoint", "not host:port"),
-        (PEER + "Endpoint = 192.0.2.1:65536", 3, "Endpoint", "not a number in 0-65535"),
+        (PEER + "Endpoint = 192.0.2.1:nosuchservice", 3, "Endpoint", "`nosuchservice'"),
         (PEER + "PersistentKeepalive = 65536", 3, "PersistentKeepalive", "not a number"),
         (PEER + "PersistentKeepalive = on", 3, "PersistentKeepalive", "not a number"),
         ("[Peer]\nAllowedIPs = 192.0.2.0/24", 1, "PublicKey", "peer has no PublicKey"),

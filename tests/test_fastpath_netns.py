@@ -25,6 +25,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
 
 from wgpy.cli import daemon
+from wgpy.client import socket_path
 from wgpy.io.interface import STOP_SIGNALS, Interface
 from wgpy.io.tun import IFF_VNET_HDR, Tun, open_tun
 from wgpy.io.tun_offload import enable_offloads, flags
@@ -38,7 +39,6 @@ from wgpy.io.vnet.segment import (
     segment,
 )
 from wgpy.lab.netns import (
-    UAPI_DIR,
     Namespace,
     ip_up,
     start_wireguard_go,
@@ -238,7 +238,7 @@ def start_wgpy(
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "verbose"}
     output = log if log is not None else subprocess.DEVNULL
     process = ns.popen(*argv, env=env, stdout=subprocess.DEVNULL, stderr=output)
-    if not wait_until(lambda: (UAPI_DIR / f"{ifname}.sock").exists(), 10):
+    if not wait_until(lambda: socket_path(ifname).exists(), 10):
         raise RuntimeError(f"wgpy did not start on {ifname}")
     return process
 
@@ -314,7 +314,7 @@ def test_sigterm_ends_the_daemon_while_its_data_path_waits(netns: Namespace) -> 
     process = start_wgpy(netns, ifname, plain=False)
     process.terminate()
     assert process.wait(5) == 0
-    assert not (UAPI_DIR / f"{ifname}.sock").exists()
+    assert not socket_path(ifname).exists()
 
 
 # wgpy whose configuration socket appears a second before Interface.run() takes over signals.
@@ -336,10 +336,10 @@ def test_sigterm_while_the_daemon_starts_waits_for_it_to_end_cleanly(netns: Name
     ifname = unique_ifname("wgf")
     argv = [sys.executable, "-c", SLOW_TO_RUN_WGPY, "-f", ifname]
     process = netns.popen(*argv, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert wait_until(lambda: (UAPI_DIR / f"{ifname}.sock").exists(), 10)
+    assert wait_until(lambda: socket_path(ifname).exists(), 10)
     process.terminate()  # before the interface runs: the signal is held until it does
     assert process.wait(5) == 0
-    assert not (UAPI_DIR / f"{ifname}.sock").exists()
+    assert not socket_path(ifname).exists()
 
 
 def test_the_daemon_holds_back_the_signals_that_stop_an_interface() -> None:

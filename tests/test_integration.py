@@ -33,7 +33,6 @@ from peers import (
     make_peers,
     once_past,
     processes_in,
-    uapi_request,
     udp_receive_buffer_errors,
     udp_socket,
     unless_standing_in,
@@ -41,12 +40,12 @@ from peers import (
 )
 from scapy_garbage import craft, replayed
 
+from wgpy import client
 from wgpy.core.constants import NEW_HANDSHAKE_TIME, REKEY_TIMEOUT
 from wgpy.io.uapi_server import is_live
 from wgpy.lab.netns import (
     STOP_TIMEOUT,
     TRANSFER_CHUNK,
-    UAPI_DIR,
     VETH,
     Namespace,
     can_ping,
@@ -309,7 +308,7 @@ def test_a_bad_interface_name_exits_1_with_a_one_line_error(netns: Namespace, na
     assert result.returncode == 1
     assert result.stdout == "" and result.stderr.count("\n") == 1 and name in result.stderr
     assert leftovers == []
-    assert not (UAPI_DIR / f"{name}.sock").exists()
+    assert not client.socket_path(name).exists()
     assert netns.run("ip", "-o", "link", "show").stdout.count("\n") == 1  # only lo
 
 
@@ -358,7 +357,7 @@ def test_a_malformed_configuration_request_gets_an_errno_and_changes_nothing(
 ) -> None:
     before = lone_wgpy.showconf()
 
-    reply = uapi_reply(lone_wgpy, request_text)
+    reply = client.exchange(lone_wgpy.ifname, request_text)
 
     assert reply == f"errno={-error}\n\n"
     assert lone_wgpy.alive()
@@ -378,12 +377,8 @@ def test_a_listen_port_in_use_is_refused_with_eaddrinuse_and_nothing_applied(
             f"replace_peers=true\npublic_key={NEW_PEER}\nallowed_ip=192.0.2.9/32\n\n"
         )
 
-        reply = uapi_reply(lone_wgpy, request_text)
+        reply = client.exchange(lone_wgpy.ifname, request_text)
 
     assert reply == f"errno={-errno.EADDRINUSE}\n\n"
     assert lone_wgpy.alive()
     assert lone_wgpy.showconf() == before
-
-
-def uapi_reply(peer: Peer, request_text: str) -> str:
-    return uapi_request(peer.uapi_socket, request_text.encode())

@@ -26,13 +26,13 @@ from hypothesis import strategies as st
 
 from wgpy import metrics
 from wgpy.cli import metrics as cli
+from wgpy.client import socket_path
 from wgpy.core.drops import DropReason
 from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import from_base64, public_key, to_base64
 from wgpy.core.probe import ProbeKeys
 from wgpy.io.probe import probe
 from wgpy.lab.netns import (
-    UAPI_DIR,
     Namespace,
     ip_up,
     start_daemon,
@@ -468,7 +468,7 @@ def daemon_with_a_session() -> Iterator[LiveDaemon]:
             yield LiveDaemon(host, ifname, peer.public, process)
         finally:
             host.stop(process)
-            (UAPI_DIR / f"{ifname}.sock").unlink(missing_ok=True)
+            socket_path(ifname).unlink(missing_ok=True)
 
 
 def start_metrics(ns: Namespace, ifname: str, listen: str, log: Path) -> None:

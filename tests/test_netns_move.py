@@ -34,13 +34,13 @@ from peers import (
     start_serving,
 )
 
+from wgpy.client import socket_path
 from wgpy.core.constants import DEFAULT_MTU
 from wgpy.io.interface import HOUSEKEEPING_INTERVAL, Interface
 from wgpy.io.tun import open_tun
 from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
     STOP_TIMEOUT,
-    UAPI_DIR,
     Namespace,
     can_ping,
     ip,
@@ -321,4 +321,4 @@ def test_a_daemon_that_fails_in_the_background_leaves_the_traceback_in_its_log(
 
     assert result.returncode == 0  # it started, then failed in the background
     assert "RuntimeError: a bug in the loop" in result.stderr
-    assert not (UAPI_DIR / f"{ifname}.sock").exists()
+    assert not socket_path(ifname).exists()

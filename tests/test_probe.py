@@ -28,7 +28,7 @@ from scapy.packet import Raw
 from interop.wire import InitiationFlood
 from wgpy.cli import daemon
 from wgpy.cli.probe import run
-from wgpy.cli.wg import get_stats
+from wgpy.client import get_stats, socket_path
 from wgpy.core import tai64n
 from wgpy.core.constants import UNDER_LOAD_THRESHOLD
 from wgpy.core.device import Action, Device, SendDatagrams
@@ -46,7 +46,6 @@ from wgpy.core.probe import (
     Stage,
 )
 from wgpy.lab.netns import (
-    UAPI_DIR,
     Namespace,
     ip_up,
     start_daemon,
@@ -508,7 +507,7 @@ def serving_interface(
         yield ifname, server.public
     finally:
         ns.stop(process)
-        (UAPI_DIR / f"{ifname}.sock").unlink(missing_ok=True)
+        socket_path(ifname).unlink(missing_ok=True)
 
 
 @contextmanager

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from wgpy import config as wgconfig
+from wgpy import resolver
 from wgpy.cli import quick
-from wgpy.quick import QuickError, configfile, device
+from wgpy.quick import QuickError, configfile
+from wgpy.resolver import ResolutionError
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SERVER_KEY = "hpVWQU+/sVq3wjDycxiVWgoadwkYVoumsYjjMDcal1w="
@@ -96,9 +98,9 @@ def test_an_endpoint_that_does_not_resolve_is_refused_naming_file_line_and_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def unknown(host: str, port: int) -> tuple[str, int]:
-        raise ValueError(f"Name or service not known: `{host}:{port}'")
+        raise ResolutionError(f"Name or service not known: `{host}:{port}'")
 
-    monkeypatch.setattr(device, "resolve", unknown)
+    monkeypatch.setattr(resolver, "resolve", unknown)
     text = config_with(f"PrivateKey = {PRIVATE_KEY}") + "Endpoint = vpn.example.com:51820\n"
     path = write(tmp_path, "wg0.conf", text)
     assert quick.main(["up", str(path)]) == 1

@@ -1,7 +1,8 @@
 """How wgpy-quick reads and changes the host, checked without touching it.
 
-The rtnetlink messages are iproute2's for the commands wg-quick runs; resolvconf records,
-rt_tables files and endpoint resolution are read as wg-quick, iproute2 and wg read them.
+The rtnetlink messages are iproute2's for the commands wg-quick runs; resolvconf records and
+rt_tables files are read as wg-quick and iproute2 read them. (Endpoints are resolved as wg
+resolves them, for wgpy-quick too: tests/test_resolver.py.)
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from wgpy.quick import device, dns, netlink, observe
+from wgpy.quick import dns, netlink, observe
 from wgpy.quick.steps import Rule
 
 net, iface = ipaddress.ip_network, ipaddress.ip_interface
@@ -123,55 +122,3 @@ def test_rt_tables_lines_name_tables_and_comments_are_skipped(tmp_path: Path) ->
     (tmp_path / "rt_tables").write_text("200 office\n")
     names = observe.table_names([tmp_path / "rt_tables"], [table_d])
     assert (names["main"], names["office"]) == (254, 100)  # rt_tables.d comes last
-
-
-# Endpoint resolution ------------------------------------------------------------------------------
-
-
-class FakeResolver:
-    """getaddrinfo that fails with `errors` first, then answers `answers`."""
-
-    def __init__(self, errors: list[int], answers: list[tuple[int, str]]) -> None:
-        self.errors = errors
-        self.answers = answers
-        self.sleeps: list[float] = []
-
-    def getaddrinfo(self, host: str, port: int, *args: int) -> list[tuple[Any, ...]]:
-        if self.errors:
-            code = self.errors.pop(0)
-            raise socket.gaierror(code, f"error {code}")
-        return [(family, 2, 17, "", (address, port)) for family, address in self.answers]
-
-
-@pytest.fixture
-def resolver(monkeypatch: pytest.MonkeyPatch) -> FakeResolver:
-    fake = FakeResolver([], [(socket.AF_INET6, "fd00:3::1"), (socket.AF_INET, "192.0.2.1")])
-    monkeypatch.setattr(socket, "getaddrinfo", fake.getaddrinfo)
-    return fake
-
-
-def test_an_endpoint_resolves_to_the_first_address_of_either_family(resolver: FakeResolver) -> None:
-    assert device.resolve("vpn.example.com", 51820, sleep=resolver.sleeps.append) == (
-        "fd00:3::1",
-        51820,
-    )
-
-
-def test_transient_failures_are_retried_each_wait_a_fifth_longer(resolver: FakeResolver) -> None:
-    resolver.errors = [socket.EAI_AGAIN] * 3
-    assert device.resolve("vpn.example.com", 51820, sleep=resolver.sleeps.append)[0] == "fd00:3::1"
-    assert resolver.sleeps == pytest.approx([1.0, 1.2, 1.44])
-
-
-def test_a_name_that_does_not_exist_is_not_retried(resolver: FakeResolver) -> None:
-    resolver.errors = [socket.EAI_NONAME]
-    with pytest.raises(ValueError, match=r"`vpn.example.com:51820'$"):
-        device.resolve("vpn.example.com", 51820, sleep=resolver.sleeps.append)
-    assert resolver.sleeps == []
-
-
-def test_retries_run_out(resolver: FakeResolver) -> None:
-    resolver.errors = [socket.EAI_AGAIN] * 3
-    with pytest.raises(ValueError):
-        device.resolve("vpn.example.com", 51820, retries=2, sleep=resolver.sleeps.append)
-    assert len(resolver.sleeps) == 2

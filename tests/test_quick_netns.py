@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
+from wgpy.client import socket_path
 from wgpy.lab.netns import (
-    UAPI_DIR,
     Namespace,
     can_ping,
     ip,
@@ -257,7 +257,7 @@ def _write_config(directory: Path, ifname: str, text: str) -> Path:
 
 def _wait_for_socket_removal(ifname: str) -> None:
     # The next run reuses the name; its device must find the configuration socket gone.
-    assert wait_until(lambda: not (UAPI_DIR / f"{ifname}.sock").exists(), 5)
+    assert wait_until(lambda: not socket_path(ifname).exists(), 5)
 
 
 # The differential ---------------------------------------------------------------------------------
@@ -411,7 +411,7 @@ def test_up_refuses_an_interface_that_exists_and_touches_nothing(
         assert f"`{ifname}' already exists" in result.stderr
         assert_same(before, snapshot(ns))
     assert tools.resolvconf_log() == ""
-    assert not (UAPI_DIR / f"{ifname}.sock").exists()
+    assert not socket_path(ifname).exists()
 
 
 BAD_LINES = {
@@ -436,7 +436,7 @@ def test_up_with_a_bad_config_names_file_line_and_key_and_applies_nothing(
         assert result.returncode == 1
         assert result.stderr.startswith(f"wgpy-quick: {conf}:{number}: {error}")
         assert_same(before, snapshot(ns))
-    assert not (UAPI_DIR / f"{ifname}.sock").exists()
+    assert not socket_path(ifname).exists()
 
 
 # save ---------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import ipaddress
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wgpy import config, uapi
+from wgpy import client, config, uapi
 from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import clamp
 from wgpy.errors import UapiError
@@ -90,6 +89,16 @@ def test_anything_but_the_empty_line_after_get_is_invalid() -> None:
 def test_format_errno_writes_the_negated_errno_and_ends_the_reply() -> None:
     assert uapi.format_errno(0) == "errno=0\n\n"
     assert uapi.format_errno(errno.EINVAL) == "errno=-22\n\n"
+
+
+@pytest.mark.parametrize("error", [0, errno.EINVAL, errno.EADDRINUSE])
+def test_parse_errno_reads_back_what_format_errno_writes(error: int) -> None:
+    assert uapi.parse_errno(uapi.format_errno(error)) == error
+
+
+@pytest.mark.parametrize("reply", ["", "errno=\n\n", "errno=x\n\n", "listen_port=1\n"])
+def test_a_reply_without_an_errno_is_a_protocol_error(reply: str) -> None:
+    assert uapi.parse_errno(reply) == errno.EPROTO
 
 
 # set ----------------------------------------------------------------------------------------------
@@ -498,19 +507,9 @@ class WireguardGo:
 
     def __init__(self, namespace: str, interface: str, process: subprocess.Popen[bytes]) -> None:
         self.namespace, self.interface, self.process = namespace, interface, process
-        self.socket_path = f"/var/run/wireguard/{interface}.sock"
 
     def request(self, text: str) -> str:
-        with socket.socket(socket.AF_UNIX) as connection:
-            connection.connect(self.socket_path)
-            connection.sendall(text.encode())
-            reply = b""
-            while not reply.endswith(b"\n\n") or b"errno=" not in reply:
-                chunk = connection.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
-        return reply.decode()
+        return client.exchange(self.interface, text)
 
     def wg(self, *args: str) -> str:
         command = ["ip", "netns", "exec", self.namespace, "wg", *args]
@@ -535,7 +534,7 @@ def wireguard_go() -> Iterator[WireguardGo]:
         )
         device = WireguardGo(namespace, interface, process)
         deadline = time.monotonic() + 10
-        while not os.path.exists(device.socket_path):
+        while not client.socket_path(interface).exists():
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.skip("wireguard-go did not start")
             time.sleep(0.02)

@@ -10,9 +10,10 @@ writes (linux.bash save_config around src/showconf.c).
 - wg reads every other line with *all* whitespace removed: `Allowed IPs = 10.0.0.0/8, fd00::/8`
   is `AllowedIPs=10.0.0.0/8,fd00::/8`.
 - A repeated key overrides, except the lists (AllowedIPs, Address, DNS and the hooks), which grow.
+- wg's values are read by wg's rules (wgpy.values): a port may be a service name, for one.
 
-Unlike wg, a port is a number (no service names), an Endpoint stays unresolved until
-`to_device_update`, and two peers with one public key are an error.
+Unlike wg, an Endpoint's host stays unresolved until `to_device_update`, and two peers with one
+public key are an error.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from os import PathLike
 
 from wgpy.core import keys
 from wgpy.core.endpoint import Endpoint
-from wgpy.errors import ConfigError, InvalidKeyError
+from wgpy.errors import ConfigError
 from wgpy.uapi import (
     ZERO_KEY,
     AllowedIP,
@@ -37,6 +38,18 @@ from wgpy.uapi import (
     format_prefix,
     shown_key,
 )
+from wgpy.values import (
+    ASCII_SPACE,
+    InvalidValue,
+    parse_allowed_ip,
+    parse_endpoint,
+    parse_fwmark,
+    parse_key,
+    parse_number,
+    parse_persistent_keepalive,
+    parse_port,
+    strip_spaces,
+)
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 Resolve = Callable[[str, int], tuple[str, int]]
@@ -46,11 +59,7 @@ def _by_lower(names: str) -> dict[str, str]:
     return {name.lower(): name for name in names.split()}
 
 
-_ASCII_SPACE = " \t\n\v\f\r"  # wireguard-tools' char_is_space, bash's [[:space:]] in the C locale
-_ANY_SPACE = re.compile(f"[{_ASCII_SPACE}]")
-_LIST_SEPARATORS = re.compile(f"[,{_ASCII_SPACE}]+")
-_DIGITS = re.compile(r"[0-9]+")
-_HEX_FWMARK = re.compile(r"0x[0-9a-fA-F]+")
+_LIST_SEPARATORS = re.compile(f"[,{ASCII_SPACE}]+")  # ASCII_SPACE is bash's [[:space:]] too
 # wg-quick: a DNS entry of digits and dots, or with a colon, is a server; the rest are domains.
 _DNS_SERVER = re.compile(r"[0-9.]+|.*:.*")
 
@@ -149,7 +158,7 @@ class _Parser:
     def read_line(self, number: int, line: str) -> None:
         self.line = number
         uncommented = line.partition("#")[0]
-        compact = _ANY_SPACE.sub("", uncommented)
+        compact = strip_spaces(uncommented)
         if not compact:
             return
         if compact.startswith("["):
@@ -160,13 +169,13 @@ class _Parser:
     def read_quick_line(self, line: str, uncommented: str) -> bool:
         """Take a line with one of wg-quick's [Interface] keys; False leaves the line to wg."""
         key, sep, value = uncommented.partition("=")
-        key = _QUICK_KEYS.get(key.strip(_ASCII_SPACE).lower(), "")
+        key = _QUICK_KEYS.get(key.strip(ASCII_SPACE).lower(), "")
         if self.section != "interface" or not key:
             return False
         if not sep:
             raise self.error("missing value", key)
-        hook_command = line.partition("=")[2].strip(_ASCII_SPACE)  # with its '#', if any
-        self.read_value(key, self.set_quick_key, value.strip(_ASCII_SPACE), hook_command)
+        hook_command = line.partition("=")[2].strip(ASCII_SPACE)  # with its '#', if any
+        self.read_value(key, self.set_quick_key, value.strip(ASCII_SPACE), hook_command)
         return True
 
     def read_wg_line(self, compact: str) -> None:
@@ -195,30 +204,31 @@ class _Parser:
     def read_value(self, key: str, setter: Callable[..., None], *values: str) -> None:
         try:
             setter(key, *values)
-        except (ValueError, InvalidKeyError) as error:
+        except ValueError as error:  # InvalidValue, or ipaddress's for wg-quick's keys
             raise self.error(str(error), key) from None
 
     def set_interface_key(self, key: str, value: str) -> None:
         if key == "PrivateKey":
-            self.interface.private_key = _parse_key(value)
+            self.interface.private_key = parse_key(value)
         elif key == "ListenPort":
-            self.interface.listen_port = _parse_number(value, 0xFFFF)
+            self.interface.listen_port = parse_port(value)
         elif key == "FwMark":
-            self.interface.fwmark = _parse_fwmark(value)
+            self.interface.fwmark = parse_fwmark(value)
 
     def set_peer_key(self, key: str, value: str) -> None:
         section = self.peers[-1]
         peer = section.config
         if key == "PublicKey":
-            peer.public_key, section.key_line = _parse_key(value), self.line
+            peer.public_key, section.key_line = parse_key(value), self.line
         elif key == "PresharedKey":
-            peer.preshared_key = _parse_key(value)
+            peer.preshared_key = parse_key(value)
         elif key == "AllowedIPs":
-            peer.allowed_ips += [_parse_allowed_ip(item) for item in value.split(",")]
+            # config.c parse_allowedips; the device masks off a host part, and wg only warns.
+            peer.allowed_ips += [parse_allowed_ip(item).network for item in value.split(",")]
         elif key == "Endpoint":
             peer.endpoint, peer.endpoint_line = _parse_endpoint(value), self.line
         elif key == "PersistentKeepalive":
-            peer.persistent_keepalive = _parse_off_or_number(value, 0xFFFF)
+            peer.persistent_keepalive = parse_persistent_keepalive(value)
 
     def set_quick_key(self, key: str, value: str, hook_command: str) -> None:
         interface = self.interface
@@ -233,7 +243,7 @@ class _Parser:
                 else:
                     interface.dns_search.append(item)
         elif key == "MTU":
-            interface.mtu = _parse_number(value, 0xFFFF, minimum=1) if value else None
+            interface.mtu = parse_number(value, 0xFFFF, minimum=1) if value else None
         elif key == "Table":
             interface.table = value or None
         elif key == "SaveConfig":
@@ -255,69 +265,18 @@ class _Parser:
         return Config(self.interface, [section.config for section in self.peers])
 
 
-def _parse_key(value: str) -> bytes:
-    key = keys.from_base64(value)
-    # wg's key_from_base64 also rejects the encodings that are not canonical.
-    if keys.to_base64(key) != value:
-        raise InvalidKeyError("key is not in canonical base64")
-    return key
-
-
-def _parse_number(value: str, maximum: int, *, minimum: int = 0) -> int:
-    number = int(value) if _DIGITS.fullmatch(value) and len(value) < 20 else -1
-    if not minimum <= number <= maximum:
-        raise ValueError(f"not a number in {minimum}-{maximum}: {value!r}")
-    return number
-
-
-def _parse_off_or_number(value: str, maximum: int) -> int:
-    return 0 if value.lower() == "off" else _parse_number(value, maximum)
-
-
-def _parse_fwmark(value: str) -> int:
-    # config.c parse_fwmark: "off", decimal, or hexadecimal after a lowercase "0x".
-    if _HEX_FWMARK.fullmatch(value) and len(value) < 20 and int(value, 16) <= 0xFFFFFFFF:
-        return int(value, 16)
-    try:
-        return _parse_off_or_number(value, 0xFFFFFFFF)
-    except ValueError:
-        raise ValueError(f"neither off nor a number in 0-0xffffffff: {value!r}") from None
-
-
 def _parse_bool(value: str) -> bool:
     if value.lower() not in ("true", "false"):
         raise ValueError(f"neither true nor false: {value!r}")
     return value.lower() == "true"
 
 
-def _parse_ip(text: str) -> IPAddress:
-    if "%" in text:  # inet_pton, which wg uses, knows no zones
-        raise ValueError(f"not an IP address: {text!r}")
-    return ipaddress.ip_address(text)
-
-
-def _parse_allowed_ip(item: str) -> AllowedIP:
-    # config.c parse_allowedips: the mask is optional; a nonzero host part is masked off, as the
-    # kernel does (wg only warns).
-    address_text, sep, bits = item.partition("/")
-    address = _parse_ip(address_text)
-    cidr = _parse_number(bits, address.max_prefixlen) if sep else address.max_prefixlen
-    return ipaddress.ip_network((address, cidr), strict=False)
-
-
 def _parse_endpoint(value: str) -> Endpoint:
-    # config.c parse_endpoint: "[host]:port", or "host:port" cut at the last colon.
-    if value.startswith("["):
-        host, sep, rest = value[1:].partition("]")
-        if not sep:
-            raise ValueError(f"no matching ']' in endpoint {value!r}")
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, _, port = value.rpartition(":")
+    host, port = parse_endpoint(value)
     # No address or host name has a bracket, and one left in could not be written back.
-    if not host or not port or "[" in host or "]" in host:
-        raise ValueError(f"endpoint is not host:port: {value!r}")
-    return Endpoint(host, _parse_number(port, 0xFFFF))
+    if not host or "[" in host or "]" in host:
+        raise InvalidValue(f"endpoint is not host:port: {value!r}")
+    return Endpoint(host, parse_port(port))
 
 
 def _parse_interface(item: str) -> IPInterface:

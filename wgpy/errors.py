@@ -9,6 +9,9 @@ dropped and counted (see `wgpy.core.drops.DropReason`). System calls at the edge
         ConfigError        a config file's error, by file, line and key
         UapiError          a configuration-socket request failed, with its errno
         ProtocolError      a message failed to parse or authenticate
+        InvalidValue       a value wg would refuse: port, fwmark, IP, keepalive, ... (values)
+            InvalidAddress, UnmatchedBrace                                        (values)
+        ResolutionError    an Endpoint's name that does not resolve               (resolver)
         OffloadError       a TUN packet that its virtio-net header does not fit  (io.vnet.segment)
         CommandError       what `wgpy` prints before it exits with status 1       (cli.wg)
         CaptureError       why `wgpy capture` could not run                       (cli.capture)
@@ -16,8 +19,9 @@ dropped and counted (see `wgpy.core.drops.DropReason`). System calls at the edge
             StepFailed, Interrupted                                               (quick.execute)
         CommandFailed      a command the namespace lab ran exited nonzero         (lab.netns)
 
-The generic ones live here, the others beside the one module that raises them. OffloadError is a
-ValueError too, and CommandFailed a subprocess.CalledProcessError, as their callers expect.
+The generic ones live here, the others beside the one module that raises them. InvalidValue,
+ResolutionError and OffloadError are ValueErrors too, and CommandFailed a
+subprocess.CalledProcessError, as their callers expect.
 """
 
 from __future__ import annotations

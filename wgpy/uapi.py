@@ -26,6 +26,7 @@ from wgpy.core.constants import KEY_LEN
 from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import clamp
 from wgpy.errors import UapiError
+from wgpy.values import parse_ip, parse_number
 
 Operation = Literal["get", "set", "stats", "capture"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -36,7 +37,7 @@ Request = tuple[Operation, list[str], bytes]  # operation, body lines, the bytes
 ZERO_KEY: Final = bytes(KEY_LEN)
 
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
-_DIGITS = re.compile(r"[0-9]+")
+_ERRNO = re.compile(r"-?[0-9]{1,10}")
 # Key names are short words. Anything else in a key's place may be key material that lost its
 # '=' (a key pasted on its own line), so errors do not echo it.
 _KEY_NAME = re.compile(r"[A-Za-z_]{1,32}")
@@ -181,6 +182,22 @@ def _decode_line(raw: bytes) -> str:
 def format_errno(error: int) -> str:
     """The status that ends every reply; `error` is a positive errno, or 0 for success."""
     return f"errno={-error}\n\n"
+
+
+def parse_errno(reply: str) -> int:
+    """The errno a reply ends with, as `wg` reads a `set` reply (ipc-uapi.h): the value of its
+    first errno= line, as a positive errno (0 for success). EPROTO if it has none, as when the
+    device hung up early."""
+    for line in reply.split("\n"):
+        key, _, value = line.partition("=")
+        if key == "errno":
+            return _errno(value)
+    return errno.EPROTO
+
+
+def _errno(value: str) -> int:
+    # The reply negates the errno; wg reads it with strtoll.
+    return abs(int(value)) if _ERRNO.fullmatch(value) else errno.EPROTO
 
 
 # set ----------------------------------------------------------------------------------------------
@@ -353,8 +370,8 @@ def parse_get(reply: str) -> DeviceState:
             break
         try:
             if key == "errno":
-                if status := int(value):
-                    raise UapiError(abs(status), "get failed")
+                if status := _errno(value):
+                    raise UapiError(status, "get failed")
                 return state
             if key == "public_key":
                 peer = PeerState(public_key=_parse_hex_key(value))
@@ -429,9 +446,7 @@ def parse_allowed_ip(value: str) -> AllowedIP:
     address_text, sep, bits = value.rpartition("/")
     if not sep:
         raise ValueError(f"no '/' in prefix {value!r}")
-    if "%" in address_text:
-        raise ValueError(f"a prefix has no IPv6 zone: {value!r}")
-    address = ipaddress.ip_address(address_text)
+    address = parse_ip(address_text)  # netip.ParsePrefix takes no zone either
     if not _PREFIX_BITS.fullmatch(bits) or int(bits) > address.max_prefixlen:
         raise ValueError(f"bad bits after slash: {value!r}")
     return ipaddress.ip_network((address, int(bits)), strict=False)
@@ -457,12 +472,8 @@ def _parse_hex_key(value: str) -> bytes:
 
 
 def _parse_uint(value: str, bits: int) -> int:
-    """strconv.ParseUint(value, 10, bits): ASCII digits only; no sign, space or underscore."""
-    limit = (1 << bits) - 1
-    significant = value.lstrip("0") or "0"
-    if _DIGITS.fullmatch(value) and len(significant) <= 20 and int(significant) <= limit:
-        return int(significant)
-    raise ValueError(f"not a number in 0-{limit}: {value!r}")
+    """strconv.ParseUint(value, 10, bits)."""
+    return parse_number(value, (1 << bits) - 1)
 
 
 def _parse_true(value: str) -> bool:
@@ -519,8 +530,8 @@ def parse_stats(reply: str) -> DeviceStats:
             continue
         key, _, value = line.partition("=")
         try:
-            if key == "errno":
-                _checked_errno(int(value))
+            if key == "errno" and (status := _errno(value)):
+                raise UapiError(status, "stats request failed")
             elif key == "public_key":
                 peer = PeerStats(bytes.fromhex(value))
                 stats.peers.append(peer)
@@ -536,11 +547,6 @@ def parse_stats(reply: str) -> DeviceStats:
         except ValueError:
             raise UapiError(errno.EPROTO, f"malformed stats line {line!r}") from None
     return stats
-
-
-def _checked_errno(status: int) -> None:
-    if status:
-        raise UapiError(-status, "stats request failed")
 
 
 # capture: wgpy's own extension -----------------------------------------------------------------

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from wgpy.lab.netns import UAPI_DIR, Namespace, wait_until
+from wgpy.client import socket_path
+from wgpy.lab.netns import Namespace, wait_until
 
 WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")
 STARTUP_TIMEOUT = 10.0
@@ -27,7 +28,7 @@ def start_daemon(
         *command, "--foreground", ifname, stdout=output, stderr=output,
         env={**os.environ, **environment},
     )  # fmt: skip
-    uapi_socket = UAPI_DIR / f"{ifname}.sock"
+    uapi_socket = socket_path(ifname)
     wait_until(lambda: uapi_socket.exists() or process.poll() is not None, STARTUP_TIMEOUT)
     if not uapi_socket.exists():
         raise RuntimeError(f"{command[0]} did not start on {ifname}")
@@ -35,7 +36,9 @@ def start_daemon(
 
 
 def exchange(socket_path: Path, request: bytes, timeout: float = 10.0) -> bytes:
-    """Send `request`, hang up the sending side, and read until the daemon closes."""
+    """Send `request`, hang up the sending side, and read until the daemon closes: raw bytes,
+    not wgpy.client's exchange, since a fuzzed request may be cut short, and only the hang-up
+    ends it."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         client.settimeout(timeout)
         client.connect(os.fspath(socket_path))

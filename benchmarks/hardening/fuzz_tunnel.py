@@ -30,13 +30,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.hardening.fuzz_daemon import WGPY, exchange, log_faults, start_daemon
+from benchmarks.hardening.fuzz_daemon import WGPY, log_faults, start_daemon
 from benchmarks.hardening.fuzz_datagrams import TRANSPORT_TYPE, Corpus
-from wgpy import uapi
+from wgpy import client, uapi
 from wgpy.core.constants import COUNTER_WINDOW_SIZE
 from wgpy.core.drops import DropReason
 from wgpy.lab.netns import (
-    UAPI_DIR,
     VETH,
     Namespace,
     ip_up,
@@ -116,16 +115,16 @@ def fuzz_tunnel(count: int, seed: int) -> TunnelFuzzResult:
         with _Stream(b, a) as stream:
             stream.wait_started()
             captured = _capture_transport(b, a.ipv4, CAPTURED)
-            captured_at = _rx_bytes(target.socket_path)
+            captured_at = _rx_bytes(target.ifname)
             corpus = Corpus(random.Random(seed), target.public_key)
             informed = count // 10
             blind = corpus.blind(count - informed)
             replays = corpus.informed(informed, captured[0][4:8], captured)
-            before = _Snapshot.take(a, target.socket_path)
+            before = _Snapshot.take(a, target.ifname)
             flow: _Flow | None = None
             try:
                 flow = _send_garbage(b, a, target, before, blind, replays, captured_at)
-                after = _Snapshot.take(a, target.socket_path)
+                after = _Snapshot.take(a, target.ifname)
             except OSError as error:  # The daemon's socket went away: its log tells why.
                 result.aborted = str(error)
                 after = before
@@ -150,12 +149,12 @@ def _send_garbage(
     captured_at: int,
 ) -> _Flow:
     with _garbage_socket(b) as sender:
-        flow = _Flow(sender, (a.ipv4, WG_PORT), target.socket_path, before.network_drops)
+        flow = _Flow(sender, (a.ipv4, WG_PORT), target.ifname, before.network_drops)
         flow.send(blind)
         # Replayed only once the window is past them: a replay whose original was lost on the
         # way would otherwise be news, and accepted.
         wait_until(
-            lambda: _rx_bytes(target.socket_path) - captured_at > WINDOW_PASSED_BYTES,
+            lambda: _rx_bytes(target.ifname) - captured_at > WINDOW_PASSED_BYTES,
             REPLAY_WAIT_TIMEOUT,
             interval=0.2,
         )
@@ -187,7 +186,7 @@ class _Target:
 
     process: subprocess.Popen[bytes]
     log: Path
-    socket_path: Path
+    ifname: str
     public_key: bytes
 
 
@@ -213,10 +212,10 @@ def _tunnel(a: Namespace, b: Namespace, result: TunnelFuzzResult) -> Iterator[_T
             ))  # fmt: skip
             ip_up(ns, ifnames[side], f"{INNER[side]}/24")
         public_key = base64.b64decode(keys[0].public)
-        yield _Target(process, log, UAPI_DIR / f"{ifnames[0]}.sock", public_key)
+        yield _Target(process, log, ifnames[0], public_key)
     finally:
         for ifname in ifnames:
-            (UAPI_DIR / f"{ifname}.sock").unlink(missing_ok=True)
+            client.socket_path(ifname).unlink(missing_ok=True)
         log.unlink(missing_ok=True)
 
 
@@ -236,17 +235,18 @@ def _rcvbuf_errors(ns: Namespace) -> int:
     return int(dict(zip(header, values, strict=True))["RcvbufErrors"])
 
 
-def _stats(socket_path: Path) -> uapi.DeviceStats:
-    return uapi.parse_stats(exchange(socket_path, b"stats=1\n\n").decode())
+def _stats(ifname: str) -> uapi.DeviceStats:
+    stats = client.get_stats(ifname)
+    assert stats is not None, "wgpy reports its statistics"
+    return stats
 
 
 def _network_drops(stats: uapi.DeviceStats) -> int:
     return sum(count for reason, count in stats.drops.items() if reason not in TUN_SIDE)
 
 
-def _rx_bytes(socket_path: Path) -> int:
-    state = uapi.parse_get(exchange(socket_path, b"get=1\n\n").decode())
-    return sum(peer.rx_bytes for peer in state.peers)
+def _rx_bytes(ifname: str) -> int:
+    return sum(peer.rx_bytes for peer in client.get_device(ifname).peers)
 
 
 @dataclass(frozen=True)
@@ -258,8 +258,8 @@ class _Snapshot:
     rcvbuf_errors: int
 
     @classmethod
-    def take(cls, ns: Namespace, socket_path: Path) -> _Snapshot:
-        stats = _stats(socket_path)
+    def take(cls, ns: Namespace, ifname: str) -> _Snapshot:
+        stats = _stats(ifname)
         return cls(
             stats.drops,
             _network_drops(stats),
@@ -284,9 +284,9 @@ class _Flow:
     """Sends in bursts, never more than FLIGHT ahead of what the receiver has counted."""
 
     def __init__(
-        self, sender: socket.socket, target: tuple[str, int], socket_path: Path, counted: int
+        self, sender: socket.socket, target: tuple[str, int], ifname: str, counted: int
     ) -> None:
-        self.sender, self.target, self.socket_path = sender, target, socket_path
+        self.sender, self.target, self.ifname = sender, target, ifname
         self.base = counted
         self.sent = 0
         self.busy = 0.0  # seconds spent sending and waiting for the count to catch up
@@ -309,7 +309,7 @@ class _Flow:
 
     def _wait_for(self, target: int) -> None:
         last, since = -1, time.monotonic()
-        while (counted := _network_drops(_stats(self.socket_path)) - self.base) < target:
+        while (counted := _network_drops(_stats(self.ifname)) - self.base) < target:
             if counted != last:
                 last, since = counted, time.monotonic()
             elif time.monotonic() - since > SETTLE_TIMEOUT:

@@ -26,12 +26,13 @@ from pathlib import Path
 from benchmarks.hardening.fuzz_daemon import WGPY, exchange, log_faults, start_daemon
 from benchmarks.hardening.mutate import mutate_lines
 from wgpy import uapi
+from wgpy.client import socket_path
 from wgpy.configure import apply_update, device_state, device_stats
 from wgpy.core.device import Device
 from wgpy.core.endpoint import Endpoint
 from wgpy.errors import UapiError
 from wgpy.io import uapi_server
-from wgpy.lab.netns import UAPI_DIR, Namespace, ip_up, namespace, unique_ifname
+from wgpy.lab.netns import Namespace, ip_up, namespace, unique_ifname
 from wgpy.uapi import DeviceUpdate, PeerUpdate
 
 # A small pool of peers and prefixes, so that accepted requests keep the configuration small.
@@ -243,16 +244,16 @@ def fuzz_lone_daemon(count: int, seed: int) -> UapiFuzzResult:
     """`fuzz_live_socket` against a wgpy daemon of its own, in a namespace of its own."""
     with namespace("wgpyfuzz") as ns, tempfile.TemporaryFile() as log:
         ifname = unique_ifname("fu")
-        socket_path = UAPI_DIR / f"{ifname}.sock"
+        uapi_socket = socket_path(ifname)
         try:
             daemon = start_daemon(ns, WGPY, ifname, log, {"LOG_LEVEL": "debug"})
-            assert exchange(socket_path, _LONE_SETUP.encode()) == b"errno=0\n\n"
+            assert exchange(uapi_socket, _LONE_SETUP.encode()) == b"errno=0\n\n"
             ip_up(ns, ifname, *_LONE_ADDRESSES)
             with _Traffic(ns) as traffic:
-                result = fuzz_live_socket(socket_path, count, seed, traffic.send)
+                result = fuzz_live_socket(uapi_socket, count, seed, traffic.send)
             result.daemon_alive = daemon.poll() is None
         finally:
-            socket_path.unlink(missing_ok=True)
+            uapi_socket.unlink(missing_ok=True)
         log.seek(0)
         text = log.read().decode(errors="replace")
     result.log_faults = log_faults(text)

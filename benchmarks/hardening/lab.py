@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from wgpy import client
 from wgpy.core.drops import DropReason
 from wgpy.io.uapi_server import is_live
 from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
     STOP_TIMEOUT,
-    UAPI_DIR,
     Namespace,
     WgKeys,
     ip,
@@ -44,7 +44,7 @@ from wgpy.lab.netns import (
     wg_genkey,
     wg_setconf,
 )
-from wgpy.uapi import DeviceStats, parse_stats
+from wgpy.uapi import DeviceStats
 
 ROOT = Path(__file__).resolve().parents[2]
 WG_PORT = 51820
@@ -80,7 +80,7 @@ class Daemon:
 
     @property
     def uapi_socket(self) -> Path:
-        return UAPI_DIR / f"{self.ifname}.sock"
+        return client.socket_path(self.ifname)
 
     @property
     def is_wgpy(self) -> bool:
@@ -120,7 +120,9 @@ class Daemon:
 
     def stats(self) -> DeviceStats:
         """wgpy's counters (`stats=1` over the configuration socket)."""
-        return parse_stats(uapi_request(self.uapi_socket, b"stats=1\n\n"))
+        stats = client.get_stats(self.ifname)
+        assert stats is not None, "wgpy reports its statistics"
+        return stats
 
     def endpoint(self) -> str:
         """Where this daemon sends to its one peer, as wg(8) shows it: "(none)" if nowhere."""
@@ -138,21 +140,6 @@ def running(*daemons: Daemon) -> Iterator[None]:
     finally:
         for daemon in daemons:
             daemon.stop()
-
-
-def uapi_request(path: Path, request: bytes, timeout: float = 10.0) -> str:
-    """One configuration-protocol request; the reply up to and with its errno= line."""
-    reply = b""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        client.settimeout(timeout)
-        client.connect(str(path))
-        client.sendall(request)
-        while not re.search(rb"(^|\n)errno=-?\d+\n\n$", reply):
-            chunk = client.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
-    return reply.decode()
 
 
 def drops(stats: DeviceStats, reason: DropReason) -> int:

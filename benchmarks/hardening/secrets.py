@@ -14,7 +14,6 @@ import io
 import ipaddress
 import os
 import re
-import socket
 import stat
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from benchmarks.hardening import Figure
-from wgpy import config, uapi
+from wgpy import client, config, uapi
 from wgpy.cli import quick
 from wgpy.config import Config, InterfaceConfig, PeerConfig
 from wgpy.configure import device_state
@@ -296,7 +295,7 @@ def audit_daemon_log() -> LogAudit:
             pinged = pinged and can_ping(a.ns, b.inner)
             show = _wgpy_show(a, hide=True)
             show_never = _wgpy_show(a, hide=False)
-            socket_mode = stat.S_IMODE(uapi_server.socket_path(a.ifname).stat().st_mode)
+            socket_mode = stat.S_IMODE(client.socket_path(a.ifname).stat().st_mode)
         log.seek(0)
         text = log.read().decode(errors="replace")
     return LogAudit(text, [a.private, b.private, psk], refusals, pinged, show, show_never,
@@ -310,7 +309,7 @@ def _daemon(side: _Side, output: IO[bytes]) -> Iterator[None]:
         *WGPY, "-f", side.ifname, stdout=output, stderr=subprocess.STDOUT, env=environment
     )
     try:
-        path = uapi_server.socket_path(side.ifname)
+        path = client.socket_path(side.ifname)
         wait_until(lambda: path.exists() or process.poll() is not None, STARTUP_TIMEOUT)
         if not path.exists() or process.poll() is not None:
             raise RuntimeError(f"wgpy did not start on {side.ifname}")
@@ -345,14 +344,7 @@ def _refused_requests(ifname: str, psk: bytes) -> int:
     """Send `set` requests the daemon refuses, each carrying `psk`; returns how many."""
     bodies = uapi_lines_with_a_key(psk.hex())
     for lines in bodies:
-        request = "set=1\n" + "".join(f"{line}\n" for line in lines) + "\n"
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-            client.settimeout(5)
-            client.connect(str(uapi_server.socket_path(ifname)))
-            client.sendall(request.encode())
-            reply = b""
-            while not reply.endswith(b"\n\n") and (chunk := client.recv(4096)):
-                reply += chunk
+        client.exchange(ifname, "set=1\n" + "".join(f"{line}\n" for line in lines) + "\n")
     return len(bodies)
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.hardening import Figure
-from wgpy.cli.wg import get_device, get_stats
+from wgpy.client import get_device, get_stats
 from wgpy.core.constants import REKEY_AFTER_TIME, REKEY_TIMEOUT
 from wgpy.lab.netns import (
     Namespace,

@@ -13,6 +13,7 @@ pcapng. Exit status: 0 when the capture ended as asked, 1 when it could not run,
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import BinaryIO, TextIO
 
-from wgpy import __version__
+from wgpy import __version__, client
 from wgpy.capture import (
     DroppedRecord,
     PacketRecord,
@@ -33,11 +34,10 @@ from wgpy.capture import (
     SecretsRecord,
     keylog_lines,
 )
-from wgpy.cli.wg import run_dir
 from wgpy.core.keys import to_base64
 from wgpy.errors import UapiError, WgpyError
 from wgpy.pcapng import PcapngWriter
-from wgpy.uapi import CaptureRequest, format_capture
+from wgpy.uapi import CaptureRequest
 
 PROG = "wgpy capture"
 WAKE_INTERVAL = 0.25  # how often a quiet capture looks at its deadline and at signals
@@ -121,15 +121,15 @@ def capture(
     Returns (packets written, records the daemon dropped); raises CaptureError."""
     deadline = None if duration is None else time.monotonic() + duration
     stop = stop or threading.Event()
-    with _connect(ifname) as sock:
-        data: bytes | None = _request(sock, ifname, CaptureRequest(keylog=keylog is not None))
-        with _output(path) as stream, _keylog(keylog) as secrets_file:
-            writer = PcapngWriter(stream, interface=ifname, application=f"wgpy {__version__}")
-            sink = _Sink(writer, secrets_file, count)
-            reader = RecordReader()
-            while data is not None and not sink.full and not stop.is_set():
-                sink.take(_records(reader, data))
-                data = _receive(sock, deadline)
+    sock, first = _open(ifname, CaptureRequest(keylog=keylog is not None))
+    data: bytes | None = first
+    with sock, _output(path) as stream, _keylog(keylog) as secrets_file:
+        writer = PcapngWriter(stream, interface=ifname, application=f"wgpy {__version__}")
+        sink = _Sink(writer, secrets_file, count)
+        reader = RecordReader()
+        while data is not None and not sink.full and not stop.is_set():
+            sink.take(_records(reader, data))
+            data = _receive(sock, deadline)
     return writer.packets, sink.dropped
 
 
@@ -190,43 +190,18 @@ def _receive(sock: socket.socket, deadline: float | None) -> bytes | None:
 # The daemon ---------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _connect(ifname: str) -> Iterator[socket.socket]:
-    if "/" in ifname:
-        raise CaptureError(f"{ifname}: invalid interface name")
-    path = run_dir() / f"{ifname}.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _open(ifname: str, request: CaptureRequest) -> tuple[socket.socket, bytes]:
+    """The daemon's socket, and the first bytes of its stream."""
     try:
-        sock.connect(str(path))
+        return client.open_capture(ifname, request)
     except OSError as error:
-        sock.close()
-        raise CaptureError(f"{ifname}: cannot reach {path}: {error.strerror}") from None
-    with sock:
-        yield sock
-
-
-def _request(sock: socket.socket, ifname: str, request: CaptureRequest) -> bytes:
-    """Send the request and read the status; returns what came after it (the first records)."""
-    sock.settimeout(10.0)
-    try:
-        sock.sendall(format_capture(request).encode())
-        reply = b""
-        while b"\n\n" not in reply:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    except OSError as error:
-        raise CaptureError(f"{ifname}: {error.strerror or error}") from None
-    status, separator, rest = reply.partition(b"\n\n")
-    if not separator:
-        raise CaptureError(f"{ifname}: the daemon does not offer capture (not wgpy?)")
-    if not status.startswith(b"errno=") or not status[6:].lstrip(b"-").isdigit():
-        raise CaptureError(f"{ifname}: unexpected reply {status[:40]!r}")
-    code = abs(int(status[6:]))
-    if code:
-        raise CaptureError(f"{ifname}: the daemon refused: {os.strerror(code)}")
-    return rest
+        path = client.socket_path(ifname)
+        reason = error.strerror or str(error)
+        raise CaptureError(f"{ifname}: cannot reach the daemon through {path}: {reason}") from None
+    except UapiError as error:
+        if error.errno == errno.EOPNOTSUPP:
+            raise CaptureError(f"{ifname}: the daemon does not offer capture (not wgpy?)") from None
+        raise CaptureError(f"{ifname}: the daemon refused: {os.strerror(error.errno)}") from None
 
 
 # Files and signals -----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from types import FrameType
 from typing import Any, Final
 
 from wgpy import metrics
-from wgpy.cli.wg import get_device, get_stats, run_dir
+from wgpy.client import get_device, get_stats, socket_path
 from wgpy.errors import UapiError
 from wgpy.io.tun import valid_name
 
@@ -97,13 +97,13 @@ def scrape(ifname: str) -> tuple[HTTPStatus, str]:
 
 
 def _unavailable(ifname: str, error: OSError | UapiError) -> str:
-    socket_path = run_dir() / f"{ifname}.sock"
+    path = socket_path(ifname)
     if isinstance(error, FileNotFoundError | ConnectionRefusedError):
-        return f"the interface is not running ({socket_path}: {error.strerror})"
+        return f"the interface is not running ({path}: {error.strerror})"
     if isinstance(error, UapiError):
         return f"the daemon refused the request: {error}"
     reason = error.strerror or os.strerror(error.errno or errno.EIO)
-    return f"cannot reach the daemon through {socket_path}: {reason}"
+    return f"cannot reach the daemon through {path}: {reason}"
 
 
 class MetricsHandler(BaseHTTPRequestHandler):

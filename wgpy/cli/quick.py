@@ -11,6 +11,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from wgpy import config as wgconfig
+from wgpy import resolver
 from wgpy.errors import WgpyError
 from wgpy.quick import QuickError, configfile, device, netlink, observe
 from wgpy.quick.execute import Executor
@@ -122,7 +123,7 @@ def _require_wireguard(ipr: IPRoute, ifname: str) -> None:
 
 def _device_update(config: wgconfig.Config, path: Path) -> DeviceUpdate:
     """The `wg addconf` request, with every Endpoint resolved before anything changes."""
-    return wgconfig.to_device_update(config, device.resolve, append=True, file=str(path))
+    return wgconfig.to_device_update(config, resolver.resolve, append=True, file=str(path))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """`wgpy show|showconf|set|setconf|addconf|syncconf`: wg(8), over the configuration socket.
 
 A machine without wireguard-tools can manage wgpy and wireguard-go with these commands: they talk
-the cross-platform configuration protocol (wgpy.uapi) over the unix socket RUN_DIR/IFNAME.sock,
+the cross-platform configuration protocol over the unix socket RUN_DIR/IFNAME.sock (wgpy.client),
 as `wg` does for a userspace interface. Arguments, output and error messages are wg's, byte for
 byte, from wireguard-tools src/show.c, showconf.c, set.c, setconf.c, config.c (the argument
-grammar), ipc.c and ipc-uapi.h (the socket), and terminal.c (colors only on a terminal). `wgpy`
-takes the place of wg's program name in usage lines. Unlike wg on Linux, an interface without a
-socket is "No such file or directory": wgpy knows no kernel interfaces.
+grammar, whose value parsers are wgpy.values and wgpy.resolver: this module only words their
+errors as wg does) and terminal.c (colors only on a terminal). `wgpy` takes the place of wg's
+program name in usage lines. Unlike wg on Linux, an interface without a socket is "No such file
+or directory": wgpy knows no kernel interfaces.
 
 The environment variables are wg's: WG_COLOR_MODE, WG_HIDE_KEYS and
 WG_ENDPOINT_RESOLUTION_RETRIES; WGPY_RUN_DIR moves the sockets (default /var/run/wireguard).
@@ -20,18 +21,16 @@ import ipaddress
 import json
 import os
 import re
-import socket
-import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
-from wgpy import config
+from wgpy import config, resolver, values
+from wgpy.client import get_device, get_stats, list_interfaces, set_device
 from wgpy.core import keys
 from wgpy.core.endpoint import Endpoint
-from wgpy.errors import ConfigError, InvalidKeyError, UapiError, WgpyError
+from wgpy.errors import ConfigError, UapiError, WgpyError
 from wgpy.uapi import (
     ZERO_KEY,
     AllowedIP,
@@ -44,15 +43,9 @@ from wgpy.uapi import (
     PeerUpdate,
     format_ip,
     format_prefix,
-    format_set,
-    parse_get,
-    parse_stats,
 )
 
 PROG: Final = "wgpy"
-DEFAULT_RUN_DIR: Final = "/var/run/wireguard"
-SOCKET_SUFFIX: Final = ".sock"
-KEY_BASE64_LEN: Final = 44
 
 SHOW_USAGE: Final = (
     "Usage: {prog} {command} {{ <interface> | all | interfaces }} [public-key | private-key | "
@@ -77,102 +70,11 @@ YELLOW: Final = "\x1b[33m"
 CYAN: Final = "\x1b[36m"
 _ESCAPE_SEQUENCE = re.compile(r"\x1b\[[^A-Za-z]*[A-Za-z]?")
 
-_ASCII_SPACE: Final = " \t\n\v\f\r"  # wireguard-tools' char_is_space
-_DIGITS = re.compile(r"[0-9]+")
-_HEX_DIGITS = re.compile(r"[0-9a-fA-F]+")
-_ERRNO_REPLY = re.compile(r"errno=([-+]?[0-9]+)")
+T = TypeVar("T")
 
 
 class CommandError(WgpyError):
     """What wg prints to stderr before it exits with status 1; the message is printed as is."""
-
-
-# The configuration socket -------------------------------------------------------------------------
-
-
-def run_dir() -> Path:
-    return Path(os.environ.get("WGPY_RUN_DIR", DEFAULT_RUN_DIR))
-
-
-def list_interfaces() -> list[str]:
-    """The interfaces with a live socket, in directory order, as ipc-uapi-unix.h lists them."""
-    try:
-        entries = os.listdir(run_dir())
-    except FileNotFoundError:
-        return []
-    names = [entry[: -len(SOCKET_SUFFIX)] for entry in entries if entry.endswith(SOCKET_SUFFIX)]
-    return [name for name in names if name and _is_live(name)]
-
-
-def _is_live(ifname: str) -> bool:
-    # userspace_has_wireguard_interface: a socket file that does not refuse connections.
-    try:
-        if not stat.S_ISSOCK(os.stat(_socket_path(ifname)).st_mode):
-            return False
-    except OSError:
-        return False
-    try:
-        _connect(ifname).close()
-    except ConnectionRefusedError:
-        return False
-    except OSError:
-        pass  # wg lists it all the same
-    return True
-
-
-def _socket_path(ifname: str) -> Path:
-    return run_dir() / f"{ifname}{SOCKET_SUFFIX}"
-
-
-def _connect(ifname: str) -> socket.socket:
-    """Connect as userspace_interface_file does; its errors are OSErrors with wg's errno."""
-    if "/" in ifname:
-        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-    path = _socket_path(ifname)
-    if not stat.S_ISSOCK(os.stat(path).st_mode):
-        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(str(path))
-    except ConnectionRefusedError:
-        sock.close()
-        path.unlink(missing_ok=True)  # the process behind it is gone; wg cleans up too
-        raise
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _exchange(ifname: str, request: str) -> str:
-    """Send one request and read its reply, which ends at the first empty line."""
-    with _connect(ifname) as sock:
-        sock.sendall(request.encode())
-        reply = b""
-        while b"\n\n" not in reply and (chunk := sock.recv(65536)):
-            reply += chunk
-    return reply.decode("utf-8", errors="replace")
-
-
-def get_device(ifname: str) -> DeviceState:
-    """The device's state; raises OSError, or UapiError with the errno the device replied."""
-    return parse_get(_exchange(ifname, "get=1\n\n"))
-
-
-def get_stats(ifname: str) -> DeviceStats | None:
-    """wgpy's statistics (the `stats=1` extension), or None from a device without them, such as
-    wireguard-go, which closes the connection on the request."""
-    reply = _exchange(ifname, "stats=1\n\n")
-    return parse_stats(reply) if reply else None
-
-
-def set_device(ifname: str, update: DeviceUpdate) -> None:
-    """Apply `update`; raises OSError, or UapiError with the errno the device replied."""
-    reply = _exchange(ifname, format_set(update))
-    match = _ERRNO_REPLY.match(reply)
-    status = abs(int(match[1])) if match else errno.EPROTO
-    if status:
-        raise UapiError(status, "set failed")
 
 
 def _strerror(error: OSError | UapiError) -> str:
@@ -541,7 +443,7 @@ def showconf_command(command: str, argv: Sequence[str]) -> int:
     return 0
 
 
-# set: config.c config_read_cmd and the value parsers it shares with setconf ----------------------
+# set: config.c config_read_cmd, in wg's words for a value it refuses ------------------------------
 
 
 def parse_set_arguments(args: Sequence[str]) -> DeviceUpdate:
@@ -560,52 +462,52 @@ def parse_set_arguments(args: Sequence[str]) -> DeviceUpdate:
             peer.remove = True
             index += 1
             continue
+        options = _DEVICE_OPTIONS if peer is None else _PEER_OPTIONS
         if value is None:
             raise CommandError(f"Invalid argument: {option}")
         if option == "peer":
             peer = PeerUpdate(public_key=parse_key(value))
             update.peers.append(peer)
-        elif peer is None and option in _DEVICE_OPTIONS:
-            _DEVICE_OPTIONS[option](update, value)
-        elif peer is not None and option in _PEER_OPTIONS:
-            _PEER_OPTIONS[option](peer, value)
+        elif option == "allowed-ips" and peer is not None:
+            set_allowed_ips(peer, value)
+        elif option in options:
+            field, parse = options[option]
+            setattr(update if peer is None else peer, field, parse(value))
         else:
             raise CommandError(f"Invalid argument: {option}")
         index += 2
     return update
 
 
-def _set_listen_port(update: DeviceUpdate, value: str) -> None:
-    update.listen_port = parse_port(value)
-
-
-def _set_fwmark(update: DeviceUpdate, value: str) -> None:
-    update.fwmark = parse_fwmark(value)
-
-
-def _set_private_key(update: DeviceUpdate, value: str) -> None:
-    update.private_key = read_key_file(value)
-
-
-def _set_preshared_key(peer: PeerUpdate, value: str) -> None:
-    peer.preshared_key = read_key_file(value)
-
-
-def _set_endpoint(peer: PeerUpdate, value: str) -> None:
-    peer.endpoint = parse_endpoint(value)
-
-
-def _set_persistent_keepalive(peer: PeerUpdate, value: str) -> None:
-    peer.persistent_keepalive_interval = parse_persistent_keepalive(value)
+def _worded(parse: Callable[[str], T], value: str, message: str) -> T:
+    """`parse(value)`, or CommandError with wg's `message` about it ("{}" is the value)."""
+    try:
+        return parse(value)
+    except values.InvalidValue:
+        raise CommandError(message.format(value)) from None
 
 
 def parse_key(value: str) -> bytes:
+    return _worded(values.parse_key, value, "Key is not the correct length or format: `{}'")
+
+
+def _parse_port(value: str) -> int:
     try:
-        if len(value) == KEY_BASE64_LEN:  # keys.from_base64 would forgive surrounding space
-            return keys.from_base64(value)
-    except InvalidKeyError:
-        pass
-    raise CommandError(f"Key is not the correct length or format: `{value}'")
+        return values.parse_port(value)
+    except values.InvalidValue as error:
+        raise CommandError(str(error)) from None  # already wg's words, getaddrinfo's among them
+
+
+def _parse_fwmark(value: str) -> int:
+    return _worded(values.parse_fwmark, value, "Fwmark is neither 0/off nor 0-0xffffffff: `{}'")
+
+
+def _parse_persistent_keepalive(value: str) -> int:
+    return _worded(
+        values.parse_persistent_keepalive,
+        value,
+        "Persistent keepalive interval is neither 0/off nor 1-65535: `{}'",
+    )
 
 
 def read_key_file(path: str) -> bytes:
@@ -618,55 +520,13 @@ def read_key_file(path: str) -> bytes:
         raise CommandError(f"fopen: {_strerror(error)}") from None
     if not data:
         return ZERO_KEY
-    if len(data) < KEY_BASE64_LEN:
+    key_text = data[: values.KEY_BASE64_LEN].decode("latin-1")
+    if len(key_text) < values.KEY_BASE64_LEN:
         raise CommandError("Invalid length key in key file")
-    trailing = data[KEY_BASE64_LEN:].decode("latin-1").lstrip(_ASCII_SPACE)
+    trailing = data[values.KEY_BASE64_LEN :].decode("latin-1").lstrip(values.ASCII_SPACE)
     if trailing:
         raise CommandError(f"Found trailing character in key file: `{trailing[0]}'")
-    return parse_key(data[:KEY_BASE64_LEN].decode("latin-1"))
-
-
-def parse_port(value: str) -> int:
-    """A port number or UDP service name, as getaddrinfo reads it (so 70000 is 4464, as in wg)."""
-    if not value:
-        raise CommandError("Unable to parse empty port")
-    try:
-        info = socket.getaddrinfo(
-            None, value, socket.AF_UNSPEC, socket.SOCK_DGRAM, socket.IPPROTO_UDP, socket.AI_PASSIVE
-        )
-    except socket.gaierror as error:
-        raise CommandError(f"{error.strerror}: `{value}'") from None
-    return int(info[0][4][1])
-
-
-def parse_fwmark(value: str) -> int:
-    """Off (in any case), or 32 bits in decimal or in hexadecimal after a lowercase 0x."""
-    if value.lower() == "off":
-        return 0
-    if value.startswith("0x") and len(value) > 2:
-        fwmark = _parse_uint(value[2:], 0xFFFFFFFF, base=16)
-    else:
-        fwmark = _parse_uint(value, 0xFFFFFFFF)
-    if fwmark is None:
-        raise CommandError(f"Fwmark is neither 0/off nor 0-0xffffffff: `{value}'")
-    return fwmark
-
-
-def parse_persistent_keepalive(value: str) -> int:
-    interval = 0 if value.lower() == "off" else _parse_uint(value, 0xFFFF)
-    if interval is None:
-        raise CommandError(f"Persistent keepalive interval is neither 0/off nor 1-65535: `{value}'")
-    return interval
-
-
-def _parse_uint(value: str, maximum: int, *, base: int = 10) -> int | None:
-    """What strtoul reads when the whole value is digits, if it is at most `maximum`."""
-    digits = _DIGITS if base == 10 else _HEX_DIGITS
-    significant = value.lstrip("0")
-    if not digits.fullmatch(value) or len(significant) > 20:  # int() refuses huge strings
-        return None
-    number = int(significant or "0", base)
-    return number if number <= maximum else None
+    return parse_key(key_text)
 
 
 def set_allowed_ips(peer: PeerUpdate, value: str) -> None:
@@ -675,7 +535,7 @@ def set_allowed_ips(peer: PeerUpdate, value: str) -> None:
     The list replaces the peer's allowed IPs, unless an entry starts with '+' (add it) or '-'
     (remove it): then every entry is a change (wireguard-tools since 2025).
     """
-    value = "".join(char for char in value if char not in _ASCII_SPACE)
+    value = values.strip_spaces(value)
     peer.replace_allowed_ips = True
     if not value:
         return
@@ -687,104 +547,44 @@ def set_allowed_ips(peer: PeerUpdate, value: str) -> None:
 
 
 def _parse_allowed_ip(entry: str) -> AllowedIP:
-    address_text, has_mask, mask = entry.partition("/")
-    address = _parse_ip(address_text)
-    if not has_mask:
-        return ipaddress.ip_network(address)
-    cidr = _parse_uint(mask, address.max_prefixlen)
-    if cidr is None:
-        raise CommandError(f"AllowedIP is not in the correct format: `{entry}'")
-    prefix = ipaddress.ip_network((address, cidr), strict=False)
-    if prefix.network_address != address:  # the device masks it off
-        print(f"Warning: AllowedIP has nonzero host part: {entry}", file=sys.stderr)
-    return prefix
-
-
-def _parse_ip(text: str) -> IPAddress:
-    # inet_pton: IPv6 if there is a colon, and no zone.
     try:
-        if ":" in text and "%" not in text:
-            return ipaddress.IPv6Address(text)
-        if ":" not in text:
-            return ipaddress.IPv4Address(text)
-    except ValueError:
-        pass
-    raise CommandError(f"Unable to parse IP address: `{text}'")
+        written = values.parse_allowed_ip(entry)
+    except values.InvalidAddress as error:
+        raise CommandError(f"Unable to parse IP address: `{error.text}'") from None
+    except values.InvalidValue:
+        raise CommandError(f"AllowedIP is not in the correct format: `{entry}'") from None
+    if written.ip != written.network.network_address:  # the device masks it off
+        print(f"Warning: AllowedIP has nonzero host part: {entry}", file=sys.stderr)
+    return written.network
 
 
 def parse_endpoint(value: str) -> Endpoint:
     """config.c parse_endpoint: "[host]:port" or "host:port", the host resolved here."""
     if not value:
         raise CommandError("Unable to parse empty endpoint")
-    if value.startswith("["):
-        host, brace, rest = value[1:].partition("]")
-        if not brace:
-            raise CommandError(f"Unable to find matching brace of endpoint: `{value}'")
-        if not rest.startswith(":") or len(rest) < 2:
-            raise CommandError(f"Unable to find port of endpoint: `{value}'")
-        port = rest[1:]
-    else:
-        host, colon, port = value.rpartition(":")
-        if not colon or not port:
-            raise CommandError(f"Unable to find port of endpoint: `{value}'")
-    address, port_number = resolve(host, port, shown_as=value)
+    try:
+        host, port = values.parse_endpoint(value)
+    except values.UnmatchedBrace:
+        raise CommandError(f"Unable to find matching brace of endpoint: `{value}'") from None
+    except values.InvalidValue:
+        raise CommandError(f"Unable to find port of endpoint: `{value}'") from None
+    try:
+        address, port_number = resolver.resolve(host, port, shown_as=value)
+    except resolver.ResolutionError as error:
+        raise CommandError(str(error)) from None
     return Endpoint(format_ip(ipaddress.ip_address(address)), port_number)
 
 
-def resolve(host: str, port: int | str, *, shown_as: str | None = None) -> tuple[str, int]:
-    """getaddrinfo as config.c uses it: transient failures are retried with a growing pause,
-    WG_ENDPOINT_RESOLUTION_RETRIES times (15 unless set; "infinity" never gives up)."""
-    shown_as = shown_as or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-    retries = _resolution_retries()
-    pause = 1_000_000  # microseconds
-    while True:
-        try:
-            info = socket.getaddrinfo(
-                host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM, socket.IPPROTO_UDP
-            )
-            return str(info[0][4][0]), int(info[0][4][1])
-        except socket.gaierror as error:
-            message = f"{error.strerror}: `{shown_as}'"
-            if error.errno in _PERMANENT_RESOLUTION_FAILURES or retries == 0:
-                raise CommandError(message) from None
-        except (UnicodeError, ValueError):  # no IDNA name, or a NUL: no name getaddrinfo knows
-            raise CommandError(f"Name or service not known: `{shown_as}'") from None
-        retries -= 1
-        print(f"{message}. Trying again in {pause / 1_000_000:.2f} seconds...", file=sys.stderr)
-        time.sleep(pause / 1_000_000)
-        pause = min(20_000_000, pause * 6 // 5)
-
-
-_PERMANENT_RESOLUTION_FAILURES: Final = frozenset(
-    code
-    for code in (socket.EAI_NONAME, socket.EAI_FAIL, getattr(socket, "EAI_NODATA", None))
-    if code is not None
-)
-
-
-def _resolution_retries() -> int:
-    """-1 for "infinity"."""
-    value = os.environ.get("WG_ENDPOINT_RESOLUTION_RETRIES")
-    if value is None:
-        return 15
-    if value == "infinity":
-        return -1
-    retries = _parse_uint(value, 0x7FFFFFFF)
-    if retries is None:
-        raise CommandError(f"Unable to parse WG_ENDPOINT_RESOLUTION_RETRIES: `{value}'")
-    return retries
-
-
-_DEVICE_OPTIONS: Final[dict[str, Callable[[DeviceUpdate, str], None]]] = {
-    "listen-port": _set_listen_port,
-    "fwmark": _set_fwmark,
-    "private-key": _set_private_key,
+# The options of config_read_cmd: the field each sets, and how it reads the value.
+_DEVICE_OPTIONS: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
+    "listen-port": ("listen_port", _parse_port),
+    "fwmark": ("fwmark", _parse_fwmark),
+    "private-key": ("private_key", read_key_file),
 }
-_PEER_OPTIONS: Final[dict[str, Callable[[PeerUpdate, str], None]]] = {
-    "endpoint": _set_endpoint,
-    "allowed-ips": set_allowed_ips,
-    "persistent-keepalive": _set_persistent_keepalive,
-    "preshared-key": _set_preshared_key,
+_PEER_OPTIONS: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
+    "endpoint": ("endpoint", parse_endpoint),
+    "persistent-keepalive": ("persistent_keepalive_interval", _parse_persistent_keepalive),
+    "preshared-key": ("preshared_key", read_key_file),
 }
 
 
@@ -826,10 +626,10 @@ def load_update(path: str, *, append: bool) -> DeviceUpdate:
     """The `set` request for the configuration file at `path` (endpoints resolved)."""
     try:
         parsed = config.load(path, wg_only=True)
-        update = config.to_device_update(parsed, resolve, append=append)
+        update = config.to_device_update(parsed, resolver.resolve, append=append, file=path)
     except OSError as error:
         raise CommandError(f"fopen: {_strerror(error)}") from None
-    except (ConfigError, CommandError) as error:
+    except ConfigError as error:
         raise CommandError(f"{error}\nConfiguration parsing error") from None
     return update
 

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from wgpy import uapi
+from wgpy import client, uapi
 from wgpy.cli import wg
 from wgpy.core import keys
 from wgpy.core.endpoint import Endpoint
@@ -68,7 +68,7 @@ def configure(alice: netns.Namespace, bob: netns.Namespace, names: tuple[str, st
             allowed_ips=[uapi.parse_allowed_ip(f"{INNER[other_index][0]}/32"),
                          uapi.parse_allowed_ip(f"{INNER[other_index][1]}/128")],
         )  # fmt: skip
-        wg.set_device(name, DeviceUpdate(private[index], PORT, peers=[peer]))
+        client.set_device(name, DeviceUpdate(private[index], PORT, peers=[peer]))
         netns.ip_up(ns, name, f"{INNER[index][0]}/24", f"{INNER[index][1]}/64")
     step("configured over the configuration socket, as `wg setconf` does; addresses up")
 

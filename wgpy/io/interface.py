@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from wgpy import uapi
+from wgpy import client, uapi
 from wgpy.configure import apply_update, device_state, device_stats
 from wgpy.core.constants import UNDER_LOAD_THRESHOLD
 from wgpy.core.device import Device
@@ -95,7 +95,7 @@ class Interface:
         self._next_housekeeping = 0.0
         self._mtu_known = True
         self._server = uapi_server.listen(self.name)
-        self._socket_path = uapi_server.socket_path(self.name)
+        self._socket_path = client.socket_path(self.name)
         self._socket_inode = self._socket_path.stat().st_ino
         self._selector.register(self._server, selectors.EVENT_READ, self._on_accept)
         self._wakeup_r, self._wakeup_w = socket.socketpair()

@@ -1,4 +1,5 @@
-"""The configuration socket: /var/run/wireguard/IFNAME.sock, as wireguard-go serves it.
+"""The configuration socket: RUN_DIR/IFNAME.sock (wgpy.client.socket_path, where the clients look),
+as wireguard-go serves it.
 
 The socket is made 0600 (under umask 177) in a 0755 directory: its owner's alone, as
 wireguard-go's is (made under umask 077, so 0700; on a socket only the write bit counts, for
@@ -15,20 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wgpy import uapi
+from wgpy.client import socket_path
 from wgpy.errors import UapiError
 
 # Requests larger than this are refused rather than buffered without bound.
 MAX_REQUEST_BYTES = 1 << 20
 
 Handler = Callable[[uapi.Operation, list[str]], str]
-
-
-def socket_dir() -> Path:
-    return Path(os.environ.get("WGPY_RUN_DIR", "/var/run/wireguard"))
-
-
-def socket_path(name: str) -> Path:
-    return socket_dir() / f"{name}.sock"
 
 
 def listen(name: str) -> socket.socket:

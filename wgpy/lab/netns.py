@@ -28,12 +28,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from wgpy.client import socket_path
 from wgpy.errors import WgpyError
 
 NETNS_DIR = Path("/run/netns")
-# wireguard-go's configuration sockets live here in the file system, which every network namespace
-# shares: interface names given to wireguard-go must be unique host-wide (see `unique_ifname`).
-UAPI_DIR = Path("/var/run/wireguard")
 
 VETH = "veth0"
 # The underlay: (IPv4, IPv6) of each end of the veth pair, on a /24 and a /64.
@@ -178,7 +176,9 @@ def can_ping(ns: Namespace, address: str, deadline: int = 5) -> bool:
 
 
 def unique_ifname(prefix: str = "wg") -> str:
-    """An interface name no other test on this host uses, within the kernel's 15 bytes."""
+    """An interface name no other test on this host uses, within the kernel's 15 bytes: the
+    configuration sockets (wgpy.client.socket_path) are in the file system, which every network
+    namespace shares."""
     return f"{prefix}{secrets.token_hex(4)}"[:15]
 
 
@@ -199,8 +199,9 @@ def start_wireguard_go(ns: Namespace, ifname: str) -> subprocess.Popen[bytes]:
 
 def start_daemon(ns: Namespace, command: Sequence[str], ifname: str) -> subprocess.Popen[bytes]:
     """A userspace WireGuard with wireguard-go's command line (`COMMAND --foreground IFNAME`),
-    serving a new interface `ifname` in `ns`, once it takes configuration."""
-    uapi_socket = UAPI_DIR / f"{ifname}.sock"
+    serving a new interface `ifname` in `ns`, once it takes configuration. (wireguard-go knows no
+    WGPY_RUN_DIR: with it set, only wgpy can be waited for.)"""
+    uapi_socket = socket_path(ifname)
     with tempfile.TemporaryFile() as log:
         process = ns.popen(*command, "--foreground", ifname, stdout=log, stderr=log)
         wait_until(lambda: uapi_socket.exists() or process.poll() is not None, STARTUP_TIMEOUT)

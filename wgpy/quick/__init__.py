@@ -12,7 +12,7 @@ carried out by a thin executor (`execute`) that undoes what it did if any step f
     netlink     rtnetlink messages as iproute2 sends them (addresses, routes, rules, links)
     nftables    the guard table over nfnetlink, in one batch
     dns         resolvconf, as wg-quick drives it
-    device      the wgpy daemon: start it, configure it over its socket, resolve endpoints
+    device      the wgpy daemon: start it, wait for it to stop (wgpy.client talks to it)
 """
 
 from __future__ import annotations

@@ -1,30 +1,18 @@
-"""The wgpy daemon, as wg-quick drives a userspace WireGuard: start it, talk to its socket.
+"""The wgpy daemon, as wg-quick drives a userspace WireGuard: start it, wait for it to stop.
 
 `start` runs `wgpy IFNAME`, which returns once the TUN device and the configuration socket exist
-(wireguard-go's contract). The rest is what `wg` does over that socket (wgpy.uapi has the text
-format), and `resolve` is how `wg` turns an Endpoint's host name into an address.
+(wireguard-go's contract). What `wg` does over that socket is wgpy.client's.
 """
 
 from __future__ import annotations
 
-import errno
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
-from wgpy import uapi
+from wgpy import client
 from wgpy.errors import UapiError
-from wgpy.io.uapi_server import socket_path
 from wgpy.quick import QuickError
-from wgpy.uapi import DeviceState, DeviceUpdate
-
-SOCKET_TIMEOUT = 10.0
-# config.c parse_dns_retries and parse_endpoint: 15 retries, waiting 1 s at first, 6/5 as long
-# each time after, at most 20 s; these errors are permanent and not retried.
-RESOLUTION_RETRIES = 15
-_PERMANENT = {socket.EAI_NONAME, socket.EAI_FAIL, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 
 def start(ifname: str) -> None:
@@ -37,7 +25,7 @@ def start(ifname: str) -> None:
 def is_running(ifname: str) -> bool:
     """Whether something serves IFNAME's configuration socket (`wg show interfaces`)."""
     try:
-        get(ifname)
+        client.get_device(ifname)
     except (OSError, UapiError):
         return False
     return True
@@ -45,69 +33,10 @@ def is_running(ifname: str) -> bool:
 
 def wait_until_stopped(ifname: str, timeout: float) -> bool:
     """Wait for the daemon to notice its interface is gone and remove its socket."""
-    path = socket_path(ifname)
+    path = client.socket_path(ifname)
     deadline = time.monotonic() + timeout
     while path.exists():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
     return True
-
-
-def configure(ifname: str, update: DeviceUpdate) -> None:
-    """`wg addconf` / `wg set`: send a set request; raise UapiError if the device refuses it."""
-    reply = _request(ifname, uapi.format_set(update))
-    status = int(reply.removeprefix("errno=").strip() or "0")
-    if status:
-        raise UapiError(abs(status), f"{ifname} refused the configuration")
-
-
-def get(ifname: str) -> DeviceState:
-    """`wg showconf`: the device's state."""
-    return uapi.parse_get(_request(ifname, "get=1\n\n"))
-
-
-def _request(ifname: str, request: str) -> str:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(SOCKET_TIMEOUT)
-        sock.connect(str(socket_path(ifname)))
-        sock.sendall(request.encode())
-        reply = b""
-        while not reply.endswith(b"\n\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise UapiError(errno.EPROTO, f"{ifname}: the reply ended early")
-            reply += chunk
-    return reply.decode()
-
-
-def resolve(
-    host: str,
-    port: int,
-    *,
-    retries: int = RESOLUTION_RETRIES,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tuple[str, int]:
-    """An Endpoint's address, as `wg` resolves it: the first IPv4 or IPv6 address getaddrinfo
-    returns for UDP, retrying transient failures; ValueError if there is none."""
-    delay = 1.0
-    while True:
-        try:
-            found = socket.getaddrinfo(
-                host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM, socket.IPPROTO_UDP
-            )
-            break
-        except socket.gaierror as error:
-            if error.errno in _PERMANENT or retries == 0:
-                raise ValueError(f"{error.strerror}: `{host}:{port}'") from None
-            retries -= 1
-            print(
-                f"{error.strerror}: `{host}:{port}'. Trying again in {delay:.2f} seconds...",
-                file=sys.stderr,
-            )
-            sleep(delay)
-            delay = min(20.0, delay * 6 / 5)
-    for family, _, _, _, address in found:
-        if family in (socket.AF_INET, socket.AF_INET6):
-            return str(address[0]), port
-    raise ValueError(f"Neither IPv4 nor IPv6 address found: `{host}:{port}'")

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from wgpy import client
 from wgpy.config import serialize
 from wgpy.errors import UapiError
 from wgpy.quick import QuickError, configfile, device, dns, netlink, nftables, observe
@@ -143,10 +144,10 @@ class Executor:
         subprocess.run(command, check=True)
 
     def _configure_device(self, step: ConfigureDevice) -> None:
-        device.configure(step.ifname, step.update)
+        client.set_device(step.ifname, step.update)
 
     def _set_fwmark(self, step: SetFwmark) -> None:
-        device.configure(step.ifname, DeviceUpdate(fwmark=step.fwmark))
+        client.set_device(step.ifname, DeviceUpdate(fwmark=step.fwmark))
 
     def _add_address(self, step: AddAddress) -> None:
         netlink.add_address(self.ipr, self._index(step.ifname), step.address)
@@ -203,7 +204,7 @@ class Executor:
         nameservers, search = dns.parse_record(dns.read_record(resolvconf, record))
         mtu = netlink.link_mtu(self.ipr, index) or 0
         saved = saved_config(
-            step.config, device.get(step.ifname), addresses, nameservers, search, mtu
+            step.config, client.get_device(step.ifname), addresses, nameservers, search, mtu
         )
         configfile.write_atomically(Path(step.path), serialize(saved))
 

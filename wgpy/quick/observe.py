@@ -11,7 +11,8 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from wgpy.quick import device, dns, firewall, netlink, nftables
+from wgpy import client
+from wgpy.quick import dns, firewall, netlink, nftables
 from wgpy.quick.plan import BUILTIN_TABLES, HostState, RunningState
 from wgpy.quick.steps import Family
 from wgpy.uapi import DeviceUpdate
@@ -41,7 +42,7 @@ def observe_host(ipr: IPRoute, update: DeviceUpdate) -> HostState:
 
 
 def observe_running(ipr: IPRoute, ifname: str) -> RunningState:
-    state = device.get(ifname)
+    state = client.get_device(ifname)
     resolvconf = dns.find_resolvconf()
     return RunningState(
         fwmark=state.fwmark,
