@@ -49,7 +49,7 @@ from wgpy.lab.netns import (
     wg_setconf,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOCAL, REMOTE = ("192.0.2.1", "fd00:2::1"), ("192.0.2.2", "fd00:2::2")
 WG_PORT = 51820
 # wgpy with the offloads refused: the plain path, as on a kernel without them.

@@ -39,7 +39,7 @@ from wgpy.lab.netns import (
     wait_until,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").glob("*.conf"))
 WGPY_QUICK = (sys.executable, "-m", "wgpy.cli.quick")
 NEEDS = ("wg-quick", "wg", "wireguard-go", "nft", "bash")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fakes import ipv4_packet
-from test_pcapng import blocks
+from pcapng_blocks import blocks
 
 from wgpy.capture import encode_dropped, encode_packet, encode_secrets
 from wgpy.cli import capture

@@ -12,7 +12,7 @@ import pytest
 
 from wgpy.lab.netns import Namespace
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TIMEOUT = 60
 
 

@@ -30,7 +30,7 @@ from wgpy.errors import InvalidKeyError
 
 WG = shutil.which("wg")
 requires_wg = pytest.mark.skipif(WG is None, reason="wireguard-tools' `wg` is not installed")
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 ZERO_KEY_BASE64 = "A" * 43 + "="

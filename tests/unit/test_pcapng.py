@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fakes import ipv4_packet, ipv6_packet
+from pcapng_blocks import blocks
 
 from wgpy import pcapng
 
@@ -18,19 +19,6 @@ needs_tshark = pytest.mark.skipif(TSHARK is None, reason="needs tshark (apt-get 
 
 PING = ipv4_packet("192.0.2.1", "192.0.2.2", b"odd-sized payload")  # not a multiple of 4
 PONG = ipv6_packet("fd00::2", "fd00::1", b"pong")
-
-
-def blocks(data: bytes) -> list[tuple[int, bytes]]:
-    """(block type, body) of each block; asserts the lengths agree and keep 32-bit alignment."""
-    found = []
-    offset = 0
-    while offset < len(data):
-        kind, total = struct.unpack_from("<II", data, offset)
-        assert total % 4 == 0 and offset + total <= len(data)
-        assert struct.unpack_from("<I", data, offset + total - 4)[0] == total
-        found.append((kind, data[offset + 8 : offset + total - 4]))
-        offset += total
-    return found
 
 
 def written(*packets: tuple[bytes, float, int, str]) -> bytes:

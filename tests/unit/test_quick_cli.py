@@ -15,7 +15,7 @@ from wgpy import config as wgconfig
 from wgpy.cli import quick
 from wgpy.quick import QuickError, configfile, device
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SERVER_KEY = "hpVWQU+/sVq3wjDycxiVWgoadwkYVoumsYjjMDcal1w="
 PRIVATE_KEY = "KGg6uZuejMxXWv9DDedoOgcgrgw8WpGB3WTHLSotkm8="
 

@@ -44,7 +44,7 @@ from wgpy.quick.steps import (
 )
 from wgpy.uapi import AllowedIP, DeviceState, PeerState
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SERVER_KEY = "hpVWQU+/sVq3wjDycxiVWgoadwkYVoumsYjjMDcal1w="
 PRIVATE_KEY = "KGg6uZuejMxXWv9DDedoOgcgrgw8WpGB3WTHLSotkm8="
 PSK_CLIENT_KEY = "WKOh6IZ0/7W2F4Yp2VLuBnenr9obCRJwuRYgn4+mUFA="  # configs/psk.conf

@@ -7,7 +7,7 @@ and the namespaces are deleted in a `finally`, so nothing done here reaches the 
 network.
 
 The template for a test against real WireGuard peers is
-tests/test_netns_harness.py::test_wireguard_go_peers_ping_each_other_through_the_tunnel.
+tests/netns/test_netns_harness.py::test_wireguard_go_peers_ping_each_other_through_the_tunnel.
 """
 
 from __future__ import annotations
