@@ -1,45 +1,30 @@
 """`wgpy metrics`: the Prometheus text (wgpy/metrics.py) and the server (wgpy/cli/metrics.py).
 
-The exposition format: https://prometheus.io/docs/instrumenting/exposition_formats/. The live
-daemon is scraped in tests/test_metrics_netns.py.
+The exposition format: https://prometheus.io/docs/instrumenting/exposition_formats/. A live
+daemon is scraped in tests/netns/test_metrics.py.
 """
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import re
 import socket
 import stat
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scrapes import get, lines_of
 
 from wgpy import metrics
 from wgpy.cli import metrics as cli
 from wgpy.core.drops import DropReason
-from wgpy.core.keys import from_base64, public_key, to_base64
-from wgpy.lab.netns import (
-    UAPI_DIR,
-    Namespace,
-    ip_up,
-    start_daemon,
-    unique_ifname,
-    veth_pair,
-    wait_until,
-    wg_genkey,
-    wg_setconf,
-)
-from wgpy.probe import ProbeKeys, probe
+from wgpy.core.keys import public_key, to_base64
 from wgpy.uapi import (
     DeviceState,
     DeviceStats,
@@ -79,10 +64,6 @@ def a_state() -> DeviceState:
 def some_stats() -> DeviceStats:
     peer = PeerStats(PEER_KEY, {"decrypt_failed": 3}, 7, 2, 12.5)
     return DeviceStats({"invalid_mac": 4, "decrypt_failed": 3}, 5, [peer])
-
-
-def lines_of(name: str, text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.split("{")[0].split(" ")[0] == name]
 
 
 # -- the text -----------------------------------------------------------------------------------
@@ -341,28 +322,6 @@ def test_a_scrape_asks_for_the_state_and_the_statistics(fake_daemon: list[bytes]
 # -- the server, on a unix socket -------------------------------------------------------------
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("localhost", timeout=10)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(str(self._path))
-
-
-def get(path: Path, target: str) -> tuple[int, str, str]:
-    """(status, Content-Type, body) of GET `target` over the unix socket at `path`."""
-    connection = UnixHTTPConnection(path)
-    try:
-        connection.request("GET", target)
-        response = connection.getresponse()
-        return response.status, response.getheader("Content-Type") or "", response.read().decode()
-    finally:
-        connection.close()
-
-
 @contextmanager
 def served(path: Path, scrape: cli.Scrape) -> Iterator[Path]:
     """`open_server` on the unix socket `path`, serving from a thread for the block."""
@@ -428,117 +387,3 @@ def test_a_file_that_is_not_a_socket_is_not_removed(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         cli.open_server(cli.Listen(path=path), lambda: (HTTPStatus.OK, ""))
     assert path.read_text() == "keep me"
-
-
-# -- a live daemon, scraped inside its namespace ------------------------------------------------
-
-WG_PORT = 51820
-METRICS_PORT = 9586
-STARTUP_TIMEOUT = 15.0
-
-
-class LiveDaemon(NamedTuple):
-    ns: Namespace
-    ifname: str
-    peer_key: str  # base64
-    process: subprocess.Popen[bytes]
-
-
-@contextmanager
-def daemon_with_a_session() -> Iterator[LiveDaemon]:
-    """A wgpy daemon in one namespace of a pair, its peer a `wgpy probe` from the other that
-    handshook and pinged through it."""
-    with veth_pair() as (client, host):
-        ifname = unique_ifname()
-        server, peer = wg_genkey(), wg_genkey()
-        process = start_daemon(host, (sys.executable, "-m", "wgpy.cli.wgpy"), ifname)
-        try:
-            wg_setconf(
-                host, ifname,
-                f"[Interface]\nPrivateKey = {server.private}\nListenPort = {WG_PORT}\n\n"
-                f"[Peer]\nPublicKey = {peer.public}\nAllowedIPs = 192.0.2.2/32\n",
-            )  # fmt: skip
-            ip_up(host, ifname, "192.0.2.1/24")
-            keys = ProbeKeys(from_base64(peer.private), from_base64(server.public))
-            inner = (ipaddress.ip_address("192.0.2.2"), ipaddress.ip_address("192.0.2.1"))
-            with client.entered():
-                (result,) = probe((host.ipv4, WG_PORT), keys, ping=inner)
-            assert result.ok, result.reason
-            yield LiveDaemon(host, ifname, peer.public, process)
-        finally:
-            host.stop(process)
-            (UAPI_DIR / f"{ifname}.sock").unlink(missing_ok=True)
-
-
-def start_metrics(ns: Namespace, ifname: str, listen: str, log: Path) -> None:
-    with open(log, "wb") as output:
-        process = ns.popen(
-            sys.executable, "-m", "wgpy.cli.wgpy", "metrics", ifname, "--listen", listen,
-            stdout=output, stderr=output,
-        )  # fmt: skip
-    started = wait_until(
-        lambda: b"serving" in log.read_bytes() or process.poll() is not None, STARTUP_TIMEOUT
-    )
-    assert started and process.poll() is None, log.read_text()
-
-
-def scrape_over(ns: Namespace, listen: str) -> tuple[int, str, str]:
-    """(status, Content-Type, body) of GET /metrics at `listen`, from inside `ns`."""
-    address = cli.parse_listen(listen)
-    if address.path is not None:
-        return get(address.path, "/metrics")
-    with ns.entered():
-        connection = http.client.HTTPConnection(address.host, address.port, timeout=10)
-        try:
-            connection.request("GET", "/metrics")
-            response = connection.getresponse()
-            body = response.read().decode()
-        finally:
-            connection.close()
-    return response.status, response.getheader("Content-Type") or "", body
-
-
-def sample(text: str, name: str, *labels: str) -> float:
-    """The value of the one `name` sample whose labels include each of `labels` (k="v")."""
-    values = [
-        float(line.rpartition(" ")[2])
-        for line in lines_of(name, text)
-        if all(label in line for label in labels)
-    ]
-    assert len(values) == 1, f"{name} {labels}: {values}"
-    return values[0]
-
-
-@pytest.mark.netns("wg")
-@pytest.mark.parametrize(
-    "listen", [f"127.0.0.1:{METRICS_PORT}", f"[::1]:{METRICS_PORT}", "unix"], ids=str
-)
-def test_a_live_daemon_is_scraped_inside_its_namespace(listen: str, tmp_path: Path) -> None:
-    if listen == "unix":
-        listen = f"unix:{tmp_path}/metrics.sock"
-    with daemon_with_a_session() as daemon:
-        start_metrics(daemon.ns, daemon.ifname, listen, tmp_path / "metrics.log")
-        status, content_type, text = scrape_over(daemon.ns, listen)
-    assert (status, content_type) == (200, metrics.CONTENT_TYPE)
-    interface = f'interface="{daemon.ifname}"'
-    of_peer = (interface, f'public_key="{daemon.peer_key}"')
-    assert sample(text, "wireguard_peers", interface) == 1
-    assert sample(text, "wireguard_sent_bytes_total", *of_peer, 'allowed_ips="192.0.2.2/32"') > 0
-    assert sample(text, "wireguard_received_bytes_total", *of_peer) > 0
-    assert sample(text, "wireguard_latest_handshake_seconds", *of_peer) > 1_600_000_000
-    assert 0 <= sample(text, "wgpy_keypair_age_seconds", *of_peer) < 60
-    # The probe initiated, so the daemon made no handshake attempt of its own.
-    assert sample(text, "wgpy_handshake_attempts_total", *of_peer) == 0
-    assert len(lines_of("wgpy_drops_total", text)) == len(DropReason)
-
-
-@pytest.mark.netns("wg")
-def test_a_scrape_while_the_daemon_is_down_answers_503_with_the_reason(tmp_path: Path) -> None:
-    listen = f"127.0.0.1:{METRICS_PORT}"
-    with daemon_with_a_session() as daemon:
-        start_metrics(daemon.ns, daemon.ifname, listen, tmp_path / "metrics.log")
-        assert scrape_over(daemon.ns, listen)[0] == 200
-        daemon.ns.stop(daemon.process)
-        status, content_type, body = scrape_over(daemon.ns, listen)
-    assert (status, content_type) == (503, "text/plain")
-    assert body.startswith(f"{daemon.ifname}: the interface is not running (")
