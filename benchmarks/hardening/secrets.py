@@ -3,8 +3,9 @@
 The audit looks everywhere a key could slip out: the daemon's log at LOG_LEVEL=debug through a
 handshake, data, a `set` of both keys and rejected requests that carry keys; the repr() of every
 object that holds one; the messages of errors raised on lines that contain one; `wgpy show`; and
-the modes of the configuration socket and its directory. tests/test_secrets.py is the
-specification; this module counts what it finds for docs/HARDENING.md.
+the modes of the configuration socket and its directory. tests/unit/test_secrets.py and
+tests/netns/test_secrets.py are the specification; this module counts what it finds for
+docs/HARDENING.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Not in repr(), not in error messages about lines that carry them, not in the daemon's log at
 any level, not in `wgpy show` unless WG_HIDE_KEYS=never; the configuration socket is its owner's
 alone; retired sessions leave no reference to their keys behind. benchmarks/hardening/secrets.py
-holds the audit these tests drive and counts its findings for docs/HARDENING.md.
+holds the audit these tests drive and counts its findings for docs/HARDENING.md. The promises a
+live daemon keeps are in tests/netns/test_secrets.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import base64
 import errno
 import os
-import stat
 import sys
 
 import pytest
@@ -20,8 +20,6 @@ from fakes import Link, ipv4_packet
 from benchmarks.hardening.secrets import (
     QUICK_MODES,
     SOCKET_MODE,
-    LogAudit,
-    audit_daemon_log,
     config_lines_with_a_key,
     leaked,
     quick_warnings,
@@ -179,36 +177,3 @@ def test_after_zero_keys_time_the_device_keeps_no_reference_to_the_sessions() ->
     # frees them, with their ciphers' key objects, as soon as it lets go. Freed, not zeroed: see
     # docs/HARDENING.md.
     assert [sys.getrefcount(keypair) for keypair in keypairs] == [3, 3]
-
-
-# The daemon's log (root) -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def audit() -> LogAudit:
-    """One daemon at LOG_LEVEL=debug through a handshake, data, a `set` and refusals."""
-    return audit_daemon_log()
-
-
-@pytest.mark.netns("wg", "ping")
-def test_the_daemon_log_at_debug_holds_no_key_after_handshake_data_set_and_refusals(
-    audit: LogAudit,
-) -> None:
-    assert audit.pinged, "the tunnel carried no data: the audit saw nothing"
-    assert audit.log.count("configuration rejected") >= audit.refusals > 0
-    assert leaked(audit.log, audit.secrets) == []
-
-
-@pytest.mark.netns("wg", "ping")
-def test_wgpy_show_on_a_live_daemon_hides_keys_unless_wg_hide_keys_is_never(
-    audit: LogAudit,
-) -> None:
-    private_a, _, psk = audit.secrets
-    assert leaked(audit.show, audit.secrets) == [] and audit.show.count("(hidden)") == 2
-    assert leaked(audit.show_never, [private_a]) and leaked(audit.show_never, [psk])
-
-
-@pytest.mark.netns("wg", "ping")
-def test_the_live_daemons_socket_is_its_owners_alone(audit: LogAudit) -> None:
-    assert audit.socket_mode == SOCKET_MODE
-    assert not audit.socket_mode & (stat.S_IRWXG | stat.S_IRWXO)
