@@ -1,4 +1,5 @@
-"""The runnable examples in examples/: each runs as its own process, as a reader would run it."""
+"""The runnable examples in examples/: each runs as its own process, as a reader would run it.
+The one that needs a network namespace is in tests/netns/test_examples.py."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from wgpy.lab.netns import Namespace
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TIMEOUT = 60
@@ -40,23 +39,6 @@ def test_ten_simulated_minutes_rekey_at_least_four_times_in_under_five_seconds()
     assert re.search(r"^data packets: (\d+) sent, \1 delivered$", output, re.MULTILINE)
     assert counted(output, "drops") == 0
     assert "t= 120.0 s  rekey 1: alice initiated, bob answered" in output
-
-
-def test_the_asyncio_peer_gets_its_udp_echo_back_through_the_tunnel(netns: Namespace) -> None:
-    # In a namespace of its own, so the example's 127.0.0.1 is a loopback nobody else uses.
-    completed = netns.run(sys.executable, str(EXAMPLES / "asyncio_echo.py"))
-    output = completed.stdout
-
-    echoes = re.findall(
-        r"^echo came back from 192\.0\.2\.2:7: '(.*)' in [\d.]+ ms$", output, re.MULTILINE
-    )
-    assert echoes == [
-        "hello through the tunnel (handshake included)",
-        "hello again (on the session)",
-    ]
-    assert re.search(
-        r"^alice's device sent \d+ bytes to bob and received \d+$", output, re.MULTILINE
-    )
 
 
 @pytest.mark.parametrize("example", ["asyncio_echo.py", "ten_minutes.py"])
