@@ -1,23 +1,16 @@
-"""The configuration protocol, checked against wireguard-go's device/uapi.go."""
+"""The configuration protocol, checked against wireguard-go's device/uapi.go; against a running
+wireguard-go in tests/netns/test_uapi.py."""
 
 from __future__ import annotations
 
 import errno
 import ipaddress
-import os
-import secrets
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wgpy import config, uapi
+from wgpy import uapi
 from wgpy.core.keys import clamp
 from wgpy.errors import UapiError
 from wgpy.uapi import DeviceState, DeviceUpdate, Endpoint, PeerState, PeerUpdate
@@ -478,122 +471,3 @@ def test_set_round_trips_through_its_wire_form(update: DeviceUpdate) -> None:
 @given(device_states)
 def test_get_round_trips_through_its_wire_form(state: DeviceState) -> None:
     assert uapi.parse_get(uapi.format_get(state)) == state
-
-
-# Against wireguard-go -----------------------------------------------------------------------------
-
-WG_CONF = """\
-[Interface]
-PrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=
-ListenPort = 51820
-FwMark = 0x10
-
-[Peer]
-PublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=
-PresharedKey = FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE=
-AllowedIPs = 198.18.0.2/32, fd00::2/128, 192.0.2.0/24, ::ffff:198.18.0.0/112
-Endpoint = [fd00::5]:51820
-PersistentKeepalive = 25
-"""
-
-
-class WireguardGo:
-    """A wireguard-go process serving one interface inside a network namespace of its own."""
-
-    def __init__(self, namespace: str, interface: str, process: subprocess.Popen[bytes]) -> None:
-        self.namespace, self.interface, self.process = namespace, interface, process
-        self.socket_path = f"/var/run/wireguard/{interface}.sock"
-
-    def request(self, text: str) -> str:
-        with socket.socket(socket.AF_UNIX) as connection:
-            connection.connect(self.socket_path)
-            connection.sendall(text.encode())
-            reply = b""
-            while not reply.endswith(b"\n\n") or b"errno=" not in reply:
-                chunk = connection.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
-        return reply.decode()
-
-    def wg(self, *args: str) -> str:
-        command = ["ip", "netns", "exec", self.namespace, "wg", *args]
-        return subprocess.run(command, check=True, capture_output=True, text=True).stdout
-
-
-@pytest.fixture
-def wireguard_go() -> Iterator[WireguardGo]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for a network namespace")
-    if not (shutil.which("wireguard-go") and shutil.which("wg") and shutil.which("ip")):
-        pytest.skip("needs wireguard-go, wg and ip")
-    namespace = f"wgpy-uapi-{os.getpid()}-{secrets.token_hex(3)}"
-    interface = f"wgu{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", namespace], check=True)
-    process = None
-    try:
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, "wireguard-go", "-f", interface],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        device = WireguardGo(namespace, interface, process)
-        deadline = time.monotonic() + 10
-        while not os.path.exists(device.socket_path):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.skip("wireguard-go did not start")
-            time.sleep(0.02)
-        yield device
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=10)
-        subprocess.run(["ip", "netns", "delete", namespace], check=True)
-
-
-@pytest.mark.netns
-def test_wireguard_go_get_reply_is_what_format_get_writes(wireguard_go: WireguardGo) -> None:
-    parsed = config.parse(WG_CONF)
-    update = config.to_device_update(parsed, lambda host, port: (host, port))
-    assert wireguard_go.request(uapi.format_set(update)) == "errno=0\n\n"
-
-    reply = wireguard_go.request("get=1\n\n")
-    state = uapi.parse_get(reply)
-    assert uapi.format_get(state) == reply
-    assert config.from_device_state(state) == parsed
-
-
-@pytest.mark.netns
-def test_wg_setconf_and_showconf_agree_with_strip_and_serialize(
-    wireguard_go: WireguardGo, tmp_path: Path
-) -> None:
-    conf = tmp_path / "wg0.conf"
-    conf.write_text(config.strip(config.parse(WG_CONF)))
-    wireguard_go.wg("setconf", wireguard_go.interface, str(conf))
-
-    shown = wireguard_go.wg("showconf", wireguard_go.interface)
-    state = uapi.parse_get(wireguard_go.request("get=1\n\n"))
-    assert config.serialize(config.from_device_state(state)) == shown
-    assert config.parse(shown) == config.parse(WG_CONF)
-
-
-@pytest.mark.netns
-@pytest.mark.parametrize(
-    "lines",
-    [
-        ["listen_port=x"],
-        ["bogus=1"],
-        ["public_key=abc"],
-        [f"public_key={PEER1_HEX}", "endpoint=example.com:1"],
-        [f"public_key={PEER1_HEX}", "allowed_ip=192.0.2.0"],
-        [f"public_key={PEER1_HEX}", "protocol_version=2"],
-        ["oops"],
-    ],
-)
-def test_wireguard_go_answers_a_bad_set_with_the_errno_parse_set_raises(
-    wireguard_go: WireguardGo, lines: list[str]
-) -> None:
-    with pytest.raises(UapiError) as caught:
-        uapi.parse_set(lines)
-    reply = wireguard_go.request("set=1\n" + "".join(f"{line}\n" for line in lines) + "\n")
-    assert reply == uapi.format_errno(caught.value.errno)
