@@ -24,8 +24,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
 
-from wgpy.cli import daemon
-from wgpy.io.interface import STOP_SIGNALS, Interface
+from wgpy.io.interface import Interface
 from wgpy.io.tun import IFF_VNET_HDR, Tun, open_tun
 from wgpy.io.tun_offload import enable_offloads, flags
 from wgpy.io.udp_batches import SOL_UDP, UDP_SEGMENT
@@ -340,10 +339,6 @@ def test_sigterm_while_the_daemon_starts_waits_for_it_to_end_cleanly(netns: Name
     process.terminate()  # before the interface runs: the signal is held until it does
     assert process.wait(5) == 0
     assert not (UAPI_DIR / f"{ifname}.sock").exists()
-
-
-def test_the_daemon_holds_back_the_signals_that_stop_an_interface() -> None:
-    assert set(daemon.HELD_WHILE_STARTING) == set(STOP_SIGNALS)
 
 
 def test_a_tun_write_after_the_interface_is_gone_reports_it(inside: Namespace) -> None:

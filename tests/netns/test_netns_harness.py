@@ -19,8 +19,7 @@ from scapy.layers.inet import ICMP, IP
 
 import wgpy
 from wgpy.core.constants import DEFAULT_MTU
-from wgpy.io import tun as tun_module
-from wgpy.io.tun import Tun, describe, open_tun, valid_name
+from wgpy.io.tun import Tun, describe, open_tun
 from wgpy.io.udp import SO_MARK, SOCKET_BUFFER_SIZE, endpoint_bytes, open_udp, set_fwmark
 from wgpy.lab.netns import (
     Namespace,
@@ -169,30 +168,6 @@ def test_a_name_held_by_another_kind_of_device_is_reported_as_taken(inside: Name
     assert "interface name taken" in describe(raised.value)
 
 
-@pytest.mark.parametrize("name", ["", "a" * 16, ".", "..", "wg/0", "wg 0", "wg\t0", "wg:0"])
-def test_invalid_names_are_refused_before_reaching_the_kernel(name: str) -> None:
-    assert not valid_name(name)
-    with pytest.raises(OSError) as raised:
-        open_tun(name)
-    assert raised.value.errno == errno.EINVAL
-    assert "invalid interface name" in describe(raised.value)
-
-
-@pytest.mark.parametrize("name", ["a" * 15, "wg0", "wg-home.1", "wg%d"])
-def test_names_the_kernel_accepts_are_valid(name: str) -> None:
-    assert valid_name(name)
-
-
-def test_a_missing_clone_device_is_reported_by_its_path(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setattr(tun_module, "CLONE_DEVICE", str(tmp_path / "tun"))
-    with pytest.raises(OSError) as raised:
-        open_tun("wgtest0")
-    assert raised.value.errno == errno.ENOENT
-    assert describe(raised.value) == "wgtest0: no /dev/net/tun"
-
-
 @pytest.mark.netns("setpriv")
 def test_without_cap_net_admin_opening_is_not_permitted(netns: Namespace) -> None:
     # Root without CAP_NET_ADMIN in its bounding set, so the kernel refuses TUNSETIFF.
@@ -273,20 +248,6 @@ def test_buffers_are_raised_beyond_the_sysctl_limit_with_cap_net_admin(inside: N
             # The kernel doubles the size it is given, for its own bookkeeping (socket(7)).
             assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * SOCKET_BUFFER_SIZE
             assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * SOCKET_BUFFER_SIZE
-
-
-@pytest.mark.parametrize(
-    ("endpoint", "expected"),
-    [
-        (("192.0.2.7", 51820), (bytes([192, 0, 2, 7]), 51820)),
-        (("fd00:1::2", 1, 0, 0), (bytes.fromhex("fd000001" + "00" * 11 + "02"), 1)),
-        (("fe80::1%veth0", 2, 0, 3), (bytes.fromhex("fe80" + "00" * 13 + "01"), 2)),
-    ],
-)
-def test_endpoint_bytes_packs_the_address_and_keeps_the_port(
-    endpoint: tuple[str, int], expected: tuple[bytes, int]
-) -> None:
-    assert endpoint_bytes(endpoint) == expected
 
 
 # Helpers.
