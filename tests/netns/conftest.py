@@ -1,4 +1,4 @@
-"""Fixtures for tests in network namespaces (the harness itself is tests/netns.py).
+"""Fixtures for the tests in network namespaces (the harness itself is wgpy/lab/netns.py).
 
 `@pytest.mark.netns("wireguard-go", "wg")` marks a test that needs root and the named tools; it is
 skipped, with the reason, only on a machine that lacks them.
