@@ -7,7 +7,12 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 from wgpy.lab.netns import Namespace
+
+# Each test here needs a namespace, so `-m netns` selects it as it selects the rest of tests/netns.
+pytestmark = pytest.mark.netns
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

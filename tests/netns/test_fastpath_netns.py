@@ -48,6 +48,9 @@ from wgpy.lab.netns import (
     wg_setconf,
 )
 
+# Each test here needs a namespace, so `-m netns` selects it as it selects the rest of tests/netns.
+pytestmark = pytest.mark.netns
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL, REMOTE = ("192.0.2.1", "fd00:2::1"), ("192.0.2.2", "fd00:2::2")
 WG_PORT = 51820

@@ -33,6 +33,9 @@ from wgpy.lab.netns import (
     wg_setconf,
 )
 
+# Each test here needs a namespace, so `-m netns` selects it as it selects the rest of tests/netns.
+pytestmark = pytest.mark.netns
+
 WG_PORT = 51820
 # Tunnel addresses of the two peers: (IPv4, IPv6), on a /24 and a /64.
 TUNNEL = (("192.0.2.1", "fd00:2::1"), ("192.0.2.2", "fd00:2::2"))

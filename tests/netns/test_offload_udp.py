@@ -13,6 +13,9 @@ from wgpy.io.readiness import input_waiting
 from wgpy.io.udp_batches import UdpBatches, enable_gro, supports_gso
 from wgpy.lab.netns import Namespace
 
+# Each test here needs a namespace, so `-m netns` selects it as it selects the rest of tests/netns.
+pytestmark = pytest.mark.netns
+
 
 @pytest.fixture
 def pair(netns: Namespace) -> Iterator[tuple[socket.socket, socket.socket]]:
