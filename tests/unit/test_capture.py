@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from fakes import Link, ipv4_packet
+from fakes import Link
 
 from wgpy.capture import (
     RECORD_HEADER,
@@ -26,6 +26,7 @@ from wgpy.capture import (
     keylog_lines,
 )
 from wgpy.core.device import Device, datagrams_of, packets_of
+from wgpy.core.ippacket import ipv4_packet
 from wgpy.core.keys import public_key, to_base64
 from wgpy.core.messages import Initiation, Response
 from wgpy.core.observer import Direction, HandshakeSecrets

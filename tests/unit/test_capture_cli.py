@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fakes import ipv4_packet
 from pcapng_blocks import blocks
 
 from wgpy.capture import encode_dropped, encode_packet, encode_secrets
 from wgpy.cli import capture
+from wgpy.core.ippacket import ipv4_packet
 from wgpy.core.keys import to_base64
 from wgpy.core.observer import Direction, HandshakeSecrets
 

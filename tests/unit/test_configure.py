@@ -99,9 +99,10 @@ def test_the_state_reports_the_last_handshake_as_seconds_and_nanoseconds() -> No
 
 
 def test_stats_count_drops_handshake_attempts_and_the_session_age() -> None:
-    from fakes import Link, ipv4_packet
+    from fakes import Link
 
     from wgpy.configure import device_stats
+    from wgpy.core.ippacket import ipv4_packet
 
     link = Link(under_load_threshold_b=1)
     link.send("a", ipv4_packet("10.0.0.1", "10.0.0.2"))

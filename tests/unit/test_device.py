@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from fakes import Link, ipv4_packet, ipv6_packet
+from fakes import Link
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +29,7 @@ from wgpy.core.constants import (
     ZERO_KEYS_TIME,
 )
 from wgpy.core.drops import DropReason
+from wgpy.core.ippacket import ipv4_packet, ipv6_packet
 
 INITIATION, RESPONSE, COOKIE_REPLY, TRANSPORT = 1, 2, 3, 4
 A_TO_B = ipv4_packet("10.0.0.1", "10.0.0.2", b"ping")

@@ -12,11 +12,12 @@ import ipaddress
 from collections.abc import Callable
 
 import pytest
-from fakes import Link, ipv4_packet, ipv6_packet
+from fakes import Link
 
 from wgpy.core.constants import KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS, REKEY_ON_RECEIVE_TIME
 from wgpy.core.device import Action, Device, SendDatagrams, datagrams_of, packets_of
 from wgpy.core.drops import DropReason
+from wgpy.core.ippacket import ipv4_packet, ipv6_packet
 from wgpy.core.peer import Peer
 from wgpy.core.transport import encrypt_packet, encrypt_packets
 

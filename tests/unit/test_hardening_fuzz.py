@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from fakes import Link, ipv4_packet
+from fakes import Link
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +14,7 @@ from benchmarks.hardening.fuzz_config import fuzz_config_files
 from benchmarks.hardening.fuzz_datagrams import TRANSPORT_TYPE, Corpus
 from benchmarks.hardening.fuzz_uapi import fuzz_in_process
 from wgpy.core.device import SendDatagrams, WriteTun
+from wgpy.core.ippacket import ipv4_packet
 
 ATTACKER = ("198.18.0.66", 40000)
 

@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fakes import ipv4_packet, ipv6_packet
 from pcapng_blocks import blocks
 
 from wgpy import pcapng
+from wgpy.core.ippacket import ipv4_packet, ipv6_packet
 
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="needs tshark (apt-get install tshark)")

@@ -15,7 +15,7 @@ import os
 import sys
 
 import pytest
-from fakes import Link, ipv4_packet
+from fakes import Link
 
 from benchmarks.hardening.secrets import (
     QUICK_MODES,
@@ -31,6 +31,7 @@ from benchmarks.hardening.secrets import (
 from wgpy import config, uapi
 from wgpy.cli import wg
 from wgpy.core.constants import ZERO_KEYS_TIME
+from wgpy.core.ippacket import ipv4_packet
 from wgpy.core.keys import generate_private_key, public_key
 from wgpy.core.peer import Peer
 from wgpy.errors import ConfigError, UapiError
