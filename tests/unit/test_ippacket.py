@@ -8,6 +8,7 @@ from ipaddress import ip_address
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rfc1071 import word_by_word_sum
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Raw
@@ -17,6 +18,7 @@ from wgpy.core.ippacket import (
     destination,
     inner_length,
     inner_length_and_source,
+    internet_checksum,
     ipv4_packet,
     ipv6_packet,
     source,
@@ -203,3 +205,8 @@ def test_a_built_packet_reads_back_as_built(
     assert version(packet) == number
     assert (source(packet), destination(packet)) == (raw(src), raw(dst))
     assert inner_length(packet) == len(packet)
+
+
+@given(st.binary(max_size=300) | st.sampled_from([b"", b"\0\0", b"\xff\xff", b"\xff\xff\xff"]))
+def test_the_internet_checksum_agrees_with_rfc_1071s_word_by_word_sum(data: bytes) -> None:
+    assert internet_checksum(data) == ~word_by_word_sum(data) & 0xFFFF

@@ -11,6 +11,7 @@ import os
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rfc1071 import word_by_word_sum
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
@@ -37,17 +38,6 @@ from wgpy.io.vnet.segment import (
 
 V4 = {"src": "192.0.2.1", "dst": "192.0.2.2"}
 V6 = {"src": "fd00:2::1", "dst": "fd00:2::2"}
-
-
-def word_by_word_sum(data: bytes) -> int:
-    """RFC 1071 the slow way: 16-bit words added with end-around carry."""
-    if len(data) % 2:
-        data += b"\0"
-    total = 0
-    for index in range(0, len(data), 2):
-        total += data[index] << 8 | data[index + 1]
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
 
 
 def rebuilt(packet: bytes) -> bytes:

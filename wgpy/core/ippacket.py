@@ -1,5 +1,6 @@
 """The few header fields of a raw inner IP packet that the data path reads, and the packets a
-TUN would hand over, built for the device driven in memory (the demo, examples, tests).
+TUN would hand over, built for the device driven in memory (the demo, examples, tests) and for
+the probe's echo.
 
 Every reader returns None for a packet it cannot vouch for: a version nibble other than 4 or 6, or
 fewer bytes than that version's fixed header. The checks are those of the kernel's
@@ -104,14 +105,12 @@ def ipv4_packet(
     source: str, destination: str, payload: bytes = b"", protocol: int = EXPERIMENTAL_PROTOCOL
 ) -> bytes:
     """An IPv4 packet from `source` to `destination` carrying `payload`, its header checksummed."""
-    header = bytearray(
-        _IPV4_HEADER.pack(
-            0x45, 0, IPV4_HEADER_LEN + len(payload), 0, 0, _HOP_LIMIT, protocol, 0,
-            ipaddress.IPv4Address(source).packed, ipaddress.IPv4Address(destination).packed,
-        )
+    header = _IPV4_HEADER.pack(
+        0x45, 0, IPV4_HEADER_LEN + len(payload), 0, 0, _HOP_LIMIT, protocol, 0,
+        ipaddress.IPv4Address(source).packed, ipaddress.IPv4Address(destination).packed,
     )  # fmt: skip
-    header[_IPV4_CHECKSUM : _IPV4_CHECKSUM + 2] = _header_checksum(header).to_bytes(2, "big")
-    return bytes(header) + payload
+    checksum = internet_checksum(header).to_bytes(2, "big")
+    return header[:_IPV4_CHECKSUM] + checksum + header[_IPV4_CHECKSUM + 2 :] + payload
 
 
 def ipv6_packet(
@@ -125,9 +124,12 @@ def ipv6_packet(
     return header + payload
 
 
-def _header_checksum(header: bytearray) -> int:
-    """RFC 1071's checksum of `header`, whose checksum field holds zero. A big-endian integer is
-    congruent modulo 0xffff to the sum of its 16-bit words, so one remainder adds them; a header
-    is never all zeros, so a remainder of 0 stands for the sum 0xffff, whose complement is 0."""
-    total = int.from_bytes(header, "big") % 0xFFFF
-    return 0xFFFF - total if total else 0
+def internet_checksum(data: bytes) -> int:
+    """RFC 1071: the one's complement of the one's-complement sum of the 16-bit words. As 2**16 is
+    1 modulo 0xffff, the number the bytes spell is congruent to that sum."""
+    if len(data) % 2:
+        data += b"\0"
+    total = int.from_bytes(data, "big") % 0xFFFF
+    if total == 0 and any(data):  # The sum of words that are not all zero is 0xffff, not 0.
+        total = 0xFFFF
+    return 0xFFFF - total
