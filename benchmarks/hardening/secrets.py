@@ -39,9 +39,11 @@ from wgpy.errors import ConfigError, UapiError
 from wgpy.io import uapi_server
 from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
+    WG_PORT,
     Namespace,
     can_ping,
     ip_up,
+    one_peer_config,
     unique_ifname,
     veth_pair,
     wait_until,
@@ -50,7 +52,6 @@ from wgpy.lab.netns import (
 from wgpy.quick.steps import ConfigureDevice, SaveConfig
 
 AREA = "secrets"
-WG_PORT = 51820
 INNER = ("192.0.2.1", "192.0.2.2")
 WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")
 # wireguard-go binds the socket under umask 077 (ipc/uapi_linux.go UAPIOpen): 0777 & ~077. The
@@ -316,14 +317,12 @@ def _daemon(side: _Side, output: IO[bytes]) -> Iterator[None]:
 
 
 def _configure(own: _Side, other: _Side, psk: bytes) -> None:
-    wg_setconf(
-        own.ns,
-        own.ifname,
-        f"[Interface]\nPrivateKey = {base64.b64encode(own.private).decode()}\n"
-        f"ListenPort = {WG_PORT}\n\n[Peer]\nPublicKey = {other.public}\n"
-        f"PresharedKey = {base64.b64encode(psk).decode()}\n"
-        f"Endpoint = {other.ns.ipv4}:{WG_PORT}\nAllowedIPs = {other.inner}/32\n",
+    private, preshared = base64.b64encode(own.private).decode(), base64.b64encode(psk).decode()
+    endpoint = f"{other.ns.ipv4}:{WG_PORT}"
+    config = one_peer_config(
+        private, other.public, f"{other.inner}/32", endpoint, preshared_key=preshared
     )
+    wg_setconf(own.ns, own.ifname, config)
     ip_up(own.ns, own.ifname, f"{own.inner}/24")
 
 

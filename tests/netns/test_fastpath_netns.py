@@ -38,8 +38,10 @@ from wgpy.io.vnet.segment import (
 )
 from wgpy.lab.netns import (
     UAPI_DIR,
+    WG_PORT,
     Namespace,
     ip_up,
+    one_peer_config,
     start_wireguard_go,
     unique_ifname,
     veth_pair,
@@ -53,7 +55,6 @@ pytestmark = pytest.mark.netns
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL, REMOTE = ("192.0.2.1", "fd00:2::1"), ("192.0.2.2", "fd00:2::2")
-WG_PORT = 51820
 # wgpy with the offloads refused: the plain path, as on a kernel without them.
 PLAIN_WGPY = (
     "import logging, sys\n"
@@ -258,14 +259,10 @@ def tunnel(kinds: tuple[str, str]) -> Iterator[tuple[Namespace, Namespace, IO[by
                 start_wireguard_go(ns, ifname)
             else:
                 start_wgpy(ns, ifname, plain=kind == "wgpy-plain", log=log)
-            wg_setconf(
-                ns,
-                ifname,
-                f"[Interface]\nPrivateKey = {keys[index].private}\nListenPort = {WG_PORT}\n"
-                f"[Peer]\nPublicKey = {keys[1 - index].public}\n"
-                f"Endpoint = {other.ipv4}:{WG_PORT}\n"
-                f"AllowedIPs = {(REMOTE, LOCAL)[index][0]}/32, {(REMOTE, LOCAL)[index][1]}/128\n",
-            )
+            remote = (REMOTE, LOCAL)[index]
+            allowed, endpoint = f"{remote[0]}/32, {remote[1]}/128", f"{other.ipv4}:{WG_PORT}"
+            config = one_peer_config(keys[index].private, keys[1 - index].public, allowed, endpoint)
+            wg_setconf(ns, ifname, config)
             ip_up(ns, ifname, f"{(LOCAL, REMOTE)[index][0]}/24", f"{(LOCAL, REMOTE)[index][1]}/64")
         yield a, b, log
 

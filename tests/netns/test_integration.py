@@ -51,6 +51,7 @@ from wgpy.lab.netns import (
     Namespace,
     can_ping,
     ip,
+    one_peer_config,
     transfer,
     unique_ifname,
     wait_until,
@@ -317,11 +318,8 @@ def test_a_bad_interface_name_exits_1_with_a_one_line_error(netns: Namespace, na
 def lone_wgpy(netns: Namespace) -> Iterator[Peer]:
     """wgpy serving an interface in `netns` with a private key, a port and one peer."""
     peer = Peer(netns, WGPY, unique_ifname(), wg_genkey(), ("192.0.2.1", "fd00:2::1"))
-    peer.config = (
-        f"[Interface]\nPrivateKey = {peer.keys.private}\nListenPort = {WG_PORT}\n\n"
-        f"[Peer]\nPublicKey = {wg_genkey().public}\nAllowedIPs = 192.0.2.2/32\n"
-        f"Endpoint = 198.18.0.2:{WG_PORT}\n"
-    )
+    endpoint = f"198.18.0.2:{WG_PORT}"
+    peer.config = one_peer_config(peer.keys.private, wg_genkey().public, "192.0.2.2/32", endpoint)
     with cleaned_up(peer):
         peer.start()
         yield peer

@@ -23,8 +23,10 @@ from wgpy.core.drops import DropReason
 from wgpy.core.keys import from_base64
 from wgpy.lab.netns import (
     UAPI_DIR,
+    WG_PORT,
     Namespace,
     ip_up,
+    one_peer_config,
     start_daemon,
     unique_ifname,
     veth_pair,
@@ -34,7 +36,6 @@ from wgpy.lab.netns import (
 )
 from wgpy.probe import ProbeKeys, probe
 
-WG_PORT = 51820
 METRICS_PORT = 9586
 STARTUP_TIMEOUT = 15.0
 
@@ -55,11 +56,7 @@ def daemon_with_a_session() -> Iterator[LiveDaemon]:
         server, peer = wg_genkey(), wg_genkey()
         process = start_daemon(host, (sys.executable, "-m", "wgpy.cli.wgpy"), ifname)
         try:
-            wg_setconf(
-                host, ifname,
-                f"[Interface]\nPrivateKey = {server.private}\nListenPort = {WG_PORT}\n\n"
-                f"[Peer]\nPublicKey = {peer.public}\nAllowedIPs = 192.0.2.2/32\n",
-            )  # fmt: skip
+            wg_setconf(host, ifname, one_peer_config(server.private, peer.public, "192.0.2.2/32"))
             ip_up(host, ifname, "192.0.2.1/24")
             keys = ProbeKeys(from_base64(peer.private), from_base64(server.public))
             inner = (ipaddress.ip_address("192.0.2.2"), ipaddress.ip_address("192.0.2.1"))

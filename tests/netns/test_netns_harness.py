@@ -22,10 +22,12 @@ from wgpy.core.constants import DEFAULT_MTU
 from wgpy.io.tun import Tun, describe, open_tun
 from wgpy.io.udp import SO_MARK, SOCKET_BUFFER_SIZE, endpoint_bytes, open_udp, set_fwmark
 from wgpy.lab.netns import (
+    WG_PORT,
     Namespace,
     WgKeys,
     can_ping,
     ip_up,
+    one_peer_config,
     start_wireguard_go,
     unique_ifname,
     veth_pair,
@@ -36,7 +38,6 @@ from wgpy.lab.netns import (
 # Each test here needs a namespace, so `-m netns` selects it as it selects the rest of tests/netns.
 pytestmark = pytest.mark.netns
 
-WG_PORT = 51820
 # Tunnel addresses of the two peers: (IPv4, IPv6), on a /24 and a /64.
 TUNNEL = (("192.0.2.1", "fd00:2::1"), ("192.0.2.2", "fd00:2::2"))
 TUNNEL_ALLOWED_IPS = "192.0.2.0/24, fd00:2::/64"
@@ -263,11 +264,7 @@ def _wireguard_go_peer(
     ifname = unique_ifname()
     start_wireguard_go(ns, ifname)
     wg_setconf(
-        ns,
-        ifname,
-        f"[Interface]\nPrivateKey = {own.private}\nListenPort = {WG_PORT}\n\n"
-        f"[Peer]\nPublicKey = {peer.public}\nEndpoint = {peer_endpoint}\n"
-        f"AllowedIPs = {TUNNEL_ALLOWED_IPS}\n",
+        ns, ifname, one_peer_config(own.private, peer.public, TUNNEL_ALLOWED_IPS, peer_endpoint)
     )
     ip_up(ns, ifname, f"{addresses[0]}/24", f"{addresses[1]}/64")
     return ifname

@@ -20,8 +20,10 @@ from wgpy.cli.wg import get_stats
 from wgpy.core.keys import from_base64
 from wgpy.lab.netns import (
     UAPI_DIR,
+    WG_PORT,
     Namespace,
     ip_up,
+    one_peer_config,
     start_daemon,
     unique_ifname,
     wait_until,
@@ -33,7 +35,6 @@ SERVERS = [
     pytest.param(("wireguard-go",), id="wireguard-go"),
     pytest.param((sys.executable, "-m", "wgpy.cli.wgpy"), id="wgpy"),
 ]
-WG_PORT = 51820
 RTT = re.compile(r"response in (\d+\.\d+) ms")
 
 netns = pytest.mark.netns("wireguard-go", "wg")
@@ -59,14 +60,9 @@ def serving_interface(
     server = wg_genkey()
     process = start_daemon(ns, command, ifname)
     try:
-        psk_line = f"PresharedKey = {psk}\n" if psk else ""
-        wg_setconf(
-            ns,
-            ifname,
-            f"[Interface]\nPrivateKey = {server.private}\nListenPort = {WG_PORT}\n\n"
-            f"[Peer]\nPublicKey = {probe_key}\n{psk_line}"
-            "AllowedIPs = 192.0.2.2/32, fd00:2::2/128\n",
-        )
+        allowed = "192.0.2.2/32, fd00:2::2/128"
+        config = one_peer_config(server.private, probe_key, allowed, preshared_key=psk)
+        wg_setconf(ns, ifname, config)
         ip_up(ns, ifname, "192.0.2.1/24", "fd00:2::1/64")
         yield ifname, server.public
     finally:

@@ -1,6 +1,6 @@
-"""The TUN and UDP edges where no namespace is needed: interface names refused before they reach
-the kernel, a missing clone device, endpoints packed for the device. The harness and the edges
-inside namespaces are tests/netns/test_netns_harness.py."""
+"""What of the harness and the TUN and UDP edges needs no namespace: the lab's wg configuration,
+interface names refused before they reach the kernel, a missing clone device, endpoints packed for
+the device. The harness and the edges inside namespaces are tests/netns/test_netns_harness.py."""
 
 from __future__ import annotations
 
@@ -9,9 +9,36 @@ from pathlib import Path
 
 import pytest
 
+from wgpy import config
+from wgpy.core.keys import from_base64, to_base64
 from wgpy.io import tun as tun_module
 from wgpy.io.tun import describe, open_tun, valid_name
 from wgpy.io.udp import endpoint_bytes
+from wgpy.lab.netns import WG_PORT, one_peer_config
+from wgpy.uapi import Endpoint
+
+PRIVATE, PEER, PSK = (to_base64(bytes([n]) * 32) for n in (1, 2, 3))
+
+
+# wgpy.lab.netns
+
+
+def test_a_one_peer_config_reads_back_as_its_arguments() -> None:
+    allowed, endpoint = "192.0.2.2/32, fd00:2::/64", "198.18.0.2:51820"
+    text = one_peer_config(PRIVATE, PEER, allowed, endpoint, preshared_key=PSK, keepalive=25)
+    parsed = config.parse(text, wg_only=True)
+    interface = parsed.interface
+    assert (interface.private_key, interface.listen_port) == (from_base64(PRIVATE), WG_PORT)
+    (peer,) = parsed.peers
+    assert (peer.public_key, peer.preshared_key) == (from_base64(PEER), from_base64(PSK))
+    assert [str(prefix) for prefix in peer.allowed_ips] == ["192.0.2.2/32", "fd00:2::/64"]
+    assert (peer.endpoint, peer.persistent_keepalive) == (Endpoint("198.18.0.2", 51820), 25)
+
+
+def test_a_one_peer_config_leaves_out_what_it_is_not_given() -> None:
+    (peer,) = config.parse(one_peer_config(PRIVATE, PEER, "192.0.2.2/32"), wg_only=True).peers
+    assert (peer.endpoint, peer.preshared_key, peer.persistent_keepalive) == (None, None, None)
+
 
 # wgpy.io.tun
 
