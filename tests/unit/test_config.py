@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import addresses, keys32, ports, prefixes
 
 from wgpy import config, uapi
 from wgpy.config import Config, InterfaceConfig, PeerConfig
@@ -368,16 +369,6 @@ def test_secrets_do_not_appear_in_repr() -> None:
     assert "preshared_key" not in text
 
 
-keys32 = st.binary(min_size=32, max_size=32)
-ports = st.integers(0, 65535)
-addresses = st.ip_addresses()
-prefixes = st.builds(
-    lambda address, bits: ipaddress.ip_network(
-        (address, bits % (address.max_prefixlen + 1)), False
-    ),
-    addresses,
-    st.integers(0, 128),
-)
 interfaces = st.builds(
     lambda address, bits: ipaddress.ip_interface((address, bits % (address.max_prefixlen + 1))),
     addresses,

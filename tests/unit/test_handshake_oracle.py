@@ -10,14 +10,13 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle import oracle_initiation, oracle_initiator_keys, oracle_response
+from strategies import keys32
 
 from wgpy.core import noise, tai64n
 from wgpy.core.cookie import CookieGenerator
 from wgpy.core.handshake import Handshake
 from wgpy.core.keys import clamp, public_key
 from wgpy.core.messages import Response
-
-keys32 = st.binary(min_size=32, max_size=32)
 
 
 def ours(s_i: bytes, s_r: bytes, e_i: bytes, e_r: bytes, psk: bytes | None, wall: float):  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ import ipaddress
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import addresses, keys32, ports, prefixes
 
 from wgpy import uapi
 from wgpy.core.keys import clamp
@@ -395,17 +396,8 @@ def test_parse_get_rejects_a_malformed_reply(reply: str) -> None:
 
 # Round trips --------------------------------------------------------------------------------------
 
-keys32 = st.binary(min_size=32, max_size=32)
 nonzero_keys = keys32.filter(lambda key: key != uapi.ZERO_KEY)
-addresses = st.ip_addresses()
-prefixes = st.builds(
-    lambda address, bits: ipaddress.ip_network(
-        (address, bits % (address.max_prefixlen + 1)), False
-    ),
-    addresses,
-    st.integers(0, 128),
-)
-endpoints = st.builds(lambda a, p: Endpoint(uapi.format_ip(a), p), addresses, st.integers(0, 65535))
+endpoints = st.builds(lambda a, p: Endpoint(uapi.format_ip(a), p), addresses, ports)
 
 
 @st.composite
@@ -431,7 +423,7 @@ def peer_updates(draw: st.DrawFn) -> PeerUpdate:
 device_updates = st.builds(
     DeviceUpdate,
     private_key=st.none() | st.just(uapi.ZERO_KEY) | keys32.map(clamp),
-    listen_port=st.none() | st.integers(0, 65535),
+    listen_port=st.none() | ports,
     fwmark=st.none() | st.integers(0, 2**32 - 1),
     replace_peers=st.booleans(),
     peers=st.lists(peer_updates(), max_size=4),
