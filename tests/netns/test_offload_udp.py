@@ -29,12 +29,17 @@ def pair(netns: Namespace) -> Iterator[tuple[socket.socket, socket.socket]]:
         yield sender, receiver
 
 
+def one_run() -> list[bytes]:
+    """Seven datagrams of one size and a shorter one to end them: one UDP_SEGMENT send."""
+    return [os.urandom(200) for _ in range(7)] + [os.urandom(33)]
+
+
 def test_a_segmented_send_arrives_as_the_datagrams_it_carries(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
     sender, receiver = pair
     assert supports_gso(sender)
-    datagrams = [os.urandom(200) for _ in range(7)] + [os.urandom(33)]
+    datagrams = one_run()
 
     UdpBatches(gso=True, gro=False).send(sender, datagrams, receiver.getsockname())
 
@@ -46,7 +51,7 @@ def test_a_gro_receive_hands_over_the_datagrams_of_one_source_together(
 ) -> None:
     sender, receiver = pair
     assert enable_gro(receiver)
-    datagrams = [os.urandom(200) for _ in range(7)] + [os.urandom(33)]
+    datagrams = one_run()
     UdpBatches(gso=True, gro=False).send(sender, datagrams, receiver.getsockname())
 
     received: list[bytes] = []

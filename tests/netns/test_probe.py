@@ -99,22 +99,35 @@ def endpoint_of(ns: Namespace, family: str = "ipv4") -> str:
     return f"{ns.ipv4}:{WG_PORT}" if family == "ipv4" else f"[{ns.ipv6}]:{WG_PORT}"
 
 
+@pytest.fixture
+def probe_served(
+    netns_pair: tuple[Namespace, Namespace],
+    tmp_path: Path,
+    probe_in: Callable[[Namespace], Probe],
+) -> Probe:
+    """`probe_served(command, *options, outer=)` starts a server with `command` in one namespace,
+    the probe its peer, and runs `wgpy probe ENDPOINT --peer-key SERVER --key-file PROBE OPTIONS`
+    from the other, over the `outer` family: (exit status, stdout, stderr)."""
+    client, host = netns_pair
+    keys = Keys(tmp_path)
+
+    def run(command: tuple[str, ...], *options: str, outer: str = "ipv4") -> tuple[int, str, str]:
+        with serving(host, command, keys.public) as server_key:
+            return probe_in(client)(
+                endpoint_of(host, outer), "--peer-key", server_key, "--key-file", str(keys.file),
+                *options,
+            )  # fmt: skip
+
+    return run
+
+
 @netns
 @pytest.mark.parametrize("command", SERVERS)
 @pytest.mark.parametrize("outer", ["ipv4", "ipv6"])
 def test_the_probe_gets_a_valid_response_with_the_right_keys(
-    netns_pair: tuple[Namespace, Namespace],
-    command: tuple[str, ...],
-    outer: str,
-    tmp_path: Path,
-    probe_in: Callable[[Namespace], Probe],
+    probe_served: Probe, command: tuple[str, ...], outer: str
 ) -> None:
-    client, host = netns_pair
-    keys = Keys(tmp_path)
-    with serving(host, command, keys.public) as server_key:
-        status, out, err = probe_in(client)(
-            endpoint_of(host, outer), "--peer-key", server_key, "--key-file", str(keys.file)
-        )
+    status, out, err = probe_served(command, outer=outer)
     assert (status, err) == (0, "")
     assert RTT.search(out) and "1 attempt, 1 answered" in out
 
@@ -140,19 +153,12 @@ def test_the_probe_handshakes_with_a_preshared_key(
 @netns
 @pytest.mark.parametrize("command", SERVERS)
 def test_back_to_back_attempts_keep_to_the_servers_flood_and_replay_rules(
-    netns_pair: tuple[Namespace, Namespace],
-    command: tuple[str, ...],
-    tmp_path: Path,
-    probe_in: Callable[[Namespace], Probe],
+    probe_served: Probe, command: tuple[str, ...]
 ) -> None:
-    client, host = netns_pair
-    keys = Keys(tmp_path)
-    with serving(host, command, keys.public) as server_key:
-        status, out, _ = probe_in(client)(
-            endpoint_of(host), "--peer-key", server_key, "--key-file", str(keys.file),
-            "--count", "5", "--interval", "0", "--timeout", "2",
-            "--ping", "192.0.2.1", "--address", "192.0.2.2",
-        )  # fmt: skip
+    status, out, _ = probe_served(
+        command, "--count", "5", "--interval", "0", "--timeout", "2",
+        "--ping", "192.0.2.1", "--address", "192.0.2.2",
+    )  # fmt: skip
     assert status == 0
     assert len(re.findall(r"echo reply in", out)) == 5 and "5 attempts, 5 answered" in out
 
@@ -203,19 +209,11 @@ def test_a_preshared_key_mismatch_is_reported_as_an_invalid_response(
     "inner", [("192.0.2.2", "192.0.2.1"), ("fd00:2::2", "fd00:2::1")], ids=["ipv4", "ipv6"]
 )
 def test_a_ping_through_the_server_is_answered(
-    netns_pair: tuple[Namespace, Namespace],
+    probe_served: Probe,
     command: tuple[str, ...],
     inner: tuple[str, str],
-    tmp_path: Path,
-    probe_in: Callable[[Namespace], Probe],
 ) -> None:
-    client, host = netns_pair
-    keys = Keys(tmp_path)
-    with serving(host, command, keys.public) as server_key:
-        status, out, _ = probe_in(client)(
-            endpoint_of(host), "--peer-key", server_key, "--key-file", str(keys.file),
-            "--ping", inner[1], "--address", inner[0],
-        )  # fmt: skip
+    status, out, _ = probe_served(command, "--ping", inner[1], "--address", inner[0])
     assert status == 0
     assert re.search(r"response in \d+\.\d+ ms, echo reply in \d+\.\d+ ms", out)
 
@@ -223,18 +221,11 @@ def test_a_ping_through_the_server_is_answered(
 @netns
 @pytest.mark.parametrize("command", SERVERS)
 def test_a_ping_from_an_address_the_server_does_not_allow_goes_unanswered(
-    netns_pair: tuple[Namespace, Namespace],
-    command: tuple[str, ...],
-    tmp_path: Path,
-    probe_in: Callable[[Namespace], Probe],
+    probe_served: Probe, command: tuple[str, ...]
 ) -> None:
-    client, host = netns_pair
-    keys = Keys(tmp_path)
-    with serving(host, command, keys.public) as server_key:
-        status, _, err = probe_in(client)(
-            endpoint_of(host), "--peer-key", server_key, "--key-file", str(keys.file),
-            "--ping", "192.0.2.1", "--address", "192.0.2.99", "--timeout", "0.5",
-        )  # fmt: skip
+    status, _, err = probe_served(
+        command, "--ping", "192.0.2.1", "--address", "192.0.2.99", "--timeout", "0.5"
+    )
     assert status == 1
     assert "no echo reply from 192.0.2.1" in err and "AllowedIPs" in err
 
