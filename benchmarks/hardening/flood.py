@@ -103,7 +103,7 @@ def observe(duration: float, peer_name: str) -> Observed:
             assert wgpy.process is not None
             pid = wgpy.process.pid
             packets = Path(scratch) / "initiations"
-            size = write_initiations(packets, w.ipv4, from_base64(wgpy.core.keys.public))
+            size = write_initiations(packets, w.ipv4, from_base64(wgpy.keys.public))
             baseline_rss, cpu_before = rss_mib(pid), cpu_seconds(pid)
             with Sampler(pid) as sampler:
                 flooder = p.popen(
