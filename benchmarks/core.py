@@ -22,6 +22,7 @@ import time
 
 from wgpy.core.device import Device, datagrams_of, packets_of
 from wgpy.core.endpoint import Endpoint
+from wgpy.core.ippacket import IPV4_HEADER_LEN, ipv4_packet
 from wgpy.core.keys import generate_private_key, public_key
 from wgpy.io.udp_batches import gso_runs
 from wgpy.io.vnet.checksum import fold, pseudo_header_sum
@@ -42,10 +43,7 @@ def pair() -> tuple[Device, Device]:
 
 
 def packet(size: int) -> bytes:
-    payload = bytes(size - 20)
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, size, 0, 0, 64, 253, 0,
-                         bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))  # fmt: skip
-    return header + payload
+    return ipv4_packet("10.0.0.1", "10.0.0.2", bytes(size - IPV4_HEADER_LEN))
 
 
 def handshakes_per_second(seconds: float = 2.0) -> float:

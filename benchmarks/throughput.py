@@ -44,8 +44,10 @@ from pathlib import Path
 
 from wgpy.client import socket_path
 from wgpy.lab.netns import (
+    WG_PORT,
     Namespace,
     ip_up,
+    one_peer_config,
     unique_ifname,
     veth_pair,
     wait_until,
@@ -56,7 +58,6 @@ from wgpy.lab.netns import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
-WG_PORT = 51820
 # Tunnel addresses of side A and side B, inside 198.18.0.0/15 (RFC 2544, for benchmarks).
 TUNNEL = ("198.19.0.1", "198.19.0.2")
 TUNNEL_PREFIX = 24
@@ -156,13 +157,8 @@ def start_peer(
     )
     if not wait_until(socket_path(ifname).exists, STARTUP_TIMEOUT):
         raise RuntimeError(f"{implementation} did not start on {ifname}")
-    wg_setconf(
-        ns,
-        ifname,
-        f"[Interface]\nPrivateKey = {private_key}\nListenPort = {WG_PORT}\n"
-        f"[Peer]\nPublicKey = {peer_public_key}\nEndpoint = {peer_endpoint}\n"
-        f"AllowedIPs = {peer_address}/32\n",
-    )
+    config = one_peer_config(private_key, peer_public_key, f"{peer_address}/32", peer_endpoint)
+    wg_setconf(ns, ifname, config)
     ip_up(ns, ifname, f"{address}/{TUNNEL_PREFIX}")
     return Side(implementation, ns, process, address)
 

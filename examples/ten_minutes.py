@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import struct
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -31,21 +30,12 @@ from wgpy.core.constants import (
 )
 from wgpy.core.device import Action, Device, WriteTun
 from wgpy.core.endpoint import Endpoint
+from wgpy.core.ippacket import ipv4_packet
 from wgpy.core.keys import generate_private_key
 
 DURATION = 600.0  # simulated seconds
 SEND_EVERY = 1.0
 WALL_START = 1_700_000_000.0  # Unix time at the simulation's t = 0, for the TAI64N timestamps
-
-
-def udp_packet(source: str, destination: str, payload: bytes) -> bytes:
-    """An IPv4 packet carrying a UDP datagram (checksums left at zero: nobody checks them here)."""
-    udp = struct.pack("!HHHH", 40000, 9, 8 + len(payload), 0) + payload
-    header = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
-        ipaddress.IPv4Address(source).packed, ipaddress.IPv4Address(destination).packed,
-    )  # fmt: skip
-    return header + udp
 
 
 @dataclass
@@ -79,7 +69,7 @@ class Simulation:
         sends = (n * SEND_EVERY for n in range(int(DURATION / SEND_EVERY) + 1))
         for moment in sends:
             self.advance_to(moment)
-            packet = udp_packet(self.alice.address, self.bob.address, b"tick")
+            packet = ipv4_packet(self.alice.address, self.bob.address, b"tick")
             self.counts["data packets sent"] += 1
             actions = self.alice.device.handle_tun_packet(packet, self.now, self.wall)
             self.carry_out(self.alice, actions)

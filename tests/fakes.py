@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,23 +16,6 @@ WALL_EPOCH = 1_700_000_000.0
 
 def seeded_rng(seed: int) -> Callable[[int], bytes]:
     return random.Random(seed).randbytes
-
-
-def ipv4_packet(source: str, destination: str, payload: bytes = b"") -> bytes:
-    """An IPv4 packet with a valid header (protocol 253, reserved for experiments)."""
-    header = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, 253, 0,
-        ipaddress.IPv4Address(source).packed, ipaddress.IPv4Address(destination).packed,
-    )  # fmt: skip
-    return header + payload
-
-
-def ipv6_packet(source: str, destination: str, payload: bytes = b"") -> bytes:
-    header = struct.pack(
-        "!IHBB16s16s", 6 << 28, len(payload), 253, 64,
-        ipaddress.IPv6Address(source).packed, ipaddress.IPv6Address(destination).packed,
-    )  # fmt: skip
-    return header + payload
 
 
 @dataclass

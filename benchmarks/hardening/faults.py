@@ -33,7 +33,6 @@ from benchmarks.hardening import Figure
 from benchmarks.hardening.lab import (
     INNER,
     LINK,
-    WG_PORT,
     WGPY,
     WIREGUARD_GO,
     Daemon,
@@ -50,7 +49,7 @@ from benchmarks.hardening.lab import (
 )
 from wgpy.core.constants import NEW_HANDSHAKE_TIME, REKEY_TIMEOUT
 from wgpy.core.drops import DropReason
-from wgpy.lab.netns import STOP_TIMEOUT, Namespace, can_ping, ip, transfer, wait_until
+from wgpy.lab.netns import STOP_TIMEOUT, WG_PORT, Namespace, can_ping, ip, transfer, wait_until
 
 AREA = "faults"
 PEERS = {"wireguard-go": WIREGUARD_GO, "wgpy": WGPY}

@@ -27,7 +27,6 @@ from pathlib import Path
 from benchmarks.hardening import Figure
 from benchmarks.hardening.lab import (
     INNER,
-    WG_PORT,
     WGPY,
     WIREGUARD_GO,
     Daemon,
@@ -46,7 +45,7 @@ from wgpy.core.cookie import mac1_key
 from wgpy.core.crypto import mac
 from wgpy.core.drops import DropReason
 from wgpy.core.keys import from_base64
-from wgpy.lab.netns import ip, veth_pair, wait_until
+from wgpy.lab.netns import WG_PORT, ip, veth_pair, wait_until
 from wgpy.uapi import DeviceStats
 
 AREA = "flood"

@@ -37,8 +37,10 @@ from wgpy.core.constants import COUNTER_WINDOW_SIZE
 from wgpy.core.drops import DropReason
 from wgpy.lab.netns import (
     VETH,
+    WG_PORT,
     Namespace,
     ip_up,
+    one_peer_config,
     unique_ifname,
     veth_pair,
     wait_until,
@@ -46,7 +48,6 @@ from wgpy.lab.netns import (
     wg_setconf,
 )
 
-WG_PORT = 51820
 INNER = ("192.0.2.1", "192.0.2.2")  # A's and B's tunnel addresses
 STREAM_PORT = 5201
 STREAM_RATE = 3 << 20  # bytes per second: enough to be a transfer, little enough to leave CPU
@@ -205,11 +206,9 @@ def _tunnel(a: Namespace, b: Namespace, result: TunnelFuzzResult) -> Iterator[_T
         sides = ((a, b, 0), (b, a, 1))
         for ns, other_ns, side in sides:
             own, other = keys[side], keys[1 - side]
-            wg_setconf(ns, ifnames[side], (
-                f"[Interface]\nPrivateKey = {own.private}\nListenPort = {WG_PORT}\n\n"
-                f"[Peer]\nPublicKey = {other.public}\nAllowedIPs = {INNER[1 - side]}/32\n"
-                f"Endpoint = {other_ns.ipv4}:{WG_PORT}\n"
-            ))  # fmt: skip
+            allowed, endpoint = f"{INNER[1 - side]}/32", f"{other_ns.ipv4}:{WG_PORT}"
+            config = one_peer_config(own.private, other.public, allowed, endpoint)
+            wg_setconf(ns, ifnames[side], config)
             ip_up(ns, ifnames[side], f"{INNER[side]}/24")
         public_key = base64.b64decode(keys[0].public)
         yield _Target(process, log, ifnames[0], public_key)

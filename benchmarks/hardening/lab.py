@@ -39,6 +39,7 @@ from wgpy.lab.netns import (
     ip,
     ip_up,
     namespace,
+    one_peer_config,
     unique_ifname,
     wait_until,
     wg_genkey,
@@ -47,7 +48,6 @@ from wgpy.lab.netns import (
 from wgpy.uapi import DeviceStats
 
 ROOT = Path(__file__).resolve().parents[2]
-WG_PORT = 51820
 WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")
 WIREGUARD_GO = ("wireguard-go",)
 # Tunnel addresses of side A and side B.
@@ -88,11 +88,8 @@ class Daemon:
 
     def peer_with(self, other: Daemon, endpoint: str, keepalive: int = 0) -> None:
         """Make `other` this daemon's one peer, reached at `endpoint` ("" for none)."""
-        self.config = (
-            f"[Interface]\nPrivateKey = {self.keys.private}\nListenPort = {WG_PORT}\n\n"
-            f"[Peer]\nPublicKey = {other.keys.public}\nAllowedIPs = {other.inner}/32\n"
-            + (f"Endpoint = {endpoint}\n" if endpoint else "")
-            + (f"PersistentKeepalive = {keepalive}\n" if keepalive else "")
+        self.config = one_peer_config(
+            self.keys.private, other.keys.public, f"{other.inner}/32", endpoint, keepalive=keepalive
         )
 
     def start(self) -> None:

@@ -3,8 +3,9 @@
 The audit looks everywhere a key could slip out: the daemon's log at LOG_LEVEL=debug through a
 handshake, data, a `set` of both keys and rejected requests that carry keys; the repr() of every
 object that holds one; the messages of errors raised on lines that contain one; `wgpy show`; and
-the modes of the configuration socket and its directory. tests/test_secrets.py is the
-specification; this module counts what it finds for docs/HARDENING.md.
+the modes of the configuration socket and its directory. tests/unit/test_secrets.py and
+tests/netns/test_secrets.py are the specification; this module counts what it finds for
+docs/HARDENING.md.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ from wgpy.errors import ConfigError, UapiError
 from wgpy.io import uapi_server
 from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
+    WG_PORT,
     Namespace,
     can_ping,
     ip_up,
+    one_peer_config,
     unique_ifname,
     veth_pair,
     wait_until,
@@ -49,7 +52,6 @@ from wgpy.lab.netns import (
 from wgpy.quick.steps import ConfigureDevice, SaveConfig
 
 AREA = "secrets"
-WG_PORT = 51820
 INNER = ("192.0.2.1", "192.0.2.2")
 WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")
 # wireguard-go binds the socket under umask 077 (ipc/uapi_linux.go UAPIOpen): 0777 & ~077. The
@@ -319,14 +321,12 @@ def _daemon(side: _Side, output: IO[bytes]) -> Iterator[None]:
 
 
 def _configure(own: _Side, other: _Side, psk: bytes) -> None:
-    wg_setconf(
-        own.ns,
-        own.ifname,
-        f"[Interface]\nPrivateKey = {base64.b64encode(own.private).decode()}\n"
-        f"ListenPort = {WG_PORT}\n\n[Peer]\nPublicKey = {other.public}\n"
-        f"PresharedKey = {base64.b64encode(psk).decode()}\n"
-        f"Endpoint = {other.ns.ipv4}:{WG_PORT}\nAllowedIPs = {other.inner}/32\n",
+    private, preshared = base64.b64encode(own.private).decode(), base64.b64encode(psk).decode()
+    endpoint = f"{other.ns.ipv4}:{WG_PORT}"
+    config = one_peer_config(
+        private, other.public, f"{other.inner}/32", endpoint, preshared_key=preshared
     )
+    wg_setconf(own.ns, own.ifname, config)
     ip_up(own.ns, own.ifname, f"{own.inner}/24")
 
 

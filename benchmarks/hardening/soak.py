@@ -28,9 +28,11 @@ from benchmarks.hardening import Figure
 from wgpy.client import get_device, get_stats
 from wgpy.core.constants import REKEY_AFTER_TIME, REKEY_TIMEOUT
 from wgpy.lab.netns import (
+    WG_PORT,
     Namespace,
     WgKeys,
     ip_up,
+    one_peer_config,
     start_daemon,
     unique_ifname,
     veth_pair,
@@ -40,7 +42,6 @@ from wgpy.lab.netns import (
 )
 
 AREA = "soak"
-WG_PORT = 51820
 INNER = ("192.0.2.1", "192.0.2.2")
 STREAM_PORT = 5301
 CHUNK = 16 * 1024
@@ -131,13 +132,9 @@ def _start(ns_a: Namespace, ns_b: Namespace, plan: Plan) -> tuple[Daemon, Daemon
     command = (sys.executable, "-c", LAUNCHER, str(plan.rekey_after))
     for own, other in ((a, b), (b, a)):
         own.pid = start_daemon(own.ns, command, own.ifname).pid
-        wg_setconf(
-            own.ns,
-            own.ifname,
-            f"[Interface]\nPrivateKey = {own.keys.private}\nListenPort = {WG_PORT}\n\n"
-            f"[Peer]\nPublicKey = {other.keys.public}\nEndpoint = {other.ns.ipv4}:{WG_PORT}\n"
-            f"AllowedIPs = {other.inner}/32\n",
-        )
+        endpoint = f"{other.ns.ipv4}:{WG_PORT}"
+        config = one_peer_config(own.keys.private, other.keys.public, f"{other.inner}/32", endpoint)
+        wg_setconf(own.ns, own.ifname, config)
         # Without IPv6 the kernel sends nothing of its own (router solicitations, MLD) into the
         # tunnel, which has no route for it: every drop counted is then the run's.
         own.ns.run("sysctl", "-qw", f"net.ipv6.conf.{own.ifname}.disable_ipv6=1")

@@ -15,13 +15,10 @@ from wgpy.core import ippacket
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
-_IPV6_HEADER = struct.Struct("!IHBB16s16s")
 _ECHO = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 _PROTOCOL = {4: 1, 6: 58}  # ICMP, ICMPv6
 _ECHO_REQUEST = {4: 8, 6: 128}
 _ECHO_REPLY = {4: 0, 6: 129}
-_HOP_LIMIT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,19 +58,8 @@ class Echo:
 
     def _packet(self, kinds: dict[int, int], source: IPAddress, destination: IPAddress) -> bytes:
         message = self._message(kinds, source, destination)
-        protocol = _PROTOCOL[source.version]
-        if source.version == 6:
-            return (
-                _IPV6_HEADER.pack(
-                    6 << 28, len(message), protocol, _HOP_LIMIT, source.packed, destination.packed
-                )
-                + message
-            )
-        header = _IPV4_HEADER.pack(
-            0x45, 0, _IPV4_HEADER.size + len(message), 0, 0, _HOP_LIMIT, protocol, 0,
-            source.packed, destination.packed,
-        )  # fmt: skip
-        return _with_checksum(header, 10, internet_checksum(header)) + message
+        build = ippacket.ipv4_packet if source.version == 4 else ippacket.ipv6_packet
+        return build(str(source), str(destination), message, _PROTOCOL[source.version])
 
     def _message(self, kinds: dict[int, int], source: IPAddress, destination: IPAddress) -> bytes:
         """The ICMP message; ICMPv6 checksums a pseudo-header too (RFC 8200 section 8.1)."""
@@ -83,18 +69,7 @@ class Echo:
         if source.version == 6:
             pseudo_header = struct.pack("!I3xB", len(message), _PROTOCOL[6])
             covered = source.packed + destination.packed + pseudo_header + message
-        return _with_checksum(message, 2, internet_checksum(covered))
-
-
-def internet_checksum(data: bytes) -> int:
-    """RFC 1071: the one's complement of the one's-complement sum of the 16-bit words. As 2**16 is
-    1 modulo 0xffff, the number the bytes spell is congruent to that sum."""
-    if len(data) % 2:
-        data += b"\0"
-    total = int.from_bytes(data, "big") % 0xFFFF
-    if total == 0 and any(data):  # The sum of words that are not all zero is 0xffff, not 0.
-        total = 0xFFFF
-    return 0xFFFF - total
+        return _with_checksum(message, 2, ippacket.internet_checksum(covered))
 
 
 def _with_checksum(data: bytes, offset: int, checksum: int) -> bytes:

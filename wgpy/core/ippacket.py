@@ -1,6 +1,8 @@
-"""The few header fields of a raw inner IP packet that the data path reads.
+"""The few header fields of a raw inner IP packet that the data path reads, and the packets a
+TUN would hand over, built for the device driven in memory (the demo, examples, tests) and for
+the probe's echo.
 
-Every helper returns None for a packet it cannot vouch for: a version nibble other than 4 or 6, or
+Every reader returns None for a packet it cannot vouch for: a version nibble other than 4 or 6, or
 fewer bytes than that version's fixed header. The checks are those of the kernel's
 drivers/net/wireguard/receive.c (wg_packet_consume_data_done) and wireguard-go's
 device/receive.go (RoutineSequentialReceiver).
@@ -8,6 +10,8 @@ device/receive.go (RoutineSequentialReceiver).
 
 from __future__ import annotations
 
+import ipaddress
+import struct
 from typing import Final
 
 Packet = bytes | bytearray | memoryview
@@ -15,13 +19,25 @@ Packet = bytes | bytearray | memoryview
 IPV4_HEADER_LEN: Final = 20
 IPV6_HEADER_LEN: Final = 40
 
-# Byte offsets of the fields read here (RFC 791 section 3.1, RFC 8200 section 3).
+# Byte offsets of the fields read or written here (RFC 791 section 3.1, RFC 8200 section 3).
 _IPV4_TOTAL_LENGTH: Final = 2
+_IPV4_CHECKSUM: Final = 10
 _IPV4_SOURCE: Final = 12
 _IPV4_DESTINATION: Final = 16
 _IPV6_PAYLOAD_LENGTH: Final = 4
 _IPV6_SOURCE: Final = 8
 _IPV6_DESTINATION: Final = 24
+
+# RFC 3692's protocol number for experiments and tests: no stack on the way parses the payload.
+EXPERIMENTAL_PROTOCOL: Final = 253
+_HOP_LIMIT: Final = 64  # IPv4's time to live and IPv6's hop limit: Linux's default for both
+
+# RFC 791 section 3.1: version and IHL, type of service, total length, identification, flags and
+# fragment offset, time to live, protocol, header checksum, source, destination.
+_IPV4_HEADER: Final = struct.Struct("!BBHHHBBH4s4s")
+# RFC 8200 section 3: version, traffic class and flow label; payload length, next header, hop
+# limit, source, destination.
+_IPV6_HEADER: Final = struct.Struct("!IHBB16s16s")
 
 
 def version(packet: Packet) -> int | None:
@@ -83,3 +99,37 @@ def inner_length_and_source(packet: Packet) -> tuple[int, bytes] | None:
         if length <= len(packet):
             return length, bytes(packet[_IPV6_SOURCE : _IPV6_SOURCE + 16])
     return None
+
+
+def ipv4_packet(
+    source: str, destination: str, payload: bytes = b"", protocol: int = EXPERIMENTAL_PROTOCOL
+) -> bytes:
+    """An IPv4 packet from `source` to `destination` carrying `payload`, its header checksummed."""
+    header = _IPV4_HEADER.pack(
+        0x45, 0, IPV4_HEADER_LEN + len(payload), 0, 0, _HOP_LIMIT, protocol, 0,
+        ipaddress.IPv4Address(source).packed, ipaddress.IPv4Address(destination).packed,
+    )  # fmt: skip
+    checksum = internet_checksum(header).to_bytes(2, "big")
+    return header[:_IPV4_CHECKSUM] + checksum + header[_IPV4_CHECKSUM + 2 :] + payload
+
+
+def ipv6_packet(
+    source: str, destination: str, payload: bytes = b"", next_header: int = EXPERIMENTAL_PROTOCOL
+) -> bytes:
+    """An IPv6 packet from `source` to `destination` carrying `payload`."""
+    header = _IPV6_HEADER.pack(
+        6 << 28, len(payload), next_header, _HOP_LIMIT,
+        ipaddress.IPv6Address(source).packed, ipaddress.IPv6Address(destination).packed,
+    )  # fmt: skip
+    return header + payload
+
+
+def internet_checksum(data: bytes) -> int:
+    """RFC 1071: the one's complement of the one's-complement sum of the 16-bit words. As 2**16 is
+    1 modulo 0xffff, the number the bytes spell is congruent to that sum."""
+    if len(data) % 2:
+        data += b"\0"
+    total = int.from_bytes(data, "big") % 0xFFFF
+    if total == 0 and any(data):  # The sum of words that are not all zero is 0xffff, not 0.
+        total = 0xFFFF
+    return 0xFFFF - total

@@ -8,24 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import struct
 from collections.abc import Iterable
 
 from wgpy.core.constants import REKEY_AFTER_TIME
 from wgpy.core.device import Action, Device, WriteTun
 from wgpy.core.endpoint import Endpoint
+from wgpy.core.ippacket import ipv4_packet
 from wgpy.core.keys import generate_private_key, public_key, to_base64
 
 KINDS = {1: "handshake initiation", 2: "handshake response", 3: "cookie reply", 4: "transport data"}
 WALL = 1_700_000_000.0
-
-
-def ipv4_packet(source: str, destination: str, payload: bytes) -> bytes:
-    header = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, 253, 0,
-        ipaddress.IPv4Address(source).packed, ipaddress.IPv4Address(destination).packed,
-    )  # fmt: skip
-    return header + payload
 
 
 class Demo:

@@ -7,7 +7,7 @@ and the namespaces are deleted in a `finally`, so nothing done here reaches the 
 network.
 
 The template for a test against real WireGuard peers is
-tests/test_netns_harness.py::test_wireguard_go_peers_ping_each_other_through_the_tunnel.
+tests/netns/test_netns_harness.py::test_wireguard_go_peers_ping_each_other_through_the_tunnel.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from wgpy.errors import WgpyError
 NETNS_DIR = Path("/run/netns")
 
 VETH = "veth0"
+# The port a lab's WireGuard interfaces listen on: each interface has a namespace to itself.
+WG_PORT = 51820
 # The underlay: (IPv4, IPv6) of each end of the veth pair, on a /24 and a /64.
 UNDERLAY = (("198.18.0.1", "fd00:1::1"), ("198.18.0.2", "fd00:1::2"))
 
@@ -190,6 +192,29 @@ def wg_genkey() -> WgKeys:
 def wg_setconf(ns: Namespace, ifname: str, config: str) -> None:
     """Configure `ifname` in `ns` from wg(8) configuration text."""
     ns.run("wg", "setconf", ifname, "/dev/stdin", input=config)
+
+
+def one_peer_config(
+    private_key: str,
+    peer: str,
+    allowed_ips: str,
+    endpoint: str = "",
+    *,
+    preshared_key: str = "",
+    keepalive: int = 0,
+) -> str:
+    """wg(8) configuration text for an interface listening on WG_PORT whose one peer has the
+    public key `peer` and `allowed_ips` as wg lists them ("192.0.2.2/32, fd00:2::2/128"), and,
+    where given, an `endpoint`, a `preshared_key` and a persistent `keepalive` in seconds."""
+    peer_lines = [f"PublicKey = {peer}", f"AllowedIPs = {allowed_ips}"]
+    if endpoint:
+        peer_lines.append(f"Endpoint = {endpoint}")
+    if preshared_key:
+        peer_lines.append(f"PresharedKey = {preshared_key}")
+    if keepalive:
+        peer_lines.append(f"PersistentKeepalive = {keepalive}")
+    interface_lines = [f"PrivateKey = {private_key}", f"ListenPort = {WG_PORT}"]
+    return "\n".join(["[Interface]", *interface_lines, "", "[Peer]", *peer_lines, ""])
 
 
 def start_wireguard_go(ns: Namespace, ifname: str) -> subprocess.Popen[bytes]:

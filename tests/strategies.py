@@ -1,0 +1,20 @@
+"""Hypothesis strategies for the values WireGuard's configuration carries, shared by the round
+trips of the wg config file, the configuration protocol and the handshake."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from hypothesis import strategies as st
+
+keys32 = st.binary(min_size=32, max_size=32)
+ports = st.integers(0, 65535)
+addresses = st.ip_addresses()
+# Any address with any prefix length its family allows, host bits cleared.
+prefixes = st.builds(
+    lambda address, bits: ipaddress.ip_network(
+        (address, bits % (address.max_prefixlen + 1)), False
+    ),
+    addresses,
+    st.integers(0, 128),
+)

@@ -1,0 +1,46 @@
+"""Batches on the UDP sockets (wgpy/io/udp_batches.py): how datagrams are grouped for one
+UDP_SEGMENT send and how a UDP_GRO receive is split. Both against the kernel, in a namespace, are
+in tests/netns/test_offload_udp.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from wgpy.io.udp_batches import MAX_SEGMENTS, SOL_UDP, UDP_GRO, gso_runs, split_gro
+
+
+def sizes(runs: Iterable[Sequence[bytes]]) -> list[list[int]]:
+    return [[len(d) for d in run] for run in runs]
+
+
+def test_datagrams_of_one_size_go_in_one_run_and_a_shorter_one_ends_it() -> None:
+    datagrams = [bytes(100)] * 5 + [bytes(60)] + [bytes(100)] * 2
+    assert sizes(gso_runs(datagrams)) == [[100] * 5 + [60], [100, 100]]
+
+
+def test_a_longer_datagram_starts_a_new_run() -> None:
+    datagrams = [bytes(60)] * 2 + [bytes(100)] * 2
+    assert sizes(gso_runs(datagrams)) == [[60, 60], [100, 100]]
+
+
+def test_a_run_holds_at_most_the_kernels_segment_limit_and_byte_limit() -> None:
+    assert sizes(gso_runs([bytes(10)] * (MAX_SEGMENTS + 1))) == [[10] * MAX_SEGMENTS, [10]]
+    assert sizes(gso_runs([bytes(1000)] * 5, limit=3000)) == [[1000] * 3, [1000] * 2]
+
+
+def test_no_datagrams_make_no_runs() -> None:
+    assert list(gso_runs([])) == []
+
+
+def test_a_gro_receive_is_split_at_the_size_in_its_control_message() -> None:
+    buffer = bytes(range(250))
+    control = [(SOL_UDP, UDP_GRO, (100).to_bytes(4, "little"))]
+    assert [bytes(d) for d in split_gro(buffer, control)] == [
+        buffer[:100],
+        buffer[100:200],
+        buffer[200:],
+    ]
+
+
+def test_a_receive_without_the_control_message_is_one_datagram() -> None:
+    assert [bytes(d) for d in split_gro(b"abc", [])] == [b"abc"]
