@@ -187,23 +187,8 @@ class Device:
     # -- entry points ----------------------------------------------------------------------
 
     def handle_tun_packet(self, packet: bytes, now: float, wall: float) -> list[Action]:
-        """An outbound inner packet: route it by destination to a peer, then encrypt or stage."""
-        destination = ippacket.destination(packet)
-        peer = self.allowed_ips.lookup(destination) if destination is not None else None
-        if peer is None:
-            return self._drop(DropReason.NO_ROUTE)
-        if peer.endpoint is None:
-            return self._drop(DropReason.NO_ENDPOINT, peer)
-        keypair = peer.keypairs.current
-        if not peer.staged and keypair is not None and keypair.can_send(now):
-            # Nothing waits before it: the packet goes at once, without the staging queue. (It
-            # is a ping's lone packet, on which a cold CPU spends ~20 us more through the queue.)
-            actions = self._send_packets(peer, keypair, [packet], now, wall)
-            return actions + self._keep_key_fresh_on_send(peer, keypair, now, wall)
-        if len(peer.staged) == MAX_STAGED_PACKETS:
-            self._drop(DropReason.STAGED_OVERFLOW, peer)
-        peer.staged.append(packet)
-        return self._send_staged(peer, now, wall)
+        """An outbound inner packet: `handle_tun_packets` with a batch of one."""
+        return self.handle_tun_packets((packet,), now, wall)
 
     def handle_datagram(
         self, data: bytes, source: Endpoint, now: float, wall: float
@@ -219,11 +204,12 @@ class Device:
         return self._drop(DropReason.UNKNOWN_TYPE)
 
     def handle_tun_packets(self, packets: Iterable[bytes], now: float, wall: float) -> list[Action]:
-        """Outbound inner packets in a batch: as `handle_tun_packet` on each in turn, except that
-        each peer's packets are staged first and sent together, so that its timers and the
-        freshness of its key are looked at once per batch instead of once per packet."""
+        """Outbound inner packets, as one TUN read hands them over: each is routed by its
+        destination to a peer (the kernel's wg_xmit), and each run of them to one peer is sent
+        together."""
         actions: list[Action] = []
-        ready: dict[Peer, None] = {}  # in order of first packet
+        run: Peer | None = None  # the peer of the current run of packets
+        batch: list[bytes] = []  # the run's packets
         destination_seen: bytes | None = None
         peer: Peer | None = None
         for packet in packets:
@@ -237,14 +223,13 @@ class Device:
             if peer.endpoint is None:
                 self._drop(DropReason.NO_ENDPOINT, peer)
                 continue
-            if len(peer.staged) == MAX_STAGED_PACKETS:
-                actions += self._send_staged(peer, now, wall)
-                if len(peer.staged) == MAX_STAGED_PACKETS:
-                    self._drop(DropReason.STAGED_OVERFLOW, peer)
-            peer.staged.append(packet)
-            ready[peer] = None
-        for peer in ready:
-            actions += self._send_staged(peer, now, wall)
+            if peer is not run:
+                if run is not None:
+                    actions += self._stage_and_send(run, batch, now, wall)
+                run, batch = peer, []
+            batch.append(packet)
+        if run is not None:
+            actions += self._stage_and_send(run, batch, now, wall)
         return actions
 
     def handle_datagrams(
@@ -325,6 +310,27 @@ class Device:
         return min(deadlines, default=None)
 
     # -- sending (the kernel's send.c) -----------------------------------------------------
+
+    def _stage_and_send(
+        self, peer: Peer, packets: list[bytes], now: float, wall: float
+    ) -> list[Action]:
+        """`packets` for `peer`, which has an endpoint, in order behind any staged before them
+        (the kernel's wg_xmit stages them, then wg_packet_send_staged_packets sends)."""
+        keypair = peer.keypairs.current
+        if not peer.staged and keypair is not None and keypair.can_send(now, len(packets)):
+            # Nothing waits before them: they go at once, without the staging queue. (On a
+            # ping's lone packet, a cold CPU spends ~20 us more through the queue.)
+            actions = self._send_packets(peer, keypair, packets, now, wall)
+            return actions + self._keep_key_fresh_on_send(peer, keypair, now, wall)
+        actions = []
+        staged = peer.staged
+        for packet in packets:
+            if len(staged) == MAX_STAGED_PACKETS:
+                actions += self._send_staged(peer, now, wall)
+                if len(staged) == MAX_STAGED_PACKETS:
+                    self._drop(DropReason.STAGED_OVERFLOW, peer)  # The oldest makes room.
+            staged.append(packet)
+        return actions + self._send_staged(peer, now, wall)
 
     def _send_staged(self, peer: Peer, now: float, wall: float) -> list[Action]:
         keypair = peer.keypairs.current

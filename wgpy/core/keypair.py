@@ -45,8 +45,13 @@ class Keypair:
             ChaCha20Poly1305(keys.receive),
         )
 
-    def can_send(self, now: float) -> bool:
-        return now - self.created < REJECT_AFTER_TIME and self.send_counter < REJECT_AFTER_MESSAGES
+    def can_send(self, now: float, count: int = 1) -> bool:
+        """Whether `count` more messages may go out under this keypair: it is younger than
+        REJECT_AFTER_TIME, and their counters stay below REJECT_AFTER_MESSAGES."""
+        return (
+            now - self.created < REJECT_AFTER_TIME
+            and self.send_counter + count <= REJECT_AFTER_MESSAGES
+        )
 
     def can_receive(self, now: float) -> bool:
         return now - self.created < REJECT_AFTER_TIME
