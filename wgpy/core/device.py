@@ -29,9 +29,6 @@ from wgpy.core.constants import (
     MESSAGE_INITIATION,
     MESSAGE_TRANSPORT,
     REJECT_AFTER_MESSAGES,
-    REKEY_AFTER_MESSAGES,
-    REKEY_AFTER_TIME,
-    REKEY_ON_RECEIVE_TIME,
     REKEY_TIMEOUT_JITTER_MAX,
     RESPONSE_SIZE,
     TRANSPORT_MIN_SIZE,
@@ -366,9 +363,7 @@ class Device:
     def _keep_key_fresh_on_send(
         self, peer: Peer, keypair: Keypair, now: float, wall: float
     ) -> list[Action]:
-        if keypair.send_counter > REKEY_AFTER_MESSAGES or (
-            keypair.is_initiator and now - keypair.created >= REKEY_AFTER_TIME
-        ):
+        if keypair.needs_rekey_on_send(now):
             return self._send_queued_handshake_initiation(peer, now, wall, is_retry=False)
         return NOTHING
 
@@ -568,14 +563,13 @@ class Device:
         return actions
 
     def _keep_key_fresh_on_receive(self, peer: Peer, now: float, wall: float) -> list[Action]:
-        """The initiator rekeys near the end of a session it only receives on, so the responder
-        (who may not initiate for sending alone) never runs into REJECT_AFTER_TIME."""
+        """Start one handshake, the last minute's, once the current keypair needs it on
+        receive."""
         keypair = peer.keypairs.current
         if (
             peer.timers.sent_lastminute_handshake
             or keypair is None
-            or not keypair.is_initiator
-            or now - keypair.created < REKEY_ON_RECEIVE_TIME
+            or not keypair.needs_rekey_on_receive(now)
         ):
             return NOTHING
         peer.timers.sent_lastminute_handshake = True
