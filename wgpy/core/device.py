@@ -1,10 +1,11 @@
 """The sans-IO WireGuard device: packets and datagrams in, actions out.
 
-The I/O edge calls `handle_tun_packet`, `handle_datagram` and `handle_timer`, carries out the
-actions they return, and sleeps until `next_timer()`. Every entry point takes `now` (monotonic
-seconds) and `wall` (Unix seconds, for TAI64N and the last-handshake time); randomness comes from
-the `rng` given at construction. Nothing from the network raises: every rejected datagram is counted
-in `drops` by reason, and in the peer's own `drops` once the peer is known.
+The I/O edge calls `handle_tun_packets`, `handle_datagrams` (or their forms for one packet, a
+batch of one) and `handle_timer`, carries out the actions they return, and sleeps until
+`next_timer()`. Every entry point takes `now` (monotonic seconds) and `wall` (Unix seconds, for
+TAI64N and the last-handshake time); randomness comes from the `rng` given at construction.
+Nothing from the network raises: every rejected datagram is counted in `drops` by reason, and in
+the peer's own `drops` once the peer is known.
 
 The flow follows the kernel's send.c, receive.c and timers.c, whose function names appear here.
 """
@@ -15,7 +16,6 @@ import ipaddress
 import random
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from wgpy.core import ippacket, noise
@@ -27,12 +27,8 @@ from wgpy.core.constants import (
     MAX_TIMER_HANDSHAKES,
     MESSAGE_COOKIE_REPLY,
     MESSAGE_INITIATION,
-    MESSAGE_RESPONSE,
     MESSAGE_TRANSPORT,
     REJECT_AFTER_MESSAGES,
-    REKEY_AFTER_MESSAGES,
-    REKEY_AFTER_TIME,
-    REKEY_ON_RECEIVE_TIME,
     REKEY_TIMEOUT_JITTER_MAX,
     RESPONSE_SIZE,
     TRANSPORT_MIN_SIZE,
@@ -76,6 +72,9 @@ class WriteTun(NamedTuple):
 Action = SendDatagrams | WriteTun
 NOTHING: list[Action] = []
 
+# The transport header's fields for a datagram too short to be a transport message.
+_SHORT = (None, 0, 0)
+
 
 def datagrams_of(actions: Iterable[Action]) -> list[bytes]:
     """The datagrams `actions` send, in order, whatever their endpoints."""
@@ -85,14 +84,6 @@ def datagrams_of(actions: Iterable[Action]) -> list[bytes]:
 def packets_of(actions: Iterable[Action]) -> list[bytes]:
     """The packets `actions` write to the TUN, in order."""
     return [packet for a in actions if isinstance(a, WriteTun) for packet in a.packets]
-
-
-@dataclass(slots=True)
-class _Received:
-    """What a run of authenticated transport messages from one peer adds up to."""
-
-    octets: int = 0
-    data_packets: int = 0
 
 
 def source_bytes(endpoint: Endpoint) -> bytes:
@@ -188,43 +179,22 @@ class Device:
     # -- entry points ----------------------------------------------------------------------
 
     def handle_tun_packet(self, packet: bytes, now: float, wall: float) -> list[Action]:
-        """An outbound inner packet: route it by destination to a peer, then encrypt or stage."""
-        destination = ippacket.destination(packet)
-        peer = self.allowed_ips.lookup(destination) if destination is not None else None
-        if peer is None:
-            return self._drop(DropReason.NO_ROUTE)
-        if peer.endpoint is None:
-            return self._drop(DropReason.NO_ENDPOINT, peer)
-        keypair = peer.keypairs.current
-        if not peer.staged and keypair is not None and keypair.can_send(now):
-            # Nothing waits before it: the packet goes at once, without the staging queue. (It
-            # is a ping's lone packet, on which a cold CPU spends ~20 us more through the queue.)
-            actions = self._send_packets(peer, keypair, [packet], now, wall)
-            return actions + self._keep_key_fresh_on_send(peer, keypair, now, wall)
-        if len(peer.staged) == MAX_STAGED_PACKETS:
-            self._drop(DropReason.STAGED_OVERFLOW, peer)
-        peer.staged.append(packet)
-        return self._send_staged(peer, now, wall)
+        """An outbound inner packet: `handle_tun_packets` with a batch of one."""
+        return self.handle_tun_packets((packet,), now, wall)
 
     def handle_datagram(
-        self, data: bytes, source: Endpoint, now: float, wall: float
+        self, data: bytes | memoryview, source: Endpoint, now: float, wall: float
     ) -> list[Action]:
-        """A datagram from the network. Whatever it holds, it never raises."""
-        kind = message_type(data)
-        if kind == MESSAGE_TRANSPORT:
-            return self._receive_transport(data, source, now, wall)
-        if kind in (MESSAGE_INITIATION, MESSAGE_RESPONSE):
-            return self._receive_handshake(data, kind, source, now, wall)
-        if kind == MESSAGE_COOKIE_REPLY:
-            return self._receive_cookie_reply(data, now)
-        return self._drop(DropReason.UNKNOWN_TYPE)
+        """A datagram from the network: `handle_datagrams` with a batch of one."""
+        return self.handle_datagrams((data,), source, now, wall)
 
     def handle_tun_packets(self, packets: Iterable[bytes], now: float, wall: float) -> list[Action]:
-        """Outbound inner packets in a batch: as `handle_tun_packet` on each in turn, except that
-        each peer's packets are staged first and sent together, so that its timers and the
-        freshness of its key are looked at once per batch instead of once per packet."""
+        """Outbound inner packets, as one TUN read hands them over: each is routed by its
+        destination to a peer (the kernel's wg_xmit), and each run of them to one peer is sent
+        together."""
         actions: list[Action] = []
-        ready: dict[Peer, None] = {}  # in order of first packet
+        run: Peer | None = None  # the peer of the current run of packets
+        batch: list[bytes] = []  # the run's packets
         destination_seen: bytes | None = None
         peer: Peer | None = None
         for packet in packets:
@@ -238,43 +208,46 @@ class Device:
             if peer.endpoint is None:
                 self._drop(DropReason.NO_ENDPOINT, peer)
                 continue
-            if len(peer.staged) == MAX_STAGED_PACKETS:
-                actions += self._send_staged(peer, now, wall)
-                if len(peer.staged) == MAX_STAGED_PACKETS:
-                    self._drop(DropReason.STAGED_OVERFLOW, peer)
-            peer.staged.append(packet)
-            ready[peer] = None
-        for peer in ready:
-            actions += self._send_staged(peer, now, wall)
+            if peer is not run:
+                if run is not None:
+                    actions += self._stage_and_send(run, batch, now, wall)
+                run, batch = peer, []
+            batch.append(packet)
+        if run is not None:
+            actions += self._stage_and_send(run, batch, now, wall)
         return actions
 
     def handle_datagrams(
         self, datagrams: Iterable[bytes | memoryview], source: Endpoint, now: float, wall: float
     ) -> list[Action]:
-        """Datagrams from one source in a batch, as one UDP_GRO receive hands them over: as
-        `handle_datagram` on each in turn, except that the bookkeeping that follows each
-        authenticated transport message (endpoint, timers, byte count, key freshness) is done
-        once per peer for each run of them. Whatever they hold, it never raises."""
+        """Datagrams from one source, as one UDP_GRO receive hands them over, each in turn: a
+        transport message is opened, checked and routed here (the kernel's
+        wg_packet_consume_data and wg_packet_consume_data_done), anything else is
+        `_receive_handshake_packet`'s. The bookkeeping that follows authenticated transport
+        messages (endpoint, timers, byte count, key freshness) is done once for each run of them
+        from one peer, which ends before anything else is handled. Whatever the datagrams hold,
+        it never raises."""
         actions: list[Action] = []
-        packets: list[bytes] = []  # for the TUN, since the last action
-        received: dict[Peer, _Received] = {}
+        packets: list[bytes] = []  # for the TUN
         routes: dict[bytes, Peer | None] = {}  # inner source -> its peer, for the batch
         live: Keypair | None = None  # the last keypair found within its lifetime
+        run: Peer | None = None  # the peer of the current run of authenticated messages
+        octets = data_packets = 0  # what the run holds
         observer = self.observer
         for data in datagrams:
-            peer = keypair = None
-            if len(data) >= TRANSPORT_MIN_SIZE:
-                # The type's word holds its three reserved zero bytes too, as the kernel reads it.
-                kind, receiver, counter = TRANSPORT_HEADER.unpack_from(data)
-                if kind == MESSAGE_TRANSPORT:
-                    peer, keypair = self._indices.get(receiver, (None, None))
-            if peer is None or keypair is None or keypair is peer.keypairs.next:
-                # Anything else, and a first message on a new session, take the path of one.
-                if packets:
-                    actions.append(WriteTun(packets))
-                    packets = []
-                actions += self._settle_received(received, source, now, wall)
-                actions += self.handle_datagram(bytes(data), source, now, wall)
+            # The type's word holds its three reserved zero bytes too, as the kernel reads it.
+            kind, receiver, counter = (
+                TRANSPORT_HEADER.unpack_from(data) if len(data) >= TRANSPORT_MIN_SIZE else _SHORT
+            )
+            if kind != MESSAGE_TRANSPORT:
+                if run is not None:
+                    actions += self._settle_run(run, octets, data_packets, source, now, wall)
+                    run = None
+                actions += self._receive_handshake_packet(bytes(data), source, now, wall)
+                continue
+            peer, keypair = self._indices.get(receiver, (None, None))
+            if peer is None or keypair is None:
+                self._drop(DropReason.UNKNOWN_INDEX)
                 continue
             if keypair is not live:
                 if not keypair.can_receive(now):
@@ -288,13 +261,16 @@ class Device:
             if not keypair.replay.validate(counter):
                 self._drop(DropReason.REPLAYED_COUNTER, peer)
                 continue
-            tally = received.get(peer)
-            if tally is None:
-                tally = received[peer] = _Received()
-            tally.octets += len(data)
+            if peer is not run or keypair is peer.keypairs.next:
+                if run is not None:
+                    actions += self._settle_run(run, octets, data_packets, source, now, wall)
+                run, octets, data_packets = peer, 0, 0
+                if keypair is peer.keypairs.next:
+                    actions += self._received_with_next_keypair(peer, source, now, wall)
+            octets += len(data)
             if not plaintext:
                 continue  # A keepalive.
-            tally.data_packets += 1
+            data_packets += 1
             found = ippacket.inner_length_and_source(plaintext)
             if found is None:
                 self._drop(DropReason.INVALID_INNER_PACKET, peer)
@@ -309,9 +285,10 @@ class Device:
             if observer is not None:
                 observer.inner_packet(peer.public_key, Direction.INBOUND, packet, wall)
             packets.append(packet)
+        if run is not None:
+            actions += self._settle_run(run, octets, data_packets, source, now, wall)
         if packets:
             actions.append(WriteTun(packets))
-        actions += self._settle_received(received, source, now, wall)
         return actions
 
     def handle_timer(self, now: float, wall: float) -> list[Action]:
@@ -326,6 +303,27 @@ class Device:
         return min(deadlines, default=None)
 
     # -- sending (the kernel's send.c) -----------------------------------------------------
+
+    def _stage_and_send(
+        self, peer: Peer, packets: list[bytes], now: float, wall: float
+    ) -> list[Action]:
+        """`packets` for `peer`, which has an endpoint, in order behind any staged before them
+        (the kernel's wg_xmit stages them, then wg_packet_send_staged_packets sends)."""
+        keypair = peer.keypairs.current
+        if not peer.staged and keypair is not None and keypair.can_send(now, len(packets)):
+            # Nothing waits before them: they go at once, without the staging queue. (On a
+            # ping's lone packet, a cold CPU spends ~20 us more through the queue.)
+            actions = self._send_packets(peer, keypair, packets, now, wall)
+            return actions + self._keep_key_fresh_on_send(peer, keypair, now, wall)
+        actions = []
+        staged = peer.staged
+        for packet in packets:
+            if len(staged) == MAX_STAGED_PACKETS:
+                actions += self._send_staged(peer, now, wall)
+                if len(staged) == MAX_STAGED_PACKETS:
+                    self._drop(DropReason.STAGED_OVERFLOW, peer)  # The oldest makes room.
+            staged.append(packet)
+        return actions + self._send_staged(peer, now, wall)
 
     def _send_staged(self, peer: Peer, now: float, wall: float) -> list[Action]:
         keypair = peer.keypairs.current
@@ -366,9 +364,7 @@ class Device:
     def _keep_key_fresh_on_send(
         self, peer: Peer, keypair: Keypair, now: float, wall: float
     ) -> list[Action]:
-        if keypair.send_counter > REKEY_AFTER_MESSAGES or (
-            keypair.is_initiator and now - keypair.created >= REKEY_AFTER_TIME
-        ):
+        if keypair.needs_rekey_on_send(now):
             return self._send_queued_handshake_initiation(peer, now, wall, is_retry=False)
         return NOTHING
 
@@ -414,9 +410,19 @@ class Device:
 
     # -- receiving (the kernel's receive.c) ------------------------------------------------
 
-    def _receive_handshake(
-        self, data: bytes, kind: int, source: Endpoint, now: float, wall: float
+    def _receive_handshake_packet(
+        self, data: bytes, source: Endpoint, now: float, wall: float
     ) -> list[Action]:
+        """Any datagram but a transport message: a cookie reply, an initiation or a response
+        (the kernel's wg_receive_handshake_packet), or a drop for the wrong length or type (as
+        its prepare_skb_header)."""
+        kind = message_type(data)
+        if kind == MESSAGE_COOKIE_REPLY:
+            return self._receive_cookie_reply(data, now)
+        if kind is None:
+            return self._drop(DropReason.UNKNOWN_TYPE)
+        if kind == MESSAGE_TRANSPORT:  # shorter than its header and tag
+            return self._drop(DropReason.BAD_LENGTH)
         if len(data) != (INITIATION_SIZE if kind == MESSAGE_INITIATION else RESPONSE_SIZE):
             return self._drop(DropReason.BAD_LENGTH)
         checker = self._cookie_checker
@@ -527,76 +533,44 @@ class Device:
         entry[0].cookie_replies_received += 1
         return NOTHING
 
-    def _receive_transport(
-        self, data: bytes, source: Endpoint, now: float, wall: float
+    def _received_with_next_keypair(
+        self, peer: Peer, source: Endpoint, now: float, wall: float
     ) -> list[Action]:
-        if len(data) < TRANSPORT_MIN_SIZE:
-            return self._drop(DropReason.BAD_LENGTH)
-        _, receiver, counter = TRANSPORT_HEADER.unpack_from(data)
-        peer, keypair = self._indices.get(receiver, (None, None))
-        if peer is None or keypair is None:
-            return self._drop(DropReason.UNKNOWN_INDEX)
-        if not keypair.can_receive(now):
-            return self._drop(DropReason.KEYPAIR_EXPIRED, peer)
-        plaintext = decrypt_packet(keypair, counter, data[16:])
-        if plaintext is None:
-            return self._drop(DropReason.DECRYPT_FAILED, peer)
-        if not keypair.replay.validate(counter):
-            return self._drop(DropReason.REPLAYED_COUNTER, peer)
+        """The initiator sent on our `next` keypair, so it has the keys: the keypair becomes
+        current, and what waited for a session goes out on it, to where the initiator now is
+        (the kernel's wg_noise_received_with_keypair and what follows it)."""
         peer.endpoint = source
-        actions: list[Action] = []
-        if keypair is peer.keypairs.next:
-            self._retire(peer.keypairs.promote_next())
-            self._handshake_complete(peer, wall)
-            actions += self._send_staged(peer, now, wall)
-        actions += self._keep_key_fresh_on_receive(peer, now, wall)
+        self._retire(peer.keypairs.promote_next())
+        self._handshake_complete(peer, wall)
+        return self._send_staged(peer, now, wall)
+
+    def _settle_run(
+        self, peer: Peer, octets: int, data_packets: int, source: Endpoint, now: float, wall: float
+    ) -> list[Action]:
+        """The bookkeeping of wg_packet_consume_data_done, once for a run of authenticated
+        transport messages from `peer` (`octets` long, `data_packets` of them not keepalives).
+        Two calls of `data_received` stand for any more: the second only sets
+        need_another_keepalive, and so does every one after it."""
+        peer.endpoint = source
+        actions = self._keep_key_fresh_on_receive(peer, now, wall)
         timers = peer.timers
         timers.any_authenticated_packet_received()
         timers.any_authenticated_packet_traversal(now)
-        peer.rx_bytes += len(data)
-        if not plaintext:
-            return actions  # A keepalive.
-        timers.data_received(now)
-        found = ippacket.inner_length_and_source(plaintext)
-        if found is None:
-            return actions + self._drop(DropReason.INVALID_INNER_PACKET, peer)
-        length, inner_source = found
-        packet = plaintext[:length]
-        if self.allowed_ips.lookup(inner_source) is not peer:
-            return actions + self._drop(DropReason.DISALLOWED_SOURCE, peer)
-        if self.observer is not None:
-            self.observer.inner_packet(peer.public_key, Direction.INBOUND, packet, wall)
-        actions.append(WriteTun([packet]))
-        return actions
-
-    def _settle_received(
-        self, received: dict[Peer, _Received], source: Endpoint, now: float, wall: float
-    ) -> list[Action]:
-        """The bookkeeping of `_receive_transport`, once for a run of messages per peer. Two
-        calls of `data_received` stand for any more: the second only sets need_another_keepalive,
-        and so does every one after it."""
-        actions: list[Action] = []
-        for peer, tally in received.items():
-            peer.endpoint = source
-            actions += self._keep_key_fresh_on_receive(peer, now, wall)
-            timers = peer.timers
-            timers.any_authenticated_packet_received()
-            timers.any_authenticated_packet_traversal(now)
-            peer.rx_bytes += tally.octets
-            for _ in range(min(tally.data_packets, 2)):
+        peer.rx_bytes += octets
+        if data_packets:
+            timers.data_received(now)
+            if data_packets > 1:
                 timers.data_received(now)
-        received.clear()
         return actions
 
     def _keep_key_fresh_on_receive(self, peer: Peer, now: float, wall: float) -> list[Action]:
-        """The initiator rekeys near the end of a session it only receives on, so the responder
-        (who may not initiate for sending alone) never runs into REJECT_AFTER_TIME."""
+        """Start one handshake, the last minute's, once the current keypair needs it on
+        receive."""
         keypair = peer.keypairs.current
         if (
             peer.timers.sent_lastminute_handshake
             or keypair is None
-            or not keypair.is_initiator
-            or now - keypair.created < REKEY_ON_RECEIVE_TIME
+            or not keypair.needs_rekey_on_receive(now)
         ):
             return NOTHING
         peer.timers.sent_lastminute_handshake = True

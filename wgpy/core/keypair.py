@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from wgpy.core.constants import REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME
+from wgpy.core.constants import (
+    REJECT_AFTER_MESSAGES,
+    REJECT_AFTER_TIME,
+    REKEY_AFTER_MESSAGES,
+    REKEY_AFTER_TIME,
+    REKEY_ON_RECEIVE_TIME,
+)
 from wgpy.core.noise import TransportKeys
 from wgpy.core.replay import ReplayFilter
 
@@ -45,11 +51,30 @@ class Keypair:
             ChaCha20Poly1305(keys.receive),
         )
 
-    def can_send(self, now: float) -> bool:
-        return now - self.created < REJECT_AFTER_TIME and self.send_counter < REJECT_AFTER_MESSAGES
+    def can_send(self, now: float, count: int = 1) -> bool:
+        """Whether `count` more messages may go out under this keypair: it is younger than
+        REJECT_AFTER_TIME, and their counters stay below REJECT_AFTER_MESSAGES."""
+        return (
+            now - self.created < REJECT_AFTER_TIME
+            and self.send_counter + count <= REJECT_AFTER_MESSAGES
+        )
 
     def can_receive(self, now: float) -> bool:
         return now - self.created < REJECT_AFTER_TIME
+
+    def needs_rekey_on_send(self, now: float) -> bool:
+        """Whether sending on this keypair calls for a new handshake: after REKEY_AFTER_MESSAGES
+        messages, or REKEY_AFTER_TIME into the session for its initiator (the kernel's
+        keep_key_fresh in send.c)."""
+        return self.send_counter > REKEY_AFTER_MESSAGES or (
+            self.is_initiator and now - self.created >= REKEY_AFTER_TIME
+        )
+
+    def needs_rekey_on_receive(self, now: float) -> bool:
+        """Whether receiving on it does: REKEY_ON_RECEIVE_TIME into the session, for its initiator
+        only (keep_key_fresh in receive.c), so that a responder sending on it, which does not
+        rekey by time, never runs into REJECT_AFTER_TIME."""
+        return self.is_initiator and now - self.created >= REKEY_ON_RECEIVE_TIME
 
     def __repr__(self) -> str:
         role = "initiator" if self.is_initiator else "responder"

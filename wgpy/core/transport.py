@@ -18,26 +18,28 @@ _NONCE = struct.Struct("<4xQ")  # 32 zero bits, then the counter little-endian
 _ZEROS = bytes(PADDING_MULTIPLE)
 
 
-def padded_length(length: int, mtu: int) -> int:
-    """Pad to a multiple of 16, but never beyond the MTU (as the kernel's calculate_skb_padding)."""
-    padded = -(-length // PADDING_MULTIPLE) * PADDING_MULTIPLE
-    return max(length, min(padded, mtu))
+def pad(packet: bytes, mtu: int) -> bytes:
+    """The packet with zeros up to a multiple of 16 bytes, but never beyond the MTU (the kernel's
+    calculate_skb_padding); a keepalive stays empty. A packet longer than the MTU, which the TUN
+    does not hand over, goes unpadded: the kernel and wireguard-go pad its length modulo the MTU."""
+    length = len(packet)
+    padding = -length % PADDING_MULTIPLE
+    if not padding:
+        return packet
+    if length + padding > mtu:
+        padding = max(0, mtu - length)
+    return packet + _ZEROS[:padding]
 
 
 def encrypt_packet(keypair: Keypair, packet: bytes, mtu: int) -> bytes:
-    """The transport message carrying one inner packet (empty for a keepalive), under the
-    keypair's next counter."""
-    counter = keypair.send_counter
-    keypair.send_counter = counter + 1
-    padding = padded_length(len(packet), mtu) - len(packet)
-    plaintext = packet + bytes(padding) if padding else packet
-    header = TRANSPORT_HEADER.pack(MESSAGE_TRANSPORT, keypair.remote_index, counter)
-    return header + keypair.sender.encrypt(_NONCE.pack(counter), plaintext, None)
+    """The transport message carrying one inner packet: `encrypt_packets` for a batch of one."""
+    return encrypt_packets(keypair, (packet,), mtu)[0]
 
 
 def encrypt_packets(keypair: Keypair, packets: Sequence[bytes], mtu: int) -> list[bytes]:
-    """The messages for `packets`, under consecutive counters: as `encrypt_packet` on each in
-    turn, in one loop for a batch."""
+    """The transport messages carrying `packets` (an empty one is a keepalive), each padded,
+    under the keypair's next counters in turn; the caller keeps them below
+    REJECT_AFTER_MESSAGES."""
     counter = keypair.send_counter
     keypair.send_counter = counter + len(packets)
     seal = keypair.sender.encrypt
@@ -46,14 +48,8 @@ def encrypt_packets(keypair: Keypair, packets: Sequence[bytes], mtu: int) -> lis
     remote = keypair.remote_index
     messages = []
     for packet in packets:
-        length = len(packet)
-        padding = -length % PADDING_MULTIPLE  # padded_length, inlined: this runs per packet
-        if padding and length + padding > mtu:
-            padding = max(0, mtu - length)
-        plaintext = packet + _ZEROS[:padding] if padding else packet
-        messages.append(
-            header(MESSAGE_TRANSPORT, remote, counter) + seal(nonce(counter), plaintext, None)
-        )
+        sealed = seal(nonce(counter), pad(packet, mtu), None)
+        messages.append(header(MESSAGE_TRANSPORT, remote, counter) + sealed)
         counter += 1
     return messages
 
