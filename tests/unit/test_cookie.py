@@ -8,7 +8,7 @@ from fakes import seeded_rng
 
 from wgpy.core.constants import COOKIE_REFRESH_TIME
 from wgpy.core.cookie import CookieChecker, CookieGenerator, MacState
-from wgpy.core.device import source_bytes
+from wgpy.core.endpoint import source_bytes
 from wgpy.core.keys import generate_private_key, public_key
 from wgpy.core.messages import Initiation
 

@@ -12,7 +12,6 @@ The flow follows the kernel's send.c, receive.c and timers.c, whose function nam
 
 from __future__ import annotations
 
-import ipaddress
 import random
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -38,7 +37,7 @@ from wgpy.core.constants import (
 )
 from wgpy.core.cookie import CookieChecker, MacState
 from wgpy.core.drops import DropReason
-from wgpy.core.endpoint import Endpoint
+from wgpy.core.endpoint import Endpoint, source_bytes
 from wgpy.core.keypair import Keypair
 from wgpy.core.keys import generate_private_key, public_key
 from wgpy.core.messages import TRANSPORT_HEADER, CookieReply, Initiation, Response, message_type
@@ -84,11 +83,6 @@ def datagrams_of(actions: Iterable[Action]) -> list[bytes]:
 def packets_of(actions: Iterable[Action]) -> list[bytes]:
     """The packets `actions` write to the TUN, in order."""
     return [packet for a in actions if isinstance(a, WriteTun) for packet in a.packets]
-
-
-def source_bytes(endpoint: Endpoint) -> bytes:
-    """An endpoint as the cookie MAC covers it: address bytes, then the port big-endian."""
-    return ipaddress.ip_address(endpoint[0]).packed + endpoint[1].to_bytes(2, "big")
 
 
 class Device:

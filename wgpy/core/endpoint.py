@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import NamedTuple
 
 
@@ -20,3 +21,9 @@ class Endpoint(NamedTuple):
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def source_bytes(endpoint: tuple[str, int]) -> bytes:
+    """An endpoint as the cookie MAC covers it (whitepaper 5.4.7): the address's bytes, then the
+    port big-endian."""
+    return ipaddress.ip_address(endpoint[0]).packed + endpoint[1].to_bytes(2, "big")

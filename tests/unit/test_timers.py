@@ -3,7 +3,7 @@ timer, when each falls due, and the jitter on the handshake's. Time is passed in
 
 from __future__ import annotations
 
-from fakes import Link, ipv4_packet
+from fakes import Link
 
 from wgpy.core.constants import (
     KEEPALIVE_TIMEOUT,
@@ -13,6 +13,7 @@ from wgpy.core.constants import (
     REKEY_TIMEOUT_JITTER_MAX,
     ZERO_KEYS_TIME,
 )
+from wgpy.core.ippacket import ipv4_packet
 from wgpy.core.timers import PeerTimers, Timer
 
 NOW = 1000.0
