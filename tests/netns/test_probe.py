@@ -16,18 +16,16 @@ import pytest
 
 from interop.wire import InitiationFlood
 from wgpy.cli.probe import run
-from wgpy.client import get_stats, socket_path
+from wgpy.client import get_stats
 from wgpy.core.keys import from_base64
 from wgpy.lab.netns import (
     WG_PORT,
     Namespace,
-    ip_up,
+    configured_daemon,
     one_peer_config,
-    start_daemon,
     unique_ifname,
     wait_until,
     wg_genkey,
-    wg_setconf,
 )
 
 SERVERS = [
@@ -55,18 +53,11 @@ def serving_interface(
 ) -> Iterator[tuple[str, str]]:
     """A WireGuard server in `ns` on 192.0.2.1/24 and fd00:2::1/64 inside, with the probe as its
     peer (192.0.2.2/32, fd00:2::2/128); yields its interface name and public key."""
-    ifname = unique_ifname()
-    server = wg_genkey()
-    process = start_daemon(ns, command, ifname)
-    try:
-        allowed = "192.0.2.2/32, fd00:2::2/128"
-        config = one_peer_config(server.private, probe_key, allowed, preshared_key=psk)
-        wg_setconf(ns, ifname, config)
-        ip_up(ns, ifname, "192.0.2.1/24", "fd00:2::1/64")
+    ifname, server = unique_ifname(), wg_genkey()
+    allowed = "192.0.2.2/32, fd00:2::2/128"
+    config = one_peer_config(server.private, probe_key, allowed, preshared_key=psk)
+    with configured_daemon(ns, command, ifname, config, "192.0.2.1/24", "fd00:2::1/64"):
         yield ifname, server.public
-    finally:
-        ns.stop(process)
-        socket_path(ifname).unlink(missing_ok=True)
 
 
 @contextmanager
