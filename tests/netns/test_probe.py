@@ -69,6 +69,13 @@ def serving(
         yield server_key
 
 
+@pytest.fixture(params=SERVERS)
+def command(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """The server's command: a test that takes it runs against each of SERVERS."""
+    server: tuple[str, ...] = request.param
+    return server
+
+
 def endpoint_of(ns: Namespace, family: str = "ipv4") -> str:
     return f"{ns.ipv4}:{WG_PORT}" if family == "ipv4" else f"[{ns.ipv6}]:{WG_PORT}"
 
@@ -109,35 +116,41 @@ def probe_with_keys(keys: Keys, wgpy_probe: Probe) -> Probe:
 
 @pytest.fixture
 def probe_served(
-    netns_pair: tuple[Namespace, Namespace], keys: Keys, probe_with_keys: Probe
+    netns_pair: tuple[Namespace, Namespace],
+    command: tuple[str, ...],
+    keys: Keys,
+    probe_with_keys: Probe,
 ) -> Probe:
-    """`probe_served(command, *options, outer=, psk=)` starts a server with `command` in the
+    """`probe_served(*options, outer=, psk=, peer_key=)` starts a server with `command` in the
     host namespace, the probe its peer (with the preshared key `psk`, if any), and runs
-    `probe_with_keys` at it over the `outer` family."""
+    `probe_with_keys` at it over the `outer` family, expecting the server's public key or,
+    where given, `peer_key`."""
     _, host = netns_pair
 
     def probe(
-        command: tuple[str, ...], *options: str, outer: str = "ipv4", psk: str = ""
+        *options: str,
+        outer: str = "ipv4",
+        psk: str = "",
+        peer_key: str | None = None,
     ) -> tuple[int, str, str]:
         with serving(host, command, keys.public, psk=psk) as server_key:
-            return probe_with_keys(endpoint_of(host, outer), server_key, *options)
+            endpoint = endpoint_of(host, outer)
+            return probe_with_keys(endpoint, peer_key or server_key, *options)
 
     return probe
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
 @pytest.mark.parametrize("outer", ["ipv4", "ipv6"])
 def test_the_probe_gets_a_valid_response_with_the_right_keys(
-    probe_served: Probe, command: tuple[str, ...], outer: str
+    probe_served: Probe, outer: str
 ) -> None:
-    status, out, err = probe_served(command, outer=outer)
+    status, out, err = probe_served(outer=outer)
     assert (status, err) == (0, "")
     assert RTT.search(out) and "1 attempt, 1 answered" in out
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
 def test_the_probe_handshakes_with_a_preshared_key(
     netns_pair: tuple[Namespace, Namespace],
     command: tuple[str, ...],
@@ -156,12 +169,11 @@ def test_the_probe_handshakes_with_a_preshared_key(
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
 def test_back_to_back_attempts_keep_to_the_servers_flood_and_replay_rules(
-    probe_served: Probe, command: tuple[str, ...]
+    probe_served: Probe,
 ) -> None:
     status, out, _ = probe_served(
-        command, "--count", "5", "--interval", "0", "--timeout", "2",
+        "--count", "5", "--interval", "0", "--timeout", "2",
         "--ping", "192.0.2.1", "--address", "192.0.2.2",
     )  # fmt: skip
     assert status == 0
@@ -169,64 +181,46 @@ def test_back_to_back_attempts_keep_to_the_servers_flood_and_replay_rules(
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
-def test_a_wrong_peer_key_gets_silence_a_reason_and_a_failing_status(
-    netns_pair: tuple[Namespace, Namespace],
-    command: tuple[str, ...],
-    keys: Keys,
-    probe_with_keys: Probe,
-) -> None:
-    _, host = netns_pair
-    with serving(host, command, keys.public):
-        status, out, err = probe_with_keys(
-            endpoint_of(host), wg_genkey().public, "--timeout", "0.5"
-        )
+def test_a_wrong_peer_key_gets_silence_a_reason_and_a_failing_status(probe_served: Probe) -> None:
+    status, out, err = probe_served("--timeout", "0.5", peer_key=wg_genkey().public)
     assert status == 1
     assert "silence: no answer within 0.5 s" in out
     assert "no answer within 0.5 s" in err and "--peer-key" in err
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
 def test_a_preshared_key_mismatch_is_reported_as_an_invalid_response(
-    probe_served: Probe, command: tuple[str, ...], tmp_path: Path
+    probe_served: Probe, tmp_path: Path
 ) -> None:
     psk, servers_psk = Keys(tmp_path, "psk"), Keys(tmp_path, "other")
-    status, out, err = probe_served(command, "--psk-file", str(psk.file), psk=servers_psk.private)
+    status, out, err = probe_served("--psk-file", str(psk.file), psk=servers_psk.private)
     assert status == 1
     assert out.count("invalid-response") == 1
     assert "preshared key does not match" in err
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
 @pytest.mark.parametrize(
     "inner", [("192.0.2.2", "192.0.2.1"), ("fd00:2::2", "fd00:2::1")], ids=["ipv4", "ipv6"]
 )
-def test_a_ping_through_the_server_is_answered(
-    probe_served: Probe,
-    command: tuple[str, ...],
-    inner: tuple[str, str],
-) -> None:
-    status, out, _ = probe_served(command, "--ping", inner[1], "--address", inner[0])
+def test_a_ping_through_the_server_is_answered(probe_served: Probe, inner: tuple[str, str]) -> None:
+    status, out, _ = probe_served("--ping", inner[1], "--address", inner[0])
     assert status == 0
     assert re.search(r"response in \d+\.\d+ ms, echo reply in \d+\.\d+ ms", out)
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
 def test_a_ping_from_an_address_the_server_does_not_allow_goes_unanswered(
-    probe_served: Probe, command: tuple[str, ...]
+    probe_served: Probe,
 ) -> None:
     status, _, err = probe_served(
-        command, "--ping", "192.0.2.1", "--address", "192.0.2.99", "--timeout", "0.5"
+        "--ping", "192.0.2.1", "--address", "192.0.2.99", "--timeout", "0.5"
     )
     assert status == 1
     assert "no echo reply from 192.0.2.1" in err and "AllowedIPs" in err
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
 def test_json_output_has_one_entry_per_attempt(
     netns_pair: tuple[Namespace, Namespace], command: tuple[str, ...], keys: Keys
 ) -> None:
