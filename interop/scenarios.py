@@ -302,14 +302,7 @@ def peer_under_load(ctx: Context) -> None:
     link = ctx.link(peer_knows_endpoint=False)
     local, remote = link.local, link.remotes[0]
     capture = ctx.capture(link)
-    flood = InitiationFlood(
-        ctx.w, (remote.host.underlay[0], remote.port), _key(remote), FLOOD_RATE[ctx.peer]
-    ).start()
-    ctx.defer(flood.stop)
-    expect(
-        wait_until(lambda: flood.cookie_replies > 0, 15.0),
-        f"the peer sent no cookie reply to {flood.sent} initiations: it never came under load",
-    )
+    flood = _flood_until_under_load(ctx, link, remote)
     seconds = ping(ctx.local_shell, remote.inner[0], timeout=40)
     probed = _probe_under_load(ctx, local, remote)
     flood.stop()
@@ -329,14 +322,7 @@ def wgpy_under_load(ctx: Context) -> None:
     link = ctx.link(wgpy_knows_endpoint=False)
     local, remote = link.local, link.remotes[0]
     capture = ctx.capture(link)
-    flood = InitiationFlood(
-        ctx.w, (local.host.underlay[0], local.port), _key(local), FLOOD_RATE["wgpy"]
-    ).start()
-    ctx.defer(flood.stop)
-    expect(
-        wait_until(lambda: flood.cookie_replies > 0, 15.0),
-        f"wgpy sent no cookie reply to {flood.sent} initiations: it never came under load",
-    )
+    flood = _flood_until_under_load(ctx, link, local)
     seconds = ping(remote.host.shell, local.inner[0], source=remote.inner[0], timeout=40)
     flood.stop()
     ctx.note(
@@ -349,6 +335,22 @@ def wgpy_under_load(ctx: Context) -> None:
 # Initiations a second: enough to fill each implementation's handshake queue (the kernel's
 # under-load mark is 512 queued, wireguard-go's 128 queued, wgpy's 128 within a second).
 FLOOD_RATE = {"kernel": 20000.0, "wireguard-go": 50000.0, "wgpy": 1000.0}
+UNDER_LOAD_TIMEOUT = 15.0
+
+
+def _flood_until_under_load(ctx: Context, link: Link, target: Interface) -> InitiationFlood:
+    """Initiations with a valid mac1 from W at `target`, until the scenario ends or the flood is
+    stopped; returns once `target` is under load, having answered one with a cookie reply."""
+    address = (target.host.underlay[0], target.port)
+    rate = FLOOD_RATE[target.host.implementation]
+    flood = InitiationFlood(ctx.w, address, _key(target), rate).start()
+    ctx.defer(flood.stop)
+    expect(
+        wait_until(lambda: flood.cookie_replies > 0, UNDER_LOAD_TIMEOUT),
+        f"{_role(link, target)} sent no cookie reply to {flood.sent} initiations:"
+        " it never came under load",
+    )
+    return flood
 
 
 PROBE_ATTEMPTS = 8

@@ -286,14 +286,12 @@ def _add_allowed_ip_change(peer: PeerUpdate, value: str) -> None:
 def format_set(update: DeviceUpdate) -> str:
     """The whole request, in the order `wg` writes it (ipc-uapi.h userspace_set_device)."""
     lines = ["set=1"]
-    if update.private_key is not None:
-        lines.append(f"private_key={update.private_key.hex()}")
-    if update.listen_port is not None:
-        lines.append(f"listen_port={update.listen_port}")
-    if update.fwmark is not None:
-        lines.append(f"fwmark={update.fwmark}")
-    if update.replace_peers:
-        lines.append("replace_peers=true")
+    lines += _given(
+        private_key=_hex(update.private_key),
+        listen_port=update.listen_port,
+        fwmark=update.fwmark,
+        replace_peers=_true(update.replace_peers),
+    )
     for peer in update.peers:
         lines += _peer_update_lines(peer)
     return "\n".join(lines) + "\n\n"
@@ -303,21 +301,31 @@ def _peer_update_lines(peer: PeerUpdate) -> list[str]:
     lines = [f"public_key={peer.public_key.hex()}"]
     if peer.remove:
         return [*lines, "remove=true"]
-    if peer.protocol_version is not None:
-        lines.append(f"protocol_version={peer.protocol_version}")
-    if peer.update_only:
-        lines.append("update_only=true")
-    if peer.preshared_key is not None:
-        lines.append(f"preshared_key={peer.preshared_key.hex()}")
-    if peer.endpoint is not None:
-        lines.append(f"endpoint={peer.endpoint}")
-    if peer.persistent_keepalive_interval is not None:
-        lines.append(f"persistent_keepalive_interval={peer.persistent_keepalive_interval}")
-    if peer.replace_allowed_ips:
-        lines.append("replace_allowed_ips=true")
+    lines += _given(
+        protocol_version=peer.protocol_version,
+        update_only=_true(peer.update_only),
+        preshared_key=_hex(peer.preshared_key),
+        endpoint=peer.endpoint,
+        persistent_keepalive_interval=peer.persistent_keepalive_interval,
+        replace_allowed_ips=_true(peer.replace_allowed_ips),
+    )
     lines += [f"allowed_ip=-{format_prefix(prefix)}" for prefix in peer.removed_allowed_ips]
     lines += [f"allowed_ip={format_prefix(prefix)}" for prefix in peer.allowed_ips]
     return lines
+
+
+def _given(**values: object) -> list[str]:
+    """A `key=value` line for each value given (not None), in order."""
+    return [f"{key}={value}" for key, value in values.items() if value is not None]
+
+
+def _hex(key: bytes | None) -> str | None:
+    return None if key is None else key.hex()
+
+
+def _true(flag: bool) -> str | None:
+    """A flag's value: `true` when it is set; when it is not, the key is left out."""
+    return "true" if flag else None
 
 
 # get ----------------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from scrapes import get, lines_of
 
 from wgpy import metrics
 from wgpy.cli import metrics as cli
-from wgpy.client import socket_path
 from wgpy.core.drops import DropReason
 from wgpy.core.keys import from_base64
 from wgpy.core.probe import ProbeKeys
@@ -27,14 +26,12 @@ from wgpy.io.probe import probe
 from wgpy.lab.netns import (
     WG_PORT,
     Namespace,
-    ip_up,
+    configured_daemon,
     one_peer_config,
-    start_daemon,
     unique_ifname,
     veth_pair,
     wait_until,
     wg_genkey,
-    wg_setconf,
 )
 
 METRICS_PORT = 9586
@@ -52,22 +49,19 @@ class LiveDaemon(NamedTuple):
 def daemon_with_a_session() -> Iterator[LiveDaemon]:
     """A wgpy daemon in one namespace of a pair, its peer a `wgpy probe` from the other that
     handshook and pinged through it."""
-    with veth_pair() as (client, host):
-        ifname = unique_ifname()
-        server, peer = wg_genkey(), wg_genkey()
-        process = start_daemon(host, (sys.executable, "-m", "wgpy.cli.wgpy"), ifname)
-        try:
-            wg_setconf(host, ifname, one_peer_config(server.private, peer.public, "192.0.2.2/32"))
-            ip_up(host, ifname, "192.0.2.1/24")
-            keys = ProbeKeys(from_base64(peer.private), from_base64(server.public))
-            inner = (ipaddress.ip_address("192.0.2.2"), ipaddress.ip_address("192.0.2.1"))
-            with client.entered():
-                (result,) = probe((host.ipv4, WG_PORT), keys, ping=inner)
-            assert result.ok, result.reason
-            yield LiveDaemon(host, ifname, peer.public, process)
-        finally:
-            host.stop(process)
-            socket_path(ifname).unlink(missing_ok=True)
+    wgpy = (sys.executable, "-m", "wgpy.cli.wgpy")
+    ifname, server, peer = unique_ifname(), wg_genkey(), wg_genkey()
+    config = one_peer_config(server.private, peer.public, "192.0.2.2/32")
+    with (
+        veth_pair() as (client, host),
+        configured_daemon(host, wgpy, ifname, config, "192.0.2.1/24") as process,
+    ):
+        keys = ProbeKeys(from_base64(peer.private), from_base64(server.public))
+        inner = (ipaddress.ip_address("192.0.2.2"), ipaddress.ip_address("192.0.2.1"))
+        with client.entered():
+            (result,) = probe((host.ipv4, WG_PORT), keys, ping=inner)
+        assert result.ok, result.reason
+        yield LiveDaemon(host, ifname, peer.public, process)
 
 
 def start_metrics(ns: Namespace, ifname: str, listen: str, log: Path) -> None:

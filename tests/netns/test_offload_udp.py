@@ -39,6 +39,14 @@ def one_run() -> list[bytes]:
     return [os.urandom(200) for _ in range(7)] + [os.urandom(33)]
 
 
+def sent_as_one_run(sender: socket.socket, receiver: socket.socket) -> list[bytes]:
+    """`one_run()`, sent to `receiver` in one UDP_SEGMENT send: on the loopback, a socket with
+    UDP_GRO on receives the batch whole. Returns the datagrams."""
+    datagrams = one_run()
+    UdpBatches(gso=True, gro=False).send(sender, datagrams, receiver.getsockname())
+    return datagrams
+
+
 def test_a_segmented_send_arrives_as_the_datagrams_it_carries(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
@@ -56,8 +64,7 @@ def test_a_gro_receive_hands_over_the_datagrams_of_one_source_together(
 ) -> None:
     sender, receiver = pair
     assert enable_gro(receiver)
-    datagrams = one_run()
-    UdpBatches(gso=True, gro=False).send(sender, datagrams, receiver.getsockname())
+    datagrams = sent_as_one_run(sender, receiver)
 
     received: list[bytes] = []
     while len(received) < len(datagrams):

@@ -16,18 +16,16 @@ import pytest
 
 from interop.wire import InitiationFlood
 from wgpy.cli.probe import run
-from wgpy.client import get_stats, socket_path
+from wgpy.client import get_stats
 from wgpy.core.keys import from_base64
 from wgpy.lab.netns import (
     WG_PORT,
     Namespace,
-    ip_up,
+    configured_daemon,
     one_peer_config,
-    start_daemon,
     unique_ifname,
     wait_until,
     wg_genkey,
-    wg_setconf,
 )
 
 SERVERS = [
@@ -55,18 +53,11 @@ def serving_interface(
 ) -> Iterator[tuple[str, str]]:
     """A WireGuard server in `ns` on 192.0.2.1/24 and fd00:2::1/64 inside, with the probe as its
     peer (192.0.2.2/32, fd00:2::2/128); yields its interface name and public key."""
-    ifname = unique_ifname()
-    server = wg_genkey()
-    process = start_daemon(ns, command, ifname)
-    try:
-        allowed = "192.0.2.2/32, fd00:2::2/128"
-        config = one_peer_config(server.private, probe_key, allowed, preshared_key=psk)
-        wg_setconf(ns, ifname, config)
-        ip_up(ns, ifname, "192.0.2.1/24", "fd00:2::1/64")
+    ifname, server = unique_ifname(), wg_genkey()
+    allowed = "192.0.2.2/32, fd00:2::2/128"
+    config = one_peer_config(server.private, probe_key, allowed, preshared_key=psk)
+    with configured_daemon(ns, command, ifname, config, "192.0.2.1/24", "fd00:2::1/64"):
         yield ifname, server.public
-    finally:
-        ns.stop(process)
-        socket_path(ifname).unlink(missing_ok=True)
 
 
 @contextmanager
@@ -78,20 +69,11 @@ def serving(
         yield server_key
 
 
-@pytest.fixture
-def probe_in(capsys: pytest.CaptureFixture[str]) -> Callable[[Namespace], Probe]:
-    """`probe_in(ns)(*argv)` runs `wgpy probe ARGV` in `ns`: (exit status, stdout, stderr)."""
-
-    def in_namespace(ns: Namespace) -> Probe:
-        def probe(*argv: str) -> tuple[int, str, str]:
-            with ns.entered():
-                status = run(list(argv))
-            out, err = capsys.readouterr()
-            return status, out, err
-
-        return probe
-
-    return in_namespace
+@pytest.fixture(params=SERVERS)
+def command(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """The server's command: a test that takes it runs against each of SERVERS."""
+    server: tuple[str, ...] = request.param
+    return server
 
 
 def endpoint_of(ns: Namespace, family: str = "ipv4") -> str:
@@ -99,50 +81,87 @@ def endpoint_of(ns: Namespace, family: str = "ipv4") -> str:
 
 
 @pytest.fixture
+def keys(tmp_path: Path) -> Keys:
+    return Keys(tmp_path)
+
+
+@pytest.fixture
+def wgpy_probe(
+    netns_pair: tuple[Namespace, Namespace], capsys: pytest.CaptureFixture[str]
+) -> Probe:
+    """`wgpy_probe(*argv)` runs `wgpy probe ARGV` in the client namespace, the first of the
+    pair: (exit status, stdout, stderr)."""
+    client, _ = netns_pair
+
+    def probe(*argv: str) -> tuple[int, str, str]:
+        with client.entered():
+            status = run(list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return probe
+
+
+@pytest.fixture
+def probe_with_keys(keys: Keys, wgpy_probe: Probe) -> Probe:
+    """`probe_with_keys(endpoint, peer_key, *options)` runs
+    `wgpy probe ENDPOINT --peer-key PEER_KEY --key-file PROBE OPTIONS` in the client namespace,
+    with the `keys` fixture's key file: (exit status, stdout, stderr)."""
+
+    def probe(endpoint: str, peer_key: str, *options: str) -> tuple[int, str, str]:
+        return wgpy_probe(endpoint, "--peer-key", peer_key, "--key-file", str(keys.file), *options)
+
+    return probe
+
+
+@pytest.fixture
 def probe_served(
     netns_pair: tuple[Namespace, Namespace],
-    tmp_path: Path,
-    probe_in: Callable[[Namespace], Probe],
+    command: tuple[str, ...],
+    keys: Keys,
+    probe_with_keys: Probe,
 ) -> Probe:
-    """`probe_served(command, *options, outer=)` starts a server with `command` in one namespace,
-    the probe its peer, and runs `wgpy probe ENDPOINT --peer-key SERVER --key-file PROBE OPTIONS`
-    from the other, over the `outer` family: (exit status, stdout, stderr)."""
-    client, host = netns_pair
-    keys = Keys(tmp_path)
+    """`probe_served(*options, outer=, psk=, peer_key=)` starts a server with `command` in the
+    host namespace, the probe its peer (with the preshared key `psk`, if any), and runs
+    `probe_with_keys` at it over the `outer` family, expecting the server's public key or,
+    where given, `peer_key`."""
+    _, host = netns_pair
 
-    def run(command: tuple[str, ...], *options: str, outer: str = "ipv4") -> tuple[int, str, str]:
-        with serving(host, command, keys.public) as server_key:
-            return probe_in(client)(
-                endpoint_of(host, outer), "--peer-key", server_key, "--key-file", str(keys.file),
-                *options,
-            )  # fmt: skip
+    def probe(
+        *options: str,
+        outer: str = "ipv4",
+        psk: str = "",
+        peer_key: str | None = None,
+    ) -> tuple[int, str, str]:
+        with serving(host, command, keys.public, psk=psk) as server_key:
+            endpoint = endpoint_of(host, outer)
+            return probe_with_keys(endpoint, peer_key or server_key, *options)
 
-    return run
+    return probe
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
 @pytest.mark.parametrize("outer", ["ipv4", "ipv6"])
 def test_the_probe_gets_a_valid_response_with_the_right_keys(
-    probe_served: Probe, command: tuple[str, ...], outer: str
+    probe_served: Probe, outer: str
 ) -> None:
-    status, out, err = probe_served(command, outer=outer)
+    status, out, err = probe_served(outer=outer)
     assert (status, err) == (0, "")
     assert RTT.search(out) and "1 attempt, 1 answered" in out
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
 def test_the_probe_handshakes_with_a_preshared_key(
     netns_pair: tuple[Namespace, Namespace],
     command: tuple[str, ...],
     tmp_path: Path,
-    probe_in: Callable[[Namespace], Probe],
+    keys: Keys,
+    wgpy_probe: Probe,
 ) -> None:
-    client, host = netns_pair
-    keys, psk = Keys(tmp_path), Keys(tmp_path, "psk")  # any 32 bytes make a preshared key
+    _, host = netns_pair
+    psk = Keys(tmp_path, "psk")  # any 32 bytes make a preshared key
     with serving(host, command, keys.public, psk=psk.private) as server_key:
-        status, out, _ = probe_in(client)(
+        status, out, _ = wgpy_probe(
             endpoint_of(host), "--peer-key", server_key, "--key", keys.private,
             "--psk-file", str(psk.file),
         )  # fmt: skip
@@ -150,12 +169,11 @@ def test_the_probe_handshakes_with_a_preshared_key(
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
 def test_back_to_back_attempts_keep_to_the_servers_flood_and_replay_rules(
-    probe_served: Probe, command: tuple[str, ...]
+    probe_served: Probe,
 ) -> None:
     status, out, _ = probe_served(
-        command, "--count", "5", "--interval", "0", "--timeout", "2",
+        "--count", "5", "--interval", "0", "--timeout", "2",
         "--ping", "192.0.2.1", "--address", "192.0.2.2",
     )  # fmt: skip
     assert status == 0
@@ -163,79 +181,50 @@ def test_back_to_back_attempts_keep_to_the_servers_flood_and_replay_rules(
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
-def test_a_wrong_peer_key_gets_silence_a_reason_and_a_failing_status(
-    netns_pair: tuple[Namespace, Namespace],
-    command: tuple[str, ...],
-    tmp_path: Path,
-    probe_in: Callable[[Namespace], Probe],
-) -> None:
-    client, host = netns_pair
-    keys = Keys(tmp_path)
-    with serving(host, command, keys.public):
-        status, out, err = probe_in(client)(
-            endpoint_of(host), "--peer-key", wg_genkey().public, "--key-file", str(keys.file),
-            "--timeout", "0.5",
-        )  # fmt: skip
+def test_a_wrong_peer_key_gets_silence_a_reason_and_a_failing_status(probe_served: Probe) -> None:
+    status, out, err = probe_served("--timeout", "0.5", peer_key=wg_genkey().public)
     assert status == 1
     assert "silence: no answer within 0.5 s" in out
     assert "no answer within 0.5 s" in err and "--peer-key" in err
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
 def test_a_preshared_key_mismatch_is_reported_as_an_invalid_response(
-    netns_pair: tuple[Namespace, Namespace],
-    command: tuple[str, ...],
-    tmp_path: Path,
-    probe_in: Callable[[Namespace], Probe],
+    probe_served: Probe, tmp_path: Path
 ) -> None:
-    client, host = netns_pair
-    keys, psk = Keys(tmp_path), Keys(tmp_path, "psk")
-    with serving(host, command, keys.public, psk=Keys(tmp_path, "other").private) as server_key:
-        status, out, err = probe_in(client)(
-            endpoint_of(host), "--peer-key", server_key, "--key-file", str(keys.file),
-            "--psk-file", str(psk.file),
-        )  # fmt: skip
+    psk, servers_psk = Keys(tmp_path, "psk"), Keys(tmp_path, "other")
+    status, out, err = probe_served("--psk-file", str(psk.file), psk=servers_psk.private)
     assert status == 1
     assert out.count("invalid-response") == 1
     assert "preshared key does not match" in err
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
 @pytest.mark.parametrize(
     "inner", [("192.0.2.2", "192.0.2.1"), ("fd00:2::2", "fd00:2::1")], ids=["ipv4", "ipv6"]
 )
-def test_a_ping_through_the_server_is_answered(
-    probe_served: Probe,
-    command: tuple[str, ...],
-    inner: tuple[str, str],
-) -> None:
-    status, out, _ = probe_served(command, "--ping", inner[1], "--address", inner[0])
+def test_a_ping_through_the_server_is_answered(probe_served: Probe, inner: tuple[str, str]) -> None:
+    status, out, _ = probe_served("--ping", inner[1], "--address", inner[0])
     assert status == 0
     assert re.search(r"response in \d+\.\d+ ms, echo reply in \d+\.\d+ ms", out)
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
 def test_a_ping_from_an_address_the_server_does_not_allow_goes_unanswered(
-    probe_served: Probe, command: tuple[str, ...]
+    probe_served: Probe,
 ) -> None:
     status, _, err = probe_served(
-        command, "--ping", "192.0.2.1", "--address", "192.0.2.99", "--timeout", "0.5"
+        "--ping", "192.0.2.1", "--address", "192.0.2.99", "--timeout", "0.5"
     )
     assert status == 1
     assert "no echo reply from 192.0.2.1" in err and "AllowedIPs" in err
 
 
 @netns
-@pytest.mark.parametrize("command", SERVERS)
 def test_json_output_has_one_entry_per_attempt(
-    netns_pair: tuple[Namespace, Namespace], command: tuple[str, ...], tmp_path: Path
+    netns_pair: tuple[Namespace, Namespace], command: tuple[str, ...], keys: Keys
 ) -> None:
     client, host = netns_pair
-    keys = Keys(tmp_path)
     with serving(host, command, keys.public) as server_key:
         completed = client.run(
             sys.executable, "-m", "wgpy.cli.probe", endpoint_of(host),
@@ -260,10 +249,9 @@ def test_json_output_has_one_entry_per_attempt(
 
 @pytest.mark.netns("wg")
 def test_json_output_of_a_failed_probe_says_why(
-    netns_pair: tuple[Namespace, Namespace], tmp_path: Path
+    netns_pair: tuple[Namespace, Namespace], keys: Keys
 ) -> None:
     client, host = netns_pair
-    keys = Keys(tmp_path)
     completed = client.run(
         sys.executable, "-m", "wgpy.cli.probe", endpoint_of(host),
         "--peer-key", wg_genkey().public, "--key-file", str(keys.file), "--json",
@@ -279,32 +267,20 @@ def test_json_output_of_a_failed_probe_says_why(
 
 @pytest.mark.netns("wg")
 def test_a_port_nothing_listens_on_is_refused(
-    netns_pair: tuple[Namespace, Namespace],
-    tmp_path: Path,
-    probe_in: Callable[[Namespace], Probe],
+    netns_pair: tuple[Namespace, Namespace], probe_with_keys: Probe
 ) -> None:
-    client, host = netns_pair
-    keys = Keys(tmp_path)
-    status, out, err = probe_in(client)(
-        endpoint_of(host), "--peer-key", wg_genkey().public, "--key-file", str(keys.file)
-    )
+    _, host = netns_pair
+    status, out, err = probe_with_keys(endpoint_of(host), wg_genkey().public)
     assert status == 1
     assert "refused:" in out and "ICMP port unreachable" in err
 
 
 @pytest.mark.netns("wg")
-def test_a_server_address_nobody_answers_arp_for_is_unreachable(
-    netns_pair: tuple[Namespace, Namespace],
-    tmp_path: Path,
-    probe_in: Callable[[Namespace], Probe],
-) -> None:
-    client, _ = netns_pair
-    keys = Keys(tmp_path)
+def test_a_server_address_nobody_answers_arp_for_is_unreachable(probe_with_keys: Probe) -> None:
     # On the veth's subnet, but no host: the client's ARP goes unanswered (after about 3 s).
-    status, out, err = probe_in(client)(
-        f"198.18.0.99:{WG_PORT}", "--peer-key", wg_genkey().public, "--key-file", str(keys.file),
-        "--timeout", "10",
-    )  # fmt: skip
+    status, out, err = probe_with_keys(
+        f"198.18.0.99:{WG_PORT}", wg_genkey().public, "--timeout", "10"
+    )
     assert status == 1
     assert "unreachable: the network reports the server unreachable" in out
     assert "No route to host" in err
@@ -312,15 +288,9 @@ def test_a_server_address_nobody_answers_arp_for_is_unreachable(
 
 @pytest.mark.netns("wg")
 def test_an_endpoint_this_host_has_no_route_to_means_the_probe_cannot_run(
-    netns_pair: tuple[Namespace, Namespace],
-    tmp_path: Path,
-    probe_in: Callable[[Namespace], Probe],
+    probe_with_keys: Probe,
 ) -> None:
-    client, _ = netns_pair
-    keys = Keys(tmp_path)
-    status, _, err = probe_in(client)(
-        f"192.0.2.200:{WG_PORT}", "--peer-key", wg_genkey().public, "--key-file", str(keys.file)
-    )
+    status, _, err = probe_with_keys(f"192.0.2.200:{WG_PORT}", wg_genkey().public)
     assert status == 2
     assert "192.0.2.200:51820: Network is unreachable" in err
 
@@ -337,15 +307,12 @@ COOKIE_THEN_RESPONSE = re.compile(
 
 @netns
 def test_a_wgpy_server_under_load_answers_with_a_cookie_and_then_the_retry_with_mac2(
-    netns_pair: tuple[Namespace, Namespace],
-    tmp_path: Path,
-    probe_in: Callable[[Namespace], Probe],
+    netns_pair: tuple[Namespace, Namespace], keys: Keys, probe_with_keys: Probe
 ) -> None:
-    client, host = netns_pair
-    keys = Keys(tmp_path)
+    _, host = netns_pair
     with serving_interface(host, WGPY_UNDER_LOAD, keys.public) as (ifname, server_key):
-        status, out, _ = probe_in(client)(
-            endpoint_of(host), "--peer-key", server_key, "--key-file", str(keys.file),
+        status, out, _ = probe_with_keys(
+            endpoint_of(host), server_key,
             "--count", "2", "--interval", "0", "--ping", "192.0.2.1", "--address", "192.0.2.2",
         )  # fmt: skip
         with host.entered():
@@ -358,10 +325,9 @@ def test_a_wgpy_server_under_load_answers_with_a_cookie_and_then_the_retry_with_
 
 @netns
 def test_the_json_report_says_the_server_sent_a_cookie_reply(
-    netns_pair: tuple[Namespace, Namespace], tmp_path: Path
+    netns_pair: tuple[Namespace, Namespace], keys: Keys
 ) -> None:
     client, host = netns_pair
-    keys = Keys(tmp_path)
     with serving(host, WGPY_UNDER_LOAD, keys.public) as server_key:
         completed = client.run(
             sys.executable, "-m", "wgpy.cli.probe", endpoint_of(host),
@@ -382,12 +348,9 @@ FLOOD_ATTEMPTS = 10
 
 @netns
 def test_wireguard_go_flooded_with_initiations_answers_the_probe_with_a_cookie(
-    netns_pair: tuple[Namespace, Namespace],
-    tmp_path: Path,
-    probe_in: Callable[[Namespace], Probe],
+    netns_pair: tuple[Namespace, Namespace], keys: Keys, probe_with_keys: Probe
 ) -> None:
     client, host = netns_pair
-    keys = Keys(tmp_path)
     with serving(host, ("wireguard-go",), keys.public) as server_key:
         target = (host.ipv4, WG_PORT)
         flood = InitiationFlood(client, target, from_base64(server_key), FLOOD_RATE).start()
@@ -397,8 +360,8 @@ def test_wireguard_go_flooded_with_initiations_answers_the_probe_with_a_cookie(
             )
             # The flood keeps its queue near full, where it drops what does not fit: some
             # attempts go unanswered, so several are made (each a cookie, then the retry).
-            status, out, _ = probe_in(client)(
-                endpoint_of(host), "--peer-key", server_key, "--key-file", str(keys.file),
+            status, out, _ = probe_with_keys(
+                endpoint_of(host), server_key,
                 "--count", str(FLOOD_ATTEMPTS), "--interval", "0", "--timeout", "1",
             )  # fmt: skip
         finally:

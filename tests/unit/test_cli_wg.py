@@ -515,20 +515,19 @@ def test_showconf_takes_exactly_one_interface(wgpy: Callable[..., Result], run_d
 
 
 def test_set_sends_device_options_then_peer_blocks_in_wg_s_order(
-    run_dir: Path, wgpy: Callable[..., Result]
+    run_dir: Path, device: FakeDevice, wgpy: Callable[..., Result]
 ) -> None:
     private = write_file(run_dir, "private", f"{PRIVATE}\n")
     psk = write_file(run_dir, "psk", f"{PSK}\n")
-    with fake_device(run_dir) as fake:
-        result = wgpy(
-            "set", "wg0",
-            "listen-port", "51821", "fwmark", "0x10", "private-key", private,
-            "peer", PEER1, "preshared-key", psk, "endpoint", "192.0.2.1:51820",
-            "persistent-keepalive", "25", "allowed-ips", " 192.0.2.0/24 , fd00::/64 ",
-            "peer", PEER2, "remove",
-        )  # fmt: skip
+    result = wgpy(
+        "set", "wg0",
+        "listen-port", "51821", "fwmark", "0x10", "private-key", private,
+        "peer", PEER1, "preshared-key", psk, "endpoint", "192.0.2.1:51820",
+        "persistent-keepalive", "25", "allowed-ips", " 192.0.2.0/24 , fd00::/64 ",
+        "peer", PEER2, "remove",
+    )  # fmt: skip
     assert result == (0, "", "")
-    assert fake.requests == [
+    assert device.requests == [
         f"set=1\nprivate_key={PRIVATE_HEX}\nlisten_port=51821\nfwmark=16\n"
         f"public_key={PEER1_HEX}\npreshared_key={PSK_HEX}\nendpoint=192.0.2.1:51820\n"
         "persistent_keepalive_interval=25\nreplace_allowed_ips=true\n"
@@ -538,27 +537,25 @@ def test_set_sends_device_options_then_peer_blocks_in_wg_s_order(
 
 
 def test_an_empty_key_file_removes_the_key_and_an_empty_list_clears_the_allowed_ips(
-    run_dir: Path, wgpy: Callable[..., Result]
+    device: FakeDevice, wgpy: Callable[..., Result]
 ) -> None:
-    with fake_device(run_dir) as fake:
-        assert wgpy(
-            "set", "wg0", "private-key", "/dev/null",
-            "peer", PEER1, "preshared-key", "/dev/null", "allowed-ips", "",
-        ) == (0, "", "")  # fmt: skip
-    assert fake.requests == [
+    assert wgpy(
+        "set", "wg0", "private-key", "/dev/null",
+        "peer", PEER1, "preshared-key", "/dev/null", "allowed-ips", "",
+    ) == (0, "", "")  # fmt: skip
+    assert device.requests == [
         f"set=1\nprivate_key={ZERO_HEX}\npublic_key={PEER1_HEX}\n"
         f"preshared_key={ZERO_HEX}\nreplace_allowed_ips=true\n\n"
     ]
 
 
 def test_allowed_ips_with_a_sign_change_the_peer_s_list_rather_than_replace_it(
-    run_dir: Path, wgpy: Callable[..., Result]
+    device: FakeDevice, wgpy: Callable[..., Result]
 ) -> None:
-    with fake_device(run_dir) as fake:
-        assert wgpy(
-            "set", "wg0", "peer", PEER1, "allowed-ips", "+192.0.2.0/24,-fd00::/64,198.18.0.0/16"
-        ) == (0, "", "")  # fmt: skip
-    assert fake.requests == [
+    assert wgpy(
+        "set", "wg0", "peer", PEER1, "allowed-ips", "+192.0.2.0/24,-fd00::/64,198.18.0.0/16"
+    ) == (0, "", "")  # fmt: skip
+    assert device.requests == [
         f"set=1\npublic_key={PEER1_HEX}\nallowed_ip=-fd00::/64\n"
         "allowed_ip=192.0.2.0/24\nallowed_ip=198.18.0.0/16\n\n"
     ]
@@ -571,20 +568,18 @@ def test_the_last_mention_of_a_prefix_decides_whether_it_is_added_or_removed() -
 
 
 def test_an_allowed_ip_with_host_bits_is_sent_masked_with_wg_s_warning(
-    run_dir: Path, wgpy: Callable[..., Result]
+    device: FakeDevice, wgpy: Callable[..., Result]
 ) -> None:
-    with fake_device(run_dir) as fake:
-        result = wgpy("set", "wg0", "peer", PEER1, "allowed-ips", "192.0.2.1/24,fd00::1")
+    result = wgpy("set", "wg0", "peer", PEER1, "allowed-ips", "192.0.2.1/24,fd00::1")
     assert result == (0, "", "Warning: AllowedIP has nonzero host part: 192.0.2.1/24\n")
-    assert "allowed_ip=192.0.2.0/24\nallowed_ip=fd00::1/128\n" in fake.requests[0]
+    assert "allowed_ip=192.0.2.0/24\nallowed_ip=fd00::1/128\n" in device.requests[0]
 
 
 def test_an_endpoint_host_name_is_resolved_before_it_is_sent(
-    run_dir: Path, wgpy: Callable[..., Result]
+    device: FakeDevice, wgpy: Callable[..., Result]
 ) -> None:
-    with fake_device(run_dir) as fake:
-        assert wgpy("set", "wg0", "peer", PEER1, "endpoint", "localhost:51820")[0] == 0
-    endpoint = fake.requests[0].split("\n")[2]
+    assert wgpy("set", "wg0", "peer", PEER1, "endpoint", "localhost:51820")[0] == 0
+    endpoint = device.requests[0].split("\n")[2]
     assert endpoint in ("endpoint=127.0.0.1:51820", "endpoint=[::1]:51820")
 
 
@@ -637,11 +632,10 @@ def test_a_fwmark_is_off_decimal_or_hexadecimal(value: str, fwmark: int) -> None
     ],
 )  # fmt: skip
 def test_set_reports_the_first_bad_argument_as_wg_does_and_sends_nothing(
-    run_dir: Path, wgpy: Callable[..., Result], args: list[str], message: str
+    device: FakeDevice, wgpy: Callable[..., Result], args: list[str], message: str
 ) -> None:
-    with fake_device(run_dir) as fake:
-        assert wgpy("set", "wg0", *args) == (1, "", f"{message}\n")
-    assert fake.requests == []
+    assert wgpy("set", "wg0", *args) == (1, "", f"{message}\n")
+    assert device.requests == []
 
 
 @pytest.mark.parametrize(
@@ -736,33 +730,35 @@ PEER1_BLOCK = (
 )
 
 
+@pytest.fixture
+def config_file(run_dir: Path) -> str:
+    """CONFIG, in wg0.conf."""
+    return write_file(run_dir, "wg0.conf", CONFIG)
+
+
 def test_setconf_replaces_everything_including_what_the_file_leaves_out(
-    run_dir: Path, wgpy: Callable[..., Result]
+    config_file: str, device: FakeDevice, wgpy: Callable[..., Result]
 ) -> None:
-    path = write_file(run_dir, "wg0.conf", CONFIG)
-    with fake_device(run_dir) as fake:
-        assert wgpy("setconf", "wg0", path) == (0, "", "")
-    assert fake.requests == [
+    assert wgpy("setconf", "wg0", config_file) == (0, "", "")
+    assert device.requests == [
         f"set=1\nprivate_key={PRIVATE_HEX}\nlisten_port=0\nfwmark=0\nreplace_peers=true\n"
         f"{PEER1_BLOCK}\n"
     ]
 
 
-def test_addconf_sends_only_what_the_file_says(run_dir: Path, wgpy: Callable[..., Result]) -> None:
-    path = write_file(run_dir, "wg0.conf", CONFIG)
-    with fake_device(run_dir) as fake:
-        assert wgpy("addconf", "wg0", path) == (0, "", "")
-    assert fake.requests == [f"set=1\nprivate_key={PRIVATE_HEX}\n{PEER1_BLOCK}\n"]
+def test_addconf_sends_only_what_the_file_says(
+    config_file: str, device: FakeDevice, wgpy: Callable[..., Result]
+) -> None:
+    assert wgpy("addconf", "wg0", config_file) == (0, "", "")
+    assert device.requests == [f"set=1\nprivate_key={PRIVATE_HEX}\n{PEER1_BLOCK}\n"]
 
 
 def test_syncconf_removes_the_peers_the_file_lacks_and_clears_what_it_no_longer_sets(
-    run_dir: Path, wgpy: Callable[..., Result]
+    config_file: str, device: FakeDevice, wgpy: Callable[..., Result]
 ) -> None:
     # The device has peers 1 (with a preshared key and a keepalive), 2 and 3; the file only 1.
-    path = write_file(run_dir, "wg0.conf", CONFIG)
-    with fake_device(run_dir, reply=GET_REPLY) as fake:
-        assert wgpy("syncconf", "wg0", path) == (0, "", "")
-    assert fake.requests == [
+    assert wgpy("syncconf", "wg0", config_file) == (0, "", "")
+    assert device.requests == [
         "get=1\n\n",
         f"set=1\nprivate_key={PRIVATE_HEX}\nlisten_port=0\nfwmark=0\n"
         f"public_key={PEER3_HEX}\nremove=true\npublic_key={PEER2_HEX}\nremove=true\n"
@@ -772,12 +768,11 @@ def test_syncconf_removes_the_peers_the_file_lacks_and_clears_what_it_no_longer_
 
 
 def test_syncconf_of_a_file_without_peers_replaces_them_without_asking_the_device(
-    run_dir: Path, wgpy: Callable[..., Result]
+    run_dir: Path, device: FakeDevice, wgpy: Callable[..., Result]
 ) -> None:
     path = write_file(run_dir, "wg0.conf", "[Interface]\nListenPort = 51820\n")
-    with fake_device(run_dir, reply=GET_REPLY) as fake:
-        assert wgpy("syncconf", "wg0", path) == (0, "", "")
-    assert fake.requests == [
+    assert wgpy("syncconf", "wg0", path) == (0, "", "")
+    assert device.requests == [
         f"set=1\nprivate_key={ZERO_HEX}\nlisten_port=51820\nfwmark=0\nreplace_peers=true\n\n"
     ]
 
@@ -803,14 +798,13 @@ def test_sync_update_leaves_a_peer_alone_when_the_file_sets_what_the_device_has(
     ],
 )
 def test_a_configuration_error_names_file_line_and_key(
-    run_dir: Path, wgpy: Callable[..., Result], content: str, message: str
+    run_dir: Path, device: FakeDevice, wgpy: Callable[..., Result], content: str, message: str
 ) -> None:
     path = write_file(run_dir, "wg0.conf", content)
-    with fake_device(run_dir) as fake:
-        status, out, err = wgpy("setconf", "wg0", path)
+    status, out, err = wgpy("setconf", "wg0", path)
     assert (status, out) == (1, "")
     assert err == f"{path.removesuffix('wg0.conf')}{message}\nConfiguration parsing error\n"
-    assert fake.requests == []
+    assert device.requests == []
 
 
 def test_setconf_needs_an_interface_and_a_readable_file(

@@ -318,6 +318,25 @@ def test_an_endpoint_host_with_a_bracket_is_rejected(endpoint: str) -> None:
 # Writing ------------------------------------------------------------------------------------------
 
 
+# What wg itself reads of expected_config(), after the [Interface] line: `wg showconf`'s part.
+WG_PART = (
+    "ListenPort = 51820\n"
+    "FwMark = 0x42\n"
+    f"PrivateKey = {PRIVATE}\n"
+    "\n"
+    "[Peer]\n"
+    f"PublicKey = {PUBLIC1}\n"
+    f"PresharedKey = {PSK}\n"
+    "AllowedIPs = 198.18.0.2/32, fd00::2/128, 192.0.2.0/24\n"
+    "Endpoint = [fd00::5]:51820\n"
+    "PersistentKeepalive = 25\n"
+    "\n"
+    "[Peer]\n"
+    f"PublicKey = {PUBLIC2}\n"
+    "Endpoint = vpn.example.com:51821\n"
+)
+
+
 def test_serialize_writes_what_wg_quick_save_writes() -> None:
     assert config.serialize(expected_config()) == (
         "[Interface]\n"
@@ -332,42 +351,12 @@ def test_serialize_writes_what_wg_quick_save_writes() -> None:
         "Table = off\n"
         "SaveConfig = true\n"
         'PreUp = echo "bringing %i up" # a comment wg-quick keeps\n'
-        "PostDown = ip rule del table 42\n"
-        "ListenPort = 51820\n"
-        "FwMark = 0x42\n"
-        f"PrivateKey = {PRIVATE}\n"
-        "\n"
-        "[Peer]\n"
-        f"PublicKey = {PUBLIC1}\n"
-        f"PresharedKey = {PSK}\n"
-        "AllowedIPs = 198.18.0.2/32, fd00::2/128, 192.0.2.0/24\n"
-        "Endpoint = [fd00::5]:51820\n"
-        "PersistentKeepalive = 25\n"
-        "\n"
-        "[Peer]\n"
-        f"PublicKey = {PUBLIC2}\n"
-        "Endpoint = vpn.example.com:51821\n"
+        "PostDown = ip rule del table 42\n" + WG_PART
     )
 
 
 def test_strip_keeps_only_what_wg_understands() -> None:
-    assert config.strip(expected_config()) == (
-        "[Interface]\n"
-        "ListenPort = 51820\n"
-        "FwMark = 0x42\n"
-        f"PrivateKey = {PRIVATE}\n"
-        "\n"
-        "[Peer]\n"
-        f"PublicKey = {PUBLIC1}\n"
-        f"PresharedKey = {PSK}\n"
-        "AllowedIPs = 198.18.0.2/32, fd00::2/128, 192.0.2.0/24\n"
-        "Endpoint = [fd00::5]:51820\n"
-        "PersistentKeepalive = 25\n"
-        "\n"
-        "[Peer]\n"
-        f"PublicKey = {PUBLIC2}\n"
-        "Endpoint = vpn.example.com:51821\n"
-    )
+    assert config.strip(expected_config()) == "[Interface]\n" + WG_PART
 
 
 def test_explicit_off_values_are_written_as_off() -> None:

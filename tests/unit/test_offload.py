@@ -11,6 +11,7 @@ import os
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from offload_packets import TIMESTAMP, V4, V6
 from rfc1071 import word_by_word_sum
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -35,9 +36,6 @@ from wgpy.io.vnet.segment import (
     VnetHdr,
     segment,
 )
-
-V4 = {"src": "192.0.2.1", "dst": "192.0.2.2"}
-V6 = {"src": "fd00:2::1", "dst": "fd00:2::2"}
 
 
 def rebuilt(packet: bytes) -> bytes:
@@ -150,7 +148,7 @@ def tcp_segments(
             seq=(0xFFFFF000 + index * size) & 0xFFFFFFFF,
             ack=77,
             flags=flags if last else flags.replace("F", "").replace("P", ""),
-            options=[("NOP", None), ("NOP", None), ("Timestamp", (1, 2))],
+            options=TIMESTAMP,
         )
         segments.append(bytes(layer / tcp / Raw(chunk)))
     return segments
@@ -175,7 +173,7 @@ def test_a_tso_super_packet_is_cut_into_segments_as_a_nic_would(
         seq=0xFFFFF000,
         ack=77,
         flags="FPA",
-        options=[("NOP", None), ("NOP", None), ("Timestamp", (1, 2))],
+        options=TIMESTAMP,
     )
     whole = bytearray(super_packet(ip, tcp, payload))
     header_len = 20 if ip_id is not None else 40
@@ -191,8 +189,7 @@ def test_a_tso_super_packet_is_cut_into_segments_as_a_nic_would(
 
 def test_the_ecn_flag_on_a_gso_type_does_not_stop_segmentation() -> None:
     ip = IP(**V4, id=1)
-    tcp = TCP(sport=40000, dport=5201, seq=0xFFFFF000, ack=77, flags="A",
-              options=[("NOP", None), ("NOP", None), ("Timestamp", (1, 2))])  # fmt: skip
+    tcp = TCP(sport=40000, dport=5201, seq=0xFFFFF000, ack=77, flags="A", options=TIMESTAMP)
     payload = os.urandom(3000)
     whole = super_packet(ip, tcp, payload)
     hdr = VnetHdr(F_NEEDS_CSUM, GSO_TCPV4 | GSO_ECN, 52, 1000, 20, 16)

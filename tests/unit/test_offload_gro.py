@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from offload_packets import TIMESTAMP, V4, V6
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
@@ -24,10 +25,6 @@ from wgpy.io.vnet.segment import (
     VnetHdr,
     segment,
 )
-
-V4 = {"src": "192.0.2.1", "dst": "192.0.2.2"}
-V6 = {"src": "fd00:2::1", "dst": "fd00:2::2"}
-TIMESTAMP = [("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]
 
 
 def tcp_flow(

@@ -1,1 +1,23 @@
 """Console entry points: `wgpy` and `wgpy-quick`."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+Run = Callable[[list[str]], int]
+
+
+def argparse_exit_returned(run: Run) -> Run:
+    """`run`, returning the status argparse exits with (0 after --help, 2 after a usage error)
+    instead of raising SystemExit: a command's `run` always answers with its exit status. Its
+    argument parsing must be the only place `run` raises SystemExit."""
+
+    @functools.wraps(run)
+    def returning(argv: list[str]) -> int:
+        try:
+            return run(argv)
+        except SystemExit as exit_:
+            return exit_.code if isinstance(exit_.code, int) else 2
+
+    return returning

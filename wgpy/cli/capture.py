@@ -34,6 +34,7 @@ from wgpy.capture import (
     SecretsRecord,
     keylog_lines,
 )
+from wgpy.cli import argparse_exit_returned
 from wgpy.core.keys import to_base64
 from wgpy.errors import UapiError, WgpyError
 from wgpy.pcapng import PcapngWriter
@@ -54,11 +55,9 @@ class CaptureError(WgpyError):
     """Why the capture could not run, as printed after the program name."""
 
 
+@argparse_exit_returned
 def run(argv: list[str]) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exit_:  # argparse's way out after --help or a usage error
-        return exit_.code if isinstance(exit_.code, int) else 2
+    args = _parser().parse_args(argv)
     try:
         if args.keylog is not None and os.geteuid() != 0:
             raise CaptureError("--keylog exposes session secrets and is for root only")

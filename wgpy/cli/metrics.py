@@ -28,6 +28,7 @@ from types import FrameType
 from typing import Any, Final
 
 from wgpy import metrics
+from wgpy.cli import argparse_exit_returned
 from wgpy.client import get_device, get_stats, socket_path
 from wgpy.errors import UapiError
 from wgpy.io.tun import valid_name
@@ -204,6 +205,7 @@ def open_server(listen: Listen, scrape: Scrape) -> socketserver.BaseServer:
 # The command --------------------------------------------------------------------------------------
 
 
+@argparse_exit_returned
 def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -215,10 +217,7 @@ def run(argv: list[str]) -> int:
         "--listen", default=DEFAULT_LISTEN, metavar="ADDR:PORT",
         help=f"a loopback address and port, or unix:PATH (default {DEFAULT_LISTEN})",
     )  # fmt: skip
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # after --help, or a usage error
-        return exit_.code if isinstance(exit_.code, int) else 2
+    args = parser.parse_args(argv)
     if not valid_name(args.interface):
         print(f"{PROG}: invalid interface name {args.interface!r}", file=sys.stderr)
         return 2

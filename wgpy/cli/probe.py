@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from wgpy.cli import argparse_exit_returned
 from wgpy.cli.wg import CommandError, parse_endpoint, parse_key, read_key_file
 from wgpy.core.constants import KEY_LEN
 from wgpy.core.endpoint import Endpoint
@@ -30,11 +31,9 @@ can: --key puts it on the command line, which other users may read.
 """
 
 
+@argparse_exit_returned
 def run(argv: list[str]) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exit_:  # argparse's way out after --help or a usage error
-        return exit_.code if isinstance(exit_.code, int) else 2
+    args = _parser().parse_args(argv)
     try:
         endpoint, keys, ping = _settings(args)
     except (CommandError, ValueError) as error:

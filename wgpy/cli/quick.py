@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyroute2 import IPRoute
@@ -78,21 +79,13 @@ def up(argument: str) -> None:
 
 
 def down(argument: str) -> None:
-    path, ifname = _locate(argument)
-    config = wgconfig.load(path)
-    _require_root()
-    with IPRoute() as ipr:
-        _require_wireguard(ipr, ifname)
+    with _running_interface(argument) as (ipr, ifname, path, config):
         running = observe.observe_running(ipr, ifname)
         Executor(ipr).down(plan_down(ifname, config, running, path=str(path)))
 
 
 def save(argument: str) -> None:
-    path, ifname = _locate(argument)
-    config = wgconfig.load(path)
-    _require_root()
-    with IPRoute() as ipr:
-        _require_wireguard(ipr, ifname)
+    with _running_interface(argument) as (ipr, ifname, path, config):
         Executor(ipr).run(SaveConfig(ifname, str(path), config))
 
 
@@ -109,6 +102,18 @@ def _locate(argument: str) -> tuple[Path, str]:
     if configfile.world_accessible(path):
         print(f"Warning: `{path}' is world accessible", file=sys.stderr)
     return path, ifname
+
+
+@contextmanager
+def _running_interface(argument: str) -> Iterator[tuple[IPRoute, str, Path, wgconfig.Config]]:
+    """What `down` and `save` start from: the interface `argument` names, which must be a
+    running WireGuard interface, its file and configuration, and netlink (root only)."""
+    path, ifname = _locate(argument)
+    config = wgconfig.load(path)
+    _require_root()
+    with IPRoute() as ipr:
+        _require_wireguard(ipr, ifname)
+        yield ipr, ifname, path, config
 
 
 def _require_root() -> None:

@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import struct
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Final, Protocol
 
@@ -48,7 +49,10 @@ class TunBatches(Protocol):
         ...
 
 
-class PlainTun:
+class _Tun(ABC):
+    """What both share: the file, non-blocking, and a read that drains it: one system call's
+    read, then more while the poll says more waits, up to about BATCH packets."""
+
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._waiting = input_waiting(fd)
@@ -58,41 +62,35 @@ class PlainTun:
         return self._fd
 
     def read(self) -> list[bytes]:
-        packets = [os.read(self._fd, MAX_PACKET)]
+        packets = self._read_one()
         if self._waiting():
             try:
                 while len(packets) < BATCH:
-                    packets.append(os.read(self._fd, MAX_PACKET))
+                    packets += self._read_one()
             except BlockingIOError:
                 pass
         return packets
+
+    @abstractmethod
+    def _read_one(self) -> list[bytes]:
+        """The packets of one system call's read (none if what it read was dropped)."""
+
+
+class PlainTun(_Tun):
+    def _read_one(self) -> list[bytes]:
+        return [os.read(self._fd, MAX_PACKET)]
 
     def write(self, packets: Sequence[bytes]) -> None:
         for packet in packets:
             _write(self._fd, packet)
 
 
-class OffloadTun:
+class OffloadTun(_Tun):
     """For a TUN with IFF_VNET_HDR and TSO on; `udp` when it takes USO too."""
 
     def __init__(self, fd: int, udp: bool) -> None:
-        self._fd = fd
+        super().__init__(fd)
         self._udp = udp
-        self._waiting = input_waiting(fd)
-        os.set_blocking(fd, False)
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def read(self) -> list[bytes]:
-        packets = self._read_one(os.read(self._fd, VNET_HDR_LEN + MAX_PACKET))
-        if self._waiting():
-            try:
-                while len(packets) < BATCH:
-                    packets += self._read_one(os.read(self._fd, VNET_HDR_LEN + MAX_PACKET))
-            except BlockingIOError:
-                pass
-        return packets
 
     def write(self, packets: Sequence[bytes]) -> None:
         if len(packets) == 1:  # Nothing to merge; the kernel checks a lone packet itself.
@@ -101,8 +99,8 @@ class OffloadTun:
         for buffer in coalesce(packets, udp=self._udp):
             _write(self._fd, buffer)
 
-    @staticmethod
-    def _read_one(data: bytes) -> list[bytes]:
+    def _read_one(self) -> list[bytes]:
+        data = os.read(self._fd, VNET_HDR_LEN + MAX_PACKET)
         if data[:VNET_HDR_LEN] == NO_OFFLOAD:  # One whole packet, checksummed, as ping's are.
             return [data[VNET_HDR_LEN:]]
         try:

@@ -237,6 +237,22 @@ def start_daemon(ns: Namespace, command: Sequence[str], ifname: str) -> subproce
     return process
 
 
+@contextmanager
+def configured_daemon(
+    ns: Namespace, command: Sequence[str], ifname: str, config: str, *addresses: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`command` serving `ifname` in `ns` (as `start_daemon`), configured from the wg(8) text
+    `config` and up with the CIDR `addresses`; stopped, and its socket removed, on exit."""
+    process = start_daemon(ns, command, ifname)
+    try:
+        wg_setconf(ns, ifname, config)
+        ip_up(ns, ifname, *addresses)
+        yield process
+    finally:
+        ns.stop(process)
+        socket_path(ifname).unlink(missing_ok=True)
+
+
 # -- a checked transfer ------------------------------------------------------------------------
 
 TRANSFER_PORT = 5201
