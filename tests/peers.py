@@ -1,4 +1,4 @@
-"""Userspace WireGuard peers in network namespaces, for tests/test_integration.py.
+"""Userspace WireGuard peers in network namespaces, for the tests in tests/netns.
 
 An `Implementation` is a daemon with wireguard-go's command line: `COMMAND [-f] IFNAME` creates
 the TUN interface IFNAME and its configuration socket (wgpy.client.socket_path); without -f it
@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -271,6 +272,23 @@ def start_serving(
             output = log.read().decode(errors="replace")
             raise RuntimeError(f"{implementation.name} did not start on {ifname}: {output}")
     return process
+
+
+# wg-quick's add_if (linux.bash) tries the kernel's WireGuard first, and takes it where it loads.
+USERSPACE_ADD_IF = (
+    'add_if() { cmd "${WG_QUICK_USERSPACE_IMPLEMENTATION:-wireguard-go}" "$INTERFACE"; }\n'
+)
+OVERRIDE_POINT = "# ~~ function override insertion point ~~\n"
+
+
+def userspace_wg_quick(path: Path) -> Path:
+    """Write to `path` a copy of wg-quick whose add_if always starts the userspace daemon
+    (WG_QUICK_USERSPACE_IMPLEMENTATION, wireguard-go if unset), module or not."""
+    wg_quick = Path(shutil.which("wg-quick") or "wg-quick").read_text()
+    assert OVERRIDE_POINT in wg_quick, "wg-quick has no function override point"
+    path.write_text(wg_quick.replace(OVERRIDE_POINT, OVERRIDE_POINT + USERSPACE_ADD_IF))
+    path.chmod(0o755)
+    return path
 
 
 def end_processes(ns: Namespace) -> None:

@@ -36,6 +36,7 @@ from peers import (
     udp_receive_buffer_errors,
     udp_socket,
     unless_standing_in,
+    userspace_wg_quick,
     wg_genpsk,
 )
 from scapy_garbage import craft, replayed
@@ -158,10 +159,6 @@ def test_every_setting_given_to_wg_setconf_is_applied_and_shown_by_wg(
     assert (unused.latest_handshake, unused.rx_bytes, unused.tx_bytes) == (0, 0, 0)
 
 
-@pytest.mark.skipif(
-    Path("/sys/module/wireguard").exists(),
-    reason="wg-quick prefers the kernel's WireGuard module to a userspace implementation",
-)
 @pytest.mark.parametrize("implementations", PAIRS)
 def test_wg_quick_brings_an_interface_up_with_the_daemon_and_down_again(
     netns_pair: tuple[Namespace, Namespace], implementations: Pair, tmp_path: Path
@@ -171,7 +168,12 @@ def test_wg_quick_brings_an_interface_up_with_the_daemon_and_down_again(
     config = tmp_path / f"{a.ifname}.conf"
     config.write_text(a.quick_config())
     daemon = a.implementation.executable(tmp_path)
-    wg_quick = ("env", f"WG_QUICK_USERSPACE_IMPLEMENTATION={daemon}", "wg-quick")
+    # Its add_if made to start the daemon even where the kernel's WireGuard module is loaded.
+    wg_quick = (
+        "env",
+        f"WG_QUICK_USERSPACE_IMPLEMENTATION={daemon}",
+        str(userspace_wg_quick(tmp_path / "wg-quick")),
+    )
 
     with cleaned_up(a, b):
         b.start()
