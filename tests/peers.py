@@ -314,21 +314,15 @@ def processes_in(ns: Namespace) -> list[int]:
     return [int(pid) for pid in listed if int(pid) != os.getpid()]
 
 
-def drop_count(ns: Namespace, ifname: str) -> int | None:
+def drop_count(ns: Namespace, ifname: str) -> int:
     """How many datagrams wgpy serving `ifname` has dropped, by `wgpy show IFNAME --json`.
 
-    Expects {"drops": {reason: count, ...}} (or a plain count); None while wgpy's `show` has no
-    such output. Always asks the real wgpy, even when another implementation plays its daemon.
+    Always asks the real wgpy, even when another implementation plays its daemon; one that counts
+    no drops fails the calling test, as does a `wgpy show` that fails or shows none.
     """
-    result = ns.run(*WGPY_MODULE, "show", ifname, "--json", check=False)
-    try:
-        shown = json.loads(result.stdout) if result.returncode == 0 else None
-    except json.JSONDecodeError:
-        return None
-    drops = shown.get("drops") if isinstance(shown, dict) else None
-    if isinstance(drops, dict):
-        return sum(drops.values())
-    return drops if isinstance(drops, int) else None
+    shown = json.loads(ns.run(*WGPY_MODULE, "show", ifname, "--json").stdout)
+    assert "drops" in shown, f"`wgpy show {ifname} --json` shows no drops: {shown}"
+    return sum(shown["drops"].values())
 
 
 def udp_receive_buffer_errors(ns: Namespace) -> int:
