@@ -18,7 +18,6 @@ import base64
 import hashlib
 import os
 import random
-import re
 import shutil
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from benchmarks.hardening.fuzz_daemon import WGPY, log_faults, start_daemon
 from benchmarks.hardening.fuzz_datagrams import TRANSPORT_TYPE, Corpus
+from benchmarks.hardening.lab import nft_counter_packets, rcvbuf_errors, wgpy_stats
 from wgpy import client, uapi
 from wgpy.core.constants import COUNTER_WINDOW_SIZE
 from wgpy.core.drops import DropReason
@@ -222,24 +222,6 @@ def nft(ns: Namespace, *args: str, text: str | None = None) -> str:
     return ns.run("nft", *args, input=text).stdout
 
 
-def _nft_packets(ns: Namespace, counter: str) -> int:
-    listed = nft(ns, "list", "counter", "ip", "wgpyfuzz", counter)
-    match = re.search(r"packets (\d+)", listed)
-    return int(match[1]) if match else 0
-
-
-def _rcvbuf_errors(ns: Namespace) -> int:
-    lines = [line.split() for line in ns.run("cat", "/proc/net/snmp").stdout.splitlines()]
-    header, values = (line for line in lines if line[0] == "Udp:")
-    return int(dict(zip(header, values, strict=True))["RcvbufErrors"])
-
-
-def _stats(ifname: str) -> uapi.DeviceStats:
-    stats = client.get_stats(ifname)
-    assert stats is not None, "wgpy reports its statistics"
-    return stats
-
-
 def _network_drops(stats: uapi.DeviceStats) -> int:
     return sum(count for reason, count in stats.drops.items() if reason not in TUN_SIDE)
 
@@ -258,13 +240,13 @@ class _Snapshot:
 
     @classmethod
     def take(cls, ns: Namespace, ifname: str) -> _Snapshot:
-        stats = _stats(ifname)
+        stats = wgpy_stats(ifname)
         return cls(
             stats.drops,
             _network_drops(stats),
-            _nft_packets(ns, "garbage"),
-            _nft_packets(ns, "legit_handshakes"),
-            _rcvbuf_errors(ns),
+            nft_counter_packets(ns, "wgpyfuzz", "garbage", "ip"),
+            nft_counter_packets(ns, "wgpyfuzz", "legit_handshakes", "ip"),
+            rcvbuf_errors(ns),
         )
 
 
@@ -308,7 +290,7 @@ class _Flow:
 
     def _wait_for(self, target: int) -> None:
         last, since = -1, time.monotonic()
-        while (counted := _network_drops(_stats(self.ifname)) - self.base) < target:
+        while (counted := _network_drops(wgpy_stats(self.ifname)) - self.base) < target:
             if counted != last:
                 last, since = counted, time.monotonic()
             elif time.monotonic() - since > SETTLE_TIMEOUT:
