@@ -21,7 +21,7 @@ def _all_held(figures: list[Figure]) -> None:
         assert figure.held, f"{figure.name}: {figure.value} (promise: {figure.note})"
 
 
-def test_a_transfer_across_a_link_losing_5_percent_arrives_intact() -> None:
+def test_a_link_dropping_5_percent_drops_that_and_a_transfer_across_it_arrives_intact() -> None:
     _all_held(faults.lossy_transfer(PEER, BLOB))
 
 
