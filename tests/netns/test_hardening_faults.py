@@ -42,5 +42,6 @@ def test_the_peer_follows_when_wgpys_outer_address_changes() -> None:
 
 
 def test_wgpys_timers_recover_the_session_when_a_restarted_peer_stays_silent() -> None:
-    # wgpy's datagrams go unanswered; NEW_HANDSHAKE_TIME later it starts a handshake itself.
+    # wgpy's datagrams go unanswered; 15 s later (Keepalive-Timeout + Rekey-Timeout) it starts
+    # a handshake itself.
     _all_held(faults.restart(PEER, restarted="peer", survivor_alone=True))
