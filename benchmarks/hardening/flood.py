@@ -226,7 +226,7 @@ def figures(seen: Observed) -> list[Figure]:
             seen.engaged and replies >= REPLY_SHARE * under_load,
             f"under-load mode engages within {ENGAGE_TIMEOUT:.0f} s and answers at least "
             f"{REPLY_SHARE:.0%} of the flood after it with a cookie reply (stats=1 "
-            "cookie_replies_sent; the legitimate peer's count too)",
+            "cookie_replies_sent, which counts the one the legitimate peer met too)",
         ),
         Figure(
             AREA, f"Diffie-Hellmans for the flood{tag}", f"{diffie_hellmans:,}",
