@@ -1,4 +1,4 @@
-"""Userspace WireGuard peers in network namespaces, for tests/test_integration.py.
+"""Userspace WireGuard peers in network namespaces, for the tests in tests/netns.
 
 An `Implementation` is a daemon with wireguard-go's command line: `COMMAND [-f] IFNAME` creates
 the TUN interface IFNAME and its configuration socket (wgpy.client.socket_path); without -f it
@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -273,6 +274,23 @@ def start_serving(
     return process
 
 
+# wg-quick's add_if (linux.bash) tries the kernel's WireGuard first, and takes it where it loads.
+USERSPACE_ADD_IF = (
+    'add_if() { cmd "${WG_QUICK_USERSPACE_IMPLEMENTATION:-wireguard-go}" "$INTERFACE"; }\n'
+)
+OVERRIDE_POINT = "# ~~ function override insertion point ~~\n"
+
+
+def userspace_wg_quick(path: Path) -> Path:
+    """Write to `path` a copy of wg-quick whose add_if always starts the userspace daemon
+    (WG_QUICK_USERSPACE_IMPLEMENTATION, wireguard-go if unset), module or not."""
+    wg_quick = Path(shutil.which("wg-quick") or "wg-quick").read_text()
+    assert OVERRIDE_POINT in wg_quick, "wg-quick has no function override point"
+    path.write_text(wg_quick.replace(OVERRIDE_POINT, OVERRIDE_POINT + USERSPACE_ADD_IF))
+    path.chmod(0o755)
+    return path
+
+
 def end_processes(ns: Namespace) -> None:
     """End every process left in `ns` (daemons that detached), by pid: SIGTERM, then SIGKILL."""
     pids = processes_in(ns)
@@ -296,21 +314,15 @@ def processes_in(ns: Namespace) -> list[int]:
     return [int(pid) for pid in listed if int(pid) != os.getpid()]
 
 
-def drop_count(ns: Namespace, ifname: str) -> int | None:
+def drop_count(ns: Namespace, ifname: str) -> int:
     """How many datagrams wgpy serving `ifname` has dropped, by `wgpy show IFNAME --json`.
 
-    Expects {"drops": {reason: count, ...}} (or a plain count); None while wgpy's `show` has no
-    such output. Always asks the real wgpy, even when another implementation plays its daemon.
+    Always asks the real wgpy, even when another implementation plays its daemon; one that counts
+    no drops fails the calling test, as does a `wgpy show` that fails or shows none.
     """
-    result = ns.run(*WGPY_MODULE, "show", ifname, "--json", check=False)
-    try:
-        shown = json.loads(result.stdout) if result.returncode == 0 else None
-    except json.JSONDecodeError:
-        return None
-    drops = shown.get("drops") if isinstance(shown, dict) else None
-    if isinstance(drops, dict):
-        return sum(drops.values())
-    return drops if isinstance(drops, int) else None
+    shown = json.loads(ns.run(*WGPY_MODULE, "show", ifname, "--json").stdout)
+    assert "drops" in shown, f"`wgpy show {ifname} --json` shows no drops: {shown}"
+    return sum(shown["drops"].values())
 
 
 def udp_receive_buffer_errors(ns: Namespace) -> int:

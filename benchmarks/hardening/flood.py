@@ -3,10 +3,12 @@
 The initiations carry a valid mac1 for wgpy's public key and garbage behind it, so each passes
 the cheap check and would cost a Diffie-Hellman if wgpy took it at face value. Past 128 of them
 in a second wgpy is under load (whitepaper section 5.3, "DoS mitigation") and answers each with
-a cookie reply instead. The promises: that mode engages; the daemon's CPU and memory stay
-bounded; and a legitimate peer (wireguard-go; in the full run a second wgpy too) whose first
-initiation meets a cookie reply still completes its handshake within 10 seconds, while the flood
-goes on.
+a cookie reply instead. The promises, each a bound that a regression would break: that mode
+engages and answers (nearly) every initiation after it engaged; only the initiations before it
+engaged cost a Diffie-Hellman; the kernel drops none of the flood on wgpy's socket; the daemon's
+CPU stays near what was measured and its memory flat; and a legitimate peer (wireguard-go; in the
+full run a second wgpy too) whose first initiation meets a cookie reply still completes its
+handshake within 10 seconds, while the flood goes on.
 
 Topology: wgpy in W (198.18.0.1), the legitimate peer and the flooder in P (198.18.0.2). The flooder
 sends through a raw socket from 198.19.0.0/16, which W routes back to P, where the cookie replies
@@ -56,8 +58,19 @@ FLOOD_NET = "198.19.0.0/16"
 FULL_SECONDS, SHORT_SECONDS = 30.0, 14.0
 HANDSHAKE_DEADLINE = 10.0
 ENGAGE_TIMEOUT = 5.0
-RSS_GROWTH_BOUND_MIB = 32.0
-CPU_BOUND_PERCENT = 100.0  # one of the machine's cores
+# Every initiation that arrives under load gets a cookie reply; the 1% allows for initiations
+# lost on the way (the veth's backlog), none of which went missing in the runs measured.
+REPLY_SHARE = 0.99
+# The initiations in a second that put wgpy under load (its UNDER_LOAD_THRESHOLD; the kernel
+# allows 512 queued): only those before the mode engaged may cost a Diffie-Hellman.
+DIFFIE_HELLMAN_BOUND = 128
+# Measured at 10,000/s: a mean of 27-29% of a core (28-29 us an initiation), on a quiet machine
+# and on one shared with other tests alike. The bound leaves about twice that for noise, and no
+# more: a Diffie-Hellman per initiation, or a cookie path twice as slow, breaks it.
+CPU_BOUND_PERCENT = 60.0
+# Measured: +1.1 to +1.3 MiB over the 30 s flood. A cookie reply keeps no state, so growth is the
+# allocator's; state kept per initiation (300,000 of them) would break it.
+RSS_GROWTH_BOUND_MIB = 8.0
 # A full receive buffer holds about a second of the flood.
 DRAIN_INTERVAL, DRAIN_CHECKS = 0.5, 10
 
@@ -78,7 +91,8 @@ class Observed:
     handshake: float | None  # seconds the legitimate peer took, None if it did not finish
     peer_cookies: int | None  # cookie replies the peer took, if it is wgpy and tells
     flood_left: float  # seconds of flood still to come when the handshake was done
-    stats: DeviceStats  # wgpy's counters once it worked off its backlog
+    cookie_replies: int  # wgpy's, once it worked off its backlog
+    diffie_hellmans: int  # initiations that failed to authenticate: a DH each, then a drop
     kernel_drops: int  # datagrams the kernel dropped on wgpy's full receive buffer
     cpu_seconds: float  # wgpy's, from the flood's start to the end of its backlog
     baseline_rss: float  # MiB, before the flood
@@ -105,6 +119,7 @@ def observe(duration: float, peer_name: str) -> Observed:
             packets = Path(scratch) / "initiations"
             size = write_initiations(packets, w.ipv4, from_base64(wgpy.keys.public))
             baseline_rss, cpu_before = rss_mib(pid), cpu_seconds(pid)
+            before, kernel_drops_before = wgpy.stats(), rcvbuf_errors(w)
             with Sampler(pid) as sampler:
                 flooder = p.popen(
                     *module_command("benchmarks.hardening.flooder", w.ipv4, str(RATE),
@@ -117,14 +132,18 @@ def observe(duration: float, peer_name: str) -> Observed:
                     handshake = probe.recovery(time.monotonic(), HANDSHAKE_DEADLINE + 5)
                 flood_left = flood_ends - time.monotonic()
                 output, _ = flooder.communicate(timeout=duration + 30)
-            stats = drained(wgpy)
+            after = drained(wgpy)
             peer_cookies = peer.stats().peers[0].cookie_replies_received if peer.is_wgpy else None
             cpu = cpu_seconds(pid) - cpu_before
-            kernel_drops = rcvbuf_errors(w)
+            kernel_drops = rcvbuf_errors(w) - kernel_drops_before
     report = json.loads(output)
+    cookie_replies = after.cookie_replies_sent - before.cookie_replies_sent
+    invalid = DropReason.HANDSHAKE_INVALID
+    diffie_hellmans = drops(after, invalid) - drops(before, invalid)
     return Observed(
         peer_name, report["sent"], report["errors"], report["seconds"], engaged, handshake,
-        peer_cookies, flood_left, stats, kernel_drops, cpu, baseline_rss, sampler,
+        peer_cookies, flood_left, cookie_replies, diffie_hellmans, kernel_drops, cpu,
+        baseline_rss, sampler,
     )  # fmt: skip
 
 
@@ -181,9 +200,9 @@ def ip_udp(source: bytes, destination: str, source_port: int, payload: bytes) ->
 
 def figures(seen: Observed) -> list[Figure]:
     rate = seen.sent / seen.seconds
-    replies = seen.stats.cookie_replies_sent
-    # Before the mode engages, initiations get a Diffie-Hellman and fail to authenticate.
-    handled = replies + drops(seen.stats, DropReason.HANDSHAKE_INVALID)
+    replies, diffie_hellmans = seen.cookie_replies, seen.diffie_hellmans
+    # Every initiation of the flood that cost no Diffie-Hellman arrived under load.
+    under_load = seen.sent - diffie_hellmans
     sampler = seen.sampler
     growth = sampler.peak_rss_mib - seen.baseline_rss
     handshake = seen.handshake
@@ -202,11 +221,25 @@ def figures(seen: Observed) -> list[Figure]:
         ),
         Figure(
             AREA, f"cookie replies sent{tag}",
-            f"{replies:,} ({replies / seen.sent:.0%} of the flood)",
-            seen.engaged and replies > 0,
-            f"under-load mode engages (stats=1 cookie_replies_sent); {handled:,} flood "
-            f"datagrams handled in all, {seen.kernel_drops:,} dropped by the kernel on wgpy's "
-            "full receive buffer",
+            f"{replies:,} ({replies / max(under_load, 1):.1%} of the {under_load:,} initiations "
+            "after under-load engaged)",
+            seen.engaged and replies >= REPLY_SHARE * under_load,
+            f"under-load mode engages within {ENGAGE_TIMEOUT:.0f} s and answers at least "
+            f"{REPLY_SHARE:.0%} of the flood after it with a cookie reply (stats=1 "
+            "cookie_replies_sent, which counts the one the legitimate peer met too)",
+        ),
+        Figure(
+            AREA, f"Diffie-Hellmans for the flood{tag}", f"{diffie_hellmans:,}",
+            diffie_hellmans <= DIFFIE_HELLMAN_BOUND,
+            "handshake work only before under-load engaged: at most the "
+            f"{DIFFIE_HELLMAN_BOUND} initiations a second that engage it fail to authenticate "
+            "(stats=1 handshake_invalid), the rest are answered without one",
+        ),
+        Figure(
+            AREA, f"flood dropped by the kernel{tag}", f"{seen.kernel_drops:,}",
+            seen.kernel_drops == 0,
+            "wgpy keeps up: none of the flood is lost to its full receive buffer (RcvbufErrors "
+            "in its namespace)",
         ),
         Figure(
             AREA, f"legitimate handshake under flood{tag}", seconds(handshake),
@@ -217,15 +250,16 @@ def figures(seen: Observed) -> list[Figure]:
         Figure(
             AREA, f"wgpy peak RSS{tag}", f"{sampler.peak_rss_mib:.1f} MiB (+{growth:.1f})",
             growth <= RSS_GROWTH_BOUND_MIB,
-            f"memory bounded: grows at most {RSS_GROWTH_BOUND_MIB:.0f} MiB over the "
+            f"memory flat: grows at most {RSS_GROWTH_BOUND_MIB:.0f} MiB over the "
             f"{seen.baseline_rss:.1f} MiB before the flood",
         ),
         Figure(
             AREA, f"wgpy CPU{tag}",
             f"mean {sampler.mean_cpu_percent:.0f}%, peak {sampler.peak_cpu_percent:.0f}% of a core",
             sampler.mean_cpu_percent <= CPU_BOUND_PERCENT,
-            "CPU bounded: at most one core on average; "
-            f"{1e6 * seen.cpu_seconds / max(handled, 1):.0f} us per flood datagram handled",
+            f"CPU near what was measured: at most {CPU_BOUND_PERCENT:.0f}% of a core on average "
+            f"at {RATE:,}/s; {1e6 * seen.cpu_seconds / max(seen.sent, 1):.0f} us per flood "
+            "initiation",
         ),
     ]  # fmt: skip
 

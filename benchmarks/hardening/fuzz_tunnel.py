@@ -7,7 +7,9 @@ bytes goes from B to A through the tunnel the whole time, hashed on both ends.
 
 Drops are read from A's `stats=1`. Garbage is sent in bursts, and the next burst waits until A has
 counted all but FLIGHT of what was sent, so A's socket buffer never overflows and every datagram
-reaches the daemon; nftables counters in A's namespace count what arrived, and the kernel's
+reaches the daemon: the rate of that part is what A absorbed, not a load offered to it. Then more
+garbage is offered at a fixed OFFERED_RATE, whatever A makes of it, and what a full socket buffer
+lost is counted. nftables counters in A's namespace count what arrived, and the kernel's
 RcvbufErrors what a full socket buffer lost. The legitimate peer's handshake messages are counted
 too: under load, A may drop one of them (COOKIE_REQUIRED) and must count that as well.
 """
@@ -18,7 +20,6 @@ import base64
 import hashlib
 import os
 import random
-import re
 import shutil
 import socket
 import subprocess
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from benchmarks.hardening.fuzz_daemon import WGPY, log_faults, start_daemon
 from benchmarks.hardening.fuzz_datagrams import TRANSPORT_TYPE, Corpus
+from benchmarks.hardening.lab import nft_counter_packets, rcvbuf_errors, wgpy_stats
 from wgpy import client, uapi
 from wgpy.core.constants import COUNTER_WINDOW_SIZE
 from wgpy.core.drops import DropReason
@@ -54,6 +56,8 @@ STREAM_RATE = 3 << 20  # bytes per second: enough to be a transfer, little enoug
 CHUNK = 64 * 1024
 BURST = 256
 FLIGHT = 2048  # datagrams sent but not yet counted, at most
+OFFERED_RATE = 50_000  # datagrams a second, in bursts of a millisecond's worth
+OFFER_BURST_SECONDS = 0.001
 SETTLE_TIMEOUT = 30.0
 REPLAY_WAIT_TIMEOUT = 120.0
 CAPTURED = 64
@@ -83,6 +87,25 @@ table ip wgpyfuzz {{
 
 
 @dataclass
+class OfferedLoad:
+    """Garbage sent at a fixed rate, not paced on what wgpy counted."""
+
+    sent: int = 0
+    seconds: float = 0.0
+    arrived: int = 0  # at A's network stack, by nftables
+    kernel_dropped: int = 0  # lost to a full socket buffer (RcvbufErrors in A's namespace)
+    counted: int = 0  # increase of A's network-side drops
+    legit_handshakes: int = 0  # B's handshake messages that arrived meanwhile
+
+    @property
+    def counted_as_arrived(self) -> bool:
+        """Every datagram that reached wgpy's socket counted once: at least all but those a full
+        buffer lost (some of which may have been the stream's), at most one more for each
+        legitimate handshake message."""
+        return self.sent - self.kernel_dropped <= self.counted <= self.sent + self.legit_handshakes
+
+
+@dataclass
 class TunnelFuzzResult:
     sent: int = 0
     arrived: int = 0  # at A's network stack, by nftables
@@ -100,6 +123,7 @@ class TunnelFuzzResult:
     log_tail: str = ""
     legitimate_peer: str = ""
     aborted: str = ""  # why the run stopped early, if it did
+    offered: OfferedLoad = field(default_factory=OfferedLoad)
 
     @property
     def counted_as_sent(self) -> bool:
@@ -107,9 +131,10 @@ class TunnelFuzzResult:
         return 0 <= self.counted - self.sent <= self.legit_handshakes
 
 
-def fuzz_tunnel(count: int, seed: int) -> TunnelFuzzResult:
-    """`count` garbage datagrams at wgpy's port during a transfer; a tenth of them, once the
-    session's transport data is captured, made from it."""
+def fuzz_tunnel(count: int, offered: int, seed: int) -> TunnelFuzzResult:
+    """`count` garbage datagrams at wgpy's port during a transfer, paced on its count; a tenth of
+    them, once the session's transport data is captured, made from it. Then `offered` more at
+    OFFERED_RATE."""
     result = TunnelFuzzResult()
     with veth_pair() as (a, b), _tunnel(a, b, result) as target:
         nft(a, "-f", "-", text=NFT_RULES)
@@ -126,6 +151,7 @@ def fuzz_tunnel(count: int, seed: int) -> TunnelFuzzResult:
             try:
                 flow = _send_garbage(b, a, target, before, blind, replays, captured_at)
                 after = _Snapshot.take(a, target.ifname)
+                result.offered = _offer(b, a, target.ifname, corpus.blind(offered), after)
             except OSError as error:  # The daemon's socket went away: its log tells why.
                 result.aborted = str(error)
                 after = before
@@ -178,6 +204,46 @@ def _compare(result: TunnelFuzzResult, before: _Snapshot, after: _Snapshot, sent
     result.tun_side_drops = sum(after.drops.get(r, 0) - before.drops.get(r, 0) for r in TUN_SIDE)
 
 
+def _offer(
+    b: Namespace, a: Namespace, ifname: str, datagrams: list[bytes], before: _Snapshot
+) -> OfferedLoad:
+    """Send `datagrams` at OFFERED_RATE, give wgpy up to SETTLE_TIMEOUT to count all that reached
+    its socket, and compare."""
+    with _garbage_socket(b) as sender:
+        started = time.monotonic()
+        _send_at(sender, (a.ipv4, WG_PORT), datagrams, OFFERED_RATE)
+        seconds = time.monotonic() - started
+
+    def reached() -> bool:
+        lost = rcvbuf_errors(a) - before.rcvbuf_errors
+        return _network_drops(wgpy_stats(ifname)) - before.network_drops >= len(datagrams) - lost
+
+    wait_until(reached, SETTLE_TIMEOUT, interval=0.2)
+    after = _Snapshot.take(a, ifname)
+    return OfferedLoad(
+        sent=len(datagrams),
+        seconds=seconds,
+        arrived=after.garbage_arrived - before.garbage_arrived,
+        kernel_dropped=after.rcvbuf_errors - before.rcvbuf_errors,
+        counted=after.network_drops - before.network_drops,
+        legit_handshakes=after.legit_handshakes - before.legit_handshakes,
+    )
+
+
+def _send_at(
+    sender: socket.socket, target: tuple[str, int], datagrams: list[bytes], rate: float
+) -> None:
+    """Each datagram at its time in a steady `rate`, in bursts of OFFER_BURST_SECONDS."""
+    sendto, sent = sender.sendto, 0
+    started = time.monotonic()
+    while sent < len(datagrams):
+        due = min(int((time.monotonic() - started) * rate), len(datagrams))
+        for datagram in datagrams[sent:due]:
+            sendto(datagram, target)
+        sent = due
+        time.sleep(OFFER_BURST_SECONDS)
+
+
 # The tunnel ---------------------------------------------------------------------------------
 
 
@@ -222,24 +288,6 @@ def nft(ns: Namespace, *args: str, text: str | None = None) -> str:
     return ns.run("nft", *args, input=text).stdout
 
 
-def _nft_packets(ns: Namespace, counter: str) -> int:
-    listed = nft(ns, "list", "counter", "ip", "wgpyfuzz", counter)
-    match = re.search(r"packets (\d+)", listed)
-    return int(match[1]) if match else 0
-
-
-def _rcvbuf_errors(ns: Namespace) -> int:
-    lines = [line.split() for line in ns.run("cat", "/proc/net/snmp").stdout.splitlines()]
-    header, values = (line for line in lines if line[0] == "Udp:")
-    return int(dict(zip(header, values, strict=True))["RcvbufErrors"])
-
-
-def _stats(ifname: str) -> uapi.DeviceStats:
-    stats = client.get_stats(ifname)
-    assert stats is not None, "wgpy reports its statistics"
-    return stats
-
-
 def _network_drops(stats: uapi.DeviceStats) -> int:
     return sum(count for reason, count in stats.drops.items() if reason not in TUN_SIDE)
 
@@ -258,13 +306,13 @@ class _Snapshot:
 
     @classmethod
     def take(cls, ns: Namespace, ifname: str) -> _Snapshot:
-        stats = _stats(ifname)
+        stats = wgpy_stats(ifname)
         return cls(
             stats.drops,
             _network_drops(stats),
-            _nft_packets(ns, "garbage"),
-            _nft_packets(ns, "legit_handshakes"),
-            _rcvbuf_errors(ns),
+            nft_counter_packets(ns, "wgpyfuzz", "garbage", "ip"),
+            nft_counter_packets(ns, "wgpyfuzz", "legit_handshakes", "ip"),
+            rcvbuf_errors(ns),
         )
 
 
@@ -308,7 +356,7 @@ class _Flow:
 
     def _wait_for(self, target: int) -> None:
         last, since = -1, time.monotonic()
-        while (counted := _network_drops(_stats(self.ifname)) - self.base) < target:
+        while (counted := _network_drops(wgpy_stats(self.ifname)) - self.base) < target:
             if counted != last:
                 last, since = counted, time.monotonic()
             elif time.monotonic() - since > SETTLE_TIMEOUT:

@@ -116,10 +116,7 @@ class Daemon:
         self.uapi_socket.unlink(missing_ok=True)
 
     def stats(self) -> DeviceStats:
-        """wgpy's counters (`stats=1` over the configuration socket)."""
-        stats = client.get_stats(self.ifname)
-        assert stats is not None, "wgpy reports its statistics"
-        return stats
+        return wgpy_stats(self.ifname)
 
     def endpoint(self) -> str:
         """Where this daemon sends to its one peer, as wg(8) shows it: "(none)" if nowhere."""
@@ -137,6 +134,15 @@ def running(*daemons: Daemon) -> Iterator[None]:
     finally:
         for daemon in daemons:
             daemon.stop()
+
+
+def wgpy_stats(ifname: str) -> DeviceStats:
+    """wgpy's counters (`stats=1` over the configuration socket); a daemon without them, such as
+    wireguard-go, fails the run rather than count nothing."""
+    stats = client.get_stats(ifname)
+    if stats is None:
+        raise RuntimeError(f"the daemon serving {ifname} reports no statistics: is it wgpy?")
+    return stats
 
 
 def drops(stats: DeviceStats, reason: DropReason) -> int:
@@ -192,10 +198,12 @@ def nft(ns: Namespace, ruleset: str) -> None:
     ns.run("nft", "-f", "-", input=ruleset)
 
 
-def nft_counter_packets(ns: Namespace, table: str, counter: str) -> int:
-    shown = ns.run("nft", "list", "counter", "inet", table, counter).stdout
+def nft_counter_packets(ns: Namespace, table: str, counter: str, family: str = "inet") -> int:
+    shown = ns.run("nft", "list", "counter", family, table, counter).stdout
     match = re.search(r"packets (\d+)", shown)
-    return int(match.group(1)) if match else 0
+    if match is None:
+        raise RuntimeError(f"nft shows no packet count for {family} {table} {counter}: {shown}")
+    return int(match.group(1))
 
 
 # -- traffic ---------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.hardening import Figure
-from wgpy.client import get_device, get_stats
+from benchmarks.hardening.lab import wgpy_stats
+from wgpy.client import get_device
 from wgpy.core.constants import REKEY_AFTER_TIME, REKEY_TIMEOUT
 from wgpy.lab.netns import (
     WG_PORT,
@@ -256,9 +257,9 @@ def _rss_figure(name: str, daemon: Daemon) -> Figure:
 
 def _handshake_figures(plan: Plan, a: Daemon, b: Daemon) -> list[Figure]:
     completed = len(a.handshakes)
-    stats = [get_stats(daemon.ifname) for daemon in (a, b)]
-    attempts = sum(peer.handshake_attempts for s in stats if s for peer in s.peers)
-    gave_up = sum(peer.drops.get("handshake_gave_up", 0) for s in stats if s for peer in s.peers)
+    peers = [peer for daemon in (a, b) for peer in wgpy_stats(daemon.ifname).peers]
+    attempts = sum(peer.handshake_attempts for peer in peers)
+    gave_up = sum(peer.drops.get("handshake_gave_up", 0) for peer in peers)
     failed = attempts - completed
     return [
         Figure(
@@ -282,9 +283,7 @@ def _handshake_figures(plan: Plan, a: Daemon, b: Daemon) -> list[Figure]:
 def _drops_figure(a: Daemon, b: Daemon) -> Figure:
     counts: dict[str, int] = {}
     for daemon in (a, b):
-        stats = get_stats(daemon.ifname)
-        if stats is None:
-            continue
+        stats = wgpy_stats(daemon.ifname)
         for drops in (stats.drops, *(peer.drops for peer in stats.peers)):
             for reason, count in drops.items():
                 counts[reason] = counts.get(reason, 0) + count

@@ -1,8 +1,9 @@
 """Fixtures for the tests in network namespaces (the harness itself is wgpy/lab/netns.py).
 
 `@pytest.mark.netns("wireguard-go", "wg")` marks a test that needs root and the named tools; it is
-skipped, with the reason, only on a machine that lacks them. Every test in this folder carries the
-marker, so `-m netns` selects this folder and `-m "not netns"` tests/unit.
+skipped, with the reason, only on a machine that lacks them (in CI that skip is a failure:
+tests/conftest.py). Every test in this folder carries the marker, so `-m netns` selects this
+folder and `-m "not netns"` tests/unit.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ def _all_held(figures: list[Figure]) -> None:
         assert figure.held, f"{figure.name}: {figure.value} (promise: {figure.note})"
 
 
-def test_a_transfer_across_a_link_losing_5_percent_arrives_intact() -> None:
+def test_a_link_dropping_5_percent_drops_that_and_a_transfer_across_it_arrives_intact() -> None:
     _all_held(faults.lossy_transfer(PEER, BLOB))
 
 
@@ -42,5 +42,6 @@ def test_the_peer_follows_when_wgpys_outer_address_changes() -> None:
 
 
 def test_wgpys_timers_recover_the_session_when_a_restarted_peer_stays_silent() -> None:
-    # wgpy's datagrams go unanswered; NEW_HANDSHAKE_TIME later it starts a handshake itself.
+    # wgpy's datagrams go unanswered; 15 s later (Keepalive-Timeout + Rekey-Timeout) it starts
+    # a handshake itself.
     _all_held(faults.restart(PEER, restarted="peer", survivor_alone=True))

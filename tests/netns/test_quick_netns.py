@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from peers import userspace_wg_quick
 
 from wgpy.client import socket_path
 from wgpy.lab.netns import (
@@ -71,12 +72,6 @@ case $1 in
   -l) cat "$dir/$2" 2>/dev/null ;;
 esac
 """
-# linux.bash's add_if tries the kernel module first; the reference always runs wireguard-go.
-USERSPACE_ADD_IF = (
-    'add_if() { cmd "${WG_QUICK_USERSPACE_IMPLEMENTATION:-wireguard-go}" "$INTERFACE"; }\n'
-)
-OVERRIDE_POINT = "# ~~ function override insertion point ~~\n"
-
 pytestmark = pytest.mark.netns(*NEEDS)
 
 
@@ -108,11 +103,7 @@ def make_tools(root: Path) -> Tools:
     bin_dir, resolvconf_dir = root / "bin", root / "resolvconf"
     bin_dir.mkdir()
     resolvconf_dir.mkdir()
-    wg_quick = Path(shutil.which("wg-quick") or "wg-quick").read_text()
-    assert OVERRIDE_POINT in wg_quick
-    _executable(
-        bin_dir / "wg-quick", wg_quick.replace(OVERRIDE_POINT, OVERRIDE_POINT + USERSPACE_ADD_IF)
-    )
+    userspace_wg_quick(bin_dir / "wg-quick")
     _executable(bin_dir / "resolvconf", FAKE_RESOLVCONF.format(dir=resolvconf_dir))
     return Tools(bin_dir, resolvconf_dir)
 

@@ -3,18 +3,14 @@ are what wgpy writes and parses, and it refuses what wgpy refuses, with the same
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from wgpy import client, config, uapi
 from wgpy.errors import UapiError
+from wgpy.lab.netns import Namespace, start_wireguard_go, unique_ifname
 
 # A key from the example on https://www.wireguard.com/xplatform/.
 PEER1_HEX = "b85996fecc9c7f1fc6d2572a76eda11d59bcd20be8e543b15ce4bd85a8e75a33"
@@ -34,51 +30,31 @@ PersistentKeepalive = 25
 """
 
 
+pytestmark = pytest.mark.netns("wireguard-go", "wg")
+
+
+@dataclass(frozen=True)
 class WireguardGo:
     """A wireguard-go process serving one interface inside a network namespace of its own."""
 
-    def __init__(self, namespace: str, interface: str, process: subprocess.Popen[bytes]) -> None:
-        self.namespace, self.interface, self.process = namespace, interface, process
+    ns: Namespace
+    interface: str
 
     def request(self, text: str) -> str:
         return client.exchange(self.interface, text)
 
     def wg(self, *args: str) -> str:
-        command = ["ip", "netns", "exec", self.namespace, "wg", *args]
-        return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        return self.ns.run("wg", *args).stdout
 
 
 @pytest.fixture
-def wireguard_go() -> Iterator[WireguardGo]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for a network namespace")
-    if not (shutil.which("wireguard-go") and shutil.which("wg") and shutil.which("ip")):
-        pytest.skip("needs wireguard-go, wg and ip")
-    namespace = f"wgpy-uapi-{os.getpid()}-{secrets.token_hex(3)}"
-    interface = f"wgu{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", namespace], check=True)
-    process = None
-    try:
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, "wireguard-go", "-f", interface],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        device = WireguardGo(namespace, interface, process)
-        deadline = time.monotonic() + 10
-        while not client.socket_path(interface).exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.skip("wireguard-go did not start")
-            time.sleep(0.02)
-        yield device
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=10)
-        subprocess.run(["ip", "netns", "delete", namespace], check=True)
+def wireguard_go(netns: Namespace) -> WireguardGo:
+    """Ended with its namespace; one that does not start fails the test with what it printed."""
+    interface = unique_ifname("wgu")
+    start_wireguard_go(netns, interface)
+    return WireguardGo(netns, interface)
 
 
-@pytest.mark.netns
 def test_wireguard_go_get_reply_is_what_format_get_writes(wireguard_go: WireguardGo) -> None:
     parsed = config.parse(WG_CONF)
     update = config.to_device_update(parsed, lambda host, port: (host, port))
@@ -90,7 +66,6 @@ def test_wireguard_go_get_reply_is_what_format_get_writes(wireguard_go: Wireguar
     assert config.from_device_state(state) == parsed
 
 
-@pytest.mark.netns
 def test_wg_setconf_and_showconf_agree_with_strip_and_serialize(
     wireguard_go: WireguardGo, tmp_path: Path
 ) -> None:
@@ -104,7 +79,6 @@ def test_wg_setconf_and_showconf_agree_with_strip_and_serialize(
     assert config.parse(shown) == config.parse(WG_CONF)
 
 
-@pytest.mark.netns
 @pytest.mark.parametrize(
     "lines",
     [

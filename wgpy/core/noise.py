@@ -40,13 +40,13 @@ class TransportKeys:
         return "TransportKeys(send=(hidden), receive=(hidden))"
 
 
-def _connection(static_private: bytes, initiator: bool) -> NoiseConnection:
+def _connection(static_private: bytes, initiator: bool, prologue: bytes) -> NoiseConnection:
     connection = NoiseConnection.from_name(CONSTRUCTION)
     if initiator:
         connection.set_as_initiator()
     else:
         connection.set_as_responder()
-    connection.set_prologue(IDENTIFIER)
+    connection.set_prologue(prologue)
     connection.set_keypair_from_private_bytes(Keypair.STATIC, static_private)
     return connection
 
@@ -67,7 +67,10 @@ def _split(connection: NoiseConnection) -> TransportKeys:
 
 
 class Initiator:
-    """The initiator's half: write the initiation, read the response."""
+    """The initiator's half: write the initiation, read the response.
+
+    `prologue` is WireGuard's unless a test replays a vector of Noise's own (which has another).
+    """
 
     def __init__(
         self,
@@ -75,14 +78,17 @@ class Initiator:
         remote_static: bytes,
         preshared_key: bytes | None,
         ephemeral_private: bytes,
+        *,
+        prologue: bytes = IDENTIFIER,
     ) -> None:
         self._args = (static_private, remote_static, preshared_key or _NO_PSK, ephemeral_private)
+        self._prologue = prologue
         self._timestamp = b""
         self._connection = self._start()
 
     def _start(self) -> NoiseConnection:
         static_private, remote_static, psk, ephemeral_private = self._args
-        connection = _connection(static_private, initiator=True)
+        connection = _connection(static_private, initiator=True, prologue=self._prologue)
         connection.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, remote_static)
         connection.set_psks(psk)
         _start(connection, ephemeral_private)
@@ -116,7 +122,7 @@ class Responder:
     """The responder's half: read the initiation, learn the peer, write the response."""
 
     def __init__(self, static_private: bytes, ephemeral_private: bytes) -> None:
-        self._connection = _connection(static_private, initiator=False)
+        self._connection = _connection(static_private, initiator=False, prologue=IDENTIFIER)
         self._connection.set_psks(_NO_PSK)
         _start(self._connection, ephemeral_private)
 
