@@ -19,7 +19,7 @@ from oracle import (
 
 from wgpy.core import noise
 from wgpy.core.constants import CONSTRUCTION, IDENTIFIER
-from wgpy.core.crypto import dh_pubkey
+from wgpy.core.crypto import aead_encrypt, dh_pubkey
 from wgpy.core.keys import generate_private_key
 
 # noiseprotocol warns whenever a test sets an ephemeral key instead of letting it be generated.
@@ -235,12 +235,11 @@ def test_the_cacophony_vector_file_replays_through_noiseprotocol() -> None:
         assert sender.encrypt(message["payload"]) == message["ciphertext"]
 
 
-def test_wgpys_noise_initiator_writes_the_cacophony_vectors_first_message_byte_for_byte() -> None:
-    # The initiation's Noise part: e, es, s, ss and the payload, under the vector's prologue.
-    # Only this message fits the adapter, which reads and writes WireGuard's payloads alone (a
-    # 12-byte timestamp, then nothing) where the vector's are 16 and 15 bytes. The rest of the
-    # vector replays through noiseprotocol (above), which the oracle is held to (above), and
-    # wgpy's handshake to the oracle (test_handshake_oracle.py).
+def test_the_cacophony_vector_replays_through_wgpys_noise_adapter_byte_for_byte() -> None:
+    # Both handshake messages through wgpy's own Initiator and Responder, under the vector's
+    # prologue and payloads, then its four transport messages sealed with the split's keys by
+    # wgpy's AEAD: Noise's CipherState nonce is WireGuard's, four zero bytes and a 64-bit
+    # little-endian counter per direction.
     vector = load_cacophony_ikpsk2()
     initiator = noise.Initiator(
         vector["init_static"],
@@ -249,6 +248,26 @@ def test_wgpys_noise_initiator_writes_the_cacophony_vectors_first_message_byte_f
         vector["init_ephemeral"],
         prologue=vector["init_prologue"],
     )
-    first = vector["messages"][0]
+    responder = noise.Responder(
+        vector["resp_static"], vector["resp_ephemeral"], prologue=vector["resp_prologue"]
+    )
+    first, second, *transport = vector["messages"]
 
     assert initiator.write_initiation(first["payload"]) == first["ciphertext"]
+    assert responder.read_initiation(first["ciphertext"]) == (
+        dh_pubkey(vector["init_static"]),
+        first["payload"],
+    )
+    response, responder_keys = responder.write_response(vector["resp_psks"][0], second["payload"])
+    assert response == second["ciphertext"]
+    payload, initiator_keys = initiator.read_response(second["ciphertext"])
+    assert payload == second["payload"]
+
+    counters = {"initiator": 0, "responder": 0}
+    for number, message in enumerate(transport):
+        sender, keys = (
+            ("initiator", initiator_keys) if number % 2 == 0 else ("responder", responder_keys)
+        )
+        sealed = aead_encrypt(keys.send, counters[sender], message["payload"], b"")
+        assert sealed == message["ciphertext"]
+        counters[sender] += 1

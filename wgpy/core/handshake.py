@@ -14,6 +14,7 @@ from wgpy.core import noise, tai64n
 from wgpy.core.constants import MIN_INITIATION_INTERVAL, REKEY_TIMEOUT
 from wgpy.core.drops import DropReason
 from wgpy.core.messages import Initiation, Response
+from wgpy.errors import ProtocolError
 
 
 class HandshakeState(Enum):
@@ -58,13 +59,17 @@ class Handshake:
     def consume_response(self, response: Response) -> noise.TransportKeys:
         """The initiator's keys; raises ProtocolError and leaves the state as it was on failure."""
         assert self.initiator is not None
-        keys = self.initiator.read_response(response.noise_body)
+        payload, keys = self.initiator.read_response(response.noise_body)
+        if payload:  # cannot be, at the response's fixed size; WireGuard's rule all the same
+            raise ProtocolError("response carries a payload")
         self.clear()
         return keys
 
     def check_initiation(self, timestamp: bytes, now: float) -> DropReason | None:
         """The responder's rules: the timestamp must grow (replay), and a peer's initiations are
         taken at most every 20 ms (flood). On success both are recorded."""
+        if len(timestamp) != tai64n.TIMESTAMP_LEN:  # as for the response: the size's rule
+            return DropReason.HANDSHAKE_INVALID
         if not tai64n.is_after(timestamp, self.latest_timestamp):
             return DropReason.REPLAYED_TIMESTAMP
         if now - self.last_initiation_consumption < MIN_INITIATION_INTERVAL:

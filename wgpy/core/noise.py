@@ -2,7 +2,9 @@
 
 This is the one module that knows noiseprotocol. WireGuard's handshake is exactly this Noise
 protocol with the prologue "WireGuard v1 zx2c4 Jason@zx2c4.com"; the parts Noise does not cover
-(indices, MACs, cookies, the timestamp rules) live in messages.py, cookie.py and handshake.py.
+(indices, MACs, cookies, the message sizes, the payloads: a 12-byte timestamp, then nothing) live in
+messages.py, cookie.py and handshake.py. Here any prologue and payload goes, so that Noise's own
+test vectors replay through this adapter byte for byte (tests/unit/test_oracle_vectors.py).
 
 Two liberties with the package, both contained here: ephemeral keys come from the caller (drawn from
 the injected rng, which noiseprotocol warns about because it usually means a test), and the
@@ -23,8 +25,6 @@ from wgpy.core.crypto import dh_pubkey
 from wgpy.errors import ProtocolError
 
 _NO_PSK = bytes(KEY_LEN)
-INITIATION_BODY_SIZE = 32 + 48 + 28
-RESPONSE_BODY_SIZE = 32 + 16
 # What a failing DH, AEAD or key parse raises inside noiseprotocol and pyca.
 _NOISE_FAILURES = (InvalidTag, NoiseInvalidMessage, NoiseValueError, ValueError)
 
@@ -83,7 +83,7 @@ class Initiator:
     ) -> None:
         self._args = (static_private, remote_static, preshared_key or _NO_PSK, ephemeral_private)
         self._prologue = prologue
-        self._timestamp = b""
+        self._payload = b""
         self._connection = self._start()
 
     def _start(self) -> NoiseConnection:
@@ -94,56 +94,55 @@ class Initiator:
         _start(connection, ephemeral_private)
         return connection
 
-    def write_initiation(self, timestamp: bytes) -> bytes:
-        """The Noise part of the initiation: ephemeral, encrypted static, encrypted timestamp."""
-        self._timestamp = timestamp
+    def write_initiation(self, payload: bytes) -> bytes:
+        """The Noise part of the initiation: ephemeral, encrypted static, encrypted payload
+        (WireGuard's is the TAI64N timestamp)."""
+        self._payload = payload
         try:
-            return bytes(self._connection.write_message(timestamp))
+            return bytes(self._connection.write_message(payload))
         except _NOISE_FAILURES as error:
             raise ProtocolError("initiation could not be created") from error
 
-    def read_response(self, body: bytes) -> TransportKeys:
-        """Consume the response's Noise part. On failure the state is as before the call, so a
-        forged response cannot spoil the handshake a genuine one would complete."""
-        if len(body) != RESPONSE_BODY_SIZE:
-            raise ProtocolError("response body has the wrong length")
+    def read_response(self, body: bytes) -> tuple[bytes, TransportKeys]:
+        """Consume the response's Noise part: its payload and the transport keys. On failure the
+        state is as before the call, so a forged response cannot spoil the handshake a genuine
+        one would complete."""
         try:
-            payload = self._connection.read_message(body)
+            payload = bytes(self._connection.read_message(body))
         except _NOISE_FAILURES as error:
             self._connection = self._start()
-            self._connection.write_message(self._timestamp)
+            self._connection.write_message(self._payload)
             raise ProtocolError("response failed to authenticate") from error
-        if payload:
-            raise ProtocolError("response carries a payload")
-        return _split(self._connection)
+        return payload, _split(self._connection)
 
 
 class Responder:
     """The responder's half: read the initiation, learn the peer, write the response."""
 
-    def __init__(self, static_private: bytes, ephemeral_private: bytes) -> None:
-        self._connection = _connection(static_private, initiator=False, prologue=IDENTIFIER)
+    def __init__(
+        self, static_private: bytes, ephemeral_private: bytes, *, prologue: bytes = IDENTIFIER
+    ) -> None:
+        self._connection = _connection(static_private, initiator=False, prologue=prologue)
         self._connection.set_psks(_NO_PSK)
         _start(self._connection, ephemeral_private)
 
     def read_initiation(self, body: bytes) -> tuple[bytes, bytes]:
-        """Decrypt the initiation: returns the initiator's static public key and its timestamp."""
-        if len(body) != INITIATION_BODY_SIZE:
-            raise ProtocolError("initiation body has the wrong length")
+        """Decrypt the initiation: the initiator's static public key and the payload."""
         try:
-            timestamp = bytes(self._connection.read_message(body))
+            payload = bytes(self._connection.read_message(body))
         except _NOISE_FAILURES as error:
             raise ProtocolError("initiation failed to authenticate") from error
-        if len(timestamp) != 12:
-            raise ProtocolError("initiation timestamp is not 12 bytes")
         remote = self._connection.noise_protocol.handshake_state.rs
-        return remote.public_bytes, timestamp
+        return remote.public_bytes, payload
 
-    def write_response(self, preshared_key: bytes | None) -> tuple[bytes, TransportKeys]:
-        """The response's Noise part (ephemeral, encrypted nothing) and the transport keys."""
+    def write_response(
+        self, preshared_key: bytes | None, payload: bytes = b""
+    ) -> tuple[bytes, TransportKeys]:
+        """The response's Noise part (ephemeral, encrypted payload: WireGuard's is empty) and the
+        transport keys."""
         self._connection.noise_protocol.psks = [preshared_key or _NO_PSK]
         try:
-            body = bytes(self._connection.write_message(b""))
+            body = bytes(self._connection.write_message(payload))
         except _NOISE_FAILURES as error:
             raise ProtocolError("response could not be created") from error
         return body, _split(self._connection)

@@ -6,6 +6,7 @@ import struct
 
 # 2^62 + 10: the TAI64 label of the Unix epoch, as the kernel and wireguard-go write it.
 TAI64_BASE = (1 << 62) + 10
+TIMESTAMP_LEN = 12  # seconds (u64) and nanoseconds (u32), big-endian
 # Nanoseconds are rounded down to this multiple (about 16 ms) so the timestamp does not leak the
 # sender's exact clock, as wireguard-go and the kernel do.
 WHITENING = 0x1000000
