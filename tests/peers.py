@@ -208,16 +208,8 @@ def cleaned_up(*peers: Peer) -> Iterator[None]:
 
 
 @contextmanager
-def connected(
-    implementations: tuple[Implementation, Implementation],
-    a: Namespace,
-    b: Namespace,
-    *,
-    outer: Family = "ipv4",
-    preshared_key: bool = False,
-) -> Iterator[tuple[Peer, Peer]]:
-    """Two running peers, as `make_peers` makes them, ended and cleaned up on exit."""
-    peers = make_peers(implementations, a, b, outer=outer, preshared_key=preshared_key)
+def running(peers: tuple[Peer, Peer]) -> Iterator[tuple[Peer, Peer]]:
+    """The two peers `make_peers` made, started, then ended and cleaned up on exit."""
     with cleaned_up(*peers):
         for peer in peers:
             peer.start()

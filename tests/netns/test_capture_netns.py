@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from peers import PAIRS, STANDING_IN, WG_PORT, Peer, connected
+from peers import PAIRS, STANDING_IN, WG_PORT, Peer, make_peers, running
 
 from wgpy.lab.netns import STOP_TIMEOUT, VETH, Namespace, wait_until
 
@@ -58,7 +58,7 @@ def test_a_capture_holds_the_pings_with_their_direction_and_peer(
     netns_pair: tuple[Namespace, Namespace], implementations: tuple[object, object], tmp_path: Path
 ) -> None:
     path = tmp_path / "inner.pcapng"
-    with connected(implementations, *netns_pair) as (a, b):  # type: ignore[arg-type]
+    with running(make_peers(implementations, *netns_pair)) as (a, b):  # type: ignore[arg-type]
         capture = start_capture(a, path, "--count", str(2 * PINGS))
         ping(a, b)
         status, stderr = finished(capture)
@@ -88,7 +88,8 @@ def test_the_key_log_lets_tshark_decrypt_the_outer_traffic(
     tmp_path: Path,
 ) -> None:
     inner, outer, keylog = (tmp_path / name for name in ("inner.pcapng", "outer.pcapng", "keys"))
-    with connected(implementations, *netns_pair, preshared_key=preshared_key) as (a, b):  # type: ignore[arg-type]
+    peers = make_peers(implementations, *netns_pair, preshared_key=preshared_key)  # type: ignore[arg-type]
+    with running(peers) as (a, b):
         recorder = a.ns.popen(
             "tshark", "-i", VETH, "-f", f"udp port {WG_PORT}", "-w", str(outer),
             stderr=subprocess.DEVNULL,

@@ -24,7 +24,6 @@ from peers import (
     Peer,
     TransportCapture,
     cleaned_up,
-    connected,
     drop_count,
     end_processes,
     endpoint,
@@ -32,6 +31,7 @@ from peers import (
     make_peers,
     once_past,
     processes_in,
+    running,
     udp_receive_buffer_errors,
     udp_socket,
     unless_standing_in,
@@ -91,8 +91,8 @@ def test_peers_ping_each_other_on_both_inner_families(
     outer: Family,
     preshared_key: bool,
 ) -> None:
-    tunnel = connected(implementations, *netns_pair, outer=outer, preshared_key=preshared_key)
-    with tunnel as (a, b):
+    peers = make_peers(implementations, *netns_pair, outer=outer, preshared_key=preshared_key)
+    with running(peers) as (a, b):
         for source, target in ((a, b), (b, a)):
             for address in target.inner:
                 assert can_ping(source.ns, address), f"{source.ifname} -> {address}"
@@ -103,7 +103,7 @@ def test_a_50_mb_transfer_arrives_intact_and_wg_show_dump_accounts_for_it(
     netns_pair: tuple[Namespace, Namespace], implementations: Pair
 ) -> None:
     started = int(time.time())
-    with connected(implementations, *netns_pair) as (a, b):
+    with running(make_peers(implementations, *netns_pair)) as (a, b):
         result = transfer(a.ns, b.ns, b.inner[0], TRANSFER_SIZE)
         dump_a, dump_b = a.dump(), b.dump()
     finished = time.time()
@@ -195,7 +195,7 @@ def test_wg_quick_brings_an_interface_up_with_the_daemon_and_down_again(
 def test_a_restarted_peer_is_reached_again_without_anyone_acting(
     netns_pair: tuple[Namespace, Namespace], implementations: Pair
 ) -> None:
-    with connected(implementations, *netns_pair) as (a, b):
+    with running(make_peers(implementations, *netns_pair)) as (a, b):
         assert can_ping(a.ns, b.inner[0])
         b.kill()
         restarted = int(time.time())
@@ -214,7 +214,7 @@ def test_the_other_side_follows_a_peer_whose_address_changes_mid_transfer(
     # side receives. (wireguard-go 0.0.20220316 roams badly: it drops its cached source address
     # only on EINVAL (conn/bind_linux.go send4), Linux refuses a source that is gone with
     # ENETUNREACH, and so it sends nothing until its handshake timers clear the source.)
-    with connected(implementations, *netns_pair) as (a, b):
+    with running(make_peers(implementations, *netns_pair)) as (a, b):
         # Without promotion, deleting the first address of a subnet deletes the others with it.
         a.ns.run("sysctl", "-qw", f"net.ipv4.conf.{VETH}.promote_secondaries=1")
 
@@ -274,7 +274,7 @@ def test_garbage_at_the_port_during_a_transfer_is_dropped_and_counted(
     assert GARBAGE_COUNT / GARBAGE_PER_CHUNK < 0.75 * SHORT_TRANSFER_SIZE / TRANSFER_CHUNK, (
         "all in transit"
     )
-    with connected(implementations, *netns_pair) as (a, b):
+    with running(make_peers(implementations, *netns_pair)) as (a, b):
         dropped_before = drop_count(a.ns, a.ifname)
         kernel_dropped_before = udp_receive_buffer_errors(a.ns)
         with TransportCapture(b.ns, a.ns.ipv4) as capture:

@@ -21,31 +21,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 from wgpy import client
 from wgpy.config import serialize
 from wgpy.errors import UapiError
-from wgpy.quick import QuickError, configfile, device, dns, netlink, nftables, observe
+from wgpy.quick import QuickError, configfile, device, dns, netlink, nftables, observe, steps
 from wgpy.quick.firewall import GuardTable
 from wgpy.quick.plan import saved_config
-from wgpy.quick.steps import (
-    MAIN_TABLE,
-    AddAddress,
-    AddFirewall,
-    AddRoute,
-    AddRule,
-    BestEffort,
-    ConfigureDevice,
-    CreateInterface,
-    DeleteInterface,
-    DeleteIptablesRules,
-    DeleteNftTable,
-    DeleteRule,
-    RunHook,
-    SaveConfig,
-    SetDns,
-    SetFwmark,
-    SetMtuUp,
-    SetSysctl,
-    Step,
-    UnsetDns,
-)
 from wgpy.uapi import DeviceUpdate
 
 # How long `down` waits for the daemon to see its interface gone and remove its socket, so that
@@ -55,7 +33,7 @@ _EXPECTED = (OSError, NetlinkError, subprocess.CalledProcessError, UapiError, Qu
 
 
 class StepFailed(QuickError):
-    def __init__(self, step: Step, reason: str) -> None:
+    def __init__(self, step: steps.Step, reason: str) -> None:
         self.step = step
         super().__init__(f"{step}: {reason}")
 
@@ -69,32 +47,32 @@ class Executor:
     def __init__(self, ipr: IPRoute, log: TextIO = sys.stderr) -> None:
         self.ipr = ipr
         self.log = log
-        self._handlers: dict[type[Step], Callable[[Any], None]] = {
-            CreateInterface: self._create_interface,
-            DeleteInterface: self._delete_interface,
-            RunHook: self._run_hook,
-            ConfigureDevice: self._configure_device,
-            SetFwmark: self._set_fwmark,
-            AddAddress: self._add_address,
-            SetMtuUp: self._set_mtu_up,
-            SetDns: self._set_dns,
-            UnsetDns: self._unset_dns,
-            AddRoute: self._add_route,
-            AddRule: self._add_rule,
-            DeleteRule: self._delete_rule,
-            SetSysctl: self._set_sysctl,
-            AddFirewall: self._add_firewall,
-            DeleteNftTable: self._delete_nft_table,
-            DeleteIptablesRules: self._delete_iptables_rules,
-            SaveConfig: self._save_config,
+        self._handlers: dict[type[steps.Step], Callable[[Any], None]] = {
+            steps.CreateInterface: self._create_interface,
+            steps.DeleteInterface: self._delete_interface,
+            steps.RunHook: self._run_hook,
+            steps.ConfigureDevice: self._configure_device,
+            steps.SetFwmark: self._set_fwmark,
+            steps.AddAddress: self._add_address,
+            steps.SetMtuUp: self._set_mtu_up,
+            steps.SetDns: self._set_dns,
+            steps.UnsetDns: self._unset_dns,
+            steps.AddRoute: self._add_route,
+            steps.AddRule: self._add_rule,
+            steps.DeleteRule: self._delete_rule,
+            steps.SetSysctl: self._set_sysctl,
+            steps.AddFirewall: self._add_firewall,
+            steps.DeleteNftTable: self._delete_nft_table,
+            steps.DeleteIptablesRules: self._delete_iptables_rules,
+            steps.SaveConfig: self._save_config,
         }
 
-    def up(self, steps: Sequence[Step]) -> None:
+    def up(self, plan: Sequence[steps.Step]) -> None:
         """Run every step; on a failure or a signal, undo the steps done, then raise."""
-        undo: list[Step] = []
+        undo: list[steps.Step] = []
         try:
             with _signals_raise():
-                for step in steps:
+                for step in plan:
                     self.run(step)
                     if (inverse := step.undo()) is not None:
                         undo.append(inverse)
@@ -103,14 +81,14 @@ class Executor:
                 self._roll_back(reversed(undo))
             raise
 
-    def down(self, steps: Sequence[Step]) -> None:
-        for step in steps:
-            if isinstance(step, BestEffort):
+    def down(self, plan: Sequence[steps.Step]) -> None:
+        for step in plan:
+            if isinstance(step, steps.BestEffort):
                 self._try(step.step)
             else:
                 self.run(step)
 
-    def run(self, step: Step) -> None:
+    def run(self, step: steps.Step) -> None:
         print(f"[#] {step}", file=self.log, flush=True)
         try:
             self._handlers[type(step)](step)
@@ -119,11 +97,11 @@ class Executor:
         except _EXPECTED as error:
             raise StepFailed(step, _reason(error)) from error
 
-    def _roll_back(self, steps: Iterable[Step]) -> None:
-        for step in steps:
+    def _roll_back(self, done: Iterable[steps.Step]) -> None:
+        for step in done:
             self._try(step)
 
-    def _try(self, step: Step) -> None:
+    def _try(self, step: steps.Step) -> None:
         try:
             self.run(step)
         except StepFailed as failure:
@@ -131,50 +109,50 @@ class Executor:
 
     # The steps ------------------------------------------------------------------------------------
 
-    def _create_interface(self, step: CreateInterface) -> None:
+    def _create_interface(self, step: steps.CreateInterface) -> None:
         device.start(step.ifname)
 
-    def _delete_interface(self, step: DeleteInterface) -> None:
+    def _delete_interface(self, step: steps.DeleteInterface) -> None:
         netlink.delete_link(self.ipr, self._index(step.ifname))
         device.wait_until_stopped(step.ifname, DAEMON_EXIT_TIMEOUT)
 
-    def _run_hook(self, step: RunHook) -> None:
+    def _run_hook(self, step: steps.RunHook) -> None:
         # execute_hooks runs `(eval "$hook")` inside wg-quick's `set -e -o pipefail` and extglob.
         command = ["bash", "-O", "extglob", "-e", "-o", "pipefail", "-c", step.command]
         subprocess.run(command, check=True)
 
-    def _configure_device(self, step: ConfigureDevice) -> None:
+    def _configure_device(self, step: steps.ConfigureDevice) -> None:
         client.set_device(step.ifname, step.update)
 
-    def _set_fwmark(self, step: SetFwmark) -> None:
+    def _set_fwmark(self, step: steps.SetFwmark) -> None:
         client.set_device(step.ifname, DeviceUpdate(fwmark=step.fwmark))
 
-    def _add_address(self, step: AddAddress) -> None:
+    def _add_address(self, step: steps.AddAddress) -> None:
         netlink.add_address(self.ipr, self._index(step.ifname), step.address)
 
-    def _set_mtu_up(self, step: SetMtuUp) -> None:
+    def _set_mtu_up(self, step: steps.SetMtuUp) -> None:
         netlink.set_mtu_up(self.ipr, self._index(step.ifname), step.mtu)
 
-    def _set_dns(self, step: SetDns) -> None:
+    def _set_dns(self, step: steps.SetDns) -> None:
         dns.add_record(step.resolvconf, step.record, step.text())
 
-    def _unset_dns(self, step: UnsetDns) -> None:
+    def _unset_dns(self, step: steps.UnsetDns) -> None:
         dns.delete_record(step.resolvconf, step.record)
 
-    def _add_route(self, step: AddRoute) -> None:
-        table = MAIN_TABLE if step.table is None else step.table
+    def _add_route(self, step: steps.AddRoute) -> None:
+        table = steps.MAIN_TABLE if step.table is None else step.table
         netlink.add_route(self.ipr, self._index(step.ifname), step.prefix, table)
 
-    def _add_rule(self, step: AddRule) -> None:
+    def _add_rule(self, step: steps.AddRule) -> None:
         netlink.add_rule(self.ipr, step.rule)
 
-    def _delete_rule(self, step: DeleteRule) -> None:
+    def _delete_rule(self, step: steps.DeleteRule) -> None:
         netlink.delete_rule(self.ipr, step.rule)
 
-    def _set_sysctl(self, step: SetSysctl) -> None:
+    def _set_sysctl(self, step: steps.SetSysctl) -> None:
         (observe.SYSCTL / step.key.replace(".", "/")).write_text(f"{step.value}\n")
 
-    def _add_firewall(self, step: AddFirewall) -> None:
+    def _add_firewall(self, step: steps.AddFirewall) -> None:
         messages = netlink.addresses(self.ipr, self._index(step.ifname), step.family)
         addresses = tuple(netlink.interface_of(message).ip for message in messages)
         guard = GuardTable(step.family, step.ifname, addresses, step.mark)
@@ -183,15 +161,15 @@ class Executor:
         else:
             _iptables_restore(step.family, guard.iptables_script())
 
-    def _delete_nft_table(self, step: DeleteNftTable) -> None:
+    def _delete_nft_table(self, step: steps.DeleteNftTable) -> None:
         nftables.delete_table(step.family, step.name)
 
-    def _delete_iptables_rules(self, step: DeleteIptablesRules) -> None:
+    def _delete_iptables_rules(self, step: steps.DeleteIptablesRules) -> None:
         script = observe.iptables_removal(step.family, step.ifname)
         if script is not None:
             _iptables_restore(step.family, script)
 
-    def _save_config(self, step: SaveConfig) -> None:
+    def _save_config(self, step: steps.SaveConfig) -> None:
         index = self._index(step.ifname)
         # Leave out what the kernel adds by itself (the IPv6 link-local address of a TUN).
         addresses = [
