@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import time
@@ -278,8 +277,3 @@ def endpoint_change(peer: str) -> list[Figure]:
             "after the first datagram from there: datagrams through both ways again",
         ),
     ]  # fmt: skip
-
-
-if __name__ == "__main__":
-    for figure in run(short=bool(os.environ.get("SHORT"))):
-        print(figure.as_row())

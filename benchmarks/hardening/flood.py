@@ -18,7 +18,6 @@ end: P does not forward.
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import tempfile
@@ -262,8 +261,3 @@ def figures(seen: Observed) -> list[Figure]:
             "initiation",
         ),
     ]  # fmt: skip
-
-
-if __name__ == "__main__":
-    for figure in run(short=bool(os.environ.get("SHORT"))):
-        print(figure.as_row())
