@@ -46,7 +46,8 @@ def _apply_peer(device: Device, change: PeerUpdate, now: float) -> None:
     if change.preshared_key is not None:
         peer.preshared_key = None if change.preshared_key == ZERO_KEY else change.preshared_key
     if change.endpoint is not None:
-        peer.endpoint = change.endpoint
+        # Sent to from the routing table's choice, as a configured endpoint is in the kernel.
+        peer.endpoint, peer.local = change.endpoint, None
     if change.replace_allowed_ips:
         device.allowed_ips.remove_peer(peer)
     for network in change.removed_allowed_ips:

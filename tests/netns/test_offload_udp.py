@@ -68,7 +68,7 @@ def test_a_gro_receive_hands_over_the_datagrams_of_one_source_together(
 
     received: list[bytes] = []
     while len(received) < len(datagrams):
-        batch, source = UdpBatches(gso=False, gro=True).receive_one(receiver)
+        batch, source, _ = UdpBatches(gso=False, gro=True).receive_one(receiver)
         assert source[1] == sender.getsockname()[1]
         received += [bytes(d) for d in batch]
 
@@ -89,7 +89,7 @@ def test_a_wake_up_takes_what_waits_as_runs_from_one_source_each(
         batches = UdpBatches(gso=False, gro=False).receive(receiver, input_waiting(receiver))
         a, b = sender.getsockname()[1], other.getsockname()[1]
 
-    assert [([bytes(d) for d in datagrams], source[1]) for datagrams, source in batches] == [
+    assert [([bytes(d) for d in datagrams], source[1]) for datagrams, source, _ in batches] == [
         ([b"a1", b"a2"], a),
         ([b"b1"], b),
         ([b"a3"], a),
@@ -123,7 +123,7 @@ def test_a_receive_names_an_ipv6_source_as_an_endpoint_of_host_and_port(
     sender, receiver = pair
     sender.sendto(b"ping", receiver.getsockname())  # recvfrom names it (host, port, 0, 0)
 
-    _, source = UdpBatches(gso=False, gro=gro).receive_one(receiver)
+    _, source, _ = UdpBatches(gso=False, gro=gro).receive_one(receiver)
 
     port = sender.getsockname()[1]
     assert source == Endpoint("::1", port)

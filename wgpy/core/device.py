@@ -37,7 +37,7 @@ from wgpy.core.constants import (
 )
 from wgpy.core.cookie import CookieChecker, MacState
 from wgpy.core.drops import DropReason
-from wgpy.core.endpoint import Endpoint, source_bytes
+from wgpy.core.endpoint import Endpoint, Local, source_bytes
 from wgpy.core.keypair import Keypair
 from wgpy.core.keys import generate_private_key, public_key
 from wgpy.core.messages import TRANSPORT_HEADER, CookieReply, Initiation, Response, message_type
@@ -56,10 +56,11 @@ Rng = Callable[[int], bytes]
 # data path about 4% of its work per super-packet. They are NamedTuples, not frozen dataclasses,
 # which are built several times slower.
 class SendDatagrams(NamedTuple):
-    """Send `datagrams` to `endpoint`, in order."""
+    """Send `datagrams` to `endpoint`, in order, from `local` (see Local) if it is given."""
 
     datagrams: list[bytes]
     endpoint: Endpoint
+    local: Local | None = None
 
 
 class WriteTun(NamedTuple):
@@ -177,10 +178,15 @@ class Device:
         return self.handle_tun_packets((packet,), now, wall)
 
     def handle_datagram(
-        self, data: bytes | memoryview, source: Endpoint, now: float, wall: float
+        self,
+        data: bytes | memoryview,
+        source: Endpoint,
+        now: float,
+        wall: float,
+        local: Local | None = None,
     ) -> list[Action]:
         """A datagram from the network: `handle_datagrams` with a batch of one."""
-        return self.handle_datagrams((data,), source, now, wall)
+        return self.handle_datagrams((data,), source, now, wall, local)
 
     def handle_tun_packets(self, packets: Iterable[bytes], now: float, wall: float) -> list[Action]:
         """Outbound inner packets, as one TUN read hands them over: each is routed by its
@@ -212,15 +218,20 @@ class Device:
         return actions
 
     def handle_datagrams(
-        self, datagrams: Iterable[bytes | memoryview], source: Endpoint, now: float, wall: float
+        self,
+        datagrams: Iterable[bytes | memoryview],
+        source: Endpoint,
+        now: float,
+        wall: float,
+        local: Local | None = None,
     ) -> list[Action]:
-        """Datagrams from one source, as one UDP_GRO receive hands them over, each in turn: a
-        transport message is opened, checked and routed here (the kernel's
+        """Datagrams from one source to one `local` address, as one UDP_GRO receive hands them
+        over, each in turn: a transport message is opened, checked and routed here (the kernel's
         wg_packet_consume_data and wg_packet_consume_data_done), anything else is
         `_receive_handshake_packet`'s. The bookkeeping that follows authenticated transport
-        messages (endpoint, timers, byte count, key freshness) is done once for each run of them
-        from one peer, which ends before anything else is handled. Whatever the datagrams hold,
-        it never raises."""
+        messages (endpoint and local, timers, byte count, key freshness) is done once for each
+        run of them from one peer, which ends before anything else is handled. Whatever the
+        datagrams hold, it never raises."""
         actions: list[Action] = []
         packets: list[bytes] = []  # for the TUN
         routes: dict[bytes, Peer | None] = {}  # inner source -> its peer, for the batch
@@ -235,9 +246,9 @@ class Device:
             )
             if kind != MESSAGE_TRANSPORT:
                 if run is not None:
-                    actions += self._settle_run(run, octets, data_packets, source, now, wall)
+                    actions += self._settle_run(run, octets, data_packets, source, local, now, wall)
                     run = None
-                actions += self._receive_handshake_packet(bytes(data), source, now, wall)
+                actions += self._receive_handshake_packet(bytes(data), source, local, now, wall)
                 continue
             peer, keypair = self._indices.get(receiver, (None, None))
             if peer is None or keypair is None:
@@ -257,10 +268,10 @@ class Device:
                 continue
             if peer is not run or keypair is peer.keypairs.next:
                 if run is not None:
-                    actions += self._settle_run(run, octets, data_packets, source, now, wall)
+                    actions += self._settle_run(run, octets, data_packets, source, local, now, wall)
                 run, octets, data_packets = peer, 0, 0
                 if keypair is peer.keypairs.next:
-                    actions += self._received_with_next_keypair(peer, source, now, wall)
+                    actions += self._received_with_next_keypair(peer, source, local, now, wall)
             octets += len(data)
             if not plaintext:
                 continue  # A keepalive.
@@ -280,7 +291,7 @@ class Device:
                 observer.inner_packet(peer.public_key, Direction.INBOUND, packet, wall)
             packets.append(packet)
         if run is not None:
-            actions += self._settle_run(run, octets, data_packets, source, now, wall)
+            actions += self._settle_run(run, octets, data_packets, source, local, now, wall)
         if packets:
             actions.append(WriteTun(packets))
         return actions
@@ -295,6 +306,14 @@ class Device:
     def next_timer(self) -> float | None:
         deadlines = [d for p in self.peers.values() if (d := p.timers.next_deadline()) is not None]
         return min(deadlines, default=None)
+
+    def forget_local(self, local: Local) -> None:
+        """The edge could not send from `local`, as its address has left the host: the peers
+        that kept it send from the routing table's choice until a datagram teaches them another
+        (the kernel's send4 and send6 clear endpoint->src4 and src6 alike)."""
+        for peer in self.peers.values():
+            if peer.local == local:
+                peer.local = None
 
     # -- sending (the kernel's send.c) -----------------------------------------------------
 
@@ -346,7 +365,7 @@ class Device:
             self._observe_sent(peer, packets, wall)
         endpoint = peer.endpoint
         assert endpoint is not None
-        actions: list[Action] = [SendDatagrams(messages, endpoint)]
+        actions: list[Action] = [SendDatagrams(messages, endpoint, peer.local)]
         peer.tx_bytes += sum(map(len, messages))
         timers = peer.timers
         timers.any_authenticated_packet_traversal(now)
@@ -400,12 +419,12 @@ class Device:
         if peer.endpoint is None:
             return NOTHING
         peer.tx_bytes += len(data)
-        return [SendDatagrams([data], peer.endpoint)]
+        return [SendDatagrams([data], peer.endpoint, peer.local)]
 
     # -- receiving (the kernel's receive.c) ------------------------------------------------
 
     def _receive_handshake_packet(
-        self, data: bytes, source: Endpoint, now: float, wall: float
+        self, data: bytes, source: Endpoint, local: Local | None, now: float, wall: float
     ) -> list[Action]:
         """Any datagram but a transport message: a cookie reply, an initiation or a response
         (the kernel's wg_receive_handshake_packet), or a drop for the wrong length or type (as
@@ -433,12 +452,12 @@ class Device:
                 reply = checker.make_reply(data, sender, source_id, now)
                 self.cookie_replies_sent += 1
                 self._drop(DropReason.COOKIE_REQUIRED)
-                return [SendDatagrams([reply.serialize()], source)]
+                return [SendDatagrams([reply.serialize()], source, local)]
             if not self._ratelimiter.allow(source_id[:-2], now):
                 return self._drop(DropReason.RATE_LIMITED)
         if kind == MESSAGE_INITIATION:
-            return self._receive_initiation(Initiation.parse(data), source, now, wall)
-        return self._receive_response(Response.parse(data), source, now, wall)
+            return self._receive_initiation(Initiation.parse(data), source, local, now, wall)
+        return self._receive_response(Response.parse(data), source, local, now, wall)
 
     def _under_load(self, now: float) -> bool:
         """Under load while the last `threshold` handshake messages arrived within one second,
@@ -451,7 +470,7 @@ class Device:
         return now - self._last_under_load < UNDER_LOAD_AFTER_TIME
 
     def _receive_initiation(
-        self, message: Initiation, source: Endpoint, now: float, wall: float
+        self, message: Initiation, source: Endpoint, local: Local | None, now: float, wall: float
     ) -> list[Action]:
         assert self._static_private is not None
         ephemeral = generate_private_key(self.rng)
@@ -472,7 +491,7 @@ class Device:
             return self._drop(DropReason.HANDSHAKE_INVALID, peer)
         if self.observer is not None:
             self._observe_handshake(peer, ephemeral, wall)
-        peer.endpoint = source
+        peer.endpoint, peer.local = source, local
         # Answering replaces any initiation of ours in flight, as in the kernel.
         self._release_handshake(peer)
         keypair = Keypair.from_keys(keys, 0, message.sender, False, now)
@@ -489,7 +508,7 @@ class Device:
         return self._send_handshake(peer, data)
 
     def _receive_response(
-        self, message: Response, source: Endpoint, now: float, wall: float
+        self, message: Response, source: Endpoint, local: Local | None, now: float, wall: float
     ) -> list[Action]:
         entry = self._indices.get(message.receiver)
         if entry is None or entry[1] is not None or not entry[0].handshake.answers(message):
@@ -499,7 +518,7 @@ class Device:
             keys = peer.handshake.consume_response(message)
         except ProtocolError:
             return self._drop(DropReason.HANDSHAKE_INVALID, peer)
-        peer.endpoint = source
+        peer.endpoint, peer.local = source, local
         keypair = Keypair.from_keys(keys, message.receiver, message.sender, True, now)
         self._indices[message.receiver] = (peer, keypair)
         self._add_keypair(peer, keypair)
@@ -528,24 +547,31 @@ class Device:
         return NOTHING
 
     def _received_with_next_keypair(
-        self, peer: Peer, source: Endpoint, now: float, wall: float
+        self, peer: Peer, source: Endpoint, local: Local | None, now: float, wall: float
     ) -> list[Action]:
         """The initiator sent on our `next` keypair, so it has the keys: the keypair becomes
         current, and what waited for a session goes out on it, to where the initiator now is
         (the kernel's wg_noise_received_with_keypair and what follows it)."""
-        peer.endpoint = source
+        peer.endpoint, peer.local = source, local
         self._retire(peer.keypairs.promote_next())
         self._handshake_complete(peer, wall)
         return self._send_staged(peer, now, wall)
 
     def _settle_run(
-        self, peer: Peer, octets: int, data_packets: int, source: Endpoint, now: float, wall: float
+        self,
+        peer: Peer,
+        octets: int,
+        data_packets: int,
+        source: Endpoint,
+        local: Local | None,
+        now: float,
+        wall: float,
     ) -> list[Action]:
         """The bookkeeping of wg_packet_consume_data_done, once for a run of authenticated
         transport messages from `peer` (`octets` long, `data_packets` of them not keepalives).
         Two calls of `data_received` stand for any more: the second only sets
         need_another_keepalive, and so does every one after it."""
-        peer.endpoint = source
+        peer.endpoint, peer.local = source, local
         actions = self._keep_key_fresh_on_receive(peer, now, wall)
         timers = peer.timers
         timers.any_authenticated_packet_received()
@@ -585,6 +611,9 @@ class Device:
                     timers.zero_key_material = now + ZERO_KEYS_TIME
                 return NOTHING
             timers.handshake_attempts += 1
+            # Forget where we sent from, as the kernel does, "in case this is the cause of
+            # trouble" (timers.c).
+            peer.local = None
             return self._send_queued_handshake_initiation(peer, now, wall, is_retry=True)
         if timer is Timer.SEND_KEEPALIVE:
             actions = self._send_keepalive(peer, now, wall)

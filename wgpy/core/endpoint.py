@@ -23,6 +23,14 @@ class Endpoint(NamedTuple):
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+# The local end of a peer's path: what the I/O edge saw of the address a datagram from the peer
+# arrived on, in the form its sends take (wgpy/io/pktinfo.py: a control message, level, type
+# and data). The core keeps it beside the endpoint and hands it back with every datagram to the
+# peer, so replies leave from the address the peer wrote to; it never looks inside. None leaves
+# the choice to the routing table.
+Local = tuple[int, int, bytes]
+
+
 def source_bytes(endpoint: tuple[str, int]) -> bytes:
     """An endpoint as the cookie MAC covers it (whitepaper 5.4.7): the address's bytes, then the
     port big-endian."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from wgpy.core.constants import MAX_STAGED_PACKETS
 from wgpy.core.cookie import CookieGenerator
 from wgpy.core.drops import DropReason
-from wgpy.core.endpoint import Endpoint
+from wgpy.core.endpoint import Endpoint, Local
 from wgpy.core.handshake import Handshake
 from wgpy.core.keypair import Keypairs
 from wgpy.core.timers import PeerTimers
@@ -19,6 +19,8 @@ class Peer:
     public_key: bytes
     preshared_key: bytes | None = None
     endpoint: Endpoint | None = None
+    # Where datagrams to `endpoint` leave from: learned with it, None for the routing's choice.
+    local: Local | None = None
     cookie: CookieGenerator = field(init=False)
     handshake: Handshake = field(default_factory=Handshake)
     keypairs: Keypairs = field(default_factory=Keypairs)

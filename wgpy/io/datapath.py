@@ -27,10 +27,11 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from wgpy.core.device import Action, Device, WriteTun
-from wgpy.core.endpoint import Endpoint
+from wgpy.core.endpoint import Endpoint, Local
+from wgpy.io.pktinfo import local_address
 from wgpy.io.readiness import input_waiting
 from wgpy.io.tun_batches import INTERFACE_GONE, TunBatches
-from wgpy.io.udp_batches import Datagram, UdpBatches
+from wgpy.io.udp_batches import Received, UdpBatches
 
 log = logging.getLogger("wgpy")
 
@@ -95,25 +96,25 @@ class DataPath:
 
     def carry_out(self, actions: Sequence[Action]) -> None:
         """Write the packets the device returned to the TUN and send its datagrams, a batch per
-        endpoint in the order given."""
+        endpoint (and local address) in the order given."""
         if len(actions) == 1:  # One batch, or a lone packet as in ping: see `_serve`.
             action = actions[0]
             if isinstance(action, WriteTun):
                 self._tun.write(action.packets)
             else:
-                self._send(action.datagrams, action.endpoint)
+                self._send(action.datagrams, action.endpoint, action.local)
             return
         packets: list[bytes] = []
-        datagrams: dict[Endpoint, list[bytes]] = {}
+        datagrams: dict[tuple[Endpoint, Local | None], list[bytes]] = {}
         for action in actions:
             if isinstance(action, WriteTun):
                 packets += action.packets
             else:
-                datagrams.setdefault(action.endpoint, []).extend(action.datagrams)
+                datagrams.setdefault((action.endpoint, action.local), []).extend(action.datagrams)
         if packets:
             self._tun.write(packets)
-        for endpoint, batch in datagrams.items():
-            self._send(batch, endpoint)
+        for (endpoint, local), batch in datagrams.items():
+            self._send(batch, endpoint, local)
 
     # -- the thread ------------------------------------------------------------------------------
 
@@ -168,18 +169,21 @@ class DataPath:
             log.debug("(%s) udp receive: %s", self.name, error)
             return True
         if len(batches) == 1 and len(batches[0][0]) == 1:
-            (data,), source = batches[0]
-            self._through_device(self._device.handle_datagram, bytes(data), source)
-        elif any(datagrams for datagrams, _ in batches):
+            (data,), source, local = batches[0]
+            self._through_device(self._handle_one, bytes(data), source, local)
+        elif any(datagrams for datagrams, _, _ in batches):
             self._through_device(self._handle_received, batches)
         return True
 
-    def _handle_received(
-        self, batches: list[tuple[list[Datagram], Endpoint]], now: float, wall: float
+    def _handle_one(
+        self, data: bytes, source: Endpoint, local: Local | None, now: float, wall: float
     ) -> list[Action]:
+        return self._device.handle_datagram(data, source, now, wall, local)
+
+    def _handle_received(self, batches: list[Received], now: float, wall: float) -> list[Action]:
         actions: list[Action] = []
-        for datagrams, source in batches:
-            actions += self._device.handle_datagrams(datagrams, source, now, wall)
+        for datagrams, source, local in batches:
+            actions += self._device.handle_datagrams(datagrams, source, now, wall, local)
         return actions
 
     def _through_device(self, handle: Callable[..., list[Action]], *batch: object) -> None:
@@ -198,12 +202,21 @@ class DataPath:
         except Exception:
             log.exception("(%s) batch dropped in %s", self.name, handle.__name__)
 
-    def _send(self, datagrams: list[bytes], endpoint: Endpoint) -> None:
+    def _send(self, datagrams: list[bytes], endpoint: Endpoint, local: Local | None) -> None:
         sock = self._socket_for.get(socket.AF_INET6 if ":" in endpoint[0] else socket.AF_INET)
         if sock is None:
             log.debug("(%s) no socket for %s", self.name, endpoint)
             return
         try:
-            self._udp.send(sock, datagrams, endpoint)
+            if self._udp.send(sock, datagrams, endpoint, local):
+                return
         except OSError as error:
             log.debug("(%s) send to %s: %s", self.name, endpoint, error)
+            return
+        assert local is not None  # False says `local` could not be sent from
+        gone = local_address(local)
+        log.info(
+            "(%s) %s has left the host: to %s from the routing's pick", self.name, gone, endpoint
+        )
+        with self._lock:
+            self._device.forget_local(local)

@@ -2,7 +2,8 @@
 
 Facts from wireguard-go conn/bind_std.go (IPv4 first, then IPv6 on the port IPv4 got, retried
 when that port is taken for IPv6; a family the host lacks is skipped), conn/controlfns_linux.go
-(7 MiB buffers, IPV6_V6ONLY) and include/uapi/asm-generic/socket.h (option numbers).
+(7 MiB buffers, IPV6_V6ONLY, the address each datagram arrived on: see pktinfo.py) and
+include/uapi/asm-generic/socket.h (option numbers).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import errno
 import socket
 import struct
 from typing import Final
+
+from wgpy.io import pktinfo
 
 SO_SNDBUFFORCE: Final = 32
 SO_RCVBUFFORCE: Final = 33
@@ -62,6 +65,7 @@ def _bound(family: int, host: str, port: int, fwmark: int) -> socket.socket | No
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         _enlarge_buffers(sock)
+        pktinfo.enable(sock)
         if fwmark:
             set_fwmark(sock, fwmark)
         sock.bind((host, port))

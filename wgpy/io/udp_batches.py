@@ -5,6 +5,9 @@ to one endpoint as a single buffer, which the kernel cuts; receiving, UDP_GRO (L
 over many datagrams from one source as one buffer, with their size in a control message. Facts
 from include/uapi/linux/udp.h, net/ipv4/udp.c (udp_send_skb, udp_cmsg_recv) and wireguard-go's
 conn/bind_std.go and conn/gso_linux.go, which batch the same way.
+
+Either way the address a datagram arrived on comes with it, and a send names the address to
+leave from, beside UDP_SEGMENT where there is one (pktinfo.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
-from wgpy.core.endpoint import Endpoint
+from wgpy.core.endpoint import Endpoint, Local
+from wgpy.io.pktinfo import IN6_PKTINFO_SIZE, SOURCE_GONE, local_in
 
 log = logging.getLogger("wgpy")
 
@@ -38,12 +42,15 @@ RECEIVE_BUFFER: Final = 1 << 16
 RECEIVE_BATCH: Final = 64
 # How long a send waits for room in a full socket buffer before the datagrams are dropped.
 SEND_TIMEOUT_MS: Final = 1000
-_CONTROL_SPACE: Final = socket.CMSG_SPACE(struct.calcsize("i"))
 _SEGMENT_SIZE = struct.Struct("=H")
 _GRO_SIZE = struct.Struct("=i")
+# Room for what a receive reports: UDP_GRO's size and the larger (IPv6) of the packet infos.
+_CONTROL_SPACE: Final = socket.CMSG_SPACE(_GRO_SIZE.size) + socket.CMSG_SPACE(IN6_PKTINFO_SIZE)
 
 # A received datagram: the bytes a receive returned, or a view into them when it held several.
 Datagram = bytes | memoryview
+# Datagrams from one source to one local address, as receives hand them over.
+Received = tuple[list[Datagram], Endpoint, Local | None]
 
 
 def supports_gso(sock: socket.socket) -> bool:
@@ -102,10 +109,44 @@ class UdpBatches:
         self.gso = gso
         self.gro = gro
 
-    def send(self, sock: socket.socket, datagrams: Sequence[bytes], endpoint: Endpoint) -> None:
-        """Send `datagrams` in order. A full socket buffer is waited for, up to SEND_TIMEOUT_MS;
-        then, or on another error, OSError is raised and the rest are not sent."""
+    def send(
+        self,
+        sock: socket.socket,
+        datagrams: Sequence[bytes],
+        endpoint: Endpoint,
+        local: Local | None = None,
+    ) -> bool:
+        """Send `datagrams` in order, from `local` if given. A full socket buffer is waited for,
+        up to SEND_TIMEOUT_MS; then, or on another error, OSError is raised and the rest are not
+        sent. Returns False when `local`'s address has left the host and the datagrams left
+        from the routing table's choice instead (the kernel's send4 and send6 do the same)."""
+        if local is None:
+            self._send(sock, datagrams, endpoint, [])
+            return True
+        try:
+            self._send(sock, datagrams, endpoint, [local])
+        except OSError as error:
+            if error.errno not in SOURCE_GONE:
+                raise
+            # The first send fails, so all go again (a race with the address leaving could
+            # repeat a few, which the peer's replay window drops). If this fails as well, the
+            # address was not to blame: the error is this one's and `local` is kept.
+            self._send(sock, datagrams, endpoint, [])
+            return False
+        return True
+
+    def _send(
+        self,
+        sock: socket.socket,
+        datagrams: Sequence[bytes],
+        endpoint: Endpoint,
+        sticky: list[Local],
+    ) -> None:
+        """`send`, with `sticky` the control message naming the source, or none."""
         if len(datagrams) == 1:
+            if sticky:
+                _transmit(sock, datagrams, sticky, endpoint)
+                return
             try:  # sendto: the shortest way through CPython for the lone datagram of a ping
                 sock.sendto(datagrams[0], endpoint)
             except BlockingIOError:
@@ -113,14 +154,14 @@ class UdpBatches:
             return
         if not self.gso:
             for data in datagrams:
-                _transmit(sock, [data], [], endpoint)
+                _transmit(sock, [data], sticky, endpoint)
             return
         for run in gso_runs(datagrams):
             if len(run) == 1:
-                _transmit(sock, run, [], endpoint)
+                _transmit(sock, run, sticky, endpoint)
                 continue
             # The datagrams go as one buffer in pieces (an iovec), which the kernel then cuts.
-            control = [(SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(len(run[0])))]
+            control = [(SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(len(run[0]))), *sticky]
             try:
                 _transmit(sock, run, control, endpoint)
             except OSError as error:
@@ -130,45 +171,41 @@ class UdpBatches:
                     raise
                 log.info("UDP segmentation offload failed (%s): turned off", error)
                 self.gso = False
-                self.send(sock, run, endpoint)
+                self._send(sock, run, endpoint, sticky)
 
-    def receive(
-        self, sock: socket.socket, waiting: Callable[[], object]
-    ) -> list[tuple[list[Datagram], Endpoint]]:
+    def receive(self, sock: socket.socket, waiting: Callable[[], object]) -> list[Received]:
         """What is waiting on the socket, RECEIVE_BATCH datagrams or a few more at most, as runs
-        from one source each: the batches to hand on. After the first receive, the socket is
-        drained only if `waiting()` (readiness.input_waiting) says more waits. Raises
-        BlockingIOError when nothing is waiting, OSError when the first receive fails (as an
-        ICMP error may make it)."""
+        from one source to one local address each: the batches to hand on. After the first
+        receive, the socket is drained only if `waiting()` (readiness.input_waiting) says more
+        waits. Raises BlockingIOError when nothing is waiting, OSError when the first receive
+        fails (as an ICMP error may make it)."""
         batches = [self.receive_one(sock)]
         count = len(batches[0][0])
         if not waiting():
             return batches
         while count < RECEIVE_BATCH:
             try:
-                datagrams, source = self.receive_one(sock)
+                datagrams, source, local = self.receive_one(sock)
             except OSError:  # BlockingIOError, or an error the next call reports
                 break
-            if source == batches[-1][1]:
-                batches[-1][0].extend(datagrams)
+            last = batches[-1]
+            if source == last[1] and local == last[2]:
+                last[0].extend(datagrams)
             else:
-                batches.append((datagrams, source))
+                batches.append((datagrams, source, local))
             count += len(datagrams)
         return batches
 
-    def receive_one(self, sock: socket.socket) -> tuple[list[Datagram], Endpoint]:
-        """The datagrams one receive returns, all from one source. Raises BlockingIOError when
-        none is waiting."""
+    def receive_one(self, sock: socket.socket) -> Received:
+        """The datagrams one receive returns, all from one source to one local address. Raises
+        BlockingIOError when none is waiting."""
         # The source is (host, port) of the address: IPv6's flowinfo and scope_id stay behind.
-        if not self.gro:
-            data, address = sock.recvfrom(RECEIVE_BUFFER)
-            return [data], Endpoint(address[0], address[1])
         data, control, flags, address = sock.recvmsg(RECEIVE_BUFFER, _CONTROL_SPACE)
         source = Endpoint(address[0], address[1])
         if flags & socket.MSG_TRUNC:
             log.debug("UDP receive truncated: %d bytes dropped", len(data))
-            return [], source
-        return split_gro(data, control), source
+            return [], source, None
+        return split_gro(data, control), source, local_in(control)
 
 
 def _transmit(
