@@ -396,6 +396,42 @@ def test_parse_get_rejects_a_malformed_reply(reply: str) -> None:
     assert caught.value.errno == errno.EPROTO
 
 
+def netip_string(address: ipaddress.IPv6Address) -> str:
+    """Go's netip.Addr.String, as wgpy first wrote it with ipaddress alone: RFC 5952, but the
+    IPv4-mapped addresses dotted."""
+    if address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
+
+
+# Sixteen bits at a time, zero most often: runs of zeros are what RFC 5952's form turns on.
+hextets = st.sampled_from([0, 0, 0, 1, 0xFFFF, 0xFD00]) | st.integers(0, 0xFFFF)
+ipv6_addresses = st.builds(
+    lambda words: ipaddress.IPv6Address(b"".join(w.to_bytes(2, "big") for w in words)),
+    st.lists(hextets, min_size=8, max_size=8),
+) | st.builds(  # IPv4-compatible (::a.b.c.d) and IPv4-mapped: what libc writes dotted
+    lambda tail, v4: ipaddress.IPv6Address(bytes(10) + tail + v4.packed),
+    st.sampled_from([b"\x00\x00", b"\xff\xff", b"\x00\x01"]),
+    st.ip_addresses(v=4),
+)
+
+
+@given(ipv6_addresses)
+def test_an_ipv6_address_is_written_as_netip_writes_it(address: ipaddress.IPv6Address) -> None:
+    assert uapi.format_packed_ip(address.packed) == netip_string(address)
+    assert uapi.format_ip(address) == netip_string(address)
+
+
+@given(st.ip_addresses(v=4))
+def test_an_ipv4_address_is_written_dotted(address: ipaddress.IPv4Address) -> None:
+    assert uapi.format_packed_ip(address.packed) == uapi.format_ip(address) == str(address)
+
+
+def test_a_zone_follows_the_address() -> None:
+    assert uapi.format_ip(ipaddress.IPv6Address("fe80::1%eth0")) == "fe80::1%eth0"
+    assert uapi.format_ip(ipaddress.IPv6Address("::ffff:1.2.3.4%7")) == "::ffff:1.2.3.4%7"
+
+
 # Round trips --------------------------------------------------------------------------------------
 
 keys32 = st.binary(min_size=32, max_size=32)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -34,6 +35,8 @@ Request = tuple[Operation, list[str], bytes]  # operation, body lines, the bytes
 
 # An all-zero private or preshared key in a `set` means "remove it" (wireguard-go IsZero).
 ZERO_KEY: Final = bytes(KEY_LEN)
+# The first 12 of the 16 bytes of an IPv4-mapped IPv6 address (RFC 4291 section 2.5.5.2).
+_IPV4_MAPPED: Final = bytes(10) + b"\xff\xff"
 
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 _DIGITS = re.compile(r"[0-9]+")
@@ -308,36 +311,64 @@ def _peer_update_lines(peer: PeerUpdate) -> list[str]:
 
 def format_get(state: DeviceState) -> str:
     """The reply to `get=1`, byte for byte as wireguard-go's IpcGetOperation writes it."""
+    peers = (
+        format_peer_state(
+            peer.public_key,
+            preshared_key=peer.preshared_key,
+            protocol_version=peer.protocol_version,
+            endpoint=peer.endpoint,
+            last_handshake_time=peer.last_handshake_time,
+            tx_bytes=peer.tx_bytes,
+            rx_bytes=peer.rx_bytes,
+            persistent_keepalive_interval=peer.persistent_keepalive_interval,
+            allowed_ips=map(format_prefix, peer.allowed_ips),
+        )
+        for peer in state.peers
+    )
+    head = format_device_state(state.private_key, state.listen_port, state.fwmark)
+    return head + "".join(peers) + format_errno(0)
+
+
+def format_device_state(private_key: bytes | None, listen_port: int, fwmark: int) -> str:
+    """The lines of a `get` reply before the first peer's."""
     lines = []
-    if state.private_key is not None and state.private_key != ZERO_KEY:
-        lines.append(f"private_key={state.private_key.hex()}")
-    if state.listen_port:
-        lines.append(f"listen_port={state.listen_port}")
-    if state.fwmark:
-        lines.append(f"fwmark={state.fwmark}")
-    for peer in state.peers:
-        lines += _peer_state_lines(peer)
-    return "".join(f"{line}\n" for line in lines) + format_errno(0)
+    if private_key is not None and private_key != ZERO_KEY:
+        lines.append(f"private_key={private_key.hex()}\n")
+    if listen_port:
+        lines.append(f"listen_port={listen_port}\n")
+    if fwmark:
+        lines.append(f"fwmark={fwmark}\n")
+    return "".join(lines)
 
 
-def _peer_state_lines(peer: PeerState) -> list[str]:
-    seconds, nanoseconds = peer.last_handshake_time
-    lines = [
-        f"public_key={peer.public_key.hex()}",
-        f"preshared_key={(peer.preshared_key or ZERO_KEY).hex()}",
-        f"protocol_version={peer.protocol_version}",
-    ]
-    if peer.endpoint is not None:
-        lines.append(f"endpoint={peer.endpoint}")
-    lines += [
-        f"last_handshake_time_sec={seconds}",
-        f"last_handshake_time_nsec={nanoseconds}",
-        f"tx_bytes={peer.tx_bytes}",
-        f"rx_bytes={peer.rx_bytes}",
-        f"persistent_keepalive_interval={peer.persistent_keepalive_interval}",
-    ]
-    lines += [f"allowed_ip={format_prefix(prefix)}" for prefix in peer.allowed_ips]
-    return lines
+def format_peer_state(
+    public_key: bytes,
+    *,
+    preshared_key: bytes | None,
+    endpoint: Endpoint | None,
+    last_handshake_time: tuple[int, int],
+    tx_bytes: int,
+    rx_bytes: int,
+    persistent_keepalive_interval: int,
+    allowed_ips: Iterable[str],
+    protocol_version: int = 1,
+) -> str:
+    """One peer's lines of a `get` reply. `allowed_ips` come as `format_prefix` writes them: a
+    server writes them from the prefixes it holds (format_packed_prefix), without making a
+    network of each, which would take most of the time a reply of many peers takes."""
+    seconds, nanoseconds = last_handshake_time
+    endpoint_line = "" if endpoint is None else f"endpoint={endpoint}\n"
+    return (
+        f"public_key={public_key.hex()}\n"
+        f"preshared_key={(preshared_key or ZERO_KEY).hex()}\n"
+        f"protocol_version={protocol_version}\n"
+        f"{endpoint_line}"
+        f"last_handshake_time_sec={seconds}\n"
+        f"last_handshake_time_nsec={nanoseconds}\n"
+        f"tx_bytes={tx_bytes}\n"
+        f"rx_bytes={rx_bytes}\n"
+        f"persistent_keepalive_interval={persistent_keepalive_interval}\n"
+    ) + "".join([f"allowed_ip={prefix}\n" for prefix in allowed_ips])
 
 
 def parse_get(reply: str) -> DeviceState:
@@ -438,15 +469,31 @@ def parse_allowed_ip(value: str) -> AllowedIP:
 
 
 def format_ip(address: IPAddress) -> str:
-    """An address as Go's netip.Addr.String writes it: IPv4-mapped IPv6 in dotted form."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        zone = f"%{address.scope_id}" if address.scope_id else ""
-        return f"::ffff:{address.ipv4_mapped}{zone}"
-    return str(address)
+    """An address as Go's netip.Addr.String writes it (see format_packed_ip), with its zone."""
+    zone = getattr(address, "scope_id", None)
+    text = format_packed_ip(address.packed)
+    return f"{text}%{zone}" if zone else text
+
+
+def format_packed_ip(packed: bytes) -> str:
+    """An address of 4 or 16 bytes as Go's netip.Addr.String writes it: IPv6 in RFC 5952's form,
+    but IPv4-mapped IPv6 (::ffff:a.b.c.d) in dotted form. inet_ntop writes both so, and fast,
+    except IPv4-compatible addresses (::a.b.c.d), which glibc writes dotted and Go in hex."""
+    if len(packed) == 4:
+        return socket.inet_ntop(socket.AF_INET, packed)
+    text = socket.inet_ntop(socket.AF_INET6, packed)
+    if "." in text and not packed.startswith(_IPV4_MAPPED):
+        return str(ipaddress.IPv6Address(packed))
+    return text
 
 
 def format_prefix(prefix: AllowedIP) -> str:
-    return f"{format_ip(prefix.network_address)}/{prefix.prefixlen}"
+    return format_packed_prefix(prefix.network_address.packed, prefix.prefixlen)
+
+
+def format_packed_prefix(address: bytes, bits: int) -> str:
+    """A prefix from its network address's 4 or 16 bytes and its length."""
+    return f"{format_packed_ip(address)}/{bits}"
 
 
 def _parse_hex_key(value: str) -> bytes:

@@ -26,7 +26,7 @@ from pathlib import Path
 from benchmarks.hardening.fuzz_daemon import WGPY, exchange, log_faults, start_daemon
 from benchmarks.hardening.mutate import mutate_lines
 from wgpy import uapi
-from wgpy.configure import apply_update, device_state, device_stats
+from wgpy.configure import apply_update, device_stats, get_reply
 from wgpy.core.device import Device
 from wgpy.core.endpoint import Endpoint
 from wgpy.errors import UapiError
@@ -132,7 +132,7 @@ class _PureDaemon:
         self.result = result
 
     def get(self) -> str:
-        return uapi.format_get(device_state(self.device, self.listen_port, self.fwmark))
+        return get_reply(self.device, self.listen_port, self.fwmark)
 
     def handle_request(self, operation: uapi.Operation, lines: list[str]) -> str:
         if operation == "get":

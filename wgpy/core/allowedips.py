@@ -130,6 +130,14 @@ class AllowedIPs(Generic[P]):
         """The prefixes `peer` owns, in the order they were (last) inserted."""
         return [node.network() for node in self._nodes_of.get(id(peer), ())]
 
+    def prefixes(self, peer: P) -> list[tuple[bytes, int]]:
+        """As `entries`, each as (network address in 4 or 16 bytes, prefix length): several
+        times cheaper to make, to compare and to write out than networks."""
+        return [
+            (node.key.to_bytes(node.bits >> 3, "big"), node.cidr)
+            for node in self._nodes_of.get(id(peer), ())
+        ]
+
     def _root(self, bits: int) -> _Node[P] | None:
         return self._root4 if bits == 32 else self._root6
 

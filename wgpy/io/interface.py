@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from wgpy import uapi
-from wgpy.configure import apply_update, device_state, device_stats
+from wgpy.configure import apply_update, device_stats, get_reply
 from wgpy.core.constants import UNDER_LOAD_THRESHOLD
 from wgpy.core.device import Device
 from wgpy.errors import UapiError
@@ -255,8 +255,7 @@ class Interface:
     def handle_request(self, operation: uapi.Operation, lines: list[str]) -> str:
         if operation == "get":
             with self._lock:
-                state = device_state(self.device, self.listen_port, self.fwmark)
-            return uapi.format_get(state)
+                return get_reply(self.device, self.listen_port, self.fwmark)
         if operation == "stats":
             with self._lock:
                 stats = device_stats(self.device, time.monotonic())
