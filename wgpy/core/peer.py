@@ -16,26 +16,43 @@ from wgpy.core.timers import PeerTimers, TimerQueue
 
 @dataclass(eq=False, slots=True)
 class Peer:
+    """What the device keeps about one peer. A server may hold 100,000 of them, mostly at rest:
+    what only a peer that talks needs (its staged packets, its MAC keys) is made on first use.
+    """
+
     public_key: bytes
     timer_queue: InitVar[TimerQueue]
     preshared_key: bytes | None = None
     endpoint: Endpoint | None = None
-    cookie: CookieGenerator = field(init=False)
     handshake: Handshake = field(default_factory=Handshake)
     keypairs: Keypairs = field(default_factory=Keypairs)
     timers: PeerTimers = field(init=False)
-    # Packets waiting for a keypair; the oldest goes first when it overflows.
-    staged: deque[bytes] = field(default_factory=lambda: deque(maxlen=MAX_STAGED_PACKETS))
     rx_bytes: int = 0
     tx_bytes: int = 0
     last_handshake_wall: float | None = None
     initiations_sent: int = 0
     cookie_replies_received: int = 0
     drops: Counter[DropReason] = field(default_factory=Counter)
+    _staged: deque[bytes] | None = None
+    _cookie: CookieGenerator | None = None
 
     def __post_init__(self, timer_queue: TimerQueue) -> None:
-        self.cookie = CookieGenerator(self.public_key)
         self.timers = PeerTimers(timer_queue, self)
+
+    @property
+    def staged(self) -> deque[bytes]:
+        """Packets waiting for a keypair; the oldest goes first when it overflows. (A deque
+        takes ~0.7 KB from the start.)"""
+        if self._staged is None:
+            self._staged = deque(maxlen=MAX_STAGED_PACKETS)
+        return self._staged
+
+    @property
+    def cookie(self) -> CookieGenerator:
+        """The MACs of our handshake messages to the peer, and the cookies it sends us."""
+        if self._cookie is None:
+            self._cookie = CookieGenerator(self.public_key)
+        return self._cookie
 
     @property
     def persistent_keepalive_interval(self) -> int:
