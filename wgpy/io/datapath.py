@@ -28,6 +28,7 @@ from functools import partial
 
 from wgpy.core.device import Action, Device, WriteTun
 from wgpy.core.endpoint import Endpoint
+from wgpy.io.device_lock import DeviceLock
 from wgpy.io.readiness import input_waiting
 from wgpy.io.tun_batches import INTERFACE_GONE, TunBatches
 from wgpy.io.udp_batches import Datagram, UdpBatches
@@ -40,7 +41,7 @@ class DataPath:
         self,
         name: str,
         device: Device,
-        lock: threading.Lock,
+        lock: DeviceLock,
         tun: TunBatches,
         udp: UdpBatches,
         sockets: Sequence[socket.socket],

@@ -17,7 +17,6 @@ import os
 import selectors
 import signal
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -29,6 +28,7 @@ from wgpy.errors import UapiError
 from wgpy.io import uapi_server
 from wgpy.io.capture_server import CaptureHub, peer_uid
 from wgpy.io.datapath import DataPath
+from wgpy.io.device_lock import DeviceLock
 from wgpy.io.tun import Tun
 from wgpy.io.tun_batches import OffloadTun, PlainTun
 from wgpy.io.tun_offload import TunOffloads, enable_offloads
@@ -40,10 +40,6 @@ log = logging.getLogger("wgpy")
 HOUSEKEEPING_INTERVAL = 1.0
 # Peers per slice of a `get` reply, formatted while this thread holds the device: ~2 ms.
 GET_SLICE = 1000
-# What this thread sleeps between the steps of a long `set`, holding nothing, so that the data
-# path takes the device: without it, this thread takes the lock back before the data path's
-# thread, woken when it was released, gets to run.
-TURN_PAUSE = 0.0005
 # The signals that end `run()` cleanly. The daemon blocks them while the interface starts.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -76,7 +72,7 @@ class Interface:
         self.device = Device(
             rng, mtu=self.tun.mtu(), under_load_threshold=self._under_load_threshold
         )
-        self._lock = threading.Lock()
+        self._lock = DeviceLock()
         self.fwmark = 0
         self._sockets = _open_sockets(0, 0)
         self.listen_port = self._sockets[0].getsockname()[1]
@@ -131,6 +127,7 @@ class Interface:
         try:
             with self._lock:
                 actions = self.device.handle_timer(time.monotonic(), time.time())
+            self._lock.let_waiters_in()
             self._datapath.carry_out(actions)
         except Exception:
             log.exception("(%s) timer actions dropped", self.name)
@@ -287,6 +284,7 @@ class Interface:
             peers = list(self.device.peers.values())
         yield head
         for start in range(0, len(peers), GET_SLICE):
+            self._lock.let_waiters_in()
             with self._lock:
                 text = format_peers(self.device, peers[start : start + GET_SLICE])
             yield text
@@ -310,13 +308,13 @@ class Interface:
 
     def _in_turns(self, steps: Iterator[None]) -> None:
         """Take `steps` one at a time, each holding the device, and let the data path have it
-        between them (TURN_PAUSE)."""
+        between them if it waits."""
         done = object()
         while True:
             with self._lock:
                 if next(steps, done) is done:
                     return
-            time.sleep(TURN_PAUSE)
+            self._lock.let_waiters_in()
 
 
 def _open_sockets(port: int, fwmark: int) -> list[socket.socket]:
