@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 from hypothesis import given
@@ -52,10 +53,12 @@ def test_the_queue_names_the_deadline_a_scan_of_every_peer_finds(
         arm(peers[index].timers, hook, now)
         assert queue.next_deadline() == scan_deadline(peers)
         now += elapsed
-        due = {p for p in peers if (d := p.timers.next_deadline()) is not None and d <= now}
+        due = {
+            p.public_key for p in peers if (d := p.timers.next_deadline()) is not None and d <= now
+        }
         popped = set()
         while (timers := queue.pop_due(now)) is not None:
-            popped.add(timers.peer)
+            popped.add(timers.public_key)
             timers.expired(now)
             timers.file()
         assert popped == due
@@ -83,3 +86,21 @@ def test_a_burst_of_due_timers_runs_a_bounded_number_of_peers_per_call() -> None
         device.handle_timer(0.0, 0.0)
         calls += 1
     assert calls == 3
+
+
+def live_peers() -> int:
+    return sum(isinstance(thing, Peer) for thing in gc.get_objects())
+
+
+def test_a_removed_peer_is_freed_at_once_not_left_to_the_cycle_collector() -> None:
+    device = Device(os.urandom)
+    peer = device.add_peer(bytes(range(32)), persistent_keepalive=25)
+    gc.collect()
+    gc.disable()
+    try:
+        before = live_peers()
+        device.remove_peer(peer.public_key)
+        del peer
+        assert live_peers() == before - 1
+    finally:
+        gc.enable()

@@ -323,8 +323,9 @@ class Device:
             timers = self._timers.pop_due(now)
             if timers is None:
                 break
+            peer = self.peers[timers.public_key]  # A removed peer's timers are off the queue.
             for timer in timers.expired(now):
-                actions += self._on_timer(timers.peer, timer, now, wall)
+                actions += self._on_timer(peer, timer, now, wall)
             timers.file()
         return actions
 

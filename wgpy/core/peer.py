@@ -33,11 +33,11 @@ class Peer:
     initiations_sent: int = 0
     cookie_replies_received: int = 0
     drops: Counter[DropReason] = field(default_factory=Counter)
-    _staged: deque[bytes] | None = None
-    _cookie: CookieGenerator | None = None
+    _staged: deque[bytes] | None = field(default=None, init=False)
+    _cookie: CookieGenerator | None = field(default=None, init=False)
 
     def __post_init__(self, timer_queue: TimerQueue) -> None:
-        self.timers = PeerTimers(timer_queue, self)
+        self.timers = PeerTimers(timer_queue, self.public_key)
 
     @property
     def staged(self) -> deque[bytes]:

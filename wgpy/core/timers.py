@@ -15,12 +15,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
 
 from wgpy.core.constants import KEEPALIVE_TIMEOUT, NEW_HANDSHAKE_TIME, REKEY_TIMEOUT, ZERO_KEYS_TIME
-
-if TYPE_CHECKING:
-    from wgpy.core.peer import Peer
 
 # A queue compacts itself once this many of its entries, and half of them, are stale.
 _MIN_STALE_TO_COMPACT = 64
@@ -103,9 +99,11 @@ class TimerQueue:
 
 @dataclass(slots=True)
 class PeerTimers:
-    # The queue and peer are the device's bookkeeping, not part of the timers' state.
+    # The device's bookkeeping, not part of the timers' state: its queue, and the key by which
+    # it finds the peer (a reference to the peer would make a cycle, which only the cyclic
+    # garbage collector could free once the peer is removed).
     queue: TimerQueue = field(compare=False, repr=False)
-    peer: Peer = field(compare=False, repr=False)
+    public_key: bytes = field(compare=False, repr=False)
     queued: float = field(default=math.inf, compare=False, repr=False)
     persistent_keepalive_interval: int = 0
     handshake_attempts: int = 0
