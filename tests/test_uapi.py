@@ -116,6 +116,15 @@ def test_a_line_longer_than_the_bound_is_invalid_whether_or_not_it_has_ended(
     assert caught.value.errno == errno.EINVAL
 
 
+def test_a_line_trickling_in_a_byte_at_a_time_is_refused_at_the_byte_past_the_bound() -> None:
+    reader = uapi.RequestReader()
+    assert list(reader.feed(b"set=1\n")) == []
+    for _ in range(uapi.MAX_LINE_BYTES):
+        assert list(reader.feed(b"x")) == []
+    with pytest.raises(UapiError, match="longer than"):
+        list(reader.feed(b"x"))
+
+
 def test_a_line_at_the_bound_is_read() -> None:
     line = b"fwmark=" + b"0" * (uapi.MAX_LINE_BYTES - 8) + b"7"
     assert len(line) == uapi.MAX_LINE_BYTES
