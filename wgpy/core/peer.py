@@ -17,7 +17,8 @@ from wgpy.core.timers import PeerTimers, TimerQueue
 @dataclass(eq=False, slots=True)
 class Peer:
     """What the device keeps about one peer. A server may hold 100,000 of them, mostly at rest:
-    what only a peer that talks needs (its staged packets, its MAC keys) is made on first use.
+    what only a peer that talks needs (its staged packets, its MAC keys, its drop counts) is
+    made on first use.
     """
 
     public_key: bytes
@@ -32,9 +33,9 @@ class Peer:
     last_handshake_wall: float | None = None
     initiations_sent: int = 0
     cookie_replies_received: int = 0
-    drops: Counter[DropReason] = field(default_factory=Counter)
     _staged: deque[bytes] | None = field(default=None, init=False)
     _cookie: CookieGenerator | None = field(default=None, init=False)
+    _drops: Counter[DropReason] | None = field(default=None, init=False)
 
     def __post_init__(self, timer_queue: TimerQueue) -> None:
         self.timers = PeerTimers(timer_queue, self.public_key)
@@ -53,6 +54,13 @@ class Peer:
         if self._cookie is None:
             self._cookie = CookieGenerator(self.public_key)
         return self._cookie
+
+    @property
+    def drops(self) -> Counter[DropReason]:
+        """What was dropped of the peer's, by reason."""
+        if self._drops is None:
+            self._drops = Counter()
+        return self._drops
 
     @property
     def persistent_keepalive_interval(self) -> int:
