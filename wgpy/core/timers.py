@@ -99,6 +99,12 @@ class TimerQueue:
 
 @dataclass(slots=True)
 class PeerTimers:
+    """One peer's five deadlines (None: not armed) and the state their handlers keep.
+
+    A deadline is armed through the hooks alone, which file it on the queue: one written
+    directly is never on the queue, and never fires. Writing None to disarm one is fine.
+    """
+
     # The device's bookkeeping, not part of the timers' state: its queue, and the key by which
     # it finds the peer (a reference to the peer would make a cycle, which only the cyclic
     # garbage collector could free once the peer is removed).
