@@ -1,7 +1,7 @@
 """Servers with many peers: wgpy against Debian's wireguard-go, in the same run.
 
-    python benchmarks/scale.py                      # 1,000, 10,000 and 100,000 peers: ~8 minutes
-    python benchmarks/scale.py --peers 1000,10000   # without the largest: ~4 minutes
+    python benchmarks/scale.py                      # 1,000, 10,000 and 100,000 peers: ~2 minutes
+    python benchmarks/scale.py --peers 1000,10000   # without the largest: ~1.5 minutes
 
 Needs root, iproute2, wg(8), ping and wireguard-go (scripts/install-deps installs them). Each
 implementation and size gets fresh network namespaces and a fresh daemon (wgpy/lab/netns.py), the
