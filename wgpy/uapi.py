@@ -8,9 +8,10 @@ expects). One connection carries any number of requests, one after another:
     get=1\\n\\n                      ->  key=value lines of the state, then errno=0\\n\\n
     set=1\\nkey=value\\n ... \\n\\n    ->  errno=0\\n\\n, or errno=-22\\n\\n (a negated errno)
 
-Keys are 64 hex digits. The server cuts requests from the stream with `parse_request` and answers
-with `parse_set`, `format_get` and `format_errno`; a client (what `wg` does) uses `format_set` and
-`parse_get`. wgpy's own operations, `stats` and `capture`, come at the end, each with its pair.
+Keys are 64 hex digits. The server reads the stream with a `RequestReader`, which parses each
+`set` line as it arrives (`SetParser`), and answers with `format_get` and `format_errno`; a client
+(what `wg` does) uses `format_set` and `parse_get`. wgpy's own operations, `stats` and `capture`,
+come at the end, each with its pair.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from __future__ import annotations
 import errno
 import ipaddress
 import re
-from collections.abc import Iterable
+import socket
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from wgpy.core.constants import KEY_LEN
 from wgpy.core.endpoint import Endpoint
@@ -31,10 +33,11 @@ from wgpy.values import parse_ip, parse_number
 Operation = Literal["get", "set", "stats", "capture"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AllowedIP = ipaddress.IPv4Network | ipaddress.IPv6Network
-Request = tuple[Operation, list[str], bytes]  # operation, body lines, the bytes after the request
 
 # An all-zero private or preshared key in a `set` means "remove it" (wireguard-go IsZero).
 ZERO_KEY: Final = bytes(KEY_LEN)
+# The first 12 of the 16 bytes of an IPv4-mapped IPv6 address (RFC 4291 section 2.5.5.2).
+_IPV4_MAPPED: Final = bytes(10) + b"\xff\xff"
 
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 _ERRNO = re.compile(r"-?[0-9]{1,10}")
@@ -123,60 +126,141 @@ class DeviceState:
 
 # Framing ------------------------------------------------------------------------------------------
 
+# The longest line a request may hold, newline aside: bufio.Scanner's MaxScanTokenSize, which bounds
+# the lines wireguard-go reads. A longer one gets EINVAL and ends the connection.
+MAX_LINE_BYTES: Final = 64 * 1024
 
-def parse_request(buffer: bytes, *, eof: bool = False) -> Request | None:
-    """Cut the first request off `buffer`: (operation, body lines, the bytes after it).
+_OPERATIONS: Final[dict[bytes, Operation]] = {
+    b"get=1": "get",
+    b"set=1": "set",
+    b"stats=1": "stats",
+    b"capture=1": "capture",
+}
 
-    None means "read more", or at `eof` "close without a reply", as wireguard-go does when the
-    peer hangs up mid-request. At `eof` a `set` body without its closing empty line still counts,
-    as bufio.Scanner ends it there. Raises UapiError for an operation other than get=1 and set=1,
-    or for a byte other than the empty line after get=1; the server then writes
-    `format_errno(err.errno)` and closes the connection.
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A request cut from the stream, its body parsed as it arrived: a `set` carries its
+    `update`, a `capture` its `capture`. If the body was malformed or cut short, `error` says
+    how, and there is nothing to apply."""
+
+    operation: Operation
+    update: DeviceUpdate | None = None
+    capture: CaptureRequest | None = None
+    error: UapiError | None = None
+
+
+class _BodyParser(Protocol):
+    def line(self, line: str) -> None: ...
+
+
+class RequestReader:
+    """Cuts requests from one connection's byte stream, parsing each body line as it arrives: a
+    `set` of any size is held only in its parsed form, never as text, and a line only up to
+    MAX_LINE_BYTES.
+
+    A body line that fails ends the parsing of its request, not the reading: the rest of the body
+    is skipped to its empty line, and the request comes out with the first `error`, so that the
+    connection goes on with the next request. Body lines lose one carriage return before the
+    newline, as bufio.ScanLines drops it; operation lines and the empty line after get=1 are
+    taken byte for byte, as wireguard-go reads them.
     """
-    operation_end = buffer.find(b"\n") + 1
-    if not operation_end:
-        return None
-    operation, body = buffer[:operation_end], buffer[operation_end:]
-    if operation == b"get=1\n":
-        return _cut_get(body)
-    if operation == b"stats=1\n":
-        request = _cut_get(body)  # Framed as get=1: an empty line ends it.
-        return None if request is None else ("stats", request[1], request[2])
-    if operation == b"set=1\n":
-        return _cut_set(body, eof)
-    if operation == b"capture=1\n":
-        request = _cut_set(body, eof)  # Framed as set=1: key=value lines, then an empty line.
-        return None if request is None else ("capture", request[1], request[2])
-    raise UapiError(errno.EPROTO, f"invalid operation {operation!r}")
 
+    def __init__(self) -> None:
+        # The start of a line whose newline has not come yet; a bytearray, so that a line sent
+        # a byte at a time costs a copy of each byte, not of the whole line each time.
+        self._partial = bytearray()
+        self._operation: Operation | None = None  # of the request being read
+        self._body: SetParser | CaptureParser | None = None
+        self._error: UapiError | None = None
 
-def _cut_get(body: bytes) -> Request | None:
-    if not body:
-        return None
-    if body[:1] != b"\n":
-        raise UapiError(errno.EINVAL, f"trailing character after get=1: {body[:1]!r}")
-    return "get", [], body[1:]
+    def feed(self, data: bytes) -> Iterator[Request]:
+        """Yield the requests that `data` completes; b"" is the end of the stream.
 
+        Raises UapiError when the stream cannot go on: an operation other than get=1, set=1,
+        stats=1 and capture=1 (EPROTO), a byte other than the empty line after get=1 (EINVAL),
+        a line longer than MAX_LINE_BYTES (EINVAL). The server then replies with the errno and
+        closes. At the end of the stream, a body without its empty line comes out with an
+        EPROTO error, so that nothing of it is applied; an unfinished get gets no reply, as
+        wireguard-go hangs up then.
+        """
+        if not data:
+            if self._body is not None:
+                cut = UapiError(errno.EPROTO, "the stream ended inside the request")
+                yield self._finish(cut)
+            return
+        end = data.rfind(b"\n")
+        if end >= 0:
+            lines = (bytes(self._partial) + data[:end]).split(b"\n")
+            self._partial = bytearray(data[end + 1 :])
+            for line in lines:
+                request = self._take(line)
+                if request is not None:
+                    yield request
+        else:
+            self._partial += data
+        if len(self._partial) > MAX_LINE_BYTES:
+            raise _line_too_long()
+        if self._partial and self._operation is not None and self._body is None:
+            # Not the empty line that ends a get: refused without waiting for the line's end.
+            raise _trailing(self._operation, bytes(self._partial))
 
-def _cut_set(body: bytes, eof: bool) -> Request | None:
-    lines: list[str] = []
-    start = 0
-    while (end := body.find(b"\n", start)) >= 0:
-        line = _decode_line(body[start:end])
-        start = end + 1
+    def _take(self, line: bytes) -> Request | None:
+        """One line, without its newline; the request it completes, if any."""
+        if len(line) > MAX_LINE_BYTES:
+            raise _line_too_long()
+        operation = self._operation
+        if operation is None:
+            self._begin(line)
+            return None
+        if self._body is None:  # get or stats: an empty line ends it.
+            if line:
+                raise _trailing(operation, line)
+            self._operation = None
+            return Request(operation)
+        line = line.removesuffix(b"\r")
         if not line:
-            return "set", lines, body[start:]
-        lines.append(line)
-    if not eof:
+            return self._finish(self._error)
+        if self._error is None:
+            try:
+                self._body.line(line.decode("utf-8", errors="replace"))
+            except UapiError as error:
+                self._error = error
         return None
-    if start < len(body):
-        lines.append(_decode_line(body[start:]))
-    return "set", lines, b""
+
+    def _begin(self, line: bytes) -> None:
+        operation = _OPERATIONS.get(line)
+        if operation is None:
+            raise UapiError(errno.EPROTO, f"invalid operation {line[:32]!r}")
+        self._operation = operation
+        if operation == "set":
+            self._body = SetParser()
+        elif operation == "capture":  # Framed as set=1: key=value lines, then an empty line.
+            self._body = CaptureParser()
+
+    def _finish(self, error: UapiError | None) -> Request:
+        operation, body = self._operation, self._body
+        assert operation is not None
+        self._operation, self._body, self._error = None, None, None
+        if error is not None:
+            return Request(operation, error=error)
+        if isinstance(body, SetParser):
+            return Request(operation, update=body.update)
+        assert isinstance(body, CaptureParser)
+        return Request(operation, capture=body.request)
 
 
-def _decode_line(raw: bytes) -> str:
-    # bufio.ScanLines drops one carriage return before the newline.
-    return raw.removesuffix(b"\r").decode("utf-8", errors="replace")
+def _line_too_long() -> UapiError:
+    return UapiError(errno.EINVAL, f"a line longer than {MAX_LINE_BYTES} bytes")
+
+
+def _trailing(operation: Operation, line: bytes) -> UapiError:
+    return UapiError(errno.EINVAL, f"trailing character after {operation}=1: {line[:1]!r}")
+
+
+def _parse_lines(parser: _BodyParser, lines: Iterable[str]) -> None:
+    for line in lines:
+        parser.line(line)
 
 
 def format_errno(error: int) -> str:
@@ -204,34 +288,52 @@ def _errno(value: str) -> int:
 
 
 def parse_set(lines: Iterable[str]) -> DeviceUpdate:
-    """Parse the body of a `set=1` request. Line N counts from the first line after set=1.
+    """Parse the body of a `set=1` request; see SetParser."""
+    parser = SetParser()
+    _parse_lines(parser, lines)
+    return parser.update
+
+
+class SetParser:
+    """Parses the body of a `set=1` request a line at a time into `update`; raises UapiError at
+    the first bad line. Line N counts from the first line after set=1.
 
     Lines before the first public_key= are device keys, the rest belong to the peer named last;
     a device key after a public_key= is an unknown peer key, as in wireguard-go.
     """
-    update = DeviceUpdate()
-    peer: PeerUpdate | None = None
-    for number, line in enumerate(lines, start=1):
+
+    def __init__(self) -> None:
+        self.update = DeviceUpdate()
+        self._peer: PeerUpdate | None = None
+        self._number = 0
+
+    def line(self, line: str) -> None:
+        self._number += 1
         key, sep, value = line.partition("=")
         if not sep:
             # Unlike wireguard-go, the line is not echoed: it may be a key whose '=' was lost.
-            raise UapiError(errno.EPROTO, f"line {number}: failed to parse line: no '='")
+            raise UapiError(errno.EPROTO, f"line {self._number}: failed to parse line: no '='")
         try:
-            if key == "public_key":
-                peer = PeerUpdate(public_key=_parse_hex_key(value))
-                update.peers.append(peer)
-            elif peer is None:
-                _set_device_key(update, key, value)
-            elif key == "remove":
-                _parse_true(value)
-                update.peers[-1] = PeerUpdate(peer.public_key, remove=True)
-                # wireguard-go goes on with a dummy peer: later lines are checked, then dropped.
-                peer = PeerUpdate(peer.public_key)
-            else:
-                _set_peer_key(peer, key, value)
+            self._take(key, value)
         except ValueError as error:
-            raise UapiError(errno.EINVAL, f"line {number}: {shown_key(key)}: {error}") from None
-    return update
+            raise UapiError(
+                errno.EINVAL, f"line {self._number}: {shown_key(key)}: {error}"
+            ) from None
+
+    def _take(self, key: str, value: str) -> None:
+        peer = self._peer
+        if key == "public_key":
+            self._peer = PeerUpdate(public_key=_parse_hex_key(value))
+            self.update.peers.append(self._peer)
+        elif peer is None:
+            _set_device_key(self.update, key, value)
+        elif key == "remove":
+            _parse_true(value)
+            self.update.peers[-1] = PeerUpdate(peer.public_key, remove=True)
+            # wireguard-go goes on with a dummy peer: later lines are checked, then dropped.
+            self._peer = PeerUpdate(peer.public_key)
+        else:
+            _set_peer_key(peer, key, value)
 
 
 def shown_key(key: str) -> str:
@@ -333,36 +435,64 @@ def _true(flag: bool) -> str | None:
 
 def format_get(state: DeviceState) -> str:
     """The reply to `get=1`, byte for byte as wireguard-go's IpcGetOperation writes it."""
+    peers = (
+        format_peer_state(
+            peer.public_key,
+            preshared_key=peer.preshared_key,
+            protocol_version=peer.protocol_version,
+            endpoint=peer.endpoint,
+            last_handshake_time=peer.last_handshake_time,
+            tx_bytes=peer.tx_bytes,
+            rx_bytes=peer.rx_bytes,
+            persistent_keepalive_interval=peer.persistent_keepalive_interval,
+            allowed_ips=map(format_prefix, peer.allowed_ips),
+        )
+        for peer in state.peers
+    )
+    head = format_device_state(state.private_key, state.listen_port, state.fwmark)
+    return head + "".join(peers) + format_errno(0)
+
+
+def format_device_state(private_key: bytes | None, listen_port: int, fwmark: int) -> str:
+    """The lines of a `get` reply before the first peer's."""
     lines = []
-    if state.private_key is not None and state.private_key != ZERO_KEY:
-        lines.append(f"private_key={state.private_key.hex()}")
-    if state.listen_port:
-        lines.append(f"listen_port={state.listen_port}")
-    if state.fwmark:
-        lines.append(f"fwmark={state.fwmark}")
-    for peer in state.peers:
-        lines += _peer_state_lines(peer)
-    return "".join(f"{line}\n" for line in lines) + format_errno(0)
+    if private_key is not None and private_key != ZERO_KEY:
+        lines.append(f"private_key={private_key.hex()}\n")
+    if listen_port:
+        lines.append(f"listen_port={listen_port}\n")
+    if fwmark:
+        lines.append(f"fwmark={fwmark}\n")
+    return "".join(lines)
 
 
-def _peer_state_lines(peer: PeerState) -> list[str]:
-    seconds, nanoseconds = peer.last_handshake_time
-    lines = [
-        f"public_key={peer.public_key.hex()}",
-        f"preshared_key={(peer.preshared_key or ZERO_KEY).hex()}",
-        f"protocol_version={peer.protocol_version}",
-    ]
-    if peer.endpoint is not None:
-        lines.append(f"endpoint={peer.endpoint}")
-    lines += [
-        f"last_handshake_time_sec={seconds}",
-        f"last_handshake_time_nsec={nanoseconds}",
-        f"tx_bytes={peer.tx_bytes}",
-        f"rx_bytes={peer.rx_bytes}",
-        f"persistent_keepalive_interval={peer.persistent_keepalive_interval}",
-    ]
-    lines += [f"allowed_ip={format_prefix(prefix)}" for prefix in peer.allowed_ips]
-    return lines
+def format_peer_state(
+    public_key: bytes,
+    *,
+    preshared_key: bytes | None,
+    endpoint: Endpoint | None,
+    last_handshake_time: tuple[int, int],
+    tx_bytes: int,
+    rx_bytes: int,
+    persistent_keepalive_interval: int,
+    allowed_ips: Iterable[str],
+    protocol_version: int = 1,
+) -> str:
+    """One peer's lines of a `get` reply. `allowed_ips` come as `format_prefix` writes them: a
+    server writes them from the prefixes it holds (format_packed_prefix), without making a
+    network of each, which would take most of the time a reply of many peers takes."""
+    seconds, nanoseconds = last_handshake_time
+    endpoint_line = "" if endpoint is None else f"endpoint={endpoint}\n"
+    return (
+        f"public_key={public_key.hex()}\n"
+        f"preshared_key={(preshared_key or ZERO_KEY).hex()}\n"
+        f"protocol_version={protocol_version}\n"
+        f"{endpoint_line}"
+        f"last_handshake_time_sec={seconds}\n"
+        f"last_handshake_time_nsec={nanoseconds}\n"
+        f"tx_bytes={tx_bytes}\n"
+        f"rx_bytes={rx_bytes}\n"
+        f"persistent_keepalive_interval={persistent_keepalive_interval}\n"
+    ) + "".join([f"allowed_ip={prefix}\n" for prefix in allowed_ips])
 
 
 def parse_get(reply: str) -> DeviceState:
@@ -461,15 +591,31 @@ def parse_allowed_ip(value: str) -> AllowedIP:
 
 
 def format_ip(address: IPAddress) -> str:
-    """An address as Go's netip.Addr.String writes it: IPv4-mapped IPv6 in dotted form."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        zone = f"%{address.scope_id}" if address.scope_id else ""
-        return f"::ffff:{address.ipv4_mapped}{zone}"
-    return str(address)
+    """An address as Go's netip.Addr.String writes it (see format_packed_ip), with its zone."""
+    zone = getattr(address, "scope_id", None)
+    text = format_packed_ip(address.packed)
+    return f"{text}%{zone}" if zone else text
+
+
+def format_packed_ip(packed: bytes) -> str:
+    """An address of 4 or 16 bytes as Go's netip.Addr.String writes it: IPv6 in RFC 5952's form,
+    but IPv4-mapped IPv6 (::ffff:a.b.c.d) in dotted form. inet_ntop writes both so, and fast,
+    except IPv4-compatible addresses (::a.b.c.d), which glibc writes dotted and Go in hex."""
+    if len(packed) == 4:
+        return socket.inet_ntop(socket.AF_INET, packed)
+    text = socket.inet_ntop(socket.AF_INET6, packed)
+    if "." in text and not packed.startswith(_IPV4_MAPPED):
+        return str(ipaddress.IPv6Address(packed))
+    return text
 
 
 def format_prefix(prefix: AllowedIP) -> str:
-    return f"{format_ip(prefix.network_address)}/{prefix.prefixlen}"
+    return format_packed_prefix(prefix.network_address.packed, prefix.prefixlen)
+
+
+def format_packed_prefix(address: bytes, bits: int) -> str:
+    """A prefix from its network address's 4 or 16 bytes and its length."""
+    return f"{format_packed_ip(address)}/{bits}"
 
 
 def _parse_hex_key(value: str) -> bytes:
@@ -579,13 +725,24 @@ def format_capture(request: CaptureRequest) -> str:
 
 def parse_capture(lines: Iterable[str]) -> CaptureRequest:
     """Read the body of a `capture=1` request; raises UapiError(EINVAL) on an unknown key."""
-    keylog = False
-    for number, line in enumerate(lines, start=1):
+    parser = CaptureParser()
+    _parse_lines(parser, lines)
+    return parser.request
+
+
+class CaptureParser:
+    """Parses the body of a `capture=1` request a line at a time into `request`."""
+
+    def __init__(self) -> None:
+        self.request = CaptureRequest()
+        self._number = 0
+
+    def line(self, line: str) -> None:
+        self._number += 1
         key, _, value = line.partition("=")
         if key != "keylog":
-            raise UapiError(errno.EINVAL, f"line {number}: invalid capture key {key!r}")
+            raise UapiError(errno.EINVAL, f"line {self._number}: invalid capture key {key!r}")
         try:
-            keylog = _parse_true(value)
+            self.request = CaptureRequest(keylog=_parse_true(value))
         except ValueError as error:
-            raise UapiError(errno.EINVAL, f"line {number}: keylog: {error}") from None
-    return CaptureRequest(keylog)
+            raise UapiError(errno.EINVAL, f"line {self._number}: keylog: {error}") from None

@@ -27,10 +27,9 @@ from benchmarks.hardening.fuzz_daemon import WGPY, exchange, log_faults, start_d
 from benchmarks.hardening.mutate import mutate_lines
 from wgpy import uapi
 from wgpy.client import socket_path
-from wgpy.configure import apply_update, device_state, device_stats
+from wgpy.configure import apply_update, device_stats, get_reply
 from wgpy.core.device import Device
 from wgpy.core.endpoint import Endpoint
-from wgpy.errors import UapiError
 from wgpy.io import uapi_server
 from wgpy.lab.netns import Namespace, ip_up, namespace, unique_ifname
 from wgpy.uapi import DeviceUpdate, PeerUpdate
@@ -131,29 +130,30 @@ class _PureDaemon:
         self.fwmark = 0
         self.now = 1000.0
         self.result = result
+        self.applied = self.get()  # what `get` read after the last set applied
 
     def get(self) -> str:
-        return uapi.format_get(device_state(self.device, self.listen_port, self.fwmark))
+        return get_reply(self.device, self.listen_port, self.fwmark)
 
-    def handle_request(self, operation: uapi.Operation, lines: list[str]) -> str:
-        if operation == "get":
-            return self.get()
-        if operation == "stats":
-            return uapi.format_stats(device_stats(self.device, self.now))
-        before = self.get()
-        try:
-            update = uapi.parse_set(lines)
-        except UapiError as error:
+    def handle_request(self, request: uapi.Request) -> list[str]:
+        if request.operation == "get":
+            return [self.get()]
+        if request.operation == "stats":
+            return [uapi.format_stats(device_stats(self.device, self.now))]
+        if request.error is not None:
             self.result.rejected_sets += 1
-            self.result.unchanged_after_rejected_set += self.get() == before
-            return uapi.format_errno(error.errno)
+            self.result.unchanged_after_rejected_set += self.get() == self.applied
+            return [uapi.format_errno(request.error.errno)]
+        update = request.update
+        assert update is not None
         self.now += 1.0
         apply_update(self.device, update, self.now)
         if update.listen_port is not None:
             self.listen_port = update.listen_port
         if update.fwmark is not None:
             self.fwmark = update.fwmark
-        return uapi.format_errno(0)
+        self.applied = self.get()
+        return [uapi.format_errno(0)]
 
 
 def fuzz_in_process(count: int, seed: int) -> UapiFuzzResult:
@@ -167,10 +167,9 @@ def fuzz_in_process(count: int, seed: int) -> UapiFuzzResult:
             result.requests += 1
             connection = uapi_server.Connection(server, daemon.handle_request)
             try:
-                reply, closing = connection.feed(request)
-                if not closing:
-                    more, _ = connection.feed(b"")  # the client hangs up
-                    reply += more
+                reply = b"".join(connection.feed(request))
+                if not connection.closing:
+                    reply += b"".join(connection.feed(b""))  # the client hangs up
                 check_replies(result, request, reply)
                 uapi.parse_get(daemon.get())
             except Exception:

@@ -30,7 +30,7 @@ from benchmarks.hardening import Figure
 from wgpy import client, config, uapi
 from wgpy.cli import quick
 from wgpy.config import Config, InterfaceConfig, PeerConfig
-from wgpy.configure import device_state
+from wgpy.configure import get_reply
 from wgpy.core import noise
 from wgpy.core.device import Device, datagrams_of
 from wgpy.core.endpoint import Endpoint
@@ -101,8 +101,10 @@ def specimens() -> Specimens:
     a.allowed_ips.insert(ipaddress.ip_network("10.0.0.2/32"), peer_b)
     initiation = datagrams_of(a.handle_tun_packet(_ipv4_to("10.0.0.2"), 1.0, 1e9))[0]
     in_flight = repr(peer_b.handshake)  # holds the initiator's Noise state
-    response = datagrams_of(b.handle_datagram(initiation, ("192.0.2.1", WG_PORT), 1.0, 1e9))[0]
-    a.handle_datagram(response, ("192.0.2.2", WG_PORT), 1.0, 1e9)
+    response = datagrams_of(
+        b.handle_datagram(initiation, Endpoint("192.0.2.1", WG_PORT), 1.0, 1e9)
+    )[0]
+    a.handle_datagram(response, Endpoint("192.0.2.2", WG_PORT), 1.0, 1e9)
     ephemeral = rng(32)
     initiator = noise.Initiator(key_a, public_key(key_b), psk, ephemeral)
     transport = noise.TransportKeys(rng(32), rng(32))
@@ -110,7 +112,7 @@ def specimens() -> Specimens:
     peer_config = PeerConfig(public_key=public_key(key_b), preshared_key=psk)
     file = Config(interface, [peer_config])
     update = config.to_device_update(file, lambda host, port: (host, int(port)))
-    state = device_state(a, WG_PORT, 0)
+    state = uapi.parse_get(get_reply(a, WG_PORT, 0))
     objects: dict[str, object] = {
         "Device": a,
         "Peer": peer_b,

@@ -273,11 +273,11 @@ def assert_well_formed(table: AllowedIPs[Peer]) -> None:
             assert node.parent is parent
             if parent is not None:
                 assert node.cidr > parent.cidr and parent.matches(node.key)
-                assert parent.child[parent.choose(node.key)] is node
+                assert parent.child(parent.choose(node.key)) is node
             if node.peer is None:
-                assert None not in node.child, "a glue node must branch"
+                assert None not in (node.zero, node.one), "a glue node must branch"
             owned += node.peer is not None
-            stack.extend((child, node) for child in node.child if child is not None)
+            stack.extend((child, node) for child in (node.zero, node.one) if child is not None)
     assert owned == len(table)
 
 

@@ -35,7 +35,7 @@ from wgpy.io import capture_server
 from wgpy.io.capture_server import CaptureHub
 from wgpy.io.uapi_server import Connection
 from wgpy.lab.netns import wait_until
-from wgpy.uapi import CaptureRequest, format_capture, parse_capture, parse_request
+from wgpy.uapi import CaptureRequest, Request, RequestReader, format_capture, parse_capture
 
 A_TO_B = ipv4_packet("10.0.0.1", "10.0.0.2", b"ping")
 B_TO_A = ipv4_packet("10.0.0.2", "10.0.0.1", b"pong")
@@ -223,14 +223,10 @@ def test_the_key_log_has_no_preshared_key_line_without_a_preshared_key() -> None
 @pytest.mark.parametrize("keylog", [False, True])
 def test_a_capture_request_round_trips(keylog: bool) -> None:
     text = format_capture(CaptureRequest(keylog)).encode()
-    request = parse_request(text + b"get=1\n\n")
-    assert request is not None
-    operation, lines, rest = request
-    assert (operation, parse_capture(lines), rest) == (
-        "capture",
-        CaptureRequest(keylog),
-        b"get=1\n\n",
-    )
+    assert list(RequestReader().feed(text + b"get=1\n\n")) == [
+        Request("capture", capture=CaptureRequest(keylog)),
+        Request("get"),
+    ]
 
 
 @pytest.mark.parametrize("line", ["keylog=yes", "pcap=true"])
@@ -240,12 +236,13 @@ def test_a_capture_request_with_an_unknown_setting_is_refused_with_einval(line: 
     assert raised.value.errno == errno.EINVAL
 
 
-def test_a_capture_request_ends_the_exchange_and_leaves_its_lines_for_the_stream() -> None:
+def test_a_capture_request_ends_the_exchange_and_is_left_for_the_stream() -> None:
     server, client = socket.socketpair()
     with server, client:
-        connection = Connection(server, lambda operation, lines: f"{operation}\n")
-        reply, done = connection.feed(b"get=1\n\ncapture=1\nkeylog=true\n\nget=1\n\n")
-    assert (reply, done, connection.capture) == (b"get\n", True, ["keylog=true"])
+        connection = Connection(server, lambda request: [f"{request.operation}\n"])
+        reply = b"".join(connection.feed(b"get=1\n\ncapture=1\nkeylog=true\n\nget=1\n\n"))
+    assert (reply, connection.closing) == (b"get\n", True)
+    assert connection.capture == Request("capture", capture=CaptureRequest(keylog=True))
 
 
 # The hub ------------------------------------------------------------------------------------------

@@ -185,13 +185,16 @@ class FakeDevice:
 
     def _answer(self, connection: socket.socket) -> None:
         buffer = b""
-        while (request := uapi.parse_request(buffer)) is None:
+        reader = uapi.RequestReader()
+        requests: list[uapi.Request] = []
+        while not requests:
             chunk = connection.recv(65536)
             if not chunk:
                 return  # a probe: connected and hung up, as `wg show interfaces` does
             buffer += chunk
+            requests = list(reader.feed(chunk))
         self.requests.append(buffer.decode())
-        operation = request[0]
+        operation = requests[0].operation
         answer = self.reply if operation == "get" else uapi.format_errno(self.set_errno)
         with suppress(OSError):  # the client may have left early
             connection.sendall(answer.encode())

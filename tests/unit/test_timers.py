@@ -3,6 +3,8 @@ timer, when each falls due, and the jitter on the handshake's. Time is passed in
 
 from __future__ import annotations
 
+from typing import Any
+
 from fakes import Link
 
 from wgpy.core.constants import (
@@ -14,9 +16,15 @@ from wgpy.core.constants import (
     ZERO_KEYS_TIME,
 )
 from wgpy.core.ippacket import ipv4_packet
-from wgpy.core.timers import PeerTimers, Timer
+from wgpy.core.timers import PeerTimers, Timer, TimerQueue
 
 NOW = 1000.0
+
+
+def peer_timers(**state: Any) -> PeerTimers:
+    """A peer's timers, on a queue of their own, with `state` (deadlines written here are the
+    peer's own state, not on the device's queue: these tests ask the peer, not the queue)."""
+    return PeerTimers(TimerQueue(), bytes(32), **state)
 
 
 def no_jitter() -> float:
@@ -34,7 +42,7 @@ def armed(timers: PeerTimers) -> dict[Timer, float]:
 
 
 def test_a_new_peer_has_no_timer_armed() -> None:
-    timers = PeerTimers()
+    timers = peer_timers()
     assert armed(timers) == {}
     assert timers.next_deadline() is None
     assert timers.expired(NOW + 1e6) == []
@@ -45,34 +53,34 @@ def test_a_new_peer_has_no_timer_armed() -> None:
 
 def test_data_sent_arms_a_new_handshake_keepalive_timeout_plus_rekey_timeout_later() -> None:
     assert NEW_HANDSHAKE_TIME == KEEPALIVE_TIMEOUT + REKEY_TIMEOUT == 15.0
-    timers = PeerTimers()
+    timers = peer_timers()
     timers.data_sent(NOW, lambda: 0.25)
     assert armed(timers) == {Timer.NEW_HANDSHAKE: NOW + NEW_HANDSHAKE_TIME + 0.25}
 
 
 def test_more_data_sent_neither_postpones_the_new_handshake_nor_draws_jitter() -> None:
-    timers = PeerTimers()
+    timers = peer_timers()
     timers.data_sent(NOW, no_jitter)
     timers.data_sent(NOW + 7, never_drawn)
     assert timers.new_handshake == NOW + NEW_HANDSHAKE_TIME
 
 
 def test_any_authenticated_packet_received_disarms_the_new_handshake() -> None:
-    timers = PeerTimers()
+    timers = peer_timers()
     timers.data_sent(NOW, no_jitter)
     timers.any_authenticated_packet_received()
     assert armed(timers) == {}
 
 
 def test_data_received_arms_a_keepalive_keepalive_timeout_later() -> None:
-    timers = PeerTimers()
+    timers = peer_timers()
     timers.data_received(NOW)
     assert armed(timers) == {Timer.SEND_KEEPALIVE: NOW + KEEPALIVE_TIMEOUT}
     assert not timers.need_another_keepalive
 
 
 def test_more_data_received_keeps_the_keepalive_deadline_and_asks_for_another() -> None:
-    timers = PeerTimers()
+    timers = peer_timers()
     timers.data_received(NOW)
     timers.data_received(NOW + 3)
     assert timers.send_keepalive == NOW + KEEPALIVE_TIMEOUT
@@ -80,14 +88,14 @@ def test_more_data_received_keeps_the_keepalive_deadline_and_asks_for_another() 
 
 
 def test_any_authenticated_packet_sent_disarms_the_keepalive() -> None:
-    timers = PeerTimers()
+    timers = peer_timers()
     timers.data_received(NOW)
     timers.any_authenticated_packet_sent()
     assert armed(timers) == {}
 
 
 def test_traversal_rearms_the_persistent_keepalive_an_interval_later_when_one_is_set() -> None:
-    timers = PeerTimers(persistent_keepalive_interval=25)
+    timers = peer_timers(persistent_keepalive_interval=25)
     timers.any_authenticated_packet_traversal(NOW)
     assert armed(timers) == {Timer.PERSISTENT_KEEPALIVE: NOW + 25}
     timers.any_authenticated_packet_traversal(NOW + 10)
@@ -95,19 +103,19 @@ def test_traversal_rearms_the_persistent_keepalive_an_interval_later_when_one_is
 
 
 def test_traversal_arms_nothing_without_a_persistent_keepalive_interval() -> None:
-    timers = PeerTimers()
+    timers = peer_timers()
     timers.any_authenticated_packet_traversal(NOW)
     assert armed(timers) == {}
 
 
 def test_an_initiation_arms_its_retransmission_rekey_timeout_plus_jitter_later() -> None:
-    timers = PeerTimers()
+    timers = peer_timers()
     timers.handshake_initiated(NOW, 0.2)
     assert armed(timers) == {Timer.RETRANSMIT_HANDSHAKE: NOW + REKEY_TIMEOUT + 0.2}
 
 
 def test_a_completed_handshake_disarms_its_retransmission_and_forgets_the_attempts() -> None:
-    timers = PeerTimers(handshake_attempts=4, sent_lastminute_handshake=True)
+    timers = peer_timers(handshake_attempts=4, sent_lastminute_handshake=True)
     timers.handshake_initiated(NOW, 0.0)
     timers.handshake_complete()
     assert armed(timers) == {}
@@ -117,7 +125,7 @@ def test_a_completed_handshake_disarms_its_retransmission_and_forgets_the_attemp
 
 def test_a_derived_session_arms_the_erasure_of_keys_three_reject_after_times_later() -> None:
     assert ZERO_KEYS_TIME == 3 * REJECT_AFTER_TIME
-    timers = PeerTimers()
+    timers = peer_timers()
     timers.session_derived(NOW)
     assert armed(timers) == {Timer.ZERO_KEY_MATERIAL: NOW + ZERO_KEYS_TIME}
     timers.session_derived(NOW + 60)  # a newer session postpones it
@@ -126,7 +134,7 @@ def test_a_derived_session_arms_the_erasure_of_keys_three_reject_after_times_lat
 
 def every_timer_armed() -> PeerTimers:
     """Each timer armed, due 1 to 5 seconds from NOW in the reverse of their handling order."""
-    return PeerTimers(
+    return peer_timers(
         persistent_keepalive=NOW + 1,
         zero_key_material=NOW + 2,
         new_handshake=NOW + 3,
@@ -152,7 +160,7 @@ def test_the_next_deadline_is_the_earliest_armed() -> None:
 
 
 def test_a_timer_falls_due_at_its_deadline_not_before() -> None:
-    timers = PeerTimers()
+    timers = peer_timers()
     timers.data_received(NOW)
     assert timers.expired(NOW + KEEPALIVE_TIMEOUT - 1e-6) == []
     assert timers.expired(NOW + KEEPALIVE_TIMEOUT) == [Timer.SEND_KEEPALIVE]

@@ -35,50 +35,94 @@ def body(text: str) -> list[str]:
 # Framing ------------------------------------------------------------------------------------------
 
 
+def read(*chunks: bytes) -> list[uapi.Request]:
+    """The requests a reader cuts from `chunks`, received in turn."""
+    reader = uapi.RequestReader()
+    return [request for chunk in chunks for request in reader.feed(chunk)]
+
+
+def set_request(text: str) -> uapi.Request:
+    return uapi.Request("set", update=uapi.parse_set(body(text)))
+
+
 def test_get_request_is_the_operation_line_and_an_empty_line() -> None:
-    assert uapi.parse_request(b"get=1\n\n") == ("get", [], b"")
+    assert read(b"get=1\n\n") == [uapi.Request("get")]
 
 
-def test_set_request_body_runs_to_the_empty_line_and_the_rest_is_left_over() -> None:
-    buffer = b"set=1\nlisten_port=1\nfwmark=2\n\nget=1\n\n"
-    assert uapi.parse_request(buffer) == ("set", ["listen_port=1", "fwmark=2"], b"get=1\n\n")
-    assert uapi.parse_request(b"get=1\n\n") == ("get", [], b"")
+def test_set_request_body_runs_to_the_empty_line_and_the_next_request_follows() -> None:
+    assert read(b"set=1\nlisten_port=1\nfwmark=2\n\nget=1\n\n") == [
+        set_request("listen_port=1\nfwmark=2"),
+        uapi.Request("get"),
+    ]
 
 
 def test_a_request_arriving_byte_by_byte_is_complete_only_with_its_last_byte() -> None:
     request = b"set=1\nlisten_port=51820\n\n"
-    for end in range(len(request)):
-        assert uapi.parse_request(request[:end]) is None
-    assert uapi.parse_request(request) == ("set", ["listen_port=51820"], b"")
+    reader = uapi.RequestReader()
+    for byte in request[:-1]:
+        assert list(reader.feed(bytes([byte]))) == []
+    assert list(reader.feed(request[-1:])) == [set_request("listen_port=51820")]
 
 
 def test_carriage_returns_before_newlines_are_dropped_as_bufio_scanner_does() -> None:
-    assert uapi.parse_request(b"set=1\nfwmark=7\r\n\r\n") == ("set", ["fwmark=7"], b"")
+    assert read(b"set=1\nfwmark=7\r\n\r\n") == [set_request("fwmark=7")]
 
 
-def test_at_eof_a_set_without_its_empty_line_is_complete() -> None:
-    assert uapi.parse_request(b"set=1\nfwmark=7\nlisten_port=9", eof=True) == (
-        "set",
-        ["fwmark=7", "listen_port=9"],
-        b"",
-    )
+@pytest.mark.parametrize("cut", [b"set=1\n", b"set=1\nfwmark=7\n", b"set=1\nfwmark=7"])
+def test_a_set_the_stream_ends_inside_gets_eproto_and_nothing_to_apply(cut: bytes) -> None:
+    (request,) = read(cut, b"")
+    assert request.update is None
+    assert request.error is not None and request.error.errno == errno.EPROTO
+
+
+def test_a_bad_line_fails_its_set_once_its_empty_line_comes_and_the_stream_goes_on() -> None:
+    first, second = read(b"set=1\nfwmark=7\nlisten_port=x\nfwmark=nope\n\nget=1\n\n")
+    assert first.update is None
+    assert first.error is not None and "listen_port" in str(first.error)
+    assert second == uapi.Request("get")
 
 
 def test_at_eof_an_unfinished_get_gets_no_reply() -> None:
-    assert uapi.parse_request(b"get=1\n", eof=True) is None
+    assert read(b"get=1\n", b"") == []
 
 
 @pytest.mark.parametrize("operation", [b"get=2\n", b"GET=1\n", b"set=1\r\n", b"\n"])
 def test_an_unknown_operation_is_a_protocol_error(operation: bytes) -> None:
     with pytest.raises(UapiError) as caught:
-        uapi.parse_request(operation + b"\n")
+        read(operation + b"\n")
     assert caught.value.errno == errno.EPROTO
 
 
-def test_anything_but_the_empty_line_after_get_is_invalid() -> None:
+@pytest.mark.parametrize("after", [b"x\n", b"x", b"\r\n"])
+def test_anything_but_the_empty_line_after_get_is_invalid_at_once(after: bytes) -> None:
     with pytest.raises(UapiError, match="trailing character") as caught:
-        uapi.parse_request(b"get=1\nx\n")
+        read(b"get=1\n" + after)
     assert caught.value.errno == errno.EINVAL
+
+
+@pytest.mark.parametrize("newline", [b"\n", b""])
+def test_a_line_longer_than_the_bound_is_invalid_whether_or_not_it_has_ended(
+    newline: bytes,
+) -> None:
+    line = b"fwmark=" + b"7" * uapi.MAX_LINE_BYTES
+    with pytest.raises(UapiError, match="longer than") as caught:
+        read(b"set=1\n" + line + newline)
+    assert caught.value.errno == errno.EINVAL
+
+
+def test_a_line_trickling_in_a_byte_at_a_time_is_refused_at_the_byte_past_the_bound() -> None:
+    reader = uapi.RequestReader()
+    assert list(reader.feed(b"set=1\n")) == []
+    for _ in range(uapi.MAX_LINE_BYTES):
+        assert list(reader.feed(b"x")) == []
+    with pytest.raises(UapiError, match="longer than"):
+        list(reader.feed(b"x"))
+
+
+def test_a_line_at_the_bound_is_read() -> None:
+    line = b"fwmark=" + b"0" * (uapi.MAX_LINE_BYTES - 8) + b"7"
+    assert len(line) == uapi.MAX_LINE_BYTES
+    assert read(b"set=1\n", line, b"\n\n") == [set_request("fwmark=7")]
 
 
 def test_format_errno_writes_the_negated_errno_and_ends_the_reply() -> None:
@@ -400,6 +444,42 @@ def test_parse_get_rejects_a_malformed_reply(reply: str) -> None:
     assert caught.value.errno == errno.EPROTO
 
 
+def netip_string(address: ipaddress.IPv6Address) -> str:
+    """Go's netip.Addr.String, as wgpy first wrote it with ipaddress alone: RFC 5952, but the
+    IPv4-mapped addresses dotted."""
+    if address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
+
+
+# Sixteen bits at a time, zero most often: runs of zeros are what RFC 5952's form turns on.
+hextets = st.sampled_from([0, 0, 0, 1, 0xFFFF, 0xFD00]) | st.integers(0, 0xFFFF)
+ipv6_addresses = st.builds(
+    lambda words: ipaddress.IPv6Address(b"".join(w.to_bytes(2, "big") for w in words)),
+    st.lists(hextets, min_size=8, max_size=8),
+) | st.builds(  # IPv4-compatible (::a.b.c.d) and IPv4-mapped: what libc writes dotted
+    lambda tail, v4: ipaddress.IPv6Address(bytes(10) + tail + v4.packed),
+    st.sampled_from([b"\x00\x00", b"\xff\xff", b"\x00\x01"]),
+    st.ip_addresses(v=4),
+)
+
+
+@given(ipv6_addresses)
+def test_an_ipv6_address_is_written_as_netip_writes_it(address: ipaddress.IPv6Address) -> None:
+    assert uapi.format_packed_ip(address.packed) == netip_string(address)
+    assert uapi.format_ip(address) == netip_string(address)
+
+
+@given(st.ip_addresses(v=4))
+def test_an_ipv4_address_is_written_dotted(address: ipaddress.IPv4Address) -> None:
+    assert uapi.format_packed_ip(address.packed) == uapi.format_ip(address) == str(address)
+
+
+def test_a_zone_follows_the_address() -> None:
+    assert uapi.format_ip(ipaddress.IPv6Address("fe80::1%eth0")) == "fe80::1%eth0"
+    assert uapi.format_ip(ipaddress.IPv6Address("::ffff:1.2.3.4%7")) == "::ffff:1.2.3.4%7"
+
+
 # Round trips --------------------------------------------------------------------------------------
 
 nonzero_keys = keys32.filter(lambda key: key != uapi.ZERO_KEY)
@@ -459,11 +539,7 @@ device_states = st.builds(
 
 @given(device_updates)
 def test_set_round_trips_through_its_wire_form(update: DeviceUpdate) -> None:
-    request = uapi.parse_request(uapi.format_set(update).encode())
-    assert request is not None
-    operation, lines, rest = request
-    assert (operation, rest) == ("set", b"")
-    assert uapi.parse_set(lines) == update
+    assert read(uapi.format_set(update).encode()) == [uapi.Request("set", update=update)]
 
 
 @given(device_states)

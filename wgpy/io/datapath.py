@@ -28,6 +28,7 @@ from functools import partial
 
 from wgpy.core.device import Action, Device, WriteTun
 from wgpy.core.endpoint import Endpoint, Local
+from wgpy.io.device_lock import DeviceLock
 from wgpy.io.pktinfo import local_address
 from wgpy.io.readiness import input_waiting
 from wgpy.io.tun_batches import INTERFACE_GONE, TunBatches
@@ -41,7 +42,7 @@ class DataPath:
         self,
         name: str,
         device: Device,
-        lock: threading.Lock,
+        lock: DeviceLock,
         tun: TunBatches,
         udp: UdpBatches,
         sockets: Sequence[socket.socket],

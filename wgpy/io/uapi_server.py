@@ -12,17 +12,15 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from wgpy import uapi
 from wgpy.client import socket_path
 from wgpy.errors import UapiError
 
-# Requests larger than this are refused rather than buffered without bound.
-MAX_REQUEST_BYTES = 1 << 20
-
-Handler = Callable[[uapi.Operation, list[str]], str]
+# A request's reply, in pieces: the connection sends each as the handler makes it.
+Handler = Callable[[uapi.Request], Iterable[str]]
 
 
 def listen(name: str) -> socket.socket:
@@ -56,34 +54,36 @@ def is_live(path: Path) -> bool:
 
 
 class Connection:
-    """One client connection: bytes in, replies out, any number of requests in a row. A
-    `capture=1` request ends the exchange: its body lines are left in `capture`, and the caller
-    takes the socket over for the stream."""
+    """One client connection: bytes in, replies out, any number of requests in a row, each
+    parsed as its bytes arrive (uapi.RequestReader), so that no request is held whole as text.
+    A `capture=1` request ends the exchange: it is left in `capture`, and the caller takes the
+    socket over for the stream."""
 
     def __init__(self, sock: socket.socket, handler: Handler) -> None:
         self.sock = sock
         self._handler = handler
-        self._buffer = b""
-        self.capture: list[str] | None = None
+        self._reader = uapi.RequestReader()
+        self.capture: uapi.Request | None = None
+        self.closing = False
 
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        """Take received bytes (b"" at end of stream); return the reply bytes and whether the
-        connection should close."""
-        eof = not data
-        self._buffer += data
-        replies = b""
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Take received bytes (b"" at the end of the stream) and yield the replies to the
+        requests they complete, piece by piece as the handler makes them. Once it is exhausted,
+        `closing` says whether the connection is over."""
+        requests = self._reader.feed(data)
         while True:
             try:
-                request = uapi.parse_request(self._buffer, eof=eof)
-            except UapiError as error:
-                return replies + uapi.format_errno(error.errno).encode(), True
+                request = next(requests, None)
+            except UapiError as error:  # The stream cannot go on.
+                yield uapi.format_errno(error.errno).encode()
+                self.closing = True
+                return
             if request is None:
                 break
-            operation, lines, self._buffer = request
-            if operation == "capture":
-                self.capture = lines
-                return replies, True
-            replies += self._handler(operation, lines).encode()
-        if len(self._buffer) > MAX_REQUEST_BYTES:
-            return replies + uapi.format_errno(errno.EMSGSIZE).encode(), True
-        return replies, eof
+            if request.operation == "capture":
+                self.capture = request
+                self.closing = True
+                return
+            for reply in self._handler(request):
+                yield reply.encode()
+        self.closing = not data
