@@ -70,11 +70,11 @@ from pathlib import Path
 
 import throughput  # benchmarks/throughput.py, beside this script: the daemons' command lines
 
+from wgpy.client import socket_path
 from wgpy.core.device import Device, datagrams_of
 from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import generate_private_key, public_key, to_base64
 from wgpy.lab.netns import (
-    UAPI_DIR,
     Namespace,
     ip_up,
     namespace,
@@ -156,7 +156,7 @@ def daemon(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        if not wait_until((UAPI_DIR / f"{ifname}.sock").exists, 10.0):
+        if not wait_until(socket_path(ifname).exists, 10.0):
             raise RuntimeError(f"{implementation} did not start on {ifname}")
         yield ifname, process.pid
     finally:
