@@ -70,11 +70,11 @@ from pathlib import Path
 
 import throughput  # benchmarks/throughput.py, beside this script: the daemons' command lines
 
-from wgpy.client import socket_path
 from wgpy.core.device import Device, datagrams_of
 from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import generate_private_key, public_key, to_base64
 from wgpy.lab.netns import (
+    WG_PORT,
     Namespace,
     ip_up,
     namespace,
@@ -83,10 +83,8 @@ from wgpy.lab.netns import (
     wait_until,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 IMPLEMENTATIONS = ("wgpy", "wireguard-go")
 SIZES = (1_000, 10_000, 100_000)
-WG_PORT = 51820
 WG_TIMEOUT = 600.0  # for one wg command; wgpy.lab.netns's 30 s is short for 100,000 peers
 CHANGED_EVERY = 100  # 1% of the peers change in a syncconf
 REPEATS = 3  # dumps, syncconfs, handshake runs
@@ -150,14 +148,8 @@ def daemon(
 ) -> Iterator[tuple[str, int]]:
     """`implementation` serving a new interface in `ns`; yields its name and pid."""
     ifname = unique_ifname("scale")
-    process = ns.popen(
-        *throughput.IMPLEMENTATIONS[implementation], ifname, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "error", **(env or {})},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    process = throughput.start_daemon(ns, implementation, ifname, env)
     try:
-        if not wait_until(socket_path(ifname).exists, 10.0):
-            raise RuntimeError(f"{implementation} did not start on {ifname}")
         yield ifname, process.pid
     finally:
         ns.stop(process)
@@ -311,7 +303,7 @@ def measure_handshakes(
             ["ip", "netns", "exec", ns_i.name, sys.executable, __file__, "--initiate",
              messages_file, ns_r.ipv4, str(WG_PORT)],
             capture_output=True, text=True, timeout=WG_TIMEOUT, check=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(throughput.ROOT)},
         )  # fmt: skip
     figures: Figures = json.loads(result.stdout)
     figures["per_second"] = figures["handshakes"] / figures["seconds"]
@@ -502,7 +494,7 @@ def run(sizes: Sequence[int]) -> Results:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--peers", default=",".join(map(str, SIZES)), help="comma-separated")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "scale.json")
+    parser.add_argument("--json", type=Path, default=throughput.ROOT / "benchmarks" / "scale.json")
     parser.add_argument("--initiate", nargs=3, metavar=("FILE", "ADDRESS", "PORT"), help="internal")
     args = parser.parse_args(argv)
     if args.initiate:

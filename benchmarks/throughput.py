@@ -44,15 +44,15 @@ from pathlib import Path
 
 from wgpy.client import socket_path
 from wgpy.lab.netns import (
+    STARTUP_TIMEOUT,
     WG_PORT,
     Namespace,
-    ip_up,
+    configure,
     one_peer_config,
     unique_ifname,
     veth_pair,
     wait_until,
     wg_genkey,
-    wg_setconf,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TUNNEL = ("198.19.0.1", "198.19.0.2")
 TUNNEL_PREFIX = 24
 IPERF_PORT = 5201
-STARTUP_TIMEOUT = 10.0
 PING_INTERVAL = 0.02
 PING_COUNT = 50  # per tunnel
 PING_TUNNELS = 3  # per pair and round
@@ -149,18 +148,27 @@ def start_peer(
     peer_address: str,
 ) -> Side:
     ifname = unique_ifname("bench")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "error"}
-    command = (*IMPLEMENTATIONS[implementation], ifname)
+    process = start_daemon(ns, implementation, ifname)
+    config = one_peer_config(private_key, peer_public_key, f"{peer_address}/32", peer_endpoint)
+    configure(ns, ifname, config, f"{address}/{TUNNEL_PREFIX}")
+    return Side(implementation, ns, process, address)
+
+
+def start_daemon(
+    ns: Namespace, implementation: str, ifname: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`implementation` serving `ifname` in `ns`, once its configuration socket is there; `env`
+    adds to the environment."""
     # From the repository, so that `python -m wgpy` runs this copy of wgpy.
     process = ns.popen(
-        *command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+        *IMPLEMENTATIONS[implementation], ifname, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "error", **(env or {})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     if not wait_until(socket_path(ifname).exists, STARTUP_TIMEOUT):
+        ns.stop(process)
         raise RuntimeError(f"{implementation} did not start on {ifname}")
-    config = one_peer_config(private_key, peer_public_key, f"{peer_address}/32", peer_endpoint)
-    wg_setconf(ns, ifname, config)
-    ip_up(ns, ifname, f"{address}/{TUNNEL_PREFIX}")
-    return Side(implementation, ns, process, address)
+    return process
 
 
 def ping_ok(ns: Namespace, address: str) -> bool:

@@ -37,18 +37,8 @@ from benchmarks.hardening.lab import nft_counter_packets, rcvbuf_errors, wgpy_st
 from wgpy import client, uapi
 from wgpy.core.constants import COUNTER_WINDOW_SIZE
 from wgpy.core.drops import DropReason
-from wgpy.lab.netns import (
-    VETH,
-    WG_PORT,
-    Namespace,
-    ip_up,
-    one_peer_config,
-    unique_ifname,
-    veth_pair,
-    wait_until,
-    wg_genkey,
-    wg_setconf,
-)
+from wgpy.lab import netns
+from wgpy.lab.netns import VETH, WG_PORT, Namespace
 
 INNER = ("192.0.2.1", "192.0.2.2")  # A's and B's tunnel addresses
 STREAM_PORT = 5201
@@ -136,7 +126,7 @@ def fuzz_tunnel(count: int, offered: int, seed: int) -> TunnelFuzzResult:
     them, once the session's transport data is captured, made from it. Then `offered` more at
     OFFERED_RATE."""
     result = TunnelFuzzResult()
-    with veth_pair() as (a, b), _tunnel(a, b, result) as target:
+    with netns.veth_pair() as (a, b), _tunnel(a, b, result) as target:
         nft(a, "-f", "-", text=NFT_RULES)
         with _Stream(b, a) as stream:
             stream.wait_started()
@@ -180,7 +170,7 @@ def _send_garbage(
         flow.send(blind)
         # Replayed only once the window is past them: a replay whose original was lost on the
         # way would otherwise be news, and accepted.
-        wait_until(
+        netns.wait_until(
             lambda: _rx_bytes(target.ifname) - captured_at > WINDOW_PASSED_BYTES,
             REPLAY_WAIT_TIMEOUT,
             interval=0.2,
@@ -218,7 +208,7 @@ def _offer(
         lost = rcvbuf_errors(a) - before.rcvbuf_errors
         return _network_drops(wgpy_stats(ifname)) - before.network_drops >= len(datagrams) - lost
 
-    wait_until(reached, SETTLE_TIMEOUT, interval=0.2)
+    netns.wait_until(reached, SETTLE_TIMEOUT, interval=0.2)
     after = _Snapshot.take(a, ifname)
     return OfferedLoad(
         sent=len(datagrams),
@@ -260,8 +250,8 @@ class _Target:
 @contextmanager
 def _tunnel(a: Namespace, b: Namespace, result: TunnelFuzzResult) -> Iterator[_Target]:
     """wgpy in `a`, the legitimate peer in `b`, each the other's peer, their tunnel up."""
-    keys = wg_genkey(), wg_genkey()
-    ifnames = unique_ifname("fz"), unique_ifname("fz")
+    keys = netns.wg_genkey(), netns.wg_genkey()
+    ifnames = netns.unique_ifname("fz"), netns.unique_ifname("fz")
     legit = ("wireguard-go",) if shutil.which("wireguard-go") else WGPY
     result.legitimate_peer = "wireguard-go" if legit[0] == "wireguard-go" else "wgpy"
     log = Path(tempfile.gettempdir()) / f"wgpy-fuzz-{os.getpid()}-{ifnames[0]}.log"
@@ -273,9 +263,8 @@ def _tunnel(a: Namespace, b: Namespace, result: TunnelFuzzResult) -> Iterator[_T
         for ns, other_ns, side in sides:
             own, other = keys[side], keys[1 - side]
             allowed, endpoint = f"{INNER[1 - side]}/32", f"{other_ns.ipv4}:{WG_PORT}"
-            config = one_peer_config(own.private, other.public, allowed, endpoint)
-            wg_setconf(ns, ifnames[side], config)
-            ip_up(ns, ifnames[side], f"{INNER[side]}/24")
+            config = netns.one_peer_config(own.private, other.public, allowed, endpoint)
+            netns.configure(ns, ifnames[side], config, f"{INNER[side]}/24")
         public_key = base64.b64decode(keys[0].public)
         yield _Target(process, log, ifnames[0], public_key)
     finally:
@@ -400,7 +389,7 @@ class _Stream:
         self.client.close()
 
     def wait_started(self) -> None:
-        if not wait_until(lambda: self.received > 0 or bool(self.errors), 30.0):
+        if not netns.wait_until(lambda: self.received > 0 or bool(self.errors), 30.0):
             raise RuntimeError("no bytes came through the tunnel")
 
     def intact(self) -> bool:

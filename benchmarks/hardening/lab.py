@@ -36,6 +36,7 @@ from wgpy.lab.netns import (
     STOP_TIMEOUT,
     Namespace,
     WgKeys,
+    configure,
     ip,
     ip_up,
     namespace,
@@ -43,7 +44,6 @@ from wgpy.lab.netns import (
     unique_ifname,
     wait_until,
     wg_genkey,
-    wg_setconf,
 )
 from wgpy.uapi import DeviceStats
 
@@ -101,8 +101,7 @@ class Daemon:
         # A killed predecessor leaves its socket file behind: wait for one that answers.
         if not wait_until(lambda: is_live(self.uapi_socket), STARTUP_TIMEOUT):
             raise RuntimeError(f"{self.command[-1]} did not start on {self.ifname}")
-        wg_setconf(self.ns, self.ifname, self.config)
-        ip_up(self.ns, self.ifname, f"{self.inner}/{INNER_PREFIX}")
+        configure(self.ns, self.ifname, self.config, f"{self.inner}/{INNER_PREFIX}")
 
     def kill(self) -> None:
         """End the daemon at once by pid, as a crash would: it cleans nothing up."""

@@ -42,12 +42,11 @@ from wgpy.lab.netns import (
     WG_PORT,
     Namespace,
     can_ping,
-    ip_up,
+    configure,
     one_peer_config,
     unique_ifname,
     veth_pair,
     wait_until,
-    wg_setconf,
 )
 from wgpy.quick.steps import ConfigureDevice, SaveConfig
 
@@ -328,8 +327,7 @@ def _configure(own: _Side, other: _Side, psk: bytes) -> None:
     config = one_peer_config(
         private, other.public, f"{other.inner}/32", endpoint, preshared_key=preshared
     )
-    wg_setconf(own.ns, own.ifname, config)
-    ip_up(own.ns, own.ifname, f"{own.inner}/24")
+    configure(own.ns, own.ifname, config, f"{own.inner}/24")
 
 
 def _set_keys_again(a: _Side, b: _Side, psk: bytes) -> None:

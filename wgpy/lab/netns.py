@@ -194,6 +194,13 @@ def wg_setconf(ns: Namespace, ifname: str, config: str) -> None:
     ns.run("wg", "setconf", ifname, "/dev/stdin", input=config)
 
 
+def configure(ns: Namespace, ifname: str, config: str, *addresses: str) -> None:
+    """Give `ifname` in `ns` the wg(8) configuration text `config`, then bring it up with the CIDR
+    `addresses`."""
+    wg_setconf(ns, ifname, config)
+    ip_up(ns, ifname, *addresses)
+
+
 def one_peer_config(
     private_key: str,
     peer: str,
@@ -245,8 +252,7 @@ def configured_daemon(
     `config` and up with the CIDR `addresses`; stopped, and its socket removed, on exit."""
     process = start_daemon(ns, command, ifname)
     try:
-        wg_setconf(ns, ifname, config)
-        ip_up(ns, ifname, *addresses)
+        configure(ns, ifname, config, *addresses)
         yield process
     finally:
         ns.stop(process)
