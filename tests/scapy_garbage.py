@@ -22,17 +22,16 @@ import hashlib
 import random
 from collections.abc import Callable, Sequence
 
-from scapy.contrib.wireguard import Wireguard
+from scapy.contrib.wireguard import (
+    Wireguard,
+    WireguardCookieReply,
+    WireguardInitiation,
+    WireguardResponse,
+    WireguardTransport,
+)
 from scapy.packet import Raw
 
-from benchmarks.hardening.fuzz_datagrams import (
-    flipped,
-    random_cookie_reply,
-    random_initiation,
-    random_message,
-    random_response,
-    random_transport,
-)
+from benchmarks.hardening.fuzz_datagrams import flipped, random_message
 
 LABEL_MAC1 = b"mac1----"
 MAC1_OFFSET = 116  # mac1 covers the initiation up to here (whitepaper section 5.4.4)
@@ -77,8 +76,7 @@ def truncated(rng: random.Random) -> bytes:
 
 
 def unknown_index(rng: random.Random) -> bytes:
-    make = rng.choice([random_response, random_cookie_reply, random_transport])
-    return bytes(make(rng))
+    return bytes(random_message(rng, (WireguardResponse, WireguardCookieReply, WireguardTransport)))
 
 
 def initiation_with_valid_mac1(rng: random.Random, responder_public_key: bytes) -> bytes:
@@ -87,7 +85,7 @@ def initiation_with_valid_mac1(rng: random.Random, responder_public_key: bytes) 
     mac1 = MAC(HASH(LABEL_MAC1 || S_pub_r), msg_alpha), whitepaper section 5.4.4: MAC is keyed
     BLAKE2s-128 and HASH is BLAKE2s-256.
     """
-    message = bytes(random_initiation(rng))
+    message = bytes(random_message(rng, (WireguardInitiation,)))
     mac1_key = hashlib.blake2s(LABEL_MAC1 + responder_public_key).digest()
     mac1 = hashlib.blake2s(message[:MAC1_OFFSET], key=mac1_key, digest_size=16).digest()
     return message[:MAC1_OFFSET] + mac1 + bytes(16)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from scapy.contrib.wireguard import (
     Wireguard,
@@ -27,6 +28,8 @@ from scapy.contrib.wireguard import (
     WireguardResponse,
     WireguardTransport,
 )
+from scapy.fields import Field, StrFixedLenField
+from scapy.packet import Packet
 
 from wgpy.core.constants import INITIATION_SIZE, RESPONSE_SIZE
 
@@ -126,45 +129,24 @@ def flipped(rng: random.Random, message: bytes) -> bytes:
 # Templates: well-formed messages with random contents (tests/scapy_garbage.py uses them too) -----
 
 
-def random_message(rng: random.Random) -> Wireguard:
-    make = rng.choice([random_initiation, random_response, random_cookie_reply, random_transport])
-    return make(rng)
+MESSAGES = (WireguardInitiation, WireguardResponse, WireguardCookieReply, WireguardTransport)
 
 
-def random_initiation(rng: random.Random) -> Wireguard:
-    return Wireguard() / WireguardInitiation(
-        sender_index=rng.getrandbits(32),
-        unencrypted_ephemeral=rng.randbytes(32),
-        encrypted_static=rng.randbytes(48),
-        encrypted_timestamp=rng.randbytes(28),
-        mac1=rng.randbytes(16),
-        mac2=rng.choice([bytes(16), rng.randbytes(16)]),
+def random_message(rng: random.Random, kinds: Sequence[type[Packet]] = MESSAGES) -> Wireguard:
+    """A message of one of `kinds`, each field random: mac2 zero (no cookie) half the time, a
+    transport packet from a keepalive (an empty packet and its tag) up to a full 1420-byte-MTU
+    packet, padded to 16."""
+    kind = rng.choice(kinds)
+    return Wireguard() / kind(
+        **{field.name: _random_value(rng, field) for field in kind.fields_desc}
     )
 
 
-def random_response(rng: random.Random) -> Wireguard:
-    return Wireguard() / WireguardResponse(
-        sender_index=rng.getrandbits(32),
-        receiver_index=rng.getrandbits(32),
-        unencrypted_ephemeral=rng.randbytes(32),
-        encrypted_nothing=rng.randbytes(16),
-        mac1=rng.randbytes(16),
-        mac2=rng.choice([bytes(16), rng.randbytes(16)]),
-    )
-
-
-def random_cookie_reply(rng: random.Random) -> Wireguard:
-    return Wireguard() / WireguardCookieReply(
-        receiver_index=rng.getrandbits(32),
-        nonce=rng.randbytes(24),
-        encrypted_cookie=rng.randbytes(32),
-    )
-
-
-def random_transport(rng: random.Random) -> Wireguard:
-    # A keepalive (an empty packet and its tag) up to a full 1420-byte-MTU packet, padded to 16.
-    return Wireguard() / WireguardTransport(
-        receiver_index=rng.getrandbits(32),
-        counter=rng.getrandbits(64),
-        encrypted_encapsulated_packet=rng.randbytes(16 * rng.randint(0, 89) + 16),
-    )
+def _random_value(rng: random.Random, field: Field[Any, Any]) -> int | bytes:
+    if field.name == "mac2":
+        return rng.choice([bytes(16), rng.randbytes(16)])
+    if field.name == "encrypted_encapsulated_packet":
+        return rng.randbytes(16 * rng.randint(0, 89) + 16)
+    if isinstance(field, StrFixedLenField):
+        return rng.randbytes(field.length_from(None))
+    return rng.getrandbits(8 * field.sz)
