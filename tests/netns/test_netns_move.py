@@ -20,19 +20,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+import peers
 import pytest
-from peers import (
-    INNER,
-    INNER_PREFIXES,
-    PAIRS,
-    WG_PORT,
-    WGPY,
-    Family,
-    Implementation,
-    Peer,
-    cleaned_up,
-    start_serving,
-)
+from peers import Family, Implementation, Peer
 
 from wgpy.client import socket_path
 from wgpy.core.constants import DEFAULT_MTU
@@ -59,7 +49,7 @@ TCP_BLOCK = 128 * 1024  # iperf3's default TCP write
 GIB = 1 << 30
 THREAD_NETNS = "/proc/thread-self/ns/net"
 LOOPBACK: dict[Family, str] = {"ipv4": "127.0.0.1", "ipv6": "[::1]"}
-PORTS = (WG_PORT, WG_PORT + 1)  # both daemons listen in `middle`
+PORTS = (peers.WG_PORT, peers.WG_PORT + 1)  # both daemons listen in `middle`
 MOVED_MTU = 1280
 # Two housekeeping ticks, and a little: one has surely come after what the test changed.
 TWO_TICKS = 2.5 * HOUSEKEEPING_INTERVAL
@@ -94,7 +84,7 @@ def move(ifname: str, source: Namespace, target: Namespace, *addresses: str) -> 
 
 
 def inner_addresses(peer: Peer) -> list[str]:
-    return [f"{a}/{bits}" for a, bits in zip(peer.inner, INNER_PREFIXES, strict=True)]
+    return [f"{a}/{bits}" for a, bits in zip(peer.inner, peers.INNER_PREFIXES, strict=True)]
 
 
 @contextmanager
@@ -104,31 +94,31 @@ def moved_tunnel(
     """Two peers serving in `lab.middle` on ports of their own, each the other's only peer over
     loopback, their interfaces moved into `lab.one` and `lab.two` and brought up there."""
     keys = (wg_genkey(), wg_genkey())
-    peers = [
+    pair = [
         Peer(lab.middle, implementation, unique_ifname(), own, inner)
-        for implementation, own, inner in zip(implementations, keys, INNER, strict=True)
+        for implementation, own, inner in zip(implementations, keys, peers.INNER, strict=True)
     ]
-    for peer, other, port, other_port in zip(peers, peers[::-1], PORTS, PORTS[::-1], strict=True):
+    for peer, other, port, other_port in zip(pair, pair[::-1], PORTS, PORTS[::-1], strict=True):
         peer.config = (
             f"[Interface]\nPrivateKey = {peer.keys.private}\nListenPort = {port}\n\n"
             f"[Peer]\nPublicKey = {other.keys.public}\n"
             f"Endpoint = {LOOPBACK[outer]}:{other_port}\n"
             f"AllowedIPs = {other.inner[0]}/32, {other.inner[1]}/128\n"
         )
-    with cleaned_up(*peers):
-        for peer, home in zip(peers, (lab.one, lab.two), strict=True):
-            peer.process = start_serving(lab.middle, peer.implementation, peer.ifname)
+    with peers.cleaned_up(*pair):
+        for peer, home in zip(pair, (lab.one, lab.two), strict=True):
+            peer.process = peers.start_serving(lab.middle, peer.implementation, peer.ifname)
             wg_setconf(lab.middle, peer.ifname, peer.config)
             move(peer.ifname, lab.middle, home, *inner_addresses(peer))
-        yield peers[0], peers[1]
+        yield pair[0], pair[1]
 
 
 @contextmanager
 def moved_daemon(lab: Lab) -> Iterator[Peer]:
     """wgpy started in `lab.middle`, unconfigured, its interface moved into `lab.one`."""
-    peer = Peer(lab.middle, WGPY, unique_ifname(), wg_genkey(), INNER[0])
-    with cleaned_up(peer):
-        peer.process = start_serving(lab.middle, WGPY, peer.ifname)
+    peer = Peer(lab.middle, peers.WGPY, unique_ifname(), wg_genkey(), peers.INNER[0])
+    with peers.cleaned_up(peer):
+        peer.process = peers.start_serving(lab.middle, peers.WGPY, peer.ifname)
         move(peer.ifname, lab.middle, lab.one)
         yield peer
 
@@ -151,7 +141,7 @@ def iperf3(client: Namespace, server: Namespace, address: str, *options: str) ->
 # Traffic through moved interfaces.
 
 
-@pytest.mark.parametrize("implementations", PAIRS)
+@pytest.mark.parametrize("implementations", peers.PAIRS)
 @pytest.mark.parametrize("outer", ["ipv4", "ipv6"], ids=["ipv4-outer", "ipv6-outer"])
 def test_moved_interfaces_carry_pings_and_a_checked_transfer_over_either_outer_family(
     lab: Lab, implementations: tuple[Implementation, Implementation], outer: Family
@@ -164,7 +154,7 @@ def test_moved_interfaces_carry_pings_and_a_checked_transfer_over_either_outer_f
     assert result.intact
 
 
-@pytest.mark.parametrize("implementations", PAIRS)
+@pytest.mark.parametrize("implementations", peers.PAIRS)
 def test_moved_interfaces_carry_a_gibibyte_of_tcp_each_way_and_of_udp(
     lab: Lab, implementations: tuple[Implementation, Implementation]
 ) -> None:
@@ -188,7 +178,7 @@ def test_moved_interfaces_carry_a_gibibyte_of_tcp_each_way_and_of_udp(
 
 
 def test_an_interface_moved_back_where_its_daemon_runs_carries_traffic_again(lab: Lab) -> None:
-    with moved_tunnel((WGPY, WGPY), lab) as (a, b):
+    with moved_tunnel((peers.WGPY, peers.WGPY), lab) as (a, b):
         move(a.ifname, lab.one, lab.middle, *inner_addresses(a))
         result = transfer(lab.middle, lab.two, b.inner[0], TRANSFER_SIZE)
         pinged = can_ping(lab.middle, b.inner[1])
@@ -202,9 +192,9 @@ def test_a_daemon_not_allowed_into_the_new_namespace_keeps_carrying_traffic(lab:
     # another namespace: once its interface is moved, it cannot look up the MTU any more.
     confined = Implementation(
         "wgpy without CAP_SYS_ADMIN",
-        ("setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", *WGPY.command),
+        ("setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", *peers.WGPY.command),
     )
-    with moved_tunnel((confined, WGPY), lab) as (a, b):
+    with moved_tunnel((confined, peers.WGPY), lab) as (a, b):
         time.sleep(TWO_TICKS)
         pinged = can_ping(lab.one, b.inner[0])
         alive = a.alive()

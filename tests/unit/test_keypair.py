@@ -3,15 +3,7 @@ receive.c), and a peer's three keypair slots. Time is passed in; nothing sleeps.
 
 from __future__ import annotations
 
-from wgpy.core.constants import (
-    KEEPALIVE_TIMEOUT,
-    REJECT_AFTER_MESSAGES,
-    REJECT_AFTER_TIME,
-    REKEY_AFTER_MESSAGES,
-    REKEY_AFTER_TIME,
-    REKEY_ON_RECEIVE_TIME,
-    REKEY_TIMEOUT,
-)
+from wgpy.core import constants
 from wgpy.core.keypair import Keypair, Keypairs
 from wgpy.core.noise import TransportKeys
 
@@ -39,38 +31,41 @@ def test_a_new_keypair_sends_from_counter_zero_and_has_received_nothing() -> Non
 
 
 def test_the_reject_and_rekey_limits_are_the_whitepapers() -> None:
-    assert REJECT_AFTER_MESSAGES == 2**64 - 2**13 - 1
-    assert REKEY_AFTER_MESSAGES == 2**60
-    assert (REKEY_AFTER_TIME, REJECT_AFTER_TIME) == (120.0, 180.0)
-    assert REKEY_ON_RECEIVE_TIME == REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
+    assert constants.REJECT_AFTER_MESSAGES == 2**64 - 2**13 - 1
+    assert constants.REKEY_AFTER_MESSAGES == 2**60
+    assert (constants.REKEY_AFTER_TIME, constants.REJECT_AFTER_TIME) == (120.0, 180.0)
+    assert (
+        constants.REKEY_ON_RECEIVE_TIME
+        == constants.REJECT_AFTER_TIME - constants.KEEPALIVE_TIMEOUT - constants.REKEY_TIMEOUT
+    )
 
 
 def test_a_keypair_sends_and_receives_until_reject_after_time() -> None:
     session = as_initiator()
-    last_moment = CREATED + REJECT_AFTER_TIME - 1e-6
+    last_moment = CREATED + constants.REJECT_AFTER_TIME - 1e-6
     assert session.can_send(last_moment) and session.can_receive(last_moment)
-    expired = CREATED + REJECT_AFTER_TIME
+    expired = CREATED + constants.REJECT_AFTER_TIME
     assert not session.can_send(expired) and not session.can_receive(expired)
 
 
 def test_the_last_counter_a_keypair_sends_is_one_below_reject_after_messages() -> None:
     session = as_initiator()
-    session.send_counter = REJECT_AFTER_MESSAGES - 1
+    session.send_counter = constants.REJECT_AFTER_MESSAGES - 1
     assert session.can_send(CREATED)
-    session.send_counter = REJECT_AFTER_MESSAGES
+    session.send_counter = constants.REJECT_AFTER_MESSAGES
     assert not session.can_send(CREATED)
 
 
 def test_a_keypair_can_send_a_batch_only_if_every_counter_in_it_is_below_the_limit() -> None:
     session = as_initiator()
-    session.send_counter = REJECT_AFTER_MESSAGES - 3
+    session.send_counter = constants.REJECT_AFTER_MESSAGES - 3
     assert session.can_send(CREATED, 3)
     assert not session.can_send(CREATED, 4)
 
 
 def test_a_keypair_out_of_counters_still_receives() -> None:
     session = as_initiator()
-    session.send_counter = REJECT_AFTER_MESSAGES
+    session.send_counter = constants.REJECT_AFTER_MESSAGES
     assert session.can_receive(CREATED)
 
 
@@ -79,24 +74,24 @@ def test_a_keypair_out_of_counters_still_receives() -> None:
 
 def test_sending_calls_for_a_rekey_after_rekey_after_messages_on_either_side() -> None:
     for session in (as_initiator(), as_responder()):
-        session.send_counter = REKEY_AFTER_MESSAGES
+        session.send_counter = constants.REKEY_AFTER_MESSAGES
         assert not session.needs_rekey_on_send(CREATED)
-        session.send_counter = REKEY_AFTER_MESSAGES + 1
+        session.send_counter = constants.REKEY_AFTER_MESSAGES + 1
         assert session.needs_rekey_on_send(CREATED)
 
 
 def test_sending_calls_for_a_rekey_after_rekey_after_time_on_the_initiators_side_only() -> None:
     initiator, responder = as_initiator(), as_responder()
-    assert not initiator.needs_rekey_on_send(CREATED + REKEY_AFTER_TIME - 1e-6)
-    assert initiator.needs_rekey_on_send(CREATED + REKEY_AFTER_TIME)
-    assert not responder.needs_rekey_on_send(CREATED + REJECT_AFTER_TIME)
+    assert not initiator.needs_rekey_on_send(CREATED + constants.REKEY_AFTER_TIME - 1e-6)
+    assert initiator.needs_rekey_on_send(CREATED + constants.REKEY_AFTER_TIME)
+    assert not responder.needs_rekey_on_send(CREATED + constants.REJECT_AFTER_TIME)
 
 
 def test_receiving_calls_for_a_rekey_near_the_end_on_the_initiators_side_only() -> None:
     initiator, responder = as_initiator(), as_responder()
-    assert not initiator.needs_rekey_on_receive(CREATED + REKEY_ON_RECEIVE_TIME - 1e-6)
-    assert initiator.needs_rekey_on_receive(CREATED + REKEY_ON_RECEIVE_TIME)
-    assert not responder.needs_rekey_on_receive(CREATED + REJECT_AFTER_TIME)
+    assert not initiator.needs_rekey_on_receive(CREATED + constants.REKEY_ON_RECEIVE_TIME - 1e-6)
+    assert initiator.needs_rekey_on_receive(CREATED + constants.REKEY_ON_RECEIVE_TIME)
+    assert not responder.needs_rekey_on_receive(CREATED + constants.REJECT_AFTER_TIME)
 
 
 # -- the three slots -------------------------------------------------------------------------------
