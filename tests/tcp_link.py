@@ -22,33 +22,40 @@ SERVER_IP = ipaddress.ip_address(SERVER.host).packed
 @dataclass
 class Channel:
     """One direction of the link: a delay, and what it does to each segment. `fate`, when set,
-    decides instead of the generator: it returns how many copies arrive (0 drops the segment)."""
+    decides instead of the generator: it returns the extra delay of each copy that arrives (an
+    empty list drops the segment, two entries duplicate it). `sent` records (time, segment)."""
 
     rng: random.Random
     delay: float = 0.005
     loss: float = 0.0
     duplicate: float = 0.0
     reorder: float = 0.0
-    fate: Callable[[TcpSegment], int] | None = None
+    fate: Callable[[TcpSegment], list[float]] | None = None
     src_ip: bytes = CLIENT_IP
     dst_ip: bytes = SERVER_IP
-    sent: list[TcpSegment] = field(default_factory=list)
+    sent: list[tuple[float, TcpSegment]] = field(default_factory=list)
     _queue: list[tuple[float, int, bytes]] = field(default_factory=list)
     _count: int = 0
 
     def put(self, segment: TcpSegment, now: float) -> None:
-        self.sent.append(segment)
-        copies = self.fate(segment) if self.fate else self._copies()
+        self.sent.append((now, segment))
         wire = serialize(segment, self.src_ip, self.dst_ip)
-        for _ in range(copies):
-            late = self.delay * 3 * self.rng.random() if self.rng.random() < self.reorder else 0.0
+        for late in self.fate(segment) if self.fate else self._copies():
             self._count += 1
             heapq.heappush(self._queue, (now + self.delay + late, self._count, wire))
 
-    def _copies(self) -> int:
+    def _copies(self) -> list[float]:
         if self.rng.random() < self.loss:
-            return 0
-        return 2 if self.rng.random() < self.duplicate else 1
+            return []
+        copies = 2 if self.rng.random() < self.duplicate else 1
+        return [self._late() for _ in range(copies)]
+
+    def _late(self) -> float:
+        return self.delay * 3 * self.rng.random() if self.rng.random() < self.reorder else 0.0
+
+    def payloads(self) -> list[tuple[int, int]]:
+        """(wire sequence number, length) of each data segment sent, in order."""
+        return [(segment.seq, len(segment.payload)) for _, segment in self.sent if segment.payload]
 
     def next_arrival(self) -> float | None:
         return self._queue[0][0] if self._queue else None

@@ -439,7 +439,9 @@ class TcpConnection:
             and not segment.flags & (Flags.SYN | Flags.FIN)
             and (news if self.sack else window == self.snd_wnd)
         ):
-            self._duplicate_ack()
+            self.dupacks += 1
+        if not self.in_recovery and self.snd_una >= self.recover and self._seems_lost():
+            self._enter_recovery()
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
             self.snd_wnd, self.snd_wl1, self.snd_wl2 = window, seq, ack
             self.max_snd_wnd = max(self.max_snd_wnd, window)
@@ -500,10 +502,10 @@ class TcpConnection:
                 self._ca_acked -= self.cwnd
                 self.cwnd += self.mss
 
-    def _duplicate_ack(self) -> None:
-        self.dupacks += 1
-        if not self.in_recovery and self.dupacks >= DUPTHRESH and self.snd_una >= self.recover:
-            self._enter_recovery()
+    def _seems_lost(self) -> bool:
+        """RFC 5681 3.2's three duplicate ACKs, or RFC 6675 4's IsLost(SND.UNA): SACKs for
+        DupThresh segments above it (what one ACK for a batch of segments says)."""
+        return self.dupacks >= DUPTHRESH or self.scoreboard.sacked >= DUPTHRESH * self.mss
 
     def _enter_recovery(self) -> None:
         """RFC 6675 5 (RFC 6582 without SACK): halve, and retransmit from SND.UNA."""
@@ -542,7 +544,8 @@ class TcpConnection:
                 self._take_in_order(payload, now)
             else:
                 self._ooo.insert(seq, payload)
-                self._ack_now = True  # a duplicate ACK, with SACK blocks (RFC 5681 4.2)
+                # A duplicate ACK for each, with SACK blocks, even in a batch (RFC 5681 4.2).
+                self._control.append(self._segment(self.snd_max, Flags.ACK, now))
         if fin_at is not None:
             self._peer_fin = fin_at
         if self._peer_fin is not None and self._peer_fin == self.rcv_nxt:
