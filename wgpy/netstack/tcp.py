@@ -24,7 +24,7 @@ from wgpy.errors import WgpyError
 from wgpy.netstack.tcp_reassembly import Reassembly
 from wgpy.netstack.tcp_rtt import RttEstimator
 from wgpy.netstack.tcp_scoreboard import Scoreboard
-from wgpy.netstack.tcp_segment import Flags, Options, TcpSegment, options_length
+from wgpy.netstack.tcp_segment import ACK, FIN, PSH, RST, SYN, Options, TcpSegment, options_length
 
 MASK: Final = 0xFFFFFFFF
 _HALF: Final = 1 << 31
@@ -304,7 +304,7 @@ class TcpConnection:
     def abort(self) -> None:
         """Send RST and end now (RFC 9293 3.10.5)."""
         if self.state in _SYNCHRONIZED:
-            self._control.append(self._segment(self.snd_max, Flags.RST | Flags.ACK))
+            self._control.append(self._segment(self.snd_max, RST | ACK))
         if self.state is not TcpState.CLOSED:
             self._finish(TcpEvent.CLOSED)
 
@@ -335,22 +335,22 @@ class TcpConnection:
     def _receive_in_syn_sent(self, segment: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.3."""
         flags = segment.flags
-        if flags & Flags.ACK and segment.ack != (self.iss + 1) & MASK:
-            if not flags & Flags.RST:
-                self._control.append(self._bare(segment.ack, Flags.RST))
+        if flags & ACK and segment.ack != (self.iss + 1) & MASK:
+            if not flags & RST:
+                self._control.append(self._bare(segment.ack, RST))
             self.drops[TcpDrop.BAD_SYN_ACK] += 1
             return
-        if flags & Flags.RST:
-            if flags & Flags.ACK:
+        if flags & RST:
+            if flags & ACK:
                 self._finish(TcpEvent.REFUSED)
             else:
                 self.drops[TcpDrop.BAD_SYN_ACK] += 1
             return
-        if not flags & Flags.SYN:
+        if not flags & SYN:
             self.drops[TcpDrop.NO_ACK] += 1
             return
         self._take_syn(segment)
-        if flags & Flags.ACK:
+        if flags & ACK:
             self._sample_rtt(now, segment)
             self.snd_una = self.snd_nxt = self.iss + 1
             self._rto_at, self.retries, self.rtt.backoff = None, 0, 0
@@ -365,26 +365,26 @@ class TcpConnection:
         seq = unwrap(segment.seq, self.rcv_nxt)
         flags = segment.flags
         if not self._acceptable(seq, segment.length):
-            if flags & Flags.RST:
+            if flags & RST:
                 self.drops[TcpDrop.RST_OUT_OF_WINDOW] += 1
                 return
             self.drops[TcpDrop.OUT_OF_WINDOW] += 1
             self._ack_now = True
-            if self.state is TcpState.TIME_WAIT and flags & Flags.FIN:
+            if self.state is TcpState.TIME_WAIT and flags & FIN:
                 self._time_wait_at = now + self.config.time_wait  # its FIN again: re-ACK, wait
             return
-        if flags & Flags.RST:
+        if flags & RST:
             if seq == self.rcv_nxt:
                 self._finish(TcpEvent.RESET)
             else:
                 self.drops[TcpDrop.RST_NOT_EXACT] += 1
                 self._ack_now = True
             return
-        if flags & Flags.SYN:
+        if flags & SYN:
             self.drops[TcpDrop.SYN_SYNCHRONIZED] += 1
             self._ack_now = True
             return
-        if not flags & Flags.ACK:
+        if not flags & ACK:
             self.drops[TcpDrop.NO_ACK] += 1
             return
         ack = unwrap(segment.ack, self.snd_una)
@@ -436,7 +436,7 @@ class TcpConnection:
             ack == self.snd_una
             and self.snd_max > self.snd_una
             and not segment.payload
-            and not segment.flags & (Flags.SYN | Flags.FIN)
+            and not segment.flags & (SYN | FIN)
             and (news if self.sack else window == self.snd_wnd)
         ):
             self.dupacks += 1
@@ -532,7 +532,7 @@ class TcpConnection:
         if self.state not in _RECEIVING:
             return
         payload = segment.payload
-        fin_at = seq + len(payload) if segment.flags & Flags.FIN else None
+        fin_at = seq + len(payload) if segment.flags & FIN else None
         if seq < self.rcv_nxt:
             payload = payload[self.rcv_nxt - seq :]
             seq = self.rcv_nxt
@@ -545,7 +545,7 @@ class TcpConnection:
             else:
                 self._ooo.insert(seq, payload)
                 # A duplicate ACK for each, with SACK blocks, even in a batch (RFC 5681 4.2).
-                self._control.append(self._segment(self.snd_max, Flags.ACK, now))
+                self._control.append(self._segment(self.snd_max, ACK, now))
         if fin_at is not None:
             self._peer_fin = fin_at
         if self._peer_fin is not None and self._peer_fin == self.rcv_nxt:
@@ -668,9 +668,9 @@ class TcpConnection:
             self._send_data(now, out)
         if self._probe:
             self._probe = False
-            out.append(self._segment(self.snd_una - 1, Flags.ACK, now))  # Linux's probe
+            out.append(self._segment(self.snd_una - 1, ACK, now))  # Linux's probe
         elif self._ack_now and not out:
-            out.append(self._segment(self.snd_max, Flags.ACK, now))
+            out.append(self._segment(self.snd_max, ACK, now))
         return out
 
     def _send_data(self, now: float, out: list[TcpSegment]) -> None:
@@ -759,12 +759,12 @@ class TcpConnection:
         data_end = min(end, end_of_data, start + room)
         offset = start - self._send_seq
         payload = bytes(self._send_buf[offset : offset + data_end - start])
-        flags = Flags.ACK
+        flags = ACK
         if data_end == end_of_data:
             if payload:
-                flags |= Flags.PSH
+                flags |= PSH
             if self._fin_seq is not None and end > end_of_data:
-                flags |= Flags.FIN
+                flags |= FIN
         return self._finish_segment(start, flags, options, payload)
 
     def _sent_through(self, end: int, now: float) -> None:
@@ -787,20 +787,18 @@ class TcpConnection:
             if (self.timestamps if passive else config.timestamps)
             else None,
         )
-        flags = Flags.SYN | (Flags.ACK if passive else 0)
+        flags = SYN | (ACK if passive else 0)
         window = min(config.receive_buffer, _MAX_WINDOW)
         return TcpSegment(
             self.local.port, self.remote.port, self.iss & MASK,
             self.rcv_nxt & MASK if passive else 0, flags, window, options,
         )  # fmt: skip
 
-    def _segment(self, seq: int, flags: Flags, now: float | None = None) -> TcpSegment:
+    def _segment(self, seq: int, flags: int, now: float | None = None) -> TcpSegment:
         options = self._options(self._now if now is None else now)
         return self._finish_segment(seq, flags, options, b"")
 
-    def _finish_segment(
-        self, seq: int, flags: Flags, options: Options, payload: bytes
-    ) -> TcpSegment:
+    def _finish_segment(self, seq: int, flags: int, options: Options, payload: bytes) -> TcpSegment:
         """Stamp the window and the acknowledgment; the ACK owed is now sent."""
         self._ack_now = False
         self._delack_at = None
@@ -811,7 +809,7 @@ class TcpConnection:
             window, options, payload,
         )  # fmt: skip
 
-    def _bare(self, seq: int, flags: Flags) -> TcpSegment:
+    def _bare(self, seq: int, flags: int) -> TcpSegment:
         """A segment outside the connection's numbering (the RST for a bad SYN-ACK)."""
         return TcpSegment(self.local.port, self.remote.port, seq, 0, flags, 0)
 

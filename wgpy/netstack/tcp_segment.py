@@ -47,6 +47,14 @@ class Flags(IntFlag):
     CWR = 0x80
 
 
+# The same bits as plain ints, for the per-segment paths: IntFlag's operators cost a call each.
+FIN: Final = int(Flags.FIN)
+SYN: Final = int(Flags.SYN)
+RST: Final = int(Flags.RST)
+PSH: Final = int(Flags.PSH)
+ACK: Final = int(Flags.ACK)
+
+
 class SegmentDrop(Enum):
     """Why `decode` refused a segment."""
 
@@ -77,7 +85,7 @@ class TcpSegment:
     dst_port: int
     seq: int
     ack: int
-    flags: Flags
+    flags: int  # Flags bits
     window: int
     options: Options = field(default=NO_OPTIONS)
     payload: bytes = b""
@@ -85,7 +93,7 @@ class TcpSegment:
     @property
     def length(self) -> int:
         """SEG.LEN: the payload plus one for each of SYN and FIN."""
-        return len(self.payload) + bool(self.flags & Flags.SYN) + bool(self.flags & Flags.FIN)
+        return len(self.payload) + (self.flags & SYN) // SYN + (self.flags & FIN)
 
 
 def decode(data: bytes, src_ip: bytes, dst_ip: bytes) -> TcpSegment | SegmentDrop:
@@ -103,7 +111,7 @@ def decode(data: bytes, src_ip: bytes, dst_ip: bytes) -> TcpSegment | SegmentDro
     if internet_checksum(pseudo_header(src_ip, dst_ip, len(data)) + data) != 0:
         return SegmentDrop.BAD_CHECKSUM
     payload = bytes(data[header_len:])
-    return TcpSegment(src_port, dst_port, seq, ack, Flags(flags), window, options, payload)
+    return TcpSegment(src_port, dst_port, seq, ack, flags, window, options, payload)
 
 
 def parse(data: bytes, src_ip: bytes, dst_ip: bytes) -> TcpSegment | None:
