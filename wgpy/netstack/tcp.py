@@ -32,6 +32,7 @@ DEFAULT_MSS: Final = 536  # RFC 9293 3.7.1: what a peer that sends no MSS option
 DUPTHRESH: Final = 3  # RFC 5681 3.2
 MAX_WINDOW_SCALE: Final = 14  # RFC 7323 2.3
 _MAX_WINDOW: Final = 0xFFFF
+CHALLENGE_ACK_INTERVAL: Final = 0.5  # seconds
 
 
 class Address(NamedTuple):
@@ -213,6 +214,8 @@ class TcpConnection:
         self._control: list[TcpSegment] = []  # RSTs to send, ahead of anything else
         self._events: list[TcpEvent] = []
         self._want_writable = False
+        self._challenged_at = -CHALLENGE_ACK_INTERVAL
+        self._heard_at = now
         self._now = now
 
     # -- opening ---------------------------------------------------------------------------
@@ -373,16 +376,17 @@ class TcpConnection:
             if self.state is TcpState.TIME_WAIT and flags & FIN:
                 self._time_wait_at = now + self.config.time_wait  # its FIN again: re-ACK, wait
             return
+        self._heard_at = now
         if flags & RST:
             if seq == self.rcv_nxt:
                 self._finish(TcpEvent.RESET)
             else:
                 self.drops[TcpDrop.RST_NOT_EXACT] += 1
-                self._ack_now = True
+                self._challenge(now)
             return
         if flags & SYN:
             self.drops[TcpDrop.SYN_SYNCHRONIZED] += 1
-            self._ack_now = True
+            self._challenge(now)
             return
         if not flags & ACK:
             self.drops[TcpDrop.NO_ACK] += 1
@@ -390,7 +394,7 @@ class TcpConnection:
         ack = unwrap(segment.ack, self.snd_una)
         if ack > self.snd_max:
             self.drops[TcpDrop.ACK_UNSENT] += 1
-            self._ack_now = True
+            self._challenge(now)
             return
         if ack < self.snd_una - max(self.max_snd_wnd, _MAX_WINDOW):
             self.drops[TcpDrop.ACK_TOO_OLD] += 1
@@ -408,6 +412,13 @@ class TcpConnection:
         self._process_ack(segment, seq, ack, now)
         if self.state is not TcpState.CLOSED:
             self._process_data(segment, seq, now)
+
+    def _challenge(self, now: float) -> None:
+        """A challenge ACK, at most one per CHALLENGE_ACK_INTERVAL (RFC 5961 7, Linux's
+        tcp_invalid_ratelimit), so forged segments cannot make us flood."""
+        if now - self._challenged_at >= CHALLENGE_ACK_INTERVAL:
+            self._challenged_at = now
+            self._ack_now = True
 
     def _acceptable(self, seq: int, length: int) -> bool:
         """RFC 9293 3.10.7.4's four cases, in unwrapped numbers."""
@@ -482,7 +493,7 @@ class TcpConnection:
         echoed = segment.options.timestamps
         if self.timestamps and echoed is not None and echoed[1]:
             self.rtt.sample(((self._tsval(now) - echoed[1]) & MASK) / 1000)
-        elif self._rtt_timing is not None and (ack is None or ack > self._rtt_timing[0]):
+        elif self._rtt_timing is not None and (ack is None or ack >= self._rtt_timing[0]):
             self.rtt.sample(now - self._rtt_timing[1])
             self._rtt_timing = None
 
@@ -620,7 +631,9 @@ class TcpConnection:
     def _retransmission_timeout(self, now: float) -> None:
         """RFC 6298 5.4-5.7 and RFC 5681 3.1: back off, collapse the window to one segment and
         resend from SND.UNA (skipping what the receiver SACKed)."""
-        self.retries += 1
+        opening, heard = self.snd_una == self.iss, now - self._heard_at <= self.config.rto_max
+        if opening or self.snd_wnd or not heard:
+            self.retries += 1  # a peer that answers with a zero window is alive (as Linux)
         limit = self.config.max_retries if self.snd_una > self.iss else self.config.syn_retries
         if self.retries > limit:
             self._finish(TcpEvent.TIMED_OUT)
@@ -656,6 +669,8 @@ class TcpConnection:
         if self.state is TcpState.CLOSED:
             return out
         if self.snd_nxt == self.iss:
+            if self.retries == 0:
+                self._rtt_timing = (self.iss + 1, now)
             out.append(self._syn(now))
             self._sent_through(self.iss + 1, now)
             return out
@@ -726,6 +741,10 @@ class TcpConnection:
         nxt = self.snd_nxt
         end_of_data = self._send_seq + len(self._send_buf)
         window_end = self.snd_una + self.snd_wnd
+        if nxt == self.snd_una < self.snd_max:
+            window_end = max(
+                window_end, nxt + self.mss
+            )  # the head goes again even into a zero window
         for left, right in self.scoreboard.holes(nxt):
             nxt = left  # go-back-N skips what the receiver SACKed
             window_end = min(window_end, right)
