@@ -142,8 +142,14 @@ def pseudo_header(src_ip: bytes, dst_ip: bytes, length: int) -> bytes:
 
 
 def options_length(options: Options) -> int:
-    """How many header bytes `options` take on the wire."""
-    return len(encode_options(options)) if options != NO_OPTIONS else 0
+    """How many header bytes `options` take on the wire: each option NOP-aligned on its own."""
+    return (
+        4 * (options.mss is not None)
+        + 4 * (options.window_scale is not None)
+        + 4 * options.sack_permitted
+        + 12 * (options.timestamps is not None)
+        + (4 + 8 * len(options.sack) if options.sack else 0)
+    )
 
 
 def encode_options(options: Options) -> bytes:
@@ -168,7 +174,16 @@ def _append(out: bytearray, option: bytes) -> None:
     out += option
 
 
+_TIMESTAMPS_ONLY: Final = bytes((_NOP, _NOP, _TIMESTAMPS, 10))
+_TIMESTAMPS_ONLY_LEN: Final = 12
+
+
 def _decode_options(data: bytes) -> Options | None:
+    if len(data) == _TIMESTAMPS_ONLY_LEN and data[:4] == _TIMESTAMPS_ONLY:  # most segments
+        tsval, tsecr = struct.unpack_from("!II", data, 4)
+        return Options(timestamps=(tsval, tsecr))
+    if not data:
+        return NO_OPTIONS
     mss: int | None = None
     window_scale: int | None = None
     timestamps: tuple[int, int] | None = None
