@@ -211,7 +211,7 @@ class TcpConnection:
         self._ack_now = False
         self._unacked = 0  # bytes received in order since our last ACK
         self._probe = False
-        self._control: list[TcpSegment] = []  # RSTs to send, ahead of anything else
+        self._control: list[TcpSegment] = []  # RSTs and duplicate ACKs, ahead of the rest
         self._events: list[TcpEvent] = []
         self._want_writable = False
         self._challenged_at = -CHALLENGE_ACK_INTERVAL
@@ -276,8 +276,12 @@ class TcpConnection:
 
     def receive_data(self, max_bytes: int) -> bytes:
         """Up to `max_bytes` of what arrived in order; b"" when nothing waits."""
-        data = bytes(self._recv_buf[:max_bytes])
-        del self._recv_buf[:max_bytes]
+        if max_bytes >= len(self._recv_buf):  # the common case: all of it, one copy
+            data = bytes(self._recv_buf)
+            self._recv_buf.clear()
+        else:
+            data = bytes(self._recv_buf[:max_bytes])
+            del self._recv_buf[:max_bytes]
         if data and self._window_grew_enough():
             self._ack_now = True  # a window update (RFC 9293 3.8.6.2.2)
         return data
@@ -472,6 +476,7 @@ class TcpConnection:
 
     def _advance(self, ack: int, segment: TcpSegment, now: float) -> None:
         acked = ack - self.snd_una
+        flight = self.snd_max - self.snd_una
         if self._send_seq < ack:
             drop = min(ack, self._send_seq + len(self._send_buf)) - self._send_seq
             del self._send_buf[:drop]
@@ -482,7 +487,7 @@ class TcpConnection:
         self.scoreboard.advance(ack)
         self.retries = self.rtt.backoff = 0
         self._rto_at = now + self.rtt.rto if self.snd_max > ack else None
-        self._grow_window(acked, ack)
+        self._grow_window(acked, ack, flight)
         if self._want_writable and self.send_space >= self.config.send_buffer // 2:
             self._want_writable = False
             self._events.append(TcpEvent.WRITABLE_AGAIN)
@@ -497,7 +502,9 @@ class TcpConnection:
             self.rtt.sample(now - self._rtt_timing[1])
             self._rtt_timing = None
 
-    def _grow_window(self, acked: int, ack: int) -> None:
+    def _grow_window(self, acked: int, ack: int, flight: int) -> None:
+        """RFC 5681 3.1, counting bytes acknowledged as Linux does (RFC 3465), and only while
+        the window, not the application, limits what is in flight (RFC 7661)."""
         if self.in_recovery:
             if ack >= self.recover:  # a full acknowledgment ends recovery (RFC 6582 3.2 step 3)
                 self.in_recovery = False
@@ -505,8 +512,10 @@ class TcpConnection:
             self.dupacks = 0
             return
         self.dupacks = 0
+        if 2 * flight < self.cwnd:
+            return
         if self.cwnd < self.ssthresh:  # slow start
-            self.cwnd += min(acked, self.mss)
+            self.cwnd = min(self.cwnd + acked, max(self.ssthresh, self.cwnd + self.mss))
         else:  # congestion avoidance: one MSS per window acknowledged
             self._ca_acked += acked
             if self._ca_acked >= self.cwnd:
