@@ -98,6 +98,18 @@ def test_a_peer_that_offers_no_options_gets_none_and_the_stream_still_flows() ->
     assert all(segment.window <= 0xFFFF for _, segment in link.down.sent)
 
 
+def test_an_unanswered_syn_ack_is_resent_with_backoff_then_the_passive_end_times_out() -> None:
+    link = make_link()
+    link.client.channel.fate = lambda segment: [0.0] if segment.flags & Flags.SYN else []
+    link.run(lambda: link.server is not None and closed(server(link)))
+    config = TcpConfig()
+    times = [at for at, segment in link.down.sent if segment.flags & Flags.SYN]
+    first = times[0]
+    expected = [first + config.rto_initial * ((1 << k) - 1) for k in range(config.syn_retries + 1)]
+    assert times == pytest.approx(expected)
+    assert server(link).conn.events() == [TcpEvent.TIMED_OUT]
+
+
 def test_a_simultaneous_open_establishes_both_ends() -> None:
     a = TcpConnection.connect(*_ADDRESSES, 0.0, iss=10, mss=1460)
     b = TcpConnection.connect(*reversed(_ADDRESSES), 0.0, iss=5000, mss=1460)
@@ -127,6 +139,30 @@ def test_ten_mib_each_way_through_loss_reordering_and_duplication_arrives_intact
     assert link.client.events[-1] is TcpEvent.CLOSED and TcpEvent.PEER_CLOSED in link.client.events
     sent = sum(length for _, length in link.client.channel.payloads())
     assert sent > len(up)  # the loss was real: some data went twice
+
+
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_the_rtt_is_measured_with_timestamps_or_by_timing_one_segment(timestamps: bool) -> None:
+    config = TcpConfig(timestamps=timestamps)
+    link = connected(client_config=config, server_config=config)
+    link.client.to_write += bytes(200_000)
+    link.run(lambda: len(server(link).read) == 200_000)
+    round_trip = link.client.channel.delay + link.down.delay
+    assert link.client.conn.rtt.srtt == pytest.approx(round_trip, abs=0.002)
+
+
+def test_window_scaling_lets_more_than_64_kib_be_in_flight() -> None:
+    link = connected()
+    client = link.client.conn
+    link.client.to_write += bytes(4 * MiB)
+    flights: list[int] = []
+
+    def all_read() -> bool:
+        flights.append(client.snd_max - client.snd_una)
+        return len(server(link).read) == 4 * MiB
+
+    link.run(all_read)
+    assert max(flights) > 0xFFFF
 
 
 # -- retransmission ----------------------------------------------------------------------------
