@@ -217,7 +217,7 @@ def test_sack_recovery_retransmits_only_the_holes_before_any_timeout() -> None:
     holes = sorted(seq for seq, index in first_sent.items() if index in (1, 4))
     assert resent == holes and len(seqs) == 12
     assert link.now < start + TcpConfig().rto_min  # fast recovery, not a timeout
-    assert client.cwnd < 10 * client.mss  # and the window was halved
+    assert client.congestion.cwnd < 10 * client.mss  # and the window was halved
 
 
 def test_without_sack_newreno_resends_one_hole_per_partial_ack() -> None:

@@ -21,6 +21,7 @@ from enum import Enum
 from typing import Final, NamedTuple
 
 from wgpy.errors import WgpyError
+from wgpy.netstack.tcp_congestion import NewReno
 from wgpy.netstack.tcp_reassembly import Reassembly
 from wgpy.netstack.tcp_rtt import RttEstimator
 from wgpy.netstack.tcp_scoreboard import Scoreboard
@@ -183,14 +184,12 @@ class TcpConnection:
         self.error: IcmpKind | None = None
         self.rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max)
         self.retries = 0
-        # Congestion control (RFC 5681, 6582) and loss recovery (RFC 6675).
-        self.cwnd = config.initial_window * self.mss
-        self.ssthresh = 1 << 62
+        # Congestion control, and loss recovery (RFC 6675, RFC 6582).
+        self.congestion = NewReno.initial(self.mss, config.initial_window)
         self.in_recovery = False
         self.recover = iss
         self.high_rxt = iss
         self.dupacks = 0
-        self._ca_acked = 0
         self.scoreboard = Scoreboard()
         # Buffers: what we send starts at _send_seq; what we received in order waits in _recv_buf.
         self._send_buf = bytearray()
@@ -250,7 +249,7 @@ class TcpConnection:
         self.snd_wl1, self.snd_wl2 = self.rcv_nxt, self.snd_una
         options = syn.options
         self.mss = min(self.our_mss, options.mss if options.mss else DEFAULT_MSS)
-        self.cwnd = self.config.initial_window * self.mss
+        self.congestion = NewReno.initial(self.mss, self.config.initial_window)
         if self.config.window_scaling and options.window_scale is not None:
             self.snd_scale = min(options.window_scale, MAX_WINDOW_SCALE)
             self.rcv_scale = window_scale_for(self.config.receive_buffer)
@@ -503,24 +502,12 @@ class TcpConnection:
             self._rtt_timing = None
 
     def _grow_window(self, acked: int, ack: int, flight: int) -> None:
-        """RFC 5681 3.1, counting bytes acknowledged as Linux does (RFC 3465), and only while
-        the window, not the application, limits what is in flight (RFC 7661)."""
-        if self.in_recovery:
-            if ack >= self.recover:  # a full acknowledgment ends recovery (RFC 6582 3.2 step 3)
-                self.in_recovery = False
-                self.cwnd = self.ssthresh
-            self.dupacks = 0
-            return
         self.dupacks = 0
-        if 2 * flight < self.cwnd:
-            return
-        if self.cwnd < self.ssthresh:  # slow start
-            self.cwnd = min(self.cwnd + acked, max(self.ssthresh, self.cwnd + self.mss))
-        else:  # congestion avoidance: one MSS per window acknowledged
-            self._ca_acked += acked
-            if self._ca_acked >= self.cwnd:
-                self._ca_acked -= self.cwnd
-                self.cwnd += self.mss
+        if not self.in_recovery:
+            self.congestion.on_ack(acked, flight)
+        elif ack >= self.recover:  # a full acknowledgment (RFC 6582 3.2 step 3)
+            self.in_recovery = False
+            self.congestion.on_recovered()
 
     def _seems_lost(self) -> bool:
         """RFC 5681 3.2's three duplicate ACKs, or RFC 6675 4's IsLost(SND.UNA): SACKs for
@@ -529,9 +516,7 @@ class TcpConnection:
 
     def _enter_recovery(self) -> None:
         """RFC 6675 5 (RFC 6582 without SACK): halve, and retransmit from SND.UNA."""
-        flight = self.snd_max - self.snd_una
-        self.ssthresh = max(flight // 2, 2 * self.mss)
-        self.cwnd = self.ssthresh
+        self.congestion.on_loss(self.snd_max - self.snd_una)
         self.in_recovery = True
         self.recover = self.snd_max
         self.high_rxt = self.snd_una
@@ -648,10 +633,7 @@ class TcpConnection:
             self._finish(TcpEvent.TIMED_OUT)
             return
         if self.snd_una > self.iss:
-            flight = self.snd_max - self.snd_una
-            self.ssthresh = max(flight // 2, 2 * self.mss)
-            self.cwnd = self.mss
-            self._ca_acked = 0
+            self.congestion.on_timeout(self.snd_max - self.snd_una)
         self.in_recovery = False
         self.dupacks = 0
         self.recover = self.snd_max
@@ -701,7 +683,7 @@ class TcpConnection:
         while True:
             hole = self._next_hole() if self.in_recovery else None
             first = hole is not None and hole[0] == self.snd_una and self.high_rxt <= self.snd_una
-            if not first and self._pipe() >= self.cwnd:
+            if not first and self._pipe() >= self.congestion.cwnd:
                 break
             if hole is not None:
                 segment = self._data_segment(hole[0], hole[1], now)
