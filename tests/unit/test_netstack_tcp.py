@@ -443,6 +443,17 @@ def test_one_small_segment_is_acked_after_the_delayed_ack_timeout() -> None:
     assert acks[0] == pytest.approx(arrived + TcpConfig().delayed_ack)
 
 
+def test_a_batch_that_fills_its_own_hole_ends_with_an_ack_of_everything() -> None:
+    link = connected()
+    client, srv = link.client.conn, server(link).conn
+    client.send(bytes(2 * (client.mss - TIMESTAMPS_LEN)))
+    first, second = client.segments_to_send(link.now)
+    srv.receive(second, link.now)  # out of order: a duplicate ACK with a SACK block
+    srv.receive(first, link.now)
+    duplicate, last = srv.segments_to_send(link.now)
+    assert duplicate.options.sack and last.ack == srv.rcv_nxt & MASK == client.snd_max & MASK
+
+
 def test_every_second_full_segment_is_acked_at_once() -> None:
     link = connected()
     size = link.client.conn.mss - TIMESTAMPS_LEN

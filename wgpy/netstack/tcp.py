@@ -675,7 +675,7 @@ class TcpConnection:
         if self._probe:
             self._probe = False
             out.append(self._segment(self.snd_una - 1, ACK, now))  # Linux's probe
-        elif self._ack_now and not out:
+        elif self._ack_now:  # owed, and no segment since carried it (each one clears it)
             out.append(self._segment(self.snd_max, ACK, now))
         return out
 
