@@ -10,6 +10,7 @@ import random
 import pytest
 from tcp_link import CLIENT, SERVER, Channel, Endpoint, Link
 
+from wgpy.netstack import tcp_reassembly
 from wgpy.netstack.tcp import (
     MASK,
     IcmpKind,
@@ -352,6 +353,14 @@ def test_data_beyond_the_window_is_dropped_counted_and_answered_with_an_ack() ->
     assert client.drops[TcpDrop.OUT_OF_WINDOW] == 1 and client.readable == 0
     [ack] = client.segments_to_send(1.0)
     assert ack.ack == client.rcv_nxt & MASK
+
+
+def test_a_flood_of_tiny_out_of_order_segments_holds_bounded_state() -> None:
+    client = connected().client.conn
+    for offset in range(2, 20_000, 2):
+        client.receive(toward(client, Flags.ACK, ahead=offset, payload=b"x"), 1.0)
+    assert client.drops[TcpDrop.REASSEMBLY_FULL] == 10_000 - 1 - tcp_reassembly.MAX_RUNS
+    assert client._ooo.held == tcp_reassembly.MAX_RUNS
 
 
 def test_an_ack_for_data_never_sent_is_dropped_and_answered() -> None:

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wgpy.netstack import tcp_reassembly, tcp_scoreboard
 from wgpy.netstack.tcp_reassembly import Reassembly
 from wgpy.netstack.tcp_rtt import RttEstimator
 from wgpy.netstack.tcp_scoreboard import Scoreboard
@@ -70,6 +71,23 @@ def test_the_scoreboard_holds_the_union_of_sacks_and_its_holes_are_the_gaps(
     assert list(board.holes(BASE + snd_una)) == [
         (BASE + left, BASE + right) for left, right in runs_of(holes)
     ]
+
+
+def test_reassembly_holds_a_bounded_number_of_runs_but_still_grows_them() -> None:
+    reassembly = Reassembly()
+    kept = [reassembly.insert(BASE + 2 * i, b"x") for i in range(2 * tcp_reassembly.MAX_RUNS)]
+    assert kept.count(True) == tcp_reassembly.MAX_RUNS == len(reassembly.blocks(10**6))
+    assert reassembly.insert(BASE + 1, b"y")  # joins two runs: always kept
+    assert len(reassembly.blocks(10**6)) == tcp_reassembly.MAX_RUNS - 1
+
+
+def test_the_scoreboard_holds_a_bounded_number_of_runs() -> None:
+    board = Scoreboard()
+    for i in range(2 * tcp_scoreboard.MAX_RUNS):
+        board.add(BASE + 2 * i, BASE + 2 * i + 1)
+    assert board.sacked == tcp_scoreboard.MAX_RUNS
+    assert board.add(BASE + 1, BASE + 2)  # joins two runs: always taken
+    assert board.sacked == tcp_scoreboard.MAX_RUNS + 1
 
 
 def test_the_rto_starts_at_one_second_and_follows_rfc_6298_after_samples() -> None:

@@ -80,6 +80,7 @@ class TcpDrop(Enum):
     ACK_UNSENT = "acknowledges data not yet sent (ACK sent, RFC 5961 5.2)"
     ACK_TOO_OLD = "acknowledgment below SND.UNA by more than the window (RFC 5961 5.2)"
     BAD_SYN_ACK = "SYN-ACK or RST that does not acknowledge our SYN"
+    REASSEMBLY_FULL = "out-of-order segment beyond the bound on runs held"
 
 
 class IcmpKind(Enum):
@@ -547,10 +548,12 @@ class TcpConnection:
         if payload:
             if seq == self.rcv_nxt:
                 self._take_in_order(payload, now)
-            else:
-                self._ooo.insert(seq, payload)
+            elif self._ooo.insert(seq, payload):
                 # A duplicate ACK for each, with SACK blocks, even in a batch (RFC 5681 4.2).
                 self._control.append(self._segment(self.snd_max, ACK, now))
+            else:
+                self.drops[TcpDrop.REASSEMBLY_FULL] += 1
+                self._ack_now = True
         if fin_at is not None:
             self._peer_fin = fin_at
         if self._peer_fin is not None and self._peer_fin == self.rcv_nxt:
