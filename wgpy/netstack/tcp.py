@@ -34,6 +34,7 @@ DUPTHRESH: Final = 3  # RFC 5681 3.2
 MAX_WINDOW_SCALE: Final = 14  # RFC 7323 2.3
 _MAX_WINDOW: Final = 0xFFFF
 CHALLENGE_ACK_INTERVAL: Final = 0.5  # seconds
+RTO_AFTER_SYN_TIMEOUT: Final = 3.0  # RFC 6298 5.7, Linux's TCP_TIMEOUT_FALLBACK
 
 
 class Address(NamedTuple):
@@ -361,8 +362,8 @@ class TcpConnection:
         if flags & ACK:
             self._sample_rtt(now, segment)
             self.snd_una = self.snd_nxt = self.iss + 1
-            self._rto_at, self.retries, self.rtt.backoff = None, 0, 0
             self._establish(now)
+            self._rto_at, self.retries, self.rtt.backoff = None, 0, 0
             self._ack_now = True
         else:  # simultaneous open: our SYN again, now with an ACK
             self.state = TcpState.SYN_RECEIVED
@@ -448,6 +449,8 @@ class TcpConnection:
         return self.rcv_nxt <= seq < self.rcv_adv or self.rcv_nxt <= end < self.rcv_adv
 
     def _establish(self, now: float) -> None:
+        if self.retries and self.rtt.srtt is None:  # the SYN went again: no sample (Karn)
+            self.rtt.rto_initial = max(self.rtt.rto_initial, RTO_AFTER_SYN_TIMEOUT)
         self.state = TcpState.FIN_WAIT_1 if self._fin_seq is not None else TcpState.ESTABLISHED
         self._events.append(TcpEvent.ESTABLISHED)
         if self.config.keepalive:
