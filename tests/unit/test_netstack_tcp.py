@@ -124,6 +124,15 @@ def test_after_a_lost_syn_the_rto_falls_back_to_three_seconds_until_a_sample(
     assert client.rtt.rto == (client.rtt.rto_min if timestamps else RTO_AFTER_SYN_TIMEOUT)
 
 
+def test_a_syn_offering_a_window_scale_of_zero_is_answered_with_ours() -> None:
+    client = TcpConnection.connect(*_ADDRESSES, 0.0, iss=1, mss=1460)
+    syn = client.segments_to_send(0.0)[0]
+    offer = TcpSegment(**{**_fields(syn), "options": Options(mss=1460, window_scale=0)})
+    srv = TcpConnection.accept(offer, *reversed(_ADDRESSES), 0.0, iss=9, mss=1460)
+    [syn_ack] = srv.segments_to_send(0.0)
+    assert syn_ack.options.window_scale == srv.rcv_scale > 0 and srv.snd_scale == 0
+
+
 def test_a_simultaneous_open_establishes_both_ends() -> None:
     a = TcpConnection.connect(*_ADDRESSES, 0.0, iss=10, mss=1460)
     b = TcpConnection.connect(*reversed(_ADDRESSES), 0.0, iss=5000, mss=1460)
