@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from tcp_link import Channel, Link
+from tcp_link import CLIENT, SERVER, Channel, Link
 
-from wgpy.netstack.tcp import TcpConfig, TcpEvent, TcpState
-from wgpy.netstack.tcp_segment import Flags, Options, TcpSegment
+from wgpy.netstack.tcp import MASK, TcpConfig, TcpConnection, TcpEvent, TcpState
+from wgpy.netstack.tcp_segment import Options, TcpSegment
 
 FATES = {"deliver": [0.0], "lose": [], "duplicate": [0.0, 0.001], "late": [0.012]}
 fates = st.lists(st.sampled_from(sorted(FATES)), max_size=120)
@@ -85,39 +86,73 @@ def test_what_one_end_writes_the_other_reads_whatever_the_network_does(
         assert server.read == wrote_up and client.read == wrote_down
 
 
-segments = st.builds(
-    TcpSegment,
-    src_port=st.just(443),
-    dst_port=st.just(40000),
-    seq=st.integers(0, 0xFFFFFFFF),
-    ack=st.integers(0, 0xFFFFFFFF),
-    flags=st.integers(0, 0xFF).map(Flags),
+u32 = st.integers(0, 2**32 - 1)
+near = st.integers(-70_000, 70_000)  # relative to RCV.NXT or SND.UNA: within a window or two
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """A segment to build against a connection's current numbers (or absolute ones)."""
+
+    seq: int
+    ack: int
+    relative: bool
+    flags: int
+    window: int
+    options: Options
+    payload: bytes
+    later: float
+
+    def against(self, conn: TcpConnection) -> TcpSegment:
+        seq, ack = self.seq, self.ack
+        if self.relative:
+            seq, ack = (conn.rcv_nxt + seq) & MASK, (conn.snd_una + ack) & MASK
+        return TcpSegment(
+            conn.remote.port, conn.local.port, seq & MASK, ack & MASK, self.flags, self.window,
+            self.options, self.payload,
+        )  # fmt: skip
+
+
+hostile_segments = st.builds(
+    Hostile,
+    seq=near | u32,
+    ack=near | u32,
+    relative=st.booleans(),
+    flags=st.integers(0, 0xFF),
     window=st.integers(0, 0xFFFF),
     options=st.builds(
         Options,
-        sack=st.lists(
-            st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)), max_size=3
-        ).map(tuple),
-        timestamps=st.none() | st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
+        window_scale=st.none() | st.integers(0, 255),
+        mss=st.none() | st.integers(0, 0xFFFF),
+        sack=st.lists(st.tuples(u32, u32), max_size=3).map(tuple),
+        timestamps=st.none() | st.tuples(u32, u32),
     ),
     payload=st.binary(max_size=100),
+    later=st.floats(0, 0.5),
 )
 
 
 @settings(max_examples=1000, deadline=None)
-@given(st.lists(st.tuples(segments, st.floats(0, 5)), max_size=30))
-def test_no_segment_makes_a_connection_raise(hostile: list[tuple[TcpSegment, float]]) -> None:
+@given(st.lists(hostile_segments, max_size=30), st.sampled_from(["opening", "half-open", "open"]))
+def test_no_segment_makes_a_connection_raise(hostile: list[Hostile], phase: str) -> None:
+    """Whatever arrives, in a connection open or still opening (SYN-SENT, SYN-RECEIVED), is
+    taken or dropped and counted, and the connection's state stays bounded."""
     rng = random.Random(0)
     link = Link(Channel(rng), Channel(rng))
-    link.run(link.established)
-    client = link.client.conn
-    link.client.to_write += bytes(5000)
-    for segment, later in hostile:
-        link.run_for(later / 10)
-        client.receive(segment, link.now)
-        client.segments_to_send(link.now)
-        client.events()
-    # State stays bounded: the buffers within their limits (plus one window-scale step).
-    assert client.readable <= client.config.receive_buffer + (1 << client.rcv_scale)
-    assert 0 <= client.send_space <= client.config.send_buffer
-    assert client._ooo.held <= client.config.receive_buffer + (1 << client.rcv_scale)
+    conn = link.client.conn
+    if phase == "half-open":
+        syn = conn.segments_to_send(0.0)[0]
+        conn = TcpConnection.accept(syn, SERVER, CLIENT, 0.0, iss=5, mss=1460)
+    elif phase == "open":
+        link.run(link.established)
+        link.client.to_write += bytes(5000)
+    for segment in hostile:
+        link.run_for(segment.later)
+        conn.receive(segment.against(conn), link.now)
+        conn.segments_to_send(link.now)
+        conn.events()
+    for reason in conn.drops:
+        event(f"dropped: {reason.name}")
+    assert conn.readable <= conn.config.receive_buffer + (1 << conn.rcv_scale)
+    assert 0 <= conn.send_space <= conn.config.send_buffer
+    assert conn._ooo.held <= conn.config.receive_buffer + (1 << conn.rcv_scale)
