@@ -17,6 +17,8 @@ CLIENT = Address("192.0.2.1", 40000)
 SERVER = Address("192.0.2.2", 443)
 CLIENT_IP = ipaddress.ip_address(CLIENT.host).packed
 SERVER_IP = ipaddress.ip_address(SERVER.host).packed
+# The same ends over IPv6 (only the pseudo-header of the checksum differs).
+ENDS = {4: (CLIENT, SERVER), 6: (Address("fd00::1", 40000), Address("fd00::2", 443))}
 
 
 @dataclass
@@ -103,11 +105,15 @@ class Link:
         server_config: TcpConfig | None = None,
         mss: int = 1460,
         server_mss: int | None = None,
+        family: int = 4,
     ) -> None:
         self.now = 0.0
-        down.src_ip, down.dst_ip = SERVER_IP, CLIENT_IP
+        self.ends = ENDS[family]
+        client_ip, server_ip = (ipaddress.ip_address(end.host).packed for end in self.ends)
+        up.src_ip, up.dst_ip = client_ip, server_ip
+        down.src_ip, down.dst_ip = server_ip, client_ip
         config = client_config or TcpConfig()
-        client = TcpConnection.connect(CLIENT, SERVER, self.now, iss=1000, mss=mss, config=config)
+        client = TcpConnection.connect(*self.ends, self.now, iss=1000, mss=mss, config=config)
         self.client = Endpoint(client, up)
         self.server: Endpoint | None = None
         self._server_config = server_config or TcpConfig()
@@ -153,8 +159,7 @@ class Link:
         if self.server is None:
             conn = TcpConnection.accept(
                 segment,
-                SERVER,
-                CLIENT,
+                *reversed(self.ends),
                 self.now,
                 iss=0xFFFFF000,
                 mss=self._server_mss,

@@ -63,8 +63,9 @@ def toward(
 # -- opening ---------------------------------------------------------------------------------
 
 
-def test_the_handshake_establishes_both_ends_with_every_option_both_offered() -> None:
-    link = connected()
+@pytest.mark.parametrize("family", [4, 6])
+def test_the_handshake_establishes_both_ends_with_every_option_both_offered(family: int) -> None:
+    link = connected(family=family)
     client, srv = link.client.conn, server(link).conn
     flags = [segment.flags for _, segment in link.client.channel.sent[:2]]
     assert flags[0] == Flags.SYN and flags[1] == Flags.ACK
@@ -147,8 +148,11 @@ def test_a_simultaneous_open_establishes_both_ends() -> None:
 # -- the byte stream ---------------------------------------------------------------------------
 
 
-def test_ten_mib_each_way_through_loss_reordering_and_duplication_arrives_intact() -> None:
-    link = connected(seed=7)
+@pytest.mark.parametrize("family", [4, 6])
+def test_ten_mib_each_way_through_loss_reordering_and_duplication_arrives_intact(
+    family: int,
+) -> None:
+    link = connected(seed=7, family=family)
     for channel in (link.client.channel, link.down):
         channel.loss = channel.duplicate = channel.reorder = 0.05
     rng = random.Random(8)
