@@ -166,6 +166,20 @@ def test_ten_mib_each_way_through_loss_reordering_and_duplication_arrives_intact
     assert link.client.events[-1] is TcpEvent.CLOSED and TcpEvent.PEER_CLOSED in link.client.events
     sent = sum(length for _, length in link.client.channel.payloads())
     assert sent > len(up)  # the loss was real: some data went twice
+    client, srv = link.client.conn, server(link).conn
+    assert client.bytes_acked == srv.bytes_received == len(up)
+    assert srv.bytes_acked == client.bytes_received == len(down)
+    assert client.retransmitted == resent(link.client.channel) > 0
+
+
+def resent(channel: Channel) -> int:
+    """How many segments carrying data or FIN started below the highest one sent before."""
+    count, highest = 0, 0
+    for _, segment in channel.sent:
+        if segment.payload or segment.flags & Flags.FIN:
+            count += segment.seq < highest
+            highest = max(highest, segment.seq + segment.length)
+    return count
 
 
 @pytest.mark.parametrize("timestamps", [True, False])

@@ -183,6 +183,9 @@ class TcpConnection:
         self.ts_recent = 0
         self._ts_offset = iss  # per connection, so TSval does not leak the clock (RFC 7323 7.1)
         self.drops: Counter[TcpDrop] = Counter()
+        # Counters for logs and metrics: stream bytes acknowledged by the peer and received in
+        # order, and segments sent again.
+        self.bytes_acked = self.bytes_received = self.retransmitted = 0
         self.soft_error: IcmpKind | None = None
         self.error: IcmpKind | None = None
         self.rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max)
@@ -499,6 +502,7 @@ class TcpConnection:
             drop = min(ack, self._send_seq + len(self._send_buf)) - self._send_seq
             del self._send_buf[:drop]
             self._send_seq += drop
+            self.bytes_acked += drop
         self._sample_rtt(now, segment, ack)
         self.snd_una = ack
         self.snd_nxt = max(self.snd_nxt, ack)
@@ -583,6 +587,7 @@ class TcpConnection:
         filled = self._ooo.pop_from(self.rcv_nxt) if self._ooo else b""
         self._recv_buf += filled
         self.rcv_nxt += len(filled)
+        self.bytes_received += len(payload) + len(filled)
         if TcpEvent.DATA_READABLE not in self._events:
             self._events.append(TcpEvent.DATA_READABLE)
         self._unacked += len(payload) + len(filled)
@@ -788,6 +793,8 @@ class TcpConnection:
         data_end = min(end, end_of_data, start + room)
         offset = start - self._send_seq
         payload = bytes(self._send_buf[offset : offset + data_end - start])
+        if start < self.snd_max:
+            self.retransmitted += 1
         flags = ACK
         if data_end == end_of_data:
             if payload:
