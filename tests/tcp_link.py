@@ -70,7 +70,7 @@ class Channel:
 
 
 @dataclass
-class Endpoint:
+class Side:
     """A connection and the application on it: what it still has to write, and what it read."""
 
     conn: TcpConnection
@@ -114,21 +114,21 @@ class Link:
         down.src_ip, down.dst_ip = server_ip, client_ip
         config = client_config or TcpConfig()
         client = TcpConnection.connect(*self.ends, self.now, iss=1000, mss=mss, config=config)
-        self.client = Endpoint(client, up)
-        self.server: Endpoint | None = None
+        self.client = Side(client, up)
+        self.server: Side | None = None
         self._server_config = server_config or TcpConfig()
         self._server_mss = server_mss or mss
         self.down = down
 
     @property
-    def endpoints(self) -> list[Endpoint]:
+    def sides(self) -> list[Side]:
         return [self.client] + ([self.server] if self.server else [])
 
     def step(self, until: float | None = None) -> bool:
         """Let both applications act, send what the connections have, then move the clock to
         the next arrival or deadline (or to `until`, if sooner) and deliver or fire what is due.
         False when nothing is left to do."""
-        for end in self.endpoints:
+        for end in self.sides:
             end.pump()
             for segment in end.conn.segments_to_send(self.now):
                 end.channel.put(segment, self.now)
@@ -137,7 +137,7 @@ class Link:
             for at in (
                 self.client.channel.next_arrival(),
                 self.down.next_arrival(),
-                *(end.conn.next_deadline() for end in self.endpoints),
+                *(end.conn.next_deadline() for end in self.sides),
             )
             if at is not None
         ]
@@ -149,7 +149,7 @@ class Link:
         if self.server:
             for segment in self.down.arrivals(self.now):
                 self.client.conn.receive(segment, self.now)
-        for end in self.endpoints:
+        for end in self.sides:
             deadline = end.conn.next_deadline()
             if deadline is not None and deadline <= self.now:
                 end.conn.handle_timer(self.now)
@@ -165,7 +165,7 @@ class Link:
                 mss=self._server_mss,
                 config=self._server_config,
             )  # fmt: skip  (an ISS near 2**32: the sequence numbers wrap during the test)
-            self.server = Endpoint(conn, self.down)
+            self.server = Side(conn, self.down)
         else:
             self.server.conn.receive(segment, self.now)
 
@@ -184,5 +184,5 @@ class Link:
 
     def established(self) -> bool:
         return self.server is not None and all(
-            end.conn.state is TcpState.ESTABLISHED for end in self.endpoints
+            end.conn.state is TcpState.ESTABLISHED for end in self.sides
         )

@@ -8,7 +8,7 @@ import itertools
 import random
 
 import pytest
-from tcp_link import CLIENT, SERVER, Channel, Endpoint, Link
+from tcp_link import CLIENT, SERVER, Channel, Link, Side
 
 from wgpy.netstack import tcp_reassembly
 from wgpy.netstack.tcp import (
@@ -38,17 +38,17 @@ def make_link(seed: int = 1, **kwargs: object) -> Link:
 def connected(seed: int = 1, **kwargs: object) -> Link:
     link = make_link(seed, **kwargs)
     link.run(link.established)
-    for end in link.endpoints:
+    for end in link.sides:
         end.pump()
     return link
 
 
-def server(link: Link) -> Endpoint:
+def server(link: Link) -> Side:
     assert link.server is not None
     return link.server
 
 
-def closed(end: Endpoint) -> bool:
+def closed(end: Side) -> bool:
     return end.conn.state is TcpState.CLOSED
 
 
