@@ -1,0 +1,94 @@
+"""asyncio transports over the user-space stack's sockets, so that asyncio's own protocols and
+streams run on it unchanged: a DatagramTransport over a UdpSocket (this module), a Transport
+over a TcpConnection (stack_streams.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+from typing import Any
+
+from wgpy.io.rootless import RootlessDataPath
+from wgpy.netstack.udp import Address, UdpSocket
+
+
+def normalized(address: tuple[Any, ...]) -> Address:
+    """(host, port) with the host as the stack writes it: an IP literal in its short form."""
+    return str(ipaddress.ip_address(address[0])), int(address[1])
+
+
+class StackDatagramTransport(asyncio.DatagramTransport):
+    """A UDP socket of the stack, as asyncio's create_datagram_endpoint gives one: with a
+    `remote`, it sends there by default and takes datagrams and errors from there alone, like a
+    connected socket."""
+
+    def __init__(
+        self,
+        path: RootlessDataPath,
+        socket: UdpSocket,
+        protocol: asyncio.DatagramProtocol,
+        remote: Address | None,
+    ) -> None:
+        super().__init__()
+        self._path = path
+        self._socket = socket
+        self._protocol = protocol
+        self._remote = remote
+        self._closing = False
+        path.watch(socket, self._on_event)
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        if self._closing:
+            return
+        if addr is None:
+            if self._remote is None:
+                raise ValueError("no address: the endpoint has no remote_addr")
+            address = self._remote
+        else:
+            address = normalized(addr)
+            if self._remote is not None and address != self._remote:
+                raise ValueError(f"the endpoint is connected to {self._remote}, not {address}")
+        self._socket.sendto(bytes(data), address)
+        self._path.wake()
+
+    def _on_event(self) -> None:
+        while (received := self._socket.recvfrom()) is not None:
+            data, source = received
+            if self._remote is None or source == self._remote:
+                self._protocol.datagram_received(data, source)
+        while self._socket.errors:
+            error = self._socket.errors.popleft()
+            if self._remote is None or error.remote == self._remote:
+                code = errno.ECONNREFUSED if error.refused else errno.EHOSTUNREACH
+                exc = ConnectionRefusedError if error.refused else OSError
+                self._protocol.error_received(exc(code, f"{error.remote}: {errno.errorcode[code]}"))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname":
+            stack = self._path.stack
+            local = stack.addresses[0]
+            if self._remote is not None:
+                local = stack.source_for(ipaddress.ip_address(self._remote[0]).packed)
+            return str(ipaddress.ip_address(local)), self._socket.port
+        if name == "peername":
+            return self._remote or default
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._path.unwatch(self._socket)
+        self._path.stack.udp_close(self._socket)
+        self._path.loop.call_soon(self._protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
+
+    def get_write_buffer_size(self) -> int:
+        return 0

@@ -1,0 +1,291 @@
+"""WireGuard from Python with no root and no TUN: the tunnel's network as asyncio objects.
+
+    async with wgpy.tunnel.open("wg0.conf") as t:
+        reader, writer = await t.open_connection("intranet.example", 80)
+        rtt = await t.ping("10.0.0.1")
+
+The configuration is a wg-quick file (a path, or its text): `Address` gives the user-space stack
+its tunnel addresses, `DNS` the resolvers that names are looked up on through the tunnel, `MTU`
+its MTU, and the [Peer] sections are as usual. wg-quick's keys that configure a host interface
+(Table, the hooks, SaveConfig) do not apply here, and each present gives a NotAppliedWarning.
+
+The tunnel runs the sans-IO device over a UDP socket on the running loop, with the user-space
+stack (wgpy.netstack) where a TUN would be; see wgpy.io.rootless. Everything happens on the
+loop's thread: a Tunnel is used from the loop that opened it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import os
+import random
+import socket
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, TypeVar
+
+import dns.exception
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from wgpy import config as wgconfig
+from wgpy import uapi
+from wgpy.configure import apply_update, device_stats, format_device, format_peers
+from wgpy.core.constants import DEFAULT_MTU
+from wgpy.core.device import Device
+from wgpy.errors import ConfigError, UapiError
+from wgpy.io.rootless import RootlessDataPath
+from wgpy.io.stack_transports import StackDatagramTransport, normalized
+from wgpy.netstack.stack import Stack
+from wgpy.resolver import resolve as resolve_endpoint
+
+__all__ = ["NotAppliedWarning", "Tunnel", "open"]
+
+P = TypeVar("P", bound=asyncio.BaseProtocol)
+
+PING_PAYLOAD = b"wgpy tunnel ping"
+DNS_PORT = 53
+DNS_TIMEOUT = 2.0  # seconds per query, as glibc's resolver waits 5 over two servers
+DNS_ATTEMPTS = 2  # per server
+
+
+class NotAppliedWarning(UserWarning):
+    """A wg-quick key that configures a host interface, which a tunnel without one ignores."""
+
+
+def open(config: str | os.PathLike[str]) -> Tunnel:
+    """A tunnel for `config`, a wg-quick file's path or its text; `async with` starts it.
+
+    Errors in the file raise ConfigError (file, line, key) here, before anything starts."""
+    if isinstance(config, str) and ("\n" in config or config.lstrip().startswith("[")):
+        parsed, file = wgconfig.parse(config, require_private_key=True), "<string>"
+    else:
+        parsed, file = wgconfig.load(config, require_private_key=True), os.fspath(config)
+    return Tunnel(parsed, file=file)
+
+
+class Tunnel:
+    """The tunnel's network: the `Network` shape wgpy.proxy runs on."""
+
+    def __init__(self, config: wgconfig.Config, *, file: str = "<string>") -> None:
+        interface = config.interface
+        if not interface.address:
+            raise ConfigError("missing in [Interface]: the stack needs its tunnel address",
+                              file=file, key="Address")  # fmt: skip
+        _warn_not_applied(interface, file)
+        self.config = config
+        self.file = file
+        self.dns_servers = [str(server) for server in interface.dns]
+        self.mtu = interface.mtu or DEFAULT_MTU
+        self._rng = random.Random(os.urandom(16))
+        self._ping_identifier = self._rng.getrandbits(16)
+        self._ping_sequence = 0
+        self._path: RootlessDataPath | None = None
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        device = Device(os.urandom, mtu=self.mtu)
+        # Endpoint names resolve on the host (as wg does), blocking: not on the loop's thread.
+        update = await loop.run_in_executor(
+            None, lambda: wgconfig.to_device_update(self.config, resolve_endpoint, file=self.file)
+        )
+        addresses = [str(address) for address in self.config.interface.address]
+        stack = Stack(addresses, self.mtu, self._rng)
+        path = RootlessDataPath(device, stack, loop)
+        path.bind(self.config.interface.listen_port or 0, self.config.interface.fwmark or 0)
+        apply_update(device, update, loop.time())
+        self._path = path
+        path.run(())  # arms the timers the configuration set (a persistent keepalive)
+
+    async def close(self) -> None:
+        if self._path is not None:
+            self._path.close()
+            self._path = None
+
+    async def __aenter__(self) -> Tunnel:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def path(self) -> RootlessDataPath:
+        if self._path is None:
+            raise RuntimeError("the tunnel is not open: use `async with wgpy.tunnel.open(...)`")
+        return self._path
+
+    @property
+    def device(self) -> Device:
+        return self.path.device
+
+    @property
+    def stack(self) -> Stack:
+        return self.path.stack
+
+    @property
+    def listen_port(self) -> int:
+        """The UDP port the tunnel's datagrams arrive on."""
+        return self.path.listen_port
+
+    # -- ICMP ------------------------------------------------------------------------------
+
+    async def ping(self, address: str, timeout: float = 5.0) -> float:
+        """Send an ICMP (ICMPv6) echo request to `address` through the tunnel and return the
+        round-trip time in seconds; TimeoutError when no reply comes within `timeout`."""
+        path = self.path
+        host = str(ipaddress.ip_address(address))
+        self._ping_sequence = (self._ping_sequence + 1) & 0xFFFF
+        key = (host, self._ping_identifier, self._ping_sequence)
+        waiter = path.expect_echo(key)
+        started = path.loop.time()
+        path.stack.ping(host, self._ping_identifier, self._ping_sequence, PING_PAYLOAD)
+        path.wake()
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        finally:
+            path.forget_echo(key)
+        return path.loop.time() - started
+
+    # -- UDP -------------------------------------------------------------------------------
+
+    async def create_datagram_endpoint(
+        self,
+        protocol_factory: Callable[[], P],
+        local_addr: tuple[str, int] | None = None,
+        remote_addr: tuple[str, int] | None = None,
+    ) -> tuple[asyncio.DatagramTransport, P]:
+        """asyncio's create_datagram_endpoint inside the tunnel: `local_addr`'s port on the
+        tunnel addresses (0 or None: a free one), `remote_addr` a host name or address and
+        port to send to by default and hear from alone."""
+        remote = None
+        if remote_addr is not None:
+            (host, *_) = await self.resolve(remote_addr[0])
+            remote = normalized((host, remote_addr[1]))
+        path = self.path
+        udp = path.stack.udp_bind(local_addr[1] if local_addr else 0)
+        protocol = protocol_factory()
+        if not isinstance(protocol, asyncio.DatagramProtocol):
+            path.stack.udp_close(udp)
+            raise TypeError("the protocol factory must make an asyncio.DatagramProtocol")
+        transport = StackDatagramTransport(path, udp, protocol, remote)
+        protocol.connection_made(transport)
+        return transport, protocol
+
+    # -- DNS -------------------------------------------------------------------------------
+
+    async def resolve(self, name: str) -> list[str]:
+        """The addresses of `name` (A, then AAAA), asked of the config's DNS servers through
+        the tunnel; an IP literal is itself. socket.gaierror when the name has no address."""
+        try:
+            return [str(ipaddress.ip_address(name))]
+        except ValueError:
+            pass
+        if not self.dns_servers:
+            raise socket.gaierror(socket.EAI_NONAME, f"{name}: the configuration has no DNS =")
+        for server in self.dns_servers:
+            for _ in range(DNS_ATTEMPTS):
+                try:
+                    answers = await asyncio.gather(
+                        self._query(server, name, dns.rdatatype.A),
+                        self._query(server, name, dns.rdatatype.AAAA),
+                    )
+                except TimeoutError:
+                    continue
+                addresses = [address for answer in answers for address in answer]
+                if not addresses:
+                    raise socket.gaierror(socket.EAI_NONAME, f"{name}: no address in the tunnel")
+                return addresses
+        raise socket.gaierror(socket.EAI_AGAIN, f"{name}: no answer from {self.dns_servers}")
+
+    async def _query(self, server: str, name: str, kind: dns.rdatatype.RdataType) -> list[str]:
+        query = dns.message.make_query(name, kind)
+        answered: asyncio.Future[dns.message.Message] = self.path.loop.create_future()
+
+        class Answer(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+                try:
+                    reply = dns.message.from_wire(data)
+                except dns.exception.DNSException:
+                    return  # garbage: keep waiting for the answer
+                if reply.id == query.id and not answered.done():
+                    answered.set_result(reply)
+
+        transport, _ = await self.create_datagram_endpoint(Answer, remote_addr=(server, DNS_PORT))
+        try:
+            transport.sendto(query.to_wire())
+            reply = await asyncio.wait_for(answered, DNS_TIMEOUT)
+        finally:
+            transport.close()
+        if reply.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            raise socket.gaierror(socket.EAI_FAIL, f"{name}: {dns.rcode.to_text(reply.rcode())}")
+        return [item.address for rrset in reply.answer if rrset.rdtype == kind for item in rrset]
+
+    # -- the configuration socket's hook ---------------------------------------------------
+
+    def handle_request(self, request: uapi.Request) -> Iterable[str]:
+        """The reply to a configuration-socket request (wgpy.io.uapi_server.Handler), so that
+        `wg show` and `wgpy show` work on a tunnel served under a name."""
+        path = self.path
+        if request.operation == "get":
+            return self._get(path)
+        if request.operation == "stats":
+            return [uapi.format_stats(device_stats(path.device, path.loop.time()))]
+        try:
+            if request.error is not None:
+                raise request.error
+            assert request.update is not None
+            self._set(path, request.update)
+        except UapiError as error:
+            return [uapi.format_errno(error.errno)]
+        return [uapi.format_errno(0)]
+
+    @staticmethod
+    def _get(path: RootlessDataPath) -> Iterator[str]:
+        yield format_device(path.device, path.listen_port, path.fwmark)
+        yield format_peers(path.device, list(path.device.peers.values()))
+        yield uapi.format_errno(0)
+
+    @staticmethod
+    def _set(path: RootlessDataPath, update: uapi.DeviceUpdate) -> None:
+        port = path.listen_port if update.listen_port is None else update.listen_port
+        fwmark = path.fwmark if update.fwmark is None else update.fwmark
+        if (port, fwmark) != (path.listen_port, path.fwmark):
+            try:
+                path.bind(port, fwmark)
+            except OSError as error:
+                raise UapiError(error.errno or errno.EIO, f"listen_port={port}: {error}") from None
+        apply_update(path.device, update, path.loop.time())
+        path.run(())
+
+
+def _warn_not_applied(interface: wgconfig.InterfaceConfig, file: str) -> None:
+    present = [
+        key
+        for key, value in (
+            ("Table", interface.table),
+            ("PreUp", interface.pre_up),
+            ("PostUp", interface.post_up),
+            ("PreDown", interface.pre_down),
+            ("PostDown", interface.post_down),
+            ("SaveConfig", interface.save_config),
+        )
+        if value
+    ]
+    for key in present:
+        warnings.warn(
+            f"{file}: {key}: configures a host interface; a tunnel without one ignores it",
+            NotAppliedWarning,
+            stacklevel=3,
+        )
