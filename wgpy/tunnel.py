@@ -23,7 +23,7 @@ import os
 import random
 import socket
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -39,14 +39,17 @@ from wgpy.core.constants import DEFAULT_MTU
 from wgpy.core.device import Device
 from wgpy.errors import ConfigError, UapiError
 from wgpy.io.rootless import RootlessDataPath
+from wgpy.io.stack_streams import StackStreamTransport
 from wgpy.io.stack_transports import StackDatagramTransport, normalized
-from wgpy.netstack.stack import Stack
+from wgpy.netstack.stack import ACCEPT_BACKLOG, Listener, Stack
 from wgpy.resolver import resolve as resolve_endpoint
 
 __all__ = ["NotAppliedWarning", "Tunnel", "open"]
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
+ClientConnected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
 
+STREAM_LIMIT = 1 << 16  # asyncio's default StreamReader limit
 PING_PAYLOAD = b"wgpy tunnel ping"
 DNS_PORT = 53
 DNS_TIMEOUT = 2.0  # seconds per query, as glibc's resolver waits 5 over two servers
@@ -158,6 +161,72 @@ class Tunnel:
             path.forget_echo(key)
         return path.loop.time() - started
 
+    # -- TCP -------------------------------------------------------------------------------
+
+    async def open_connection(
+        self, host: str, port: int, *, limit: int = STREAM_LIMIT
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """asyncio.open_connection through the tunnel: `host` a name (resolved through the
+        tunnel) or an address. Each address is tried in turn; the last one's error is raised
+        (ConnectionRefusedError, TimeoutError, ...)."""
+        error: OSError | None = None
+        for address in await self.resolve(host):
+            try:
+                return await self._connect(address, port, limit)
+            except OSError as failed:
+                error = failed
+        assert error is not None
+        raise error
+
+    async def _connect(
+        self, address: str, port: int, limit: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        path = self.path
+        loop = path.loop
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        opened: asyncio.Future[None] = loop.create_future()
+
+        def on_open(error: OSError | None) -> None:
+            if not opened.done():
+                opened.set_result(None) if error is None else opened.set_exception(error)
+
+        conn = path.stack.tcp_connect(address, port, loop.time())
+        transport = StackStreamTransport(path, conn, protocol, on_open)
+        path.wake()
+        try:
+            await opened
+        except asyncio.CancelledError:
+            transport.abort()
+            raise
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    async def start_server(
+        self,
+        client_connected_cb: ClientConnected,
+        port: int,
+        host: str | None = None,
+        *,
+        limit: int = STREAM_LIMIT,
+        backlog: int = ACCEPT_BACKLOG,
+    ) -> TunnelServer:
+        """asyncio.start_server on `port` of the tunnel addresses: `client_connected_cb(reader,
+        writer)` for each connection (a coroutine function runs as a task)."""
+        path = self.path
+        if host is not None and ipaddress.ip_address(host).packed not in path.stack.addresses:
+            raise OSError(errno.EADDRNOTAVAIL, f"{host} is not an address of the tunnel")
+        listener = path.stack.tcp_listen(port, accept_backlog=backlog)
+        server = TunnelServer(path, listener)
+
+        def on_listener() -> None:
+            while (conn := listener.accept()) is not None:
+                reader = asyncio.StreamReader(limit=limit, loop=path.loop)
+                protocol = asyncio.StreamReaderProtocol(reader, client_connected_cb, path.loop)
+                StackStreamTransport(path, conn, protocol).accepted()
+
+        path.watch(listener, on_listener)
+        return server
+
     # -- UDP -------------------------------------------------------------------------------
 
     async def create_datagram_endpoint(
@@ -268,6 +337,36 @@ class Tunnel:
                 raise UapiError(error.errno or errno.EIO, f"listen_port={port}: {error}") from None
         apply_update(path.device, update, path.loop.time())
         path.run(())
+
+
+class TunnelServer:
+    """What start_server returns: close() stops accepting; wait_closed() returns at once."""
+
+    def __init__(self, path: RootlessDataPath, listener: Listener) -> None:
+        self._path = path
+        self._listener = listener
+
+    @property
+    def port(self) -> int:
+        return self._listener.port
+
+    def is_serving(self) -> bool:
+        return not self._listener.closed
+
+    def close(self) -> None:
+        if not self._listener.closed:
+            self._path.unwatch(self._listener)
+            self._path.stack.tcp_unlisten(self._listener)
+            self._path.wake()
+
+    async def wait_closed(self) -> None:
+        return None
+
+    async def __aenter__(self) -> TunnelServer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _warn_not_applied(interface: wgconfig.InterfaceConfig, file: str) -> None:

@@ -4,7 +4,10 @@ with its own user-space stack. No root, no TUN: the rootless path as a Python pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import os
+import random
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -129,3 +132,126 @@ def test_wg_quick_keys_for_a_host_interface_warn_that_they_do_not_apply(line: st
     )
     with pytest.warns(tunnel.NotAppliedWarning, match=f"{key}: configures a host interface"):
         tunnel.open(text)
+
+
+# -- TCP ---------------------------------------------------------------------------------------
+
+
+async def send_and_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A service that sends the size asked for (a decimal line) of seeded bytes, and closes."""
+    size = int(await reader.readline())
+    data = random.Random(size).randbytes(size)
+    for start in range(0, size, 1 << 16):
+        writer.write(data[start : start + (1 << 16)])
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def upper_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Sends back what it reads, upper-cased, until the client's EOF; then closes."""
+    while chunk := await reader.read(1 << 16):
+        writer.write(chunk.upper())
+        await writer.drain()
+    writer.close()
+
+
+@pytest.mark.parametrize("server", [B4, B6], ids=["ipv4", "ipv6"])
+def test_a_tcp_stream_fetches_megabytes_intact_through_the_tunnel(server: str) -> None:
+    size = 3 << 20
+
+    async def test() -> tuple[bytes, tuple[str, int]]:
+        async with tunnel_pair() as (a, b):
+            await b.start_server(send_and_close, 80)
+            reader, writer = await a.open_connection(server, 80)
+            writer.write(f"{size}\n".encode())
+            data = await reader.read()  # to EOF
+            writer.close()
+            await writer.wait_closed()
+            return data, writer.get_extra_info("peername")
+
+    data, peer = run(test)
+    assert (
+        hashlib.sha256(data).digest()
+        == hashlib.sha256(random.Random(size).randbytes(size)).digest()
+    )
+    assert peer == (server, 80)
+
+
+def test_a_tcp_stream_carries_data_both_ways_with_a_half_close() -> None:
+    async def test() -> bytes:
+        async with tunnel_pair() as (a, b):
+            await b.start_server(upper_echo, 7)
+            reader, writer = await a.open_connection(B4, 7)
+            for _ in range(100):
+                writer.write(b"hello tunnel " * 1000)
+            await writer.drain()
+            writer.write_eof()
+            return await reader.read()
+
+    assert run(test) == b"HELLO TUNNEL " * 100_000
+
+
+def test_a_slow_reader_stops_the_writer_through_the_window_not_by_buffering() -> None:
+    async def test() -> tuple[int, int]:
+        async with tunnel_pair() as (a, b):
+            paused = asyncio.Event()
+
+            async def never_read(
+                reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+            ) -> None:
+                await paused.wait()
+
+            await b.start_server(never_read, 9)
+            _, writer = await a.open_connection(B4, 9)
+            written = 0
+            chunk = bytes(1 << 16)
+            with contextlib.suppress(TimeoutError):
+                while written < 64 << 20:
+                    writer.write(chunk)
+                    await asyncio.wait_for(writer.drain(), 1.0)
+                    written += len(chunk)
+            paused.set()
+            writer.transport.abort()
+            return written, writer.transport.get_write_buffer_size()
+
+    written, buffered = run(test)
+    # The writer stops once the reader's buffers and the window are full: a few MiB, not 64.
+    assert written < 16 << 20
+    assert buffered <= 1 << 17
+
+
+def test_connecting_to_a_port_nobody_listens_on_is_refused() -> None:
+    async def test() -> None:
+        async with tunnel_pair() as (a, _):
+            await a.open_connection(B6, 81)
+
+    with pytest.raises(ConnectionRefusedError):
+        run(test)
+
+
+def test_a_name_resolved_through_the_tunnel_is_connected_to() -> None:
+    async def test() -> bytes:
+        async with tunnel_pair(dns_on_b=True) as (a, b):
+            await b.create_datagram_endpoint(
+                lambda: DnsZone({"echo.test": [B4]}), local_addr=("::", 53)
+            )
+            await b.start_server(upper_echo, 7)
+            reader, writer = await a.open_connection("echo.test", 7)
+            writer.write(b"by name")
+            writer.write_eof()
+            return await reader.read()
+
+    assert run(test) == b"BY NAME"
+
+
+def test_a_closed_server_refuses_new_connections() -> None:
+    async def test() -> None:
+        async with tunnel_pair() as (a, b):
+            server = await b.start_server(upper_echo, 7)
+            server.close()
+            await server.wait_closed()
+            await a.open_connection(B4, 7)
+
+    with pytest.raises(ConnectionRefusedError):
+        run(test)
