@@ -117,7 +117,7 @@ def run_client(ns: Namespace, user: str, config: str, *arguments: str) -> dict[s
 
 @pytest.mark.parametrize("user", AS)
 @pytest.mark.parametrize("server", SERVERS)
-def test_a_rootless_client_pings_and_echoes_udp_through_a_real_server(
+def test_a_rootless_client_pings_echoes_udp_and_fetches_megabytes_through_a_real_server(
     netns_pair: tuple[Namespace, Namespace], server: str, user: str
 ) -> None:
     server_ns, client_ns = netns_pair
@@ -126,13 +126,14 @@ def test_a_rootless_client_pings_and_echoes_udp_through_a_real_server(
             client_ns, user, config,
             "--ping", SERVER4, "--ping", SERVER6,
             "--udp-echo", f"{SERVER4}:{ECHO_PORT}", "--udp-echo", f"[{SERVER6}]:{ECHO_PORT}",
+            "--fetch", f"{SERVER4}:{FETCH_PORT}", "--fetch", f"[{SERVER6}]:{FETCH_PORT}",
         )  # fmt: skip
 
     assert all(0 < rtt < 5 for rtt in found["ping"].values()) and len(found["ping"]) == 2
     assert found["udp_echo"] == {f"{SERVER4}:{ECHO_PORT}": True, f"[{SERVER6}]:{ECHO_PORT}": True}
+    expected = {"bytes": FETCH_SIZE, "sha256": hashlib.sha256(fetch_data(FETCH_SIZE)).hexdigest()}
+    for fetched in found["fetch"].values():
+        assert {key: fetched[key] for key in expected} == expected
+    assert len(found["fetch"]) == 2
     if user != "root":
         assert "not permitted" in found["tun"]
-
-
-def expected_fetch() -> dict[str, Any]:
-    return {"bytes": FETCH_SIZE, "sha256": hashlib.sha256(fetch_data(FETCH_SIZE)).hexdigest()}
