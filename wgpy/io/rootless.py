@@ -19,15 +19,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from wgpy.core.device import Action, Device, SendDatagrams, WriteTun
-from wgpy.core.endpoint import Endpoint
+from wgpy.io.readiness import input_waiting
 from wgpy.io.udp import open_udp
+from wgpy.io.udp_batches import UdpBatches, enable_gro, supports_gso
 from wgpy.netstack.stack import EchoReplied, Stack
 
 log = logging.getLogger("wgpy")
-
-# Datagrams read from a socket per readiness callback, so one busy socket cannot hold the loop.
-RECEIVE_BURST = 128
-MAX_DATAGRAM = 65535
 
 Handler = Callable[[], None]
 EchoKey = tuple[str, int, int]  # address, identifier, sequence
@@ -45,6 +42,7 @@ class RootlessDataPath:
         self.echo_waiters: dict[EchoKey, asyncio.Future[None]] = {}
         self.send_errors: Counter[str] = Counter()
         self._sockets: list[socket.socket] = []
+        self._udp = UdpBatches(gso=False, gro=False)
         self._timer: asyncio.TimerHandle | None = None
         self._wake_pending = False
 
@@ -55,9 +53,13 @@ class RootlessDataPath:
         self.close_sockets()
         sock4, sock6 = open_udp(port, fwmark)
         self._sockets = [sock for sock in (sock4, sock6) if sock is not None]
+        # Many datagrams per system call each way where the kernel can (UDP_SEGMENT, UDP_GRO).
+        self._udp = UdpBatches(
+            gso=all(map(supports_gso, self._sockets)), gro=all(map(enable_gro, self._sockets))
+        )
         for sock in self._sockets:
             sock.setblocking(False)
-            self.loop.add_reader(sock.fileno(), self._on_readable, sock)
+            self.loop.add_reader(sock.fileno(), self._on_readable, sock, input_waiting(sock))
         self.listen_port = self._sockets[0].getsockname()[1]
         self.fwmark = fwmark
 
@@ -75,19 +77,18 @@ class RootlessDataPath:
         for waiter in self.echo_waiters.values():
             waiter.cancel()
 
-    def _on_readable(self, sock: socket.socket) -> None:
+    def _on_readable(self, sock: socket.socket, waiting: Callable[[], object]) -> None:
         now, wall = self.loop.time(), time.time()
+        try:
+            batches = self._udp.receive(sock, waiting)
+        except BlockingIOError:
+            return
+        except OSError as error:  # an ICMP error queued on the socket: nothing to read
+            log.debug("UDP receive: %s", error)
+            return
         actions: list[Action] = []
-        for _ in range(RECEIVE_BURST):
-            try:
-                data, address = sock.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as error:  # an ICMP error queued on the socket: nothing to read
-                log.debug("UDP receive: %s", error)
-                continue
-            source = Endpoint(address[0], address[1])
-            actions += self.device.handle_datagrams((data,), source, now, wall)
+        for datagrams, source, local in batches:
+            actions += self.device.handle_datagrams(datagrams, source, now, wall, local)
         self.run(actions)
 
     def _send(self, action: SendDatagrams) -> None:
@@ -96,13 +97,12 @@ class RootlessDataPath:
         if sock is None:
             self.send_errors["no socket of the endpoint's family"] += len(action.datagrams)
             return
-        for data in action.datagrams:
-            try:
-                sock.sendto(data, action.endpoint)
-            except BlockingIOError:
-                self.send_errors["socket buffer full"] += 1  # UDP: lost, as on a busy link
-            except OSError as error:
-                self.send_errors[error.strerror or "send failed"] += 1
+        try:
+            if not self._udp.send(sock, action.datagrams, action.endpoint, action.local):
+                assert action.local is not None
+                self.device.forget_local(action.local)
+        except OSError as error:  # UDP: lost, as on a busy link
+            self.send_errors[error.strerror or "send failed"] += len(action.datagrams)
 
     # -- the turn --------------------------------------------------------------------------
 
