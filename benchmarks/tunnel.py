@@ -24,15 +24,7 @@ import threading
 import time
 
 from wgpy import tunnel
-from wgpy.lab.netns import (
-    WG_PORT,
-    Namespace,
-    configured_daemon,
-    one_peer_config,
-    unique_ifname,
-    veth_pair,
-    wg_genkey,
-)
+from wgpy.lab import netns
 
 WGPY_DAEMON = (sys.executable, "-m", "wgpy.cli.wgpy")
 SERVER, CLIENT = "192.0.2.1", "192.0.2.2"
@@ -94,7 +86,7 @@ async def measure(t: tunnel.Tunnel, size: int) -> dict[str, float]:
 
 
 async def run(
-    client_ns: Namespace, config: str, size: int, profile: bool
+    client_ns: netns.Namespace, config: str, size: int, profile: bool
 ) -> dict[str, float | str]:
     with client_ns.entered():  # the tunnel's UDP sockets belong to the client namespace
         t = tunnel.open(config)
@@ -124,11 +116,11 @@ def main() -> None:
     size = arguments.size << 20
     if arguments.serve:
         return serve(size)
-    server, client = wg_genkey(), wg_genkey()
-    with veth_pair() as (server_ns, client_ns):
-        config = one_peer_config(server.private, client.public, f"{CLIENT}/32")
-        with configured_daemon(
-            server_ns, WGPY_DAEMON, unique_ifname("wgb"), config, f"{SERVER}/24"
+    server, client = netns.wg_genkey(), netns.wg_genkey()
+    with netns.veth_pair() as (server_ns, client_ns):
+        config = netns.one_peer_config(server.private, client.public, f"{CLIENT}/32")
+        with netns.configured_daemon(
+            server_ns, WGPY_DAEMON, netns.unique_ifname("wgb"), config, f"{SERVER}/24"
         ):
             services = server_ns.popen(
                 sys.executable, __file__, "--serve", "--size", str(arguments.size),
@@ -138,7 +130,7 @@ def main() -> None:
             client_config = (
                 f"[Interface]\nPrivateKey = {client.private}\nAddress = {CLIENT}/32\n"
                 f"[Peer]\nPublicKey = {server.public}\nAllowedIPs = {SERVER}/32\n"
-                f"Endpoint = {server_ns.ipv4}:{WG_PORT}\n"
+                f"Endpoint = {server_ns.ipv4}:{netns.WG_PORT}\n"
             )
             figures = asyncio.run(run(client_ns, client_config, size, arguments.profile))
     profile = figures.pop("profile", "")

@@ -82,25 +82,25 @@ def test_no_core_module_imports_what_reaches_outside_the_process_or_reads_a_cloc
 def test_no_core_module_imports_a_part_of_wgpy_outside_the_core_but_its_errors() -> None:
     """Rule: the core imports from wgpy only wgpy.core and wgpy.errors; the edges (wgpy.io),
     the formats, the commands and the lab build on the core, never the other way round."""
-    breaches = [
-        where(path, node)
-        for path in CORE_MODULES
-        for name, node in imported(path)
-        if within(name, "wgpy") and not any(within(name, allowed) for allowed in WGPY_ALLOWED)
-    ]
+    breaches = wgpy_imports_outside(CORE_MODULES, WGPY_ALLOWED)
     assert not breaches, "\n".join(breaches)
 
 
 def test_no_netstack_module_imports_a_part_of_wgpy_but_the_netstack_the_core_and_errors() -> None:
     """Rule: the stack is as pure as the core and sits beside it: wgpy.tunnel drives it, never
     the other way round."""
-    breaches = [
-        where(path, node)
-        for path in NETSTACK_MODULES
-        for name, node in imported(path)
-        if within(name, "wgpy") and not any(within(name, allowed) for allowed in NETSTACK_ALLOWED)
-    ]
+    breaches = wgpy_imports_outside(NETSTACK_MODULES, NETSTACK_ALLOWED)
     assert not breaches, "\n".join(breaches)
+
+
+def wgpy_imports_outside(modules: list[Path], allowed: tuple[str, ...]) -> list[str]:
+    """Where `modules` import a part of wgpy that is none of `allowed`."""
+    return [
+        where(path, node)
+        for path in modules
+        for name, node in imported(path)
+        if within(name, "wgpy") and not any(within(name, package) for package in allowed)
+    ]
 
 
 def test_the_core_draws_on_random_only_through_a_generator_given_a_seed() -> None:
