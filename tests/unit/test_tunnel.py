@@ -16,8 +16,8 @@ from typing import TypeVar
 import pytest
 from tunnels import A4, A6, B4, B6, Collect, DnsZone, UdpEcho, config_text, tunnel_pair
 
-from wgpy import tunnel
-from wgpy.core.keys import generate_private_key
+from wgpy import tunnel, uapi
+from wgpy.core.keys import generate_private_key, public_key
 from wgpy.errors import ConfigError
 
 T = TypeVar("T")
@@ -255,3 +255,28 @@ def test_a_closed_server_refuses_new_connections() -> None:
 
     with pytest.raises(ConnectionRefusedError):
         run(test)
+
+
+# -- the configuration socket's hook -----------------------------------------------------------
+
+
+def ask(t: tunnel.Tunnel, text: str) -> str:
+    (request,) = uapi.RequestReader().feed(text.encode())
+    return "".join(t.handle_request(request))
+
+
+def test_the_configuration_hook_answers_get_and_set_as_the_socket_protocol_does() -> None:
+    new_peer = public_key(generate_private_key(os.urandom))
+
+    async def test() -> tuple[uapi.DeviceState, str, uapi.DeviceState]:
+        async with tunnel_pair() as (a, _):
+            await a.ping(B4)
+            before = uapi.parse_get(ask(a, "get=1\n\n"))
+            reply = ask(a, f"set=1\npublic_key={new_peer.hex()}\nallowed_ip=198.18.99.0/24\n\n")
+            return before, reply, uapi.parse_get(ask(a, "get=1\n\n"))
+
+    before, reply, after = run(test)
+    (peer,) = before.peers
+    assert peer.last_handshake_time[0] > 0 and peer.rx_bytes > 0
+    assert reply == "errno=0\n\n"
+    assert {p.public_key for p in after.peers} == {peer.public_key, new_peer}
