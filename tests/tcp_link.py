@@ -118,9 +118,10 @@ class Link:
     def endpoints(self) -> list[Endpoint]:
         return [self.client] + ([self.server] if self.server else [])
 
-    def step(self) -> bool:
+    def step(self, until: float | None = None) -> bool:
         """Let both applications act, send what the connections have, then move the clock to
-        the next arrival or deadline and deliver or fire it. False when nothing is left to do."""
+        the next arrival or deadline (or to `until`, if sooner) and deliver or fire what is due.
+        False when nothing is left to do."""
         for end in self.endpoints:
             end.pump()
             for segment in end.conn.segments_to_send(self.now):
@@ -136,7 +137,7 @@ class Link:
         ]
         if not times:
             return False
-        self.now = max(self.now, min(times))
+        self.now = max(self.now, min(times if until is None else [*times, until]))
         for segment in self.client.channel.arrivals(self.now):
             self._to_server(segment)
         if self.server:
@@ -164,14 +165,16 @@ class Link:
             self.server.conn.receive(segment, self.now)
 
     def run(self, until: Callable[[], bool], limit: float = 600.0) -> None:
+        """Step until `until()` holds; fail if that takes more than `limit` simulated seconds."""
+        give_up = self.now + limit
         while not until():
-            assert self.now < limit, f"still waiting at t={self.now}"
+            assert self.now < give_up, f"still waiting at t={self.now}"
             if not self.step():
                 break
 
     def run_for(self, seconds: float) -> None:
         end = self.now + seconds
-        while self.now < end and self.step():
+        while self.now < end and self.step(until=end):
             pass
 
     def established(self) -> bool:

@@ -219,8 +219,18 @@ def test_a_full_receiver_closes_the_window_the_sender_probes_and_reading_reopens
     gaps = [later - earlier for earlier, later in itertools.pairwise(probes)]
     assert len(probes) >= 3 and gaps == sorted(gaps) and gaps[-1] > gaps[0]
     srv.reading = True
-    link.run(lambda: len(srv.read) == len(data))
+    link.run(lambda: len(srv.read) == len(data), limit=1.0)
     assert srv.read == data
+
+
+def test_a_window_held_shut_for_an_hour_does_not_time_the_sender_out() -> None:
+    link = connected(server_config=TcpConfig(receive_buffer=16 * 1024))
+    server(link).reading = False
+    link.client.to_write += bytes(64 * 1024)
+    link.run_for(3600.0)
+    assert link.client.conn.state is TcpState.ESTABLISHED and link.client.conn.snd_wnd == 0
+    server(link).reading = True  # the window update goes out at once: no waiting for a probe
+    link.run(lambda: len(server(link).read) == 64 * 1024, limit=1.0)
 
 
 def test_send_takes_what_fits_and_says_when_there_is_room_again() -> None:
@@ -288,6 +298,15 @@ def test_an_rst_or_syn_inside_the_window_but_not_exact_draws_a_challenge_ack(
     assert client.state is TcpState.ESTABLISHED and client.drops[reason] == 1
     [challenge] = client.segments_to_send(1.0)
     assert challenge.flags == Flags.ACK and challenge.ack == client.rcv_nxt & MASK
+
+
+def test_challenge_acks_are_rate_limited() -> None:
+    client = connected().client.conn
+    sent = []
+    for at in (1.0, 1.1, 1.2, 1.6):
+        client.receive(toward(client, Flags.RST, ahead=1), at)
+        sent += client.segments_to_send(at)
+    assert client.drops[TcpDrop.RST_NOT_EXACT] == 4 and len(sent) == 2
 
 
 def test_data_beyond_the_window_is_dropped_counted_and_answered_with_an_ack() -> None:

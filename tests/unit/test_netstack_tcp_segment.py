@@ -14,6 +14,8 @@ from wgpy.netstack.tcp_segment import (
     SegmentDrop,
     TcpSegment,
     decode,
+    encode_options,
+    options_length,
     parse,
     serialize,
 )
@@ -48,6 +50,11 @@ addresses = st.sampled_from([V4, V6])
 @given(segments, addresses)
 def test_every_segment_round_trips(segment: TcpSegment, pair: tuple[bytes, bytes]) -> None:
     assert decode(serialize(segment, *pair), *pair) == segment
+
+
+@given(options)
+def test_options_length_is_what_the_options_take_on_the_wire(options: Options) -> None:
+    assert options_length(options) == len(encode_options(options))
 
 
 @given(st.lists(st.tuples(u32, u32), min_size=1, max_size=4).map(tuple))

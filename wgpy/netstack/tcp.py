@@ -24,7 +24,7 @@ from wgpy.errors import WgpyError
 from wgpy.netstack.tcp_reassembly import Reassembly
 from wgpy.netstack.tcp_rtt import RttEstimator
 from wgpy.netstack.tcp_scoreboard import Scoreboard
-from wgpy.netstack.tcp_segment import Flags, Options, TcpSegment, options_length
+from wgpy.netstack.tcp_segment import ACK, FIN, PSH, RST, SYN, Options, TcpSegment, options_length
 
 MASK: Final = 0xFFFFFFFF
 _HALF: Final = 1 << 31
@@ -32,6 +32,7 @@ DEFAULT_MSS: Final = 536  # RFC 9293 3.7.1: what a peer that sends no MSS option
 DUPTHRESH: Final = 3  # RFC 5681 3.2
 MAX_WINDOW_SCALE: Final = 14  # RFC 7323 2.3
 _MAX_WINDOW: Final = 0xFFFF
+CHALLENGE_ACK_INTERVAL: Final = 0.5  # seconds
 
 
 class Address(NamedTuple):
@@ -213,6 +214,8 @@ class TcpConnection:
         self._control: list[TcpSegment] = []  # RSTs to send, ahead of anything else
         self._events: list[TcpEvent] = []
         self._want_writable = False
+        self._challenged_at = -CHALLENGE_ACK_INTERVAL
+        self._heard_at = now
         self._now = now
 
     # -- opening ---------------------------------------------------------------------------
@@ -304,7 +307,7 @@ class TcpConnection:
     def abort(self) -> None:
         """Send RST and end now (RFC 9293 3.10.5)."""
         if self.state in _SYNCHRONIZED:
-            self._control.append(self._segment(self.snd_max, Flags.RST | Flags.ACK))
+            self._control.append(self._segment(self.snd_max, RST | ACK))
         if self.state is not TcpState.CLOSED:
             self._finish(TcpEvent.CLOSED)
 
@@ -335,22 +338,22 @@ class TcpConnection:
     def _receive_in_syn_sent(self, segment: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.3."""
         flags = segment.flags
-        if flags & Flags.ACK and segment.ack != (self.iss + 1) & MASK:
-            if not flags & Flags.RST:
-                self._control.append(self._bare(segment.ack, Flags.RST))
+        if flags & ACK and segment.ack != (self.iss + 1) & MASK:
+            if not flags & RST:
+                self._control.append(self._bare(segment.ack, RST))
             self.drops[TcpDrop.BAD_SYN_ACK] += 1
             return
-        if flags & Flags.RST:
-            if flags & Flags.ACK:
+        if flags & RST:
+            if flags & ACK:
                 self._finish(TcpEvent.REFUSED)
             else:
                 self.drops[TcpDrop.BAD_SYN_ACK] += 1
             return
-        if not flags & Flags.SYN:
+        if not flags & SYN:
             self.drops[TcpDrop.NO_ACK] += 1
             return
         self._take_syn(segment)
-        if flags & Flags.ACK:
+        if flags & ACK:
             self._sample_rtt(now, segment)
             self.snd_una = self.snd_nxt = self.iss + 1
             self._rto_at, self.retries, self.rtt.backoff = None, 0, 0
@@ -365,32 +368,33 @@ class TcpConnection:
         seq = unwrap(segment.seq, self.rcv_nxt)
         flags = segment.flags
         if not self._acceptable(seq, segment.length):
-            if flags & Flags.RST:
+            if flags & RST:
                 self.drops[TcpDrop.RST_OUT_OF_WINDOW] += 1
                 return
             self.drops[TcpDrop.OUT_OF_WINDOW] += 1
             self._ack_now = True
-            if self.state is TcpState.TIME_WAIT and flags & Flags.FIN:
+            if self.state is TcpState.TIME_WAIT and flags & FIN:
                 self._time_wait_at = now + self.config.time_wait  # its FIN again: re-ACK, wait
             return
-        if flags & Flags.RST:
+        self._heard_at = now
+        if flags & RST:
             if seq == self.rcv_nxt:
                 self._finish(TcpEvent.RESET)
             else:
                 self.drops[TcpDrop.RST_NOT_EXACT] += 1
-                self._ack_now = True
+                self._challenge(now)
             return
-        if flags & Flags.SYN:
+        if flags & SYN:
             self.drops[TcpDrop.SYN_SYNCHRONIZED] += 1
-            self._ack_now = True
+            self._challenge(now)
             return
-        if not flags & Flags.ACK:
+        if not flags & ACK:
             self.drops[TcpDrop.NO_ACK] += 1
             return
         ack = unwrap(segment.ack, self.snd_una)
         if ack > self.snd_max:
             self.drops[TcpDrop.ACK_UNSENT] += 1
-            self._ack_now = True
+            self._challenge(now)
             return
         if ack < self.snd_una - max(self.max_snd_wnd, _MAX_WINDOW):
             self.drops[TcpDrop.ACK_TOO_OLD] += 1
@@ -408,6 +412,13 @@ class TcpConnection:
         self._process_ack(segment, seq, ack, now)
         if self.state is not TcpState.CLOSED:
             self._process_data(segment, seq, now)
+
+    def _challenge(self, now: float) -> None:
+        """A challenge ACK, at most one per CHALLENGE_ACK_INTERVAL (RFC 5961 7, Linux's
+        tcp_invalid_ratelimit), so forged segments cannot make us flood."""
+        if now - self._challenged_at >= CHALLENGE_ACK_INTERVAL:
+            self._challenged_at = now
+            self._ack_now = True
 
     def _acceptable(self, seq: int, length: int) -> bool:
         """RFC 9293 3.10.7.4's four cases, in unwrapped numbers."""
@@ -436,7 +447,7 @@ class TcpConnection:
             ack == self.snd_una
             and self.snd_max > self.snd_una
             and not segment.payload
-            and not segment.flags & (Flags.SYN | Flags.FIN)
+            and not segment.flags & (SYN | FIN)
             and (news if self.sack else window == self.snd_wnd)
         ):
             self.dupacks += 1
@@ -482,7 +493,7 @@ class TcpConnection:
         echoed = segment.options.timestamps
         if self.timestamps and echoed is not None and echoed[1]:
             self.rtt.sample(((self._tsval(now) - echoed[1]) & MASK) / 1000)
-        elif self._rtt_timing is not None and (ack is None or ack > self._rtt_timing[0]):
+        elif self._rtt_timing is not None and (ack is None or ack >= self._rtt_timing[0]):
             self.rtt.sample(now - self._rtt_timing[1])
             self._rtt_timing = None
 
@@ -532,7 +543,7 @@ class TcpConnection:
         if self.state not in _RECEIVING:
             return
         payload = segment.payload
-        fin_at = seq + len(payload) if segment.flags & Flags.FIN else None
+        fin_at = seq + len(payload) if segment.flags & FIN else None
         if seq < self.rcv_nxt:
             payload = payload[self.rcv_nxt - seq :]
             seq = self.rcv_nxt
@@ -545,7 +556,7 @@ class TcpConnection:
             else:
                 self._ooo.insert(seq, payload)
                 # A duplicate ACK for each, with SACK blocks, even in a batch (RFC 5681 4.2).
-                self._control.append(self._segment(self.snd_max, Flags.ACK, now))
+                self._control.append(self._segment(self.snd_max, ACK, now))
         if fin_at is not None:
             self._peer_fin = fin_at
         if self._peer_fin is not None and self._peer_fin == self.rcv_nxt:
@@ -620,7 +631,9 @@ class TcpConnection:
     def _retransmission_timeout(self, now: float) -> None:
         """RFC 6298 5.4-5.7 and RFC 5681 3.1: back off, collapse the window to one segment and
         resend from SND.UNA (skipping what the receiver SACKed)."""
-        self.retries += 1
+        opening, heard = self.snd_una == self.iss, now - self._heard_at <= self.config.rto_max
+        if opening or self.snd_wnd or not heard:
+            self.retries += 1  # a peer that answers with a zero window is alive (as Linux)
         limit = self.config.max_retries if self.snd_una > self.iss else self.config.syn_retries
         if self.retries > limit:
             self._finish(TcpEvent.TIMED_OUT)
@@ -656,6 +669,8 @@ class TcpConnection:
         if self.state is TcpState.CLOSED:
             return out
         if self.snd_nxt == self.iss:
+            if self.retries == 0:
+                self._rtt_timing = (self.iss + 1, now)
             out.append(self._syn(now))
             self._sent_through(self.iss + 1, now)
             return out
@@ -668,9 +683,9 @@ class TcpConnection:
             self._send_data(now, out)
         if self._probe:
             self._probe = False
-            out.append(self._segment(self.snd_una - 1, Flags.ACK, now))  # Linux's probe
+            out.append(self._segment(self.snd_una - 1, ACK, now))  # Linux's probe
         elif self._ack_now and not out:
-            out.append(self._segment(self.snd_max, Flags.ACK, now))
+            out.append(self._segment(self.snd_max, ACK, now))
         return out
 
     def _send_data(self, now: float, out: list[TcpSegment]) -> None:
@@ -726,6 +741,10 @@ class TcpConnection:
         nxt = self.snd_nxt
         end_of_data = self._send_seq + len(self._send_buf)
         window_end = self.snd_una + self.snd_wnd
+        if nxt == self.snd_una < self.snd_max:
+            window_end = max(
+                window_end, nxt + self.mss
+            )  # the head goes again even into a zero window
         for left, right in self.scoreboard.holes(nxt):
             nxt = left  # go-back-N skips what the receiver SACKed
             window_end = min(window_end, right)
@@ -759,12 +778,12 @@ class TcpConnection:
         data_end = min(end, end_of_data, start + room)
         offset = start - self._send_seq
         payload = bytes(self._send_buf[offset : offset + data_end - start])
-        flags = Flags.ACK
+        flags = ACK
         if data_end == end_of_data:
             if payload:
-                flags |= Flags.PSH
+                flags |= PSH
             if self._fin_seq is not None and end > end_of_data:
-                flags |= Flags.FIN
+                flags |= FIN
         return self._finish_segment(start, flags, options, payload)
 
     def _sent_through(self, end: int, now: float) -> None:
@@ -787,20 +806,18 @@ class TcpConnection:
             if (self.timestamps if passive else config.timestamps)
             else None,
         )
-        flags = Flags.SYN | (Flags.ACK if passive else 0)
+        flags = SYN | (ACK if passive else 0)
         window = min(config.receive_buffer, _MAX_WINDOW)
         return TcpSegment(
             self.local.port, self.remote.port, self.iss & MASK,
             self.rcv_nxt & MASK if passive else 0, flags, window, options,
         )  # fmt: skip
 
-    def _segment(self, seq: int, flags: Flags, now: float | None = None) -> TcpSegment:
+    def _segment(self, seq: int, flags: int, now: float | None = None) -> TcpSegment:
         options = self._options(self._now if now is None else now)
         return self._finish_segment(seq, flags, options, b"")
 
-    def _finish_segment(
-        self, seq: int, flags: Flags, options: Options, payload: bytes
-    ) -> TcpSegment:
+    def _finish_segment(self, seq: int, flags: int, options: Options, payload: bytes) -> TcpSegment:
         """Stamp the window and the acknowledgment; the ACK owed is now sent."""
         self._ack_now = False
         self._delack_at = None
@@ -811,7 +828,7 @@ class TcpConnection:
             window, options, payload,
         )  # fmt: skip
 
-    def _bare(self, seq: int, flags: Flags) -> TcpSegment:
+    def _bare(self, seq: int, flags: int) -> TcpSegment:
         """A segment outside the connection's numbering (the RST for a bad SYN-ACK)."""
         return TcpSegment(self.local.port, self.remote.port, seq, 0, flags, 0)
 

@@ -47,6 +47,14 @@ class Flags(IntFlag):
     CWR = 0x80
 
 
+# The same bits as plain ints, for the per-segment paths: IntFlag's operators cost a call each.
+FIN: Final = int(Flags.FIN)
+SYN: Final = int(Flags.SYN)
+RST: Final = int(Flags.RST)
+PSH: Final = int(Flags.PSH)
+ACK: Final = int(Flags.ACK)
+
+
 class SegmentDrop(Enum):
     """Why `decode` refused a segment."""
 
@@ -77,7 +85,7 @@ class TcpSegment:
     dst_port: int
     seq: int
     ack: int
-    flags: Flags
+    flags: int  # Flags bits
     window: int
     options: Options = field(default=NO_OPTIONS)
     payload: bytes = b""
@@ -85,7 +93,7 @@ class TcpSegment:
     @property
     def length(self) -> int:
         """SEG.LEN: the payload plus one for each of SYN and FIN."""
-        return len(self.payload) + bool(self.flags & Flags.SYN) + bool(self.flags & Flags.FIN)
+        return len(self.payload) + (self.flags & SYN) // SYN + (self.flags & FIN)
 
 
 def decode(data: bytes, src_ip: bytes, dst_ip: bytes) -> TcpSegment | SegmentDrop:
@@ -103,7 +111,7 @@ def decode(data: bytes, src_ip: bytes, dst_ip: bytes) -> TcpSegment | SegmentDro
     if internet_checksum(pseudo_header(src_ip, dst_ip, len(data)) + data) != 0:
         return SegmentDrop.BAD_CHECKSUM
     payload = bytes(data[header_len:])
-    return TcpSegment(src_port, dst_port, seq, ack, Flags(flags), window, options, payload)
+    return TcpSegment(src_port, dst_port, seq, ack, flags, window, options, payload)
 
 
 def parse(data: bytes, src_ip: bytes, dst_ip: bytes) -> TcpSegment | None:
@@ -134,8 +142,14 @@ def pseudo_header(src_ip: bytes, dst_ip: bytes, length: int) -> bytes:
 
 
 def options_length(options: Options) -> int:
-    """How many header bytes `options` take on the wire."""
-    return len(encode_options(options)) if options != NO_OPTIONS else 0
+    """How many header bytes `options` take on the wire: each option NOP-aligned on its own."""
+    return (
+        4 * (options.mss is not None)
+        + 4 * (options.window_scale is not None)
+        + 4 * options.sack_permitted
+        + 12 * (options.timestamps is not None)
+        + (4 + 8 * len(options.sack) if options.sack else 0)
+    )
 
 
 def encode_options(options: Options) -> bytes:
@@ -160,7 +174,16 @@ def _append(out: bytearray, option: bytes) -> None:
     out += option
 
 
+_TIMESTAMPS_ONLY: Final = bytes((_NOP, _NOP, _TIMESTAMPS, 10))
+_TIMESTAMPS_ONLY_LEN: Final = 12
+
+
 def _decode_options(data: bytes) -> Options | None:
+    if len(data) == _TIMESTAMPS_ONLY_LEN and data[:4] == _TIMESTAMPS_ONLY:  # most segments
+        tsval, tsecr = struct.unpack_from("!II", data, 4)
+        return Options(timestamps=(tsval, tsecr))
+    if not data:
+        return NO_OPTIONS
     mss: int | None = None
     window_scale: int | None = None
     timestamps: tuple[int, int] | None = None
