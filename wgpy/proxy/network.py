@@ -68,7 +68,7 @@ class HostNetwork:
         )
 
     async def resolve(self, name: str) -> list[str]:
-        if _is_address(name):
+        if is_address(name):
             return [name]
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
@@ -102,7 +102,7 @@ class HostNetwork:
             return loop.time() - started
 
 
-def _is_address(host: str) -> bool:
+def is_address(host: str) -> bool:
     with contextlib.suppress(ValueError):
         ipaddress.ip_address(host)
         return True
@@ -110,7 +110,7 @@ def _is_address(host: str) -> bool:
 
 
 def _family(address: tuple[str, int] | None) -> int:
-    if address is None or not _is_address(address[0]):
+    if address is None or not is_address(address[0]):
         return 0
     return socket.AF_INET6 if ipaddress.ip_address(address[0]).version == 6 else socket.AF_INET
 
