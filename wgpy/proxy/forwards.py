@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
 from wgpy.proxy.network import Network, Server, describe
 from wgpy.proxy.relay import Connections, close_quietly, relay
@@ -82,8 +83,8 @@ class UdpForward(asyncio.DatagramProtocol):
         return self
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # (Python 3.11's selector transport for datagrams does not subclass DatagramTransport.)
+        self.transport = cast(asyncio.DatagramTransport, transport)
         self._sweeper = asyncio.get_running_loop().call_later(UDP_IDLE, self._sweep)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Mapping
+from typing import cast
 
 from wgpy.proxy.network import Network, describe, is_address
 from wgpy.proxy.relay import close_quietly, relay
@@ -150,8 +151,8 @@ class _Association(asyncio.DatagramProtocol):
         self.tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # (Python 3.11's selector transport for datagrams does not subclass DatagramTransport.)
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         source = (_normal(addr[0]), addr[1])
