@@ -8,7 +8,7 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Mapping
-from typing import cast
+from typing import NamedTuple, cast
 
 from wgpy.proxy.network import Network, describe, is_address
 from wgpy.proxy.relay import close_quietly, relay
@@ -26,6 +26,15 @@ from wgpy.proxy.upstream import connect, describe_error, socks5_reply
 log = logging.getLogger("wgpy.proxy")
 NEGOTIATION_TIMEOUT = 30.0  # seconds a client has to send its greeting, login and request
 READ_SIZE = 4096
+
+
+class _Client(NamedTuple):
+    """A client whose request awaits its reply."""
+
+    session: Socks5Connection
+    request: Request
+    stream: tuple[asyncio.StreamReader, asyncio.StreamWriter]
+    peer: str  # for the log
 
 
 class Socks5Handler:
@@ -53,10 +62,11 @@ class Socks5Handler:
         if request is None:
             await close_quietly(writer)
             return
+        client = _Client(session, request, (reader, writer), peer)
         if request.command == Command.UDP_ASSOCIATE:
-            await self._associate(session, request, reader, writer, peer)
+            await self._associate(client)
         else:
-            await self._connect(session, request, reader, writer, peer)
+            await self._connect(client)
 
     async def _negotiate(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -74,14 +84,8 @@ class Socks5Handler:
                     return session, None
                 return session, event
 
-    async def _connect(
-        self,
-        session: Socks5Connection,
-        request: Request,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        peer: str,
-    ) -> None:
+    async def _connect(self, client: _Client) -> None:
+        session, request, (reader, writer), peer = client
         target = describe((request.host, request.port))
         try:
             upstream = await connect(self.network, request.host, request.port, self.connect_timeout)
@@ -99,16 +103,10 @@ class Socks5Handler:
         log.debug("socks5 %s -> %s: closed, %d bytes up, %d down", peer, target, counted.up,
                   counted.down)  # fmt: skip
 
-    async def _associate(
-        self,
-        session: Socks5Connection,
-        request: Request,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        peer: str,
-    ) -> None:
+    async def _associate(self, client: _Client) -> None:
         """UDP ASSOCIATE: a UDP port beside the TCP listener for as long as the TCP connection
         lasts; datagrams from the client's address go through the Network, answers come back."""
+        session, request, (reader, writer), peer = client
         loop = asyncio.get_running_loop()
         local_host = str(writer.get_extra_info("sockname")[0])
         client_host = str(writer.get_extra_info("peername")[0])
