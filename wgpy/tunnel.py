@@ -25,22 +25,19 @@ import socket
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, TypeVar
-
-import dns.exception
-import dns.message
-import dns.rcode
-import dns.rdatatype
+from typing import TypeVar
 
 from wgpy import config as wgconfig
 from wgpy import uapi
+from wgpy.client import socket_path
 from wgpy.configure import apply_update, device_stats, format_device, format_peers
 from wgpy.core.constants import DEFAULT_MTU
 from wgpy.core.device import Device
 from wgpy.errors import ConfigError, UapiError
-from wgpy.io.rootless import RootlessDataPath
+from wgpy.io.rootless import RootlessDataPath, serve_configuration
 from wgpy.io.stack_streams import StackStreamTransport
-from wgpy.io.stack_transports import StackDatagramTransport, normalized
+from wgpy.io.stack_transports import StackDatagramTransport, TunnelResolver, normalized
+from wgpy.netstack.dns import StubResolver
 from wgpy.netstack.stack import ACCEPT_BACKLOG, Listener, Stack
 from wgpy.resolver import resolve as resolve_endpoint
 
@@ -51,30 +48,31 @@ ClientConnected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitab
 
 STREAM_LIMIT = 1 << 16  # asyncio's default StreamReader limit
 PING_PAYLOAD = b"wgpy tunnel ping"
-DNS_PORT = 53
-DNS_TIMEOUT = 2.0  # seconds per query, as glibc's resolver waits 5 over two servers
-DNS_ATTEMPTS = 2  # per server
 
 
 class NotAppliedWarning(UserWarning):
     """A wg-quick key that configures a host interface, which a tunnel without one ignores."""
 
 
-def open(config: str | os.PathLike[str]) -> Tunnel:
-    """A tunnel for `config`, a wg-quick file's path or its text; `async with` starts it.
+def open(config: str | os.PathLike[str], *, name: str | None = None) -> Tunnel:
+    """A tunnel for `config`, a wg-quick file's path or its text; `async with` starts it. With
+    a `name`, its configuration socket is served as an interface's of that name is (wgpy.client
+    .socket_path), so `wg show NAME` and `wgpy show NAME` work on it.
 
     Errors in the file raise ConfigError (file, line, key) here, before anything starts."""
     if isinstance(config, str) and ("\n" in config or config.lstrip().startswith("[")):
         parsed, file = wgconfig.parse(config, require_private_key=True), "<string>"
     else:
         parsed, file = wgconfig.load(config, require_private_key=True), os.fspath(config)
-    return Tunnel(parsed, file=file)
+    return Tunnel(parsed, file=file, name=name)
 
 
 class Tunnel:
     """The tunnel's network: the `Network` shape wgpy.proxy runs on."""
 
-    def __init__(self, config: wgconfig.Config, *, file: str = "<string>") -> None:
+    def __init__(
+        self, config: wgconfig.Config, *, file: str = "<string>", name: str | None = None
+    ) -> None:
         interface = config.interface
         if not interface.address:
             raise ConfigError("missing in [Interface]: the stack needs its tunnel address",
@@ -87,7 +85,11 @@ class Tunnel:
         self._rng = random.Random(os.urandom(16))
         self._ping_identifier = self._rng.getrandbits(16)
         self._ping_sequence = 0
+        self.name = name
         self._path: RootlessDataPath | None = None
+        self._configuration: asyncio.AbstractServer | None = None
+        self._dns: TunnelResolver | None = None
+        self._dns_transport: asyncio.DatagramTransport | None = None
 
     # -- life ------------------------------------------------------------------------------
 
@@ -105,8 +107,18 @@ class Tunnel:
         apply_update(device, update, loop.time())
         self._path = path
         path.run(())  # arms the timers the configuration set (a persistent keepalive)
+        if self.name is not None:
+            self._configuration = await serve_configuration(self.name, self.handle_request)
 
     async def close(self) -> None:
+        if self._dns_transport is not None:
+            self._dns_transport.close()
+            self._dns = self._dns_transport = None
+        if self._configuration is not None:
+            self._configuration.close()
+            self._configuration = None
+            if self.name is not None:
+                socket_path(self.name).unlink(missing_ok=True)
         if self._path is not None:
             self._path.close()
             self._path = None
@@ -256,50 +268,26 @@ class Tunnel:
 
     async def resolve(self, name: str) -> list[str]:
         """The addresses of `name` (A, then AAAA), asked of the config's DNS servers through
-        the tunnel; an IP literal is itself. socket.gaierror when the name has no address."""
+        the tunnel; an IP literal is itself. socket.gaierror when the name has no address, or
+        no server answered."""
         try:
             return [str(ipaddress.ip_address(name))]
         except ValueError:
             pass
         if not self.dns_servers:
             raise socket.gaierror(socket.EAI_NONAME, f"{name}: the configuration has no DNS =")
-        for server in self.dns_servers:
-            for _ in range(DNS_ATTEMPTS):
-                try:
-                    answers = await asyncio.gather(
-                        self._query(server, name, dns.rdatatype.A),
-                        self._query(server, name, dns.rdatatype.AAAA),
-                    )
-                except TimeoutError:
-                    continue
-                addresses = [address for answer in answers for address in answer]
-                if not addresses:
-                    raise socket.gaierror(socket.EAI_NONAME, f"{name}: no address in the tunnel")
-                return addresses
-        raise socket.gaierror(socket.EAI_AGAIN, f"{name}: no answer from {self.dns_servers}")
-
-    async def _query(self, server: str, name: str, kind: dns.rdatatype.RdataType) -> list[str]:
-        query = dns.message.make_query(name, kind)
-        answered: asyncio.Future[dns.message.Message] = self.path.loop.create_future()
-
-        class Answer(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-                try:
-                    reply = dns.message.from_wire(data)
-                except dns.exception.DNSException:
-                    return  # garbage: keep waiting for the answer
-                if reply.id == query.id and not answered.done():
-                    answered.set_result(reply)
-
-        transport, _ = await self.create_datagram_endpoint(Answer, remote_addr=(server, DNS_PORT))
+        if self._dns is None:
+            resolver = StubResolver(self.dns_servers, self._rng)
+            self._dns_transport, self._dns = await self.create_datagram_endpoint(
+                lambda: TunnelResolver(resolver)
+            )
         try:
-            transport.sendto(query.to_wire())
-            reply = await asyncio.wait_for(answered, DNS_TIMEOUT)
-        finally:
-            transport.close()
-        if reply.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-            raise socket.gaierror(socket.EAI_FAIL, f"{name}: {dns.rcode.to_text(reply.rcode())}")
-        return [item.address for rrset in reply.answer if rrset.rdtype == kind for item in rrset]
+            addresses = await self._dns.lookup(name)
+        except ValueError as error:  # not a name DNS can carry
+            raise socket.gaierror(socket.EAI_NONAME, str(error)) from None
+        if not addresses:
+            raise socket.gaierror(socket.EAI_NONAME, f"{name}: no address in the tunnel's DNS")
+        return addresses
 
     # -- the configuration socket's hook ---------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 import pytest
 from tunnels import A4, A6, B4, B6, Collect, DnsZone, UdpEcho, config_text, tunnel_pair
 
-from wgpy import tunnel, uapi
+from wgpy import client, tunnel, uapi
 from wgpy.core.keys import generate_private_key, public_key
 from wgpy.errors import ConfigError
 
@@ -280,3 +280,23 @@ def test_the_configuration_hook_answers_get_and_set_as_the_socket_protocol_does(
     assert peer.last_handshake_time[0] > 0 and peer.rx_bytes > 0
     assert reply == "errno=0\n\n"
     assert {p.public_key for p in after.peers} == {peer.public_key, new_peer}
+
+
+def test_a_tunnel_opened_with_a_name_serves_its_configuration_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WGPY_RUN_DIR", str(tmp_path))
+    key, peer = generate_private_key(os.urandom), generate_private_key(os.urandom)
+    text = config_text(key, (A4, A6), peer, (B4, B6))
+
+    async def test() -> tuple[uapi.DeviceState, bool]:
+        async with tunnel.open(text, name="wgpytun17") as t:
+            loop = asyncio.get_running_loop()
+            # The client blocks: it runs on a thread while the loop serves.
+            state = await loop.run_in_executor(None, client.get_device, "wgpytun17")
+            assert state.listen_port == t.listen_port
+        return state, client.socket_path("wgpytun17").exists()
+
+    state, left_behind = run(test)
+    assert state.private_key == key and [p.public_key for p in state.peers] == [public_key(peer)]
+    assert not left_behind

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from wgpy.core.device import Action, Device, SendDatagrams, WriteTun
+from wgpy.io import uapi_server
 from wgpy.io.readiness import input_waiting
 from wgpy.io.udp import open_udp
 from wgpy.io.udp_batches import UdpBatches, enable_gro, supports_gso
@@ -180,3 +181,26 @@ class RootlessDataPath:
     def forget_echo(self, key: EchoKey) -> None:
         with contextlib.suppress(KeyError):
             del self.echo_waiters[key]
+
+
+async def serve_configuration(name: str, handler: uapi_server.Handler) -> asyncio.AbstractServer:
+    """The configuration socket of `name` (wgpy.io.uapi_server) served on the running loop, on
+    the loop's thread as the tunnel is, so the handler needs no lock. `capture=1` is not served
+    here: such a request ends its connection."""
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = uapi_server.Connection(writer.get_extra_info("socket"), handler)
+        try:
+            while True:
+                data = await reader.read(1 << 16)
+                for reply in connection.feed(data):
+                    writer.write(reply)
+                    await writer.drain()
+                if connection.closing:
+                    break
+        except OSError as error:
+            log.debug("(%s) configuration client: %s", name, error)
+        finally:
+            writer.close()
+
+    return await asyncio.start_unix_server(client, sock=uapi_server.listen(name))

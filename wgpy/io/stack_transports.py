@@ -1,6 +1,6 @@
 """asyncio transports over the user-space stack's sockets, so that asyncio's own protocols and
-streams run on it unchanged: a DatagramTransport over a UdpSocket (this module), a Transport
-over a TcpConnection (stack_streams.py).
+streams run on it unchanged: a DatagramTransport over a UdpSocket (this module, with the DNS stub
+resolver as its protocol), a Transport over a TcpConnection (stack_streams.py).
 """
 
 from __future__ import annotations
@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import socket
 from typing import Any
 
 from wgpy.io.rootless import RootlessDataPath
+from wgpy.netstack.dns import Failed, StubResolver
 from wgpy.netstack.udp import Address, UdpSocket
 
 
@@ -92,3 +94,60 @@ class StackDatagramTransport(asyncio.DatagramTransport):
 
     def get_write_buffer_size(self) -> int:
         return 0
+
+
+class TunnelResolver(asyncio.DatagramProtocol):
+    """The sans-IO stub resolver (wgpy.netstack.dns) on a datagram endpoint: `lookup` resolves
+    to a name's addresses, or raises socket.gaierror when no server answered."""
+
+    def __init__(self, resolver: StubResolver) -> None:
+        self._resolver = resolver
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.DatagramTransport | None = None
+        self._waiters: dict[int, asyncio.Future[list[str]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self._transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for waiter in self._waiters.values():
+            waiter.cancel()
+
+    def lookup(self, name: str) -> asyncio.Future[list[str]]:
+        """The addresses of `name`, A then AAAA; ValueError for a name DNS cannot carry."""
+        waiter: asyncio.Future[list[str]] = self._loop.create_future()
+        self._waiters[self._resolver.query(name, self._loop.time())] = waiter
+        self._turn()
+        return waiter
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._resolver.receive(data, (addr[0], addr[1]), self._loop.time())
+        self._turn()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._resolver.handle_timer(self._loop.time())
+        self._turn()
+
+    def _turn(self) -> None:
+        assert self._transport is not None
+        for data, server in self._resolver.datagrams_to_send():
+            self._transport.sendto(data, server)
+        for event in self._resolver.events():
+            waiter = self._waiters.pop(event.lookup, None)
+            if waiter is None or waiter.done():
+                continue
+            if isinstance(event, Failed):
+                waiter.set_exception(
+                    socket.gaierror(socket.EAI_AGAIN, f"{event.name}: {event.reason}")
+                )
+            else:
+                waiter.set_result(event.addresses)
+        if self._timer is not None:
+            self._timer.cancel()
+        deadline = self._resolver.next_deadline()
+        self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
