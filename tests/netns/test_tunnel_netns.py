@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import random
+import re
 import socket
 import sys
 import threading
@@ -28,7 +29,7 @@ from wgpy.lab.netns import (
     wg_genkey,
 )
 
-pytestmark = pytest.mark.netns("wireguard-go", "wg", "setpriv")
+pytestmark = pytest.mark.netns("wireguard-go", "wg", "setpriv", "nft")
 
 CLIENT = Path(__file__).resolve().parents[1] / "tunnel_client.py"
 SERVER4, SERVER6 = "192.0.2.1", "fd00:2::1"
@@ -137,3 +138,41 @@ def test_a_rootless_client_pings_echoes_udp_and_fetches_megabytes_through_a_real
     assert len(found["fetch"]) == 2
     if user != "root":
         assert "not permitted" in found["tun"]
+
+
+def drop_share(ns: Namespace, percent: int) -> None:
+    """Drop `percent`% of the WireGuard datagrams `ns` sends and receives, at random."""
+    ns.run(
+        "nft",
+        "add table inet lossy ; "
+        "add chain inet lossy out { type filter hook output priority 0 ; } ; "
+        "add chain inet lossy in { type filter hook input priority 0 ; } ; "
+        f"add rule inet lossy out udp dport {WG_PORT} numgen random mod 100 < {percent} "
+        "counter drop ; "
+        f"add rule inet lossy in udp sport {WG_PORT} numgen random mod 100 < {percent} "
+        "counter drop",
+    )
+
+
+def dropped(ns: Namespace) -> list[int]:
+    """How many datagrams `drop_share`'s rules dropped, out and in."""
+    listing = ns.run("nft", "list table inet lossy").stdout
+    return [int(count) for count in re.findall(r"counter packets (\d+)", listing)]
+
+
+def test_a_rootless_fetch_arrives_intact_through_five_percent_loss_each_way(
+    netns_pair: tuple[Namespace, Namespace],
+) -> None:
+    server_ns, client_ns = netns_pair
+    with wireguard_server(server_ns, WIREGUARD_GO) as config, serving(server_ns):
+        drop_share(client_ns, 5)
+        found = run_client(
+            client_ns, "uid-65534", config,
+            "--fetch", f"{SERVER4}:{FETCH_PORT}", "--fetch", f"[{SERVER6}]:{FETCH_PORT}",
+        )  # fmt: skip
+        lost = dropped(client_ns)
+
+    expected = {"bytes": FETCH_SIZE, "sha256": hashlib.sha256(fetch_data(FETCH_SIZE)).hexdigest()}
+    assert [{key: f[key] for key in expected} for f in found["fetch"].values()] == [expected] * 2
+    # In, ~5% of ~12,000 datagrams; out, of the ACKs, whose UDP_SEGMENT batches go whole.
+    assert len(lost) == 2 and lost[0] > 0 and lost[1] > 100
