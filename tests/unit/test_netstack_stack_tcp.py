@@ -13,7 +13,7 @@ from scapy.layers.inet6 import IPv6
 
 from wgpy.netstack.drops import Drop
 from wgpy.netstack.stack import SYN_BACKLOG, Listener, Stack
-from wgpy.netstack.tcp import TcpConnection, TcpEvent, TcpState
+from wgpy.netstack.tcp import TcpConnection, TcpDrop, TcpEvent, TcpState
 
 A4, A6 = "198.18.0.1", "fd00::1"
 B4, B6 = "198.18.0.2", "fd00::2"
@@ -163,3 +163,18 @@ def test_a_listener_that_closes_resets_the_connections_it_did_not_accept() -> No
     link.settle()
     assert TcpEvent.RESET in client.events()
     assert link.a.connections == link.b.connections == 0
+
+
+def test_drops_by_reason_include_the_connections_own() -> None:
+    link = Link()
+    link.b.tcp_listen(80)
+    client = link.a.tcp_connect(B4, 80, link.now)
+    link.settle()
+    (local, port), (remote, remote_port) = client.local, client.remote
+    far_outside = (client.rcv_nxt + (1 << 30)) & 0xFFFFFFFF
+    stray = IP(src=remote, dst=local) / TCP(
+        sport=remote_port, dport=port, flags="A", seq=far_outside, ack=client.snd_nxt & 0xFFFFFFFF
+    )
+    link.a.receive(bytes(stray), link.now)
+    link.a.receive(bytes(IP(src=B4, dst=A4) / TCP(dport=port, chksum=1)), link.now)
+    assert link.a.drop_counts() == {TcpDrop.OUT_OF_WINDOW: 1, Drop.BAD_TCP_SEGMENT: 1}

@@ -195,6 +195,14 @@ class Stack:
     def connections(self) -> int:
         return len(self._tcp)
 
+    def drop_counts(self) -> Counter[Drop | TcpDrop]:
+        """Every drop by reason: the stack's, and its connections', live and ended."""
+        total: Counter[Drop | TcpDrop] = Counter(self.drops)
+        total.update(self.tcp_drops)
+        for conn in self._tuples:
+            total.update(conn.drops)
+        return total
+
     def _receive_tcp(self, packet: ip.IpPacket, now: float) -> None:
         segment = tcp_segment.decode(packet.payload, packet.source, packet.destination)
         if not isinstance(segment, TcpSegment):
