@@ -300,3 +300,23 @@ def test_a_tunnel_opened_with_a_name_serves_its_configuration_socket(
     state, left_behind = run(test)
     assert state.private_key == key and [p.public_key for p in state.peers] == [public_key(peer)]
     assert not left_behind
+
+
+def test_closing_a_tunnel_resets_its_open_connections_for_their_peers() -> None:
+    async def test() -> BaseException | bytes:
+        async with tunnel_pair() as (a, b):
+            accepted: asyncio.Queue[asyncio.StreamReader] = asyncio.Queue()
+
+            async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                await accepted.put(reader)
+
+            await b.start_server(hold, 7)
+            await a.open_connection(B4, 7)
+            reader = await accepted.get()
+            await a.close()
+            try:
+                return await reader.read()
+            except ConnectionResetError as error:
+                return error
+
+    assert isinstance(run(test), ConnectionResetError)

@@ -41,6 +41,8 @@ class RootlessDataPath:
         # What the stack's events go to: id() of a socket, connection or listener -> its handler.
         self.handlers: dict[int, Handler] = {}
         self.echo_waiters: dict[EchoKey, asyncio.Future[None]] = {}
+        # The application's transports on the stack, aborted when the tunnel closes.
+        self.transports: set[asyncio.Transport | asyncio.DatagramTransport] = set()
         self.send_errors: Counter[str] = Counter()
         self._sockets: list[socket.socket] = []
         self._udp = UdpBatches(gso=False, gro=False)
@@ -71,6 +73,10 @@ class RootlessDataPath:
         self._sockets = []
 
     def close(self) -> None:
+        """Abort the transports still open (their peers get a reset), then stop."""
+        for transport in list(self.transports):
+            transport.abort()
+        self.run(())
         self.close_sockets()
         if self._timer is not None:
             self._timer.cancel()

@@ -63,6 +63,7 @@ class StackStreamTransport(asyncio.Transport):
         self._eof_received = False
         self._lost = False
         path.watch(conn, self._on_event)
+        path.transports.add(self)
 
     # -- the connection's events -----------------------------------------------------------
 
@@ -109,6 +110,7 @@ class StackStreamTransport(asyncio.Transport):
         if not self._open:
             self._open = True  # no connection_made: the opener gets the error
             self._path.unwatch(self._conn)
+            self._path.transports.discard(self)
             self._lost = True
             self._on_open(error or ConnectionResetError(errno.ECONNRESET, "closed while opening"))
             return
@@ -120,6 +122,7 @@ class StackStreamTransport(asyncio.Transport):
             return
         self._lost = True
         self._path.unwatch(self._conn)
+        self._path.transports.discard(self)
         self._path.loop.call_soon(self._protocol.connection_lost, error)
 
     # -- writing ---------------------------------------------------------------------------
@@ -201,7 +204,10 @@ class StackStreamTransport(asyncio.Transport):
     def abort(self) -> None:
         self._conn.abort()
         self._wake()
-        self._lose(None)
+        if self._open:
+            self._lose(None)
+        else:
+            self._ended(ConnectionAbortedError(errno.ECONNABORTED, "aborted while opening"))
 
     def is_closing(self) -> bool:
         return self._closing or self._lost

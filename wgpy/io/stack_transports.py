@@ -40,6 +40,7 @@ class StackDatagramTransport(asyncio.DatagramTransport):
         self._remote = remote
         self._closing = False
         path.watch(socket, self._on_event)
+        path.transports.add(self)
 
     def sendto(self, data: Any, addr: Any = None) -> None:
         if self._closing:
@@ -86,6 +87,7 @@ class StackDatagramTransport(asyncio.DatagramTransport):
             return
         self._closing = True
         self._path.unwatch(self._socket)
+        self._path.transports.discard(self)
         self._path.stack.udp_close(self._socket)
         self._path.loop.call_soon(self._protocol.connection_lost, None)
 
