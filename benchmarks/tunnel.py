@@ -1,7 +1,7 @@
-"""wgpy.tunnel's figures: one TCP flow each way through the user-space stack, against wgpy on a
-TUN in a network namespace (Linux's TCP behind it), and where the time goes.
+"""wgpy.tunnel's figures: one TCP flow each way through the user-space stack, against wgpy (or
+wireguard-go) on a TUN in a network namespace (Linux's TCP behind it), and where the time goes.
 
-    python benchmarks/tunnel.py [--size MIB] [--profile]      # as root: it makes namespaces
+    python benchmarks/tunnel.py [--size MIB] [--server wgpy|wireguard-go] [--profile]   # as root
 
 The client is this process: its tunnel's UDP sockets are opened inside the client namespace, and
 its asyncio loop runs here. "download" is the server sending SIZE MiB to the client over one
@@ -26,7 +26,7 @@ import time
 from wgpy import tunnel
 from wgpy.lab import netns
 
-WGPY_DAEMON = (sys.executable, "-m", "wgpy.cli.wgpy")
+SERVERS = {"wgpy": (sys.executable, "-m", "wgpy.cli.wgpy"), "wireguard-go": ("wireguard-go",)}
 SERVER, CLIENT = "192.0.2.1", "192.0.2.2"
 DOWNLOAD_PORT, UPLOAD_PORT = 5201, 5202
 CHUNK = 1 << 16
@@ -122,6 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=64, help="MiB each way (default 64)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--server", choices=SERVERS, default="wgpy", help="on the TUN side")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     size = arguments.size << 20
@@ -131,7 +132,7 @@ def main() -> None:
     with netns.veth_pair() as (server_ns, client_ns):
         config = netns.one_peer_config(server.private, client.public, f"{CLIENT}/32")
         with netns.configured_daemon(
-            server_ns, WGPY_DAEMON, netns.unique_ifname("wgb"), config, f"{SERVER}/24"
+            server_ns, SERVERS[arguments.server], netns.unique_ifname("wgb"), config, f"{SERVER}/24"
         ):
             services = server_ns.popen(
                 sys.executable, __file__, "--serve", "--size", str(arguments.size),
@@ -146,7 +147,10 @@ def main() -> None:
             figures = asyncio.run(run(client_ns, client_config, size, arguments.profile))
     profile = figures.pop("profile", "")
     rates = {key: float(value) for key, value in figures.items()}
-    print(f"one TCP flow through wgpy.tunnel, {arguments.size} MiB each way, against wgpy on a TUN")
+    print(
+        f"one TCP flow through wgpy.tunnel, {arguments.size} MiB each way, "
+        f"against {arguments.server} on a TUN"
+    )
     for direction in ("download", "upload"):
         rate, cpu = rates[f"{direction}_MBps"], rates[f"{direction}_MB_per_cpu_s"]
         print(f"  {direction:9} {rate:6.1f} MB/s ({rate * 8:4.0f} Mbit/s), {cpu:6.1f} MB per CPU-s")
