@@ -155,8 +155,8 @@ class RootlessDataPath:
                 handler()  # What it writes wakes the next turn.
 
     def _rearm(self) -> None:
-        deadlines = [d for d in (self.device.next_timer(), self.stack.next_deadline()) if d]
-        deadline = min(deadlines) if deadlines else None
+        deadlines = (self.device.next_timer(), self.stack.next_deadline())
+        deadline = min((d for d in deadlines if d is not None), default=None)
         if self._timer is not None:
             if deadline is not None and self._timer.when() == deadline:
                 return

@@ -5,7 +5,8 @@ Like smoltcp's Interface, it is polled: `receive` takes a packet from the tunnel
 gives what the sockets and connections have to send, `next_deadline`/`handle_timer` run their
 timers, and `events` names what has news for the application (a socket with datagrams, an echo
 reply, a connection with events, a listener with connections to accept). Nothing from the
-network raises: every packet it cannot use is counted in `drops` by reason.
+network raises: every packet it cannot use is counted by reason (`drops`, and with the
+connections' own, `drop_counts()`).
 """
 
 from __future__ import annotations
