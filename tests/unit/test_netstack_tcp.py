@@ -10,6 +10,7 @@ import random
 import pytest
 from tcp_link import CLIENT, SERVER, Channel, Endpoint, Link
 
+from wgpy.netstack import tcp_reassembly
 from wgpy.netstack.tcp import (
     MASK,
     IcmpKind,
@@ -98,6 +99,18 @@ def test_a_peer_that_offers_no_options_gets_none_and_the_stream_still_flows() ->
     assert all(segment.window <= 0xFFFF for _, segment in link.down.sent)
 
 
+def test_an_unanswered_syn_ack_is_resent_with_backoff_then_the_passive_end_times_out() -> None:
+    link = make_link()
+    link.client.channel.fate = lambda segment: [0.0] if segment.flags & Flags.SYN else []
+    link.run(lambda: link.server is not None and closed(server(link)))
+    config = TcpConfig()
+    times = [at for at, segment in link.down.sent if segment.flags & Flags.SYN]
+    first = times[0]
+    expected = [first + config.rto_initial * ((1 << k) - 1) for k in range(config.syn_retries + 1)]
+    assert times == pytest.approx(expected)
+    assert server(link).conn.events() == [TcpEvent.TIMED_OUT]
+
+
 def test_a_simultaneous_open_establishes_both_ends() -> None:
     a = TcpConnection.connect(*_ADDRESSES, 0.0, iss=10, mss=1460)
     b = TcpConnection.connect(*reversed(_ADDRESSES), 0.0, iss=5000, mss=1460)
@@ -127,6 +140,30 @@ def test_ten_mib_each_way_through_loss_reordering_and_duplication_arrives_intact
     assert link.client.events[-1] is TcpEvent.CLOSED and TcpEvent.PEER_CLOSED in link.client.events
     sent = sum(length for _, length in link.client.channel.payloads())
     assert sent > len(up)  # the loss was real: some data went twice
+
+
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_the_rtt_is_measured_with_timestamps_or_by_timing_one_segment(timestamps: bool) -> None:
+    config = TcpConfig(timestamps=timestamps)
+    link = connected(client_config=config, server_config=config)
+    link.client.to_write += bytes(200_000)
+    link.run(lambda: len(server(link).read) == 200_000)
+    round_trip = link.client.channel.delay + link.down.delay
+    assert link.client.conn.rtt.srtt == pytest.approx(round_trip, abs=0.002)
+
+
+def test_window_scaling_lets_more_than_64_kib_be_in_flight() -> None:
+    link = connected()
+    client = link.client.conn
+    link.client.to_write += bytes(4 * MiB)
+    flights: list[int] = []
+
+    def all_read() -> bool:
+        flights.append(client.snd_max - client.snd_una)
+        return len(server(link).read) == 4 * MiB
+
+    link.run(all_read)
+    assert max(flights) > 0xFFFF
 
 
 # -- retransmission ----------------------------------------------------------------------------
@@ -181,7 +218,7 @@ def test_sack_recovery_retransmits_only_the_holes_before_any_timeout() -> None:
     holes = sorted(seq for seq, index in first_sent.items() if index in (1, 4))
     assert resent == holes and len(seqs) == 12
     assert link.now < start + TcpConfig().rto_min  # fast recovery, not a timeout
-    assert client.cwnd < 10 * client.mss  # and the window was halved
+    assert client.congestion.cwnd < 10 * client.mss  # and the window was halved
 
 
 def test_without_sack_newreno_resends_one_hole_per_partial_ack() -> None:
@@ -318,6 +355,14 @@ def test_data_beyond_the_window_is_dropped_counted_and_answered_with_an_ack() ->
     assert ack.ack == client.rcv_nxt & MASK
 
 
+def test_a_flood_of_tiny_out_of_order_segments_holds_bounded_state() -> None:
+    client = connected().client.conn
+    for offset in range(2, 20_000, 2):
+        client.receive(toward(client, Flags.ACK, ahead=offset, payload=b"x"), 1.0)
+    assert client.drops[TcpDrop.REASSEMBLY_FULL] == 10_000 - 1 - tcp_reassembly.MAX_RUNS
+    assert client._ooo.held == tcp_reassembly.MAX_RUNS
+
+
 def test_an_ack_for_data_never_sent_is_dropped_and_answered() -> None:
     client = connected().client.conn
     bogus = toward(client, Flags.ACK)
@@ -405,6 +450,17 @@ def test_one_small_segment_is_acked_after_the_delayed_ack_timeout() -> None:
     arrived = sent + link.client.channel.delay
     acks = [at for at, segment in link.down.sent if at >= arrived]
     assert acks[0] == pytest.approx(arrived + TcpConfig().delayed_ack)
+
+
+def test_a_batch_that_fills_its_own_hole_ends_with_an_ack_of_everything() -> None:
+    link = connected()
+    client, srv = link.client.conn, server(link).conn
+    client.send(bytes(2 * (client.mss - TIMESTAMPS_LEN)))
+    first, second = client.segments_to_send(link.now)
+    srv.receive(second, link.now)  # out of order: a duplicate ACK with a SACK block
+    srv.receive(first, link.now)
+    duplicate, last = srv.segments_to_send(link.now)
+    assert duplicate.options.sack and last.ack == srv.rcv_nxt & MASK == client.snd_max & MASK
 
 
 def test_every_second_full_segment_is_acked_at_once() -> None:

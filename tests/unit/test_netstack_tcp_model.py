@@ -8,11 +8,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from tcp_link import Channel, Link
 
-from wgpy.netstack.tcp import TcpConfig, TcpState
+from wgpy.netstack.tcp import TcpConfig, TcpEvent, TcpState
 from wgpy.netstack.tcp_segment import Flags, Options, TcpSegment
 
 FATES = {"deliver": [0.0], "lose": [], "duplicate": [0.0, 0.001], "late": [0.012]}
@@ -71,7 +71,12 @@ def test_what_one_end_writes_the_other_reads_whatever_the_network_does(
         assert wrote_up.startswith(server.read) and wrote_down.startswith(client.read)
         assert link.now < 3600, "the connection stalled"
         assert link.step()
-    assert server.read == wrote_up and client.read == wrote_down
+    client.pump()
+    server.pump()
+    if TcpEvent.TIMED_OUT in client.events + server.events:
+        event("an end timed out: a long run of losses")  # what is read is still a prefix
+    else:
+        assert server.read == wrote_up and client.read == wrote_down
 
 
 segments = st.builds(

@@ -21,6 +21,7 @@ from enum import Enum
 from typing import Final, NamedTuple
 
 from wgpy.errors import WgpyError
+from wgpy.netstack.tcp_congestion import NewReno
 from wgpy.netstack.tcp_reassembly import Reassembly
 from wgpy.netstack.tcp_rtt import RttEstimator
 from wgpy.netstack.tcp_scoreboard import Scoreboard
@@ -79,6 +80,7 @@ class TcpDrop(Enum):
     ACK_UNSENT = "acknowledges data not yet sent (ACK sent, RFC 5961 5.2)"
     ACK_TOO_OLD = "acknowledgment below SND.UNA by more than the window (RFC 5961 5.2)"
     BAD_SYN_ACK = "SYN-ACK or RST that does not acknowledge our SYN"
+    REASSEMBLY_FULL = "out-of-order segment beyond the bound on runs held"
 
 
 class IcmpKind(Enum):
@@ -183,14 +185,12 @@ class TcpConnection:
         self.error: IcmpKind | None = None
         self.rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max)
         self.retries = 0
-        # Congestion control (RFC 5681, 6582) and loss recovery (RFC 6675).
-        self.cwnd = config.initial_window * self.mss
-        self.ssthresh = 1 << 62
+        # Congestion control, and loss recovery (RFC 6675, RFC 6582).
+        self.congestion = NewReno.initial(self.mss, config.initial_window)
         self.in_recovery = False
         self.recover = iss
         self.high_rxt = iss
         self.dupacks = 0
-        self._ca_acked = 0
         self.scoreboard = Scoreboard()
         # Buffers: what we send starts at _send_seq; what we received in order waits in _recv_buf.
         self._send_buf = bytearray()
@@ -211,7 +211,7 @@ class TcpConnection:
         self._ack_now = False
         self._unacked = 0  # bytes received in order since our last ACK
         self._probe = False
-        self._control: list[TcpSegment] = []  # RSTs to send, ahead of anything else
+        self._control: list[TcpSegment] = []  # RSTs and duplicate ACKs, ahead of the rest
         self._events: list[TcpEvent] = []
         self._want_writable = False
         self._challenged_at = -CHALLENGE_ACK_INTERVAL
@@ -250,7 +250,7 @@ class TcpConnection:
         self.snd_wl1, self.snd_wl2 = self.rcv_nxt, self.snd_una
         options = syn.options
         self.mss = min(self.our_mss, options.mss if options.mss else DEFAULT_MSS)
-        self.cwnd = self.config.initial_window * self.mss
+        self.congestion = NewReno.initial(self.mss, self.config.initial_window)
         if self.config.window_scaling and options.window_scale is not None:
             self.snd_scale = min(options.window_scale, MAX_WINDOW_SCALE)
             self.rcv_scale = window_scale_for(self.config.receive_buffer)
@@ -276,8 +276,12 @@ class TcpConnection:
 
     def receive_data(self, max_bytes: int) -> bytes:
         """Up to `max_bytes` of what arrived in order; b"" when nothing waits."""
-        data = bytes(self._recv_buf[:max_bytes])
-        del self._recv_buf[:max_bytes]
+        if max_bytes >= len(self._recv_buf):  # the common case: all of it, one copy
+            data = bytes(self._recv_buf)
+            self._recv_buf.clear()
+        else:
+            data = bytes(self._recv_buf[:max_bytes])
+            del self._recv_buf[:max_bytes]
         if data and self._window_grew_enough():
             self._ack_now = True  # a window update (RFC 9293 3.8.6.2.2)
         return data
@@ -472,6 +476,7 @@ class TcpConnection:
 
     def _advance(self, ack: int, segment: TcpSegment, now: float) -> None:
         acked = ack - self.snd_una
+        flight = self.snd_max - self.snd_una
         if self._send_seq < ack:
             drop = min(ack, self._send_seq + len(self._send_buf)) - self._send_seq
             del self._send_buf[:drop]
@@ -482,7 +487,7 @@ class TcpConnection:
         self.scoreboard.advance(ack)
         self.retries = self.rtt.backoff = 0
         self._rto_at = now + self.rtt.rto if self.snd_max > ack else None
-        self._grow_window(acked, ack)
+        self._grow_window(acked, ack, flight)
         if self._want_writable and self.send_space >= self.config.send_buffer // 2:
             self._want_writable = False
             self._events.append(TcpEvent.WRITABLE_AGAIN)
@@ -497,21 +502,13 @@ class TcpConnection:
             self.rtt.sample(now - self._rtt_timing[1])
             self._rtt_timing = None
 
-    def _grow_window(self, acked: int, ack: int) -> None:
-        if self.in_recovery:
-            if ack >= self.recover:  # a full acknowledgment ends recovery (RFC 6582 3.2 step 3)
-                self.in_recovery = False
-                self.cwnd = self.ssthresh
-            self.dupacks = 0
-            return
+    def _grow_window(self, acked: int, ack: int, flight: int) -> None:
         self.dupacks = 0
-        if self.cwnd < self.ssthresh:  # slow start
-            self.cwnd += min(acked, self.mss)
-        else:  # congestion avoidance: one MSS per window acknowledged
-            self._ca_acked += acked
-            if self._ca_acked >= self.cwnd:
-                self._ca_acked -= self.cwnd
-                self.cwnd += self.mss
+        if not self.in_recovery:
+            self.congestion.on_ack(acked, flight)
+        elif ack >= self.recover:  # a full acknowledgment (RFC 6582 3.2 step 3)
+            self.in_recovery = False
+            self.congestion.on_recovered()
 
     def _seems_lost(self) -> bool:
         """RFC 5681 3.2's three duplicate ACKs, or RFC 6675 4's IsLost(SND.UNA): SACKs for
@@ -520,9 +517,7 @@ class TcpConnection:
 
     def _enter_recovery(self) -> None:
         """RFC 6675 5 (RFC 6582 without SACK): halve, and retransmit from SND.UNA."""
-        flight = self.snd_max - self.snd_una
-        self.ssthresh = max(flight // 2, 2 * self.mss)
-        self.cwnd = self.ssthresh
+        self.congestion.on_loss(self.snd_max - self.snd_una)
         self.in_recovery = True
         self.recover = self.snd_max
         self.high_rxt = self.snd_una
@@ -553,10 +548,12 @@ class TcpConnection:
         if payload:
             if seq == self.rcv_nxt:
                 self._take_in_order(payload, now)
-            else:
-                self._ooo.insert(seq, payload)
+            elif self._ooo.insert(seq, payload):
                 # A duplicate ACK for each, with SACK blocks, even in a batch (RFC 5681 4.2).
                 self._control.append(self._segment(self.snd_max, ACK, now))
+            else:
+                self.drops[TcpDrop.REASSEMBLY_FULL] += 1
+                self._ack_now = True
         if fin_at is not None:
             self._peer_fin = fin_at
         if self._peer_fin is not None and self._peer_fin == self.rcv_nxt:
@@ -639,10 +636,7 @@ class TcpConnection:
             self._finish(TcpEvent.TIMED_OUT)
             return
         if self.snd_una > self.iss:
-            flight = self.snd_max - self.snd_una
-            self.ssthresh = max(flight // 2, 2 * self.mss)
-            self.cwnd = self.mss
-            self._ca_acked = 0
+            self.congestion.on_timeout(self.snd_max - self.snd_una)
         self.in_recovery = False
         self.dupacks = 0
         self.recover = self.snd_max
@@ -684,7 +678,7 @@ class TcpConnection:
         if self._probe:
             self._probe = False
             out.append(self._segment(self.snd_una - 1, ACK, now))  # Linux's probe
-        elif self._ack_now and not out:
+        elif self._ack_now:  # owed, and no segment since carried it (each one clears it)
             out.append(self._segment(self.snd_max, ACK, now))
         return out
 
@@ -692,7 +686,7 @@ class TcpConnection:
         while True:
             hole = self._next_hole() if self.in_recovery else None
             first = hole is not None and hole[0] == self.snd_una and self.high_rxt <= self.snd_una
-            if not first and self._pipe() >= self.cwnd:
+            if not first and self._pipe() >= self.congestion.cwnd:
                 break
             if hole is not None:
                 segment = self._data_segment(hole[0], hole[1], now)

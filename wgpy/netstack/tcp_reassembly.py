@@ -4,6 +4,12 @@ sequence space (unwrapped integers), which are also the SACK blocks it reports (
 from __future__ import annotations
 
 from bisect import bisect_left
+from typing import Final
+
+# A bound on the runs held, whatever the peer sends: tiny segments with gaps between them would
+# otherwise cost a list entry and a bytearray each (Linux bounds the same by each buffer's
+# overhead). Random loss of a few percent over a 1 MiB window makes a few dozen.
+MAX_RUNS: Final = 256
 
 
 class Reassembly:
@@ -16,8 +22,9 @@ class Reassembly:
     def __bool__(self) -> bool:
         return bool(self._starts)
 
-    def insert(self, start: int, data: bytes) -> None:
-        """Keep `data` at `start`, merged with every run it overlaps or touches."""
+    def insert(self, start: int, data: bytes) -> bool:
+        """Keep `data` at `start`, merged with every run it overlaps or touches; False (and
+        nothing kept) when it would make a run beyond MAX_RUNS."""
         end = start + len(data)
         first = bisect_left(self._starts, start)
         if first and self._starts[first - 1] + len(self._runs[first - 1]) >= start:
@@ -25,13 +32,15 @@ class Reassembly:
         last = first
         while last < len(self._starts) and self._starts[last] <= end:
             last += 1
+        if first == last and len(self._starts) >= MAX_RUNS:
+            return False
         if last == first + 1 and self._starts[first] <= start:  # the common case: a run grows
             run_start, run = self._starts[first], self._runs[first]
             added = data[max(0, run_start + len(run) - start) :]
             run += added
             self.held += len(added)
             self.latest = run_start
-            return
+            return True
         merged = bytearray()
         if first < last and self._starts[first] < start:
             merged += self._runs[first][: start - self._starts[first]]
@@ -45,6 +54,7 @@ class Reassembly:
         self._starts[first:last] = [new_start]
         self._runs[first:last] = [merged]
         self.latest = new_start
+        return True
 
     def pop_from(self, rcv_nxt: int) -> bytes:
         """The data at RCV.NXT onward that is now in order (dropping what lies below it)."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import Final
+
+MAX_RUNS: Final = 256  # whatever the peer SACKs (tcp_reassembly.MAX_RUNS bounds our own)
 
 
 class Scoreboard:
@@ -31,6 +34,8 @@ class Scoreboard:
         while j < len(self._runs) and self._runs[j][0] <= right:
             j += 1
         covered = self._runs[i:j]
+        if not covered and len(self._runs) >= MAX_RUNS:
+            return False
         if len(covered) == 1 and covered[0][0] <= left and covered[0][1] >= right:
             return False
         merged = [
