@@ -160,13 +160,8 @@ async def open_network(config_path: str, stack: str, name: str | None) -> AsyncI
     if stack == "kernel":
         yield HostNetwork()
         return
-    try:
-        from wgpy import tunnel  # type: ignore[attr-defined]
-    except ImportError:
-        raise CommandError(
-            f"--stack {stack}: the user-space stack (wgpy.tunnel) is not in this build; "
-            "--stack kernel serves over this machine's network"
-        ) from None
+    from wgpy import tunnel
+
     async with tunnel.open(config_path, name=name) as network:
         yield network
 
