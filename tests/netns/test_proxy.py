@@ -171,15 +171,19 @@ def test_200_concurrent_connections_each_echo_their_own_bytes(proxy: ProxyLab) -
 
 
 @pytest.mark.parametrize(
-    ("port", "reply"),
-    [(REFUSING_PORT, Reply.CONNECTION_REFUSED), (SILENT_PORT, Reply.TTL_EXPIRED)],
+    ("host", "port", "reply"),
+    [
+        (SERVICE_V4, REFUSING_PORT, Reply.CONNECTION_REFUSED),
+        (SERVICE_NAME, REFUSING_PORT, Reply.CONNECTION_REFUSED),  # each of its addresses refuses
+        (SERVICE_V4, SILENT_PORT, Reply.TTL_EXPIRED),
+    ],
 )
 def test_a_refusing_or_silent_server_gets_the_socks5_reply_that_says_so(
-    proxy: ProxyLab, port: int, reply: Reply
+    proxy: ProxyLab, host: str, port: int, reply: Reply
 ) -> None:
     async def attempt() -> int:
         try:
-            await socks5_open(("127.0.0.1", SOCKS), SERVICE_V4, port)
+            await socks5_open(("127.0.0.1", SOCKS), host, port)
         except Socks5Failed as failure:
             return failure.reply
         return 0

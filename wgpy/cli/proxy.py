@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import stat
 import sys
@@ -81,6 +82,7 @@ def run(argv: list[str]) -> int:
         print(f"{PROG}: {error.filename}: {error.strerror}", file=sys.stderr)
         return 1
     _warn_unused(args.config, config)
+    raise_open_files_limit()
     try:
         asyncio.run(serve(args.config, args.stack, args.name, spec))
     except (CommandError, OSError) as error:
@@ -124,6 +126,14 @@ def read_credentials(path: str) -> dict[str, str]:
         raise CommandError(f"--socks5-auth {path}: not UTF-8 text") from None
 
 
+def raise_open_files_limit() -> None:
+    """The soft limit on open files up to the hard one (as Go programs do at start): each relayed
+    connection holds two, and the usual soft limit of 1,024 would cap a proxy near 500."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _warn_unused(path: str, config: wgconfig.Config) -> None:
     interface = config.interface
     unused = [
@@ -150,13 +160,8 @@ async def open_network(config_path: str, stack: str, name: str | None) -> AsyncI
     if stack == "kernel":
         yield HostNetwork()
         return
-    try:
-        from wgpy import tunnel  # type: ignore[attr-defined]
-    except ImportError:
-        raise CommandError(
-            f"--stack {stack}: the user-space stack (wgpy.tunnel) is not in this build; "
-            "--stack kernel serves over this machine's network"
-        ) from None
+    from wgpy import tunnel
+
     async with tunnel.open(config_path, name=name) as network:
         yield network
 

@@ -105,8 +105,18 @@ async def _upload(
                 writer.write(event.data)
                 counted.up += len(event.data)
                 if event.end:
-                    return
+                    return await _end_with(reader, writer)
             else:
                 return  # the client closed or broke its framing mid-body
         await writer.drain()
         events = session.receive(await reader.read(READ_SIZE))
+
+
+async def _end_with(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Once the request is sent, whatever else the client sends is ignored (one request per
+    connection), and the end of its input ends the origin's."""
+    await writer.drain()
+    while await reader.read(READ_SIZE):
+        pass
+    if writer.can_write_eof():
+        writer.write_eof()

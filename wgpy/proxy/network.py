@@ -53,7 +53,15 @@ class HostNetwork:
     async def open_connection(
         self, host: str, port: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection(host, port)
+        """To each of the name's addresses in turn; the first failure is raised if all fail, so
+        its errno (ECONNREFUSED...) tells the proxy's client what happened."""
+        first_error: OSError | None = None
+        for address in await self.resolve(host):
+            try:
+                return await asyncio.open_connection(address, port)
+            except OSError as error:
+                first_error = first_error or error
+        raise first_error or OSError(f"{host}: no address")
 
     async def create_datagram_endpoint(
         self,

@@ -229,7 +229,7 @@ def encode_address(host: str, port: int) -> bytes:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        name = host.encode("idna")
+        name = host.encode("ascii")  # as the client sent it; no IDNA here
         if not 0 < len(name) < 256:
             raise ValueError(f"{host!r}: a SOCKS5 domain name has 1 to 255 bytes") from None
         return bytes([AddressType.DOMAINNAME, len(name)]) + name + struct.pack("!H", port)
