@@ -320,3 +320,22 @@ def test_closing_a_tunnel_resets_its_open_connections_for_their_peers() -> None:
                 return error
 
     assert isinstance(run(test), ConnectionResetError)
+
+
+def test_two_hundred_concurrent_connections_each_get_their_own_bytes_back() -> None:
+    async def test() -> list[bool]:
+        async with tunnel_pair() as (a, b):
+            await b.start_server(upper_echo, 7, backlog=256)
+
+            async def one(n: int) -> bool:
+                reader, writer = await a.open_connection(B6 if n % 2 else B4, 7)
+                payload = random.Random(n).randbytes(20_000).lower()
+                writer.write(payload)
+                writer.write_eof()
+                back = await reader.read()
+                writer.close()
+                return back == payload.upper()
+
+            return await asyncio.gather(*(one(n) for n in range(200)))
+
+    assert run(test) == [True] * 200
