@@ -154,13 +154,21 @@ class Tunnel:
         """The UDP port the tunnel's datagrams arrive on."""
         return self.path.listen_port
 
+    def _routed(self, address: str) -> str:
+        """`address` in the stack's form, once a peer's AllowedIPs are found to hold it: else
+        ENETUNREACH at once, as a socket says for no route, not a silence that times out."""
+        parsed = ipaddress.ip_address(address)
+        if self.path.device.allowed_ips.lookup(parsed.packed) is None:
+            raise OSError(errno.ENETUNREACH, f"{address}: no peer's AllowedIPs hold it")
+        return str(parsed)
+
     # -- ICMP ------------------------------------------------------------------------------
 
     async def ping(self, address: str, timeout: float = 5.0) -> float:
         """Send an ICMP (ICMPv6) echo request to `address` through the tunnel and return the
         round-trip time in seconds; TimeoutError when no reply comes within `timeout`."""
         path = self.path
-        host = str(ipaddress.ip_address(address))
+        host = self._routed(address)
         self._ping_sequence = (self._ping_sequence + 1) & 0xFFFF
         key = (host, self._ping_identifier, self._ping_sequence)
         waiter = path.expect_echo(key)
@@ -195,6 +203,7 @@ class Tunnel:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         path = self.path
         loop = path.loop
+        address = self._routed(address)
         reader = asyncio.StreamReader(limit=limit, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         opened: asyncio.Future[None] = loop.create_future()
@@ -253,7 +262,7 @@ class Tunnel:
         remote = None
         if remote_addr is not None:
             (host, *_) = await self.resolve(remote_addr[0])
-            remote = normalized((host, remote_addr[1]))
+            remote = normalized((self._routed(host), remote_addr[1]))
         path = self.path
         udp = path.stack.udp_bind(local_addr[1] if local_addr else 0)
         protocol = protocol_factory()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import random
@@ -339,3 +340,21 @@ def test_two_hundred_concurrent_connections_each_get_their_own_bytes_back() -> N
             return await asyncio.gather(*(one(n) for n in range(200)))
 
     assert run(test) == [True] * 200
+
+
+@pytest.mark.parametrize("use", ["ping", "connect", "udp"])
+def test_an_address_no_peer_routes_is_unreachable_at_once(use: str) -> None:
+    elsewhere = "198.51.100.7"  # outside every AllowedIPs of the pair
+
+    async def test() -> None:
+        async with tunnel_pair() as (a, _):
+            if use == "ping":
+                await a.ping(elsewhere)
+            elif use == "connect":
+                await a.open_connection(elsewhere, 80)
+            else:
+                await a.create_datagram_endpoint(Collect, remote_addr=(elsewhere, 53))
+
+    with pytest.raises(OSError) as error:
+        run(test)
+    assert error.value.errno == errno.ENETUNREACH
