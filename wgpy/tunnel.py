@@ -82,7 +82,9 @@ class Tunnel:
         self.file = file
         self.dns_servers = [str(server) for server in interface.dns]
         self.mtu = interface.mtu or DEFAULT_MTU
-        self._rng = random.Random(os.urandom(16))
+        # The system's randomness (a random.Random in form): TCP's initial sequence numbers and
+        # ephemeral ports must not be predictable from earlier ones (RFC 6528).
+        self._rng = random.SystemRandom()
         self._ping_identifier = self._rng.getrandbits(16)
         self._ping_sequence = 0
         self.name = name
@@ -108,7 +110,11 @@ class Tunnel:
         self._path = path
         path.run(())  # arms the timers the configuration set (a persistent keepalive)
         if self.name is not None:
-            self._configuration = await serve_configuration(self.name, self.handle_request)
+            try:
+                self._configuration = await serve_configuration(self.name, self.handle_request)
+            except BaseException:
+                await self.close()
+                raise
 
     async def close(self) -> None:
         if self._dns_transport is not None:
