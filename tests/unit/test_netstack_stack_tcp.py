@@ -8,12 +8,16 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, IPerror
 from scapy.layers.inet6 import IPv6
 
+from wgpy.netstack import ip, tcp_segment
 from wgpy.netstack.drops import Drop
 from wgpy.netstack.stack import SYN_BACKLOG, Listener, Stack
 from wgpy.netstack.tcp import TcpConnection, TcpDrop, TcpEvent, TcpState
+from wgpy.netstack.tcp_segment import Flags, TcpSegment
 
 A4, A6 = "198.18.0.1", "fd00::1"
 B4, B6 = "198.18.0.2", "fd00::2"
@@ -178,3 +182,39 @@ def test_drops_by_reason_include_the_connections_own() -> None:
     link.a.receive(bytes(stray), link.now)
     link.a.receive(bytes(IP(src=B4, dst=A4) / TCP(dport=port, chksum=1)), link.now)
     assert link.a.drop_counts() == {TcpDrop.OUT_OF_WINDOW: 1, Drop.BAD_TCP_SEGMENT: 1}
+
+
+hostile_segments = st.lists(
+    st.tuples(
+        st.sampled_from([80, 81]),  # the listener's port, or a closed one
+        st.integers(0, 0xFFFFFFFF),  # seq
+        st.integers(0, 0xFFFFFFFF),  # ack
+        st.integers(0, 0xFF),  # flags, any combination
+        st.integers(0, 0xFFFF),  # window
+        st.binary(max_size=64),  # payload
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_segments, st.booleans())
+def test_hostile_segments_from_the_tunnel_never_raise_and_state_stays_bounded(
+    segments: list[tuple[int, int, int, int, int, bytes]], at_the_connection: bool
+) -> None:
+    """Checksummed segments with any flags, numbers and payload, some aimed at the open
+    connection's own ports: each is taken, answered or dropped, never raised."""
+    link = Link()
+    link.b.tcp_listen(80, syn_backlog=8)
+    client = link.a.tcp_connect(B4, 80, link.now)
+    link.settle()
+    a4, b4 = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
+    for port, seq, ack, flags, window, payload in segments:
+        src_port = client.local.port if at_the_connection else 40000 + port
+        segment = TcpSegment(src_port, port, seq, ack, Flags(flags), window, payload=payload)
+        wire = tcp_segment.serialize(segment, a4, b4)
+        link.b.receive(ip.build(a4, b4, ip.TCP, wire), link.now)
+        link.now += 0.01
+        link.b.packets_to_send(link.now)
+    link.settle(until=link.now + 600)  # every timer runs out
+    assert link.b.connections <= 1 + 8  # the accepted one, and at most the SYN backlog
