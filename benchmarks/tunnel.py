@@ -18,6 +18,7 @@ import io
 import json
 import pstats
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -96,6 +97,19 @@ async def upload(t: tunnel.Tunnel, size: int) -> None:
     assert count == size, f"uploaded {count} of {size} bytes"
 
 
+async def connect_time(t: tunnel.Tunnel, count: int = 50) -> float:
+    """The median time to open a connection (the three-way handshake through the tunnel), ms."""
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        reader, writer = await t.open_connection(SERVER, UPLOAD_PORT)
+        times.append(time.perf_counter() - started)
+        writer.write_eof()
+        await reader.read()
+        writer.close()
+    return statistics.median(times) * 1e3
+
+
 async def run(
     client_ns: netns.Namespace, config: str, size: int, profile: bool
 ) -> dict[str, float | str]:
@@ -105,6 +119,7 @@ async def run(
     try:
         await t.ping(SERVER)
         figures: dict[str, float | str] = dict(await measure(t, size))
+        figures["connect_ms"] = await connect_time(t)
         if profile:
             profiler = cProfile.Profile()
             profiler.enable()
@@ -146,6 +161,7 @@ def main() -> None:
             )
             figures = asyncio.run(run(client_ns, client_config, size, arguments.profile))
     profile = figures.pop("profile", "")
+    connect_ms = float(figures.pop("connect_ms"))
     rates = {key: float(value) for key, value in figures.items()}
     print(
         f"one TCP flow through wgpy.tunnel, {arguments.size} MiB each way, "
@@ -154,7 +170,12 @@ def main() -> None:
     for direction in ("download", "upload"):
         rate, cpu = rates[f"{direction}_MBps"], rates[f"{direction}_MB_per_cpu_s"]
         print(f"  {direction:9} {rate:6.1f} MB/s ({rate * 8:4.0f} Mbit/s), {cpu:6.1f} MB per CPU-s")
-    print(json.dumps({key: round(rate, 2) for key, rate in rates.items()}))
+    print(f"  connect   {connect_ms:6.2f} ms (median of 50)")
+    print(
+        json.dumps(
+            {**{key: round(rate, 2) for key, rate in rates.items()}, "connect_ms": connect_ms}
+        )
+    )
     print(profile)
 
 
