@@ -22,7 +22,7 @@ from wgpy.netstack.tcp import (
     TcpState,
     window_scale_for,
 )
-from wgpy.netstack.tcp_segment import Flags, TcpSegment
+from wgpy.netstack.tcp_segment import Flags, Options, TcpSegment
 
 MiB = 1 << 20
 _ADDRESSES = (CLIENT, SERVER)
@@ -361,6 +361,19 @@ def test_a_flood_of_tiny_out_of_order_segments_holds_bounded_state() -> None:
         client.receive(toward(client, Flags.ACK, ahead=offset, payload=b"x"), 1.0)
     assert client.drops[TcpDrop.REASSEMBLY_FULL] == 10_000 - 1 - tcp_reassembly.MAX_RUNS
     assert client._ooo.held == tcp_reassembly.MAX_RUNS
+
+
+def test_a_segment_with_an_older_timestamp_is_an_old_duplicate_and_dropped() -> None:
+    client = connected().client.conn
+    current = toward(client, Flags.ACK, payload=b"new")
+    stale = Options(timestamps=((client.ts_recent - 1) & MASK, 0))
+    client.receive(TcpSegment(**{**_fields(current), "options": stale}), 1.0)
+    assert client.drops[TcpDrop.PAWS] == 1 and client.readable == 0
+    [ack] = client.segments_to_send(1.0)
+    assert ack.ack == client.rcv_nxt & MASK  # answered, as any unacceptable segment
+    fresh = Options(timestamps=((client.ts_recent + 1) & MASK, 0))
+    client.receive(TcpSegment(**{**_fields(current), "options": fresh}), 1.1)
+    assert client.receive_data(10) == b"new"
 
 
 def test_an_ack_for_data_never_sent_is_dropped_and_answered() -> None:

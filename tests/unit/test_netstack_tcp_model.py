@@ -42,6 +42,7 @@ def scripted(script: list[str]) -> Callable[[TcpSegment], list[float]]:
     server_config=configs,
     mss=st.integers(536, 1460),
     seed=st.integers(0, 2**32),
+    stalls=st.lists(st.booleans(), max_size=60),
 )
 def test_what_one_end_writes_the_other_reads_whatever_the_network_does(
     up: list[str],
@@ -51,7 +52,9 @@ def test_what_one_end_writes_the_other_reads_whatever_the_network_does(
     server_config: TcpConfig,
     mss: int,
     seed: int,
+    stalls: list[bool],
 ) -> None:
+    """`stalls` says, step by step, when both applications stop reading (windows close)."""
     rng = random.Random(seed)
     link = Link(
         Channel(rng, fate=scripted(up)),
@@ -67,10 +70,13 @@ def test_what_one_end_writes_the_other_reads_whatever_the_network_does(
     client.to_write += wrote_up
     server.to_write += wrote_down
     client.close_when_written = server.close_when_written = True
+    stalls.reverse()
     while not (client.conn.state is server.conn.state is TcpState.CLOSED):
+        client.reading = server.reading = not (stalls and stalls.pop())
         assert wrote_up.startswith(server.read) and wrote_down.startswith(client.read)
         assert link.now < 3600, "the connection stalled"
         assert link.step()
+    client.reading = server.reading = True  # what is left in the buffers
     client.pump()
     server.pump()
     if TcpEvent.TIMED_OUT in client.events + server.events:

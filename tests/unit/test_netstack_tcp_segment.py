@@ -7,6 +7,7 @@ import ipaddress
 
 from hypothesis import given
 from hypothesis import strategies as st
+from rfc1071 import word_by_word_sum
 
 from wgpy.netstack.tcp_segment import (
     Flags,
@@ -17,6 +18,7 @@ from wgpy.netstack.tcp_segment import (
     encode_options,
     options_length,
     parse,
+    pseudo_header,
     serialize,
 )
 
@@ -75,6 +77,14 @@ def test_a_flipped_bit_is_dropped_for_its_checksum_or_its_shape(
     assert isinstance(decode(bytes(wire), *pair), SegmentDrop)
 
 
+@given(segments, addresses)
+def test_the_checksum_is_rfc_1071s_over_the_pseudo_header_and_segment(
+    segment: TcpSegment, pair: tuple[bytes, bytes]
+) -> None:
+    wire = serialize(segment, *pair)
+    assert word_by_word_sum(pseudo_header(*pair, len(wire)) + wire) == 0xFFFF
+
+
 @given(segments)
 def test_the_checksum_covers_the_addresses(segment: TcpSegment) -> None:
     assert decode(serialize(segment, *V4), V4[0], bytes(4)) == SegmentDrop.BAD_CHECKSUM
@@ -85,6 +95,13 @@ def test_garbage_decodes_to_a_segment_or_a_reason(data: bytes, pair: tuple[bytes
     result = decode(data, *pair)
     assert isinstance(result, TcpSegment | SegmentDrop)
     assert (parse(data, *pair) is None) == isinstance(result, SegmentDrop)
+
+
+@given(segments)
+def test_a_caller_may_skip_the_checksum_but_not_the_other_checks(segment: TcpSegment) -> None:
+    wire = serialize(segment, *V4)
+    assert decode(wire, V4[0], bytes(4), verify_checksum=False) == segment
+    assert decode(wire[:19], *V4, verify_checksum=False) == SegmentDrop.SHORT
 
 
 def test_a_segment_shorter_than_the_header_is_short() -> None:

@@ -81,6 +81,7 @@ class TcpDrop(Enum):
     ACK_TOO_OLD = "acknowledgment below SND.UNA by more than the window (RFC 5961 5.2)"
     BAD_SYN_ACK = "SYN-ACK or RST that does not acknowledge our SYN"
     REASSEMBLY_FULL = "out-of-order segment beyond the bound on runs held"
+    PAWS = "timestamp older than the last in-order one (RFC 7323 PAWS)"
 
 
 class IcmpKind(Enum):
@@ -371,6 +372,10 @@ class TcpConnection:
         """RFC 9293 3.10.7.4, with RFC 5961's checks on RST, SYN and ACK."""
         seq = unwrap(segment.seq, self.rcv_nxt)
         flags = segment.flags
+        if self._too_old(segment):
+            self.drops[TcpDrop.PAWS] += 1
+            self._ack_now = True
+            return
         if not self._acceptable(seq, segment.length):
             if flags & RST:
                 self.drops[TcpDrop.RST_OUT_OF_WINDOW] += 1
@@ -416,6 +421,14 @@ class TcpConnection:
         self._process_ack(segment, seq, ack, now)
         if self.state is not TcpState.CLOSED:
             self._process_data(segment, seq, now)
+
+    def _too_old(self, segment: TcpSegment) -> bool:
+        """PAWS (RFC 7323 5.3 R1): a timestamp older than TS.Recent marks an old duplicate,
+        even one whose sequence number, after a wrap, looks current. RST is exempt, as in Linux."""
+        stamps = segment.options.timestamps
+        if not self.timestamps or stamps is None or segment.flags & RST:
+            return False
+        return (stamps[0] - self.ts_recent) & MASK >= _HALF
 
     def _challenge(self, now: float) -> None:
         """A challenge ACK, at most one per CHALLENGE_ACK_INTERVAL (RFC 5961 7, Linux's
