@@ -103,6 +103,15 @@ def test_a_config_error_names_file_line_and_key(
     assert status == 1 and f"{bad}:2: ListenPort" in err
 
 
+def test_a_config_without_a_private_key_is_refused_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keyless = tmp_path / "keyless.conf"
+    keyless.write_text("[Interface]\nAddress = 192.0.2.2/32\n")
+    status, err = run([str(keyless), "--socks5", "1080"], capsys)
+    assert status == 1 and str(keyless) in err and "PrivateKey" in err
+
+
 def test_nothing_to_serve_is_an_error(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, err = run([str(config)], capsys)
     assert status == 1 and "nothing to serve" in err
