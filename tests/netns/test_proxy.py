@@ -215,8 +215,10 @@ def test_a_forwarded_request_cut_short_mid_body_is_closed_at_once(proxy: ProxyLa
         await close_quietly(writer)
         return answer
 
-    # Closed without an answer within the 5 s (TimeoutError if the proxy kept it open).
-    assert run_in(proxy.ns, cut_short) == b""
+    # Closed within the 5 s (TimeoutError if the proxy kept it open), with at most what the
+    # echo origin sent back of the forwarded part before the proxy aborted it.
+    answer = run_in(proxy.ns, cut_short)
+    assert answer == b"" or answer.startswith(b"POST / HTTP/1.1\r\n")
 
 
 def test_socks5_with_a_password_file_admits_only_its_users(lab: ProxyLab) -> None:
