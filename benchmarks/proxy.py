@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -86,7 +87,8 @@ def _rss_mb(pid: int) -> float:
 def measure() -> list[tuple[str, float, str]]:
     raise_open_files_limit()  # this process holds the 1,000 idle connections' client ends
     with proxy_lab() as lab:
-        lab.ns.popen("iperf3", "-s", "-B", SERVICE_V4, "-p", str(IPERF))
+        lab.ns.popen("iperf3", "-s", "-B", SERVICE_V4, "-p", str(IPERF),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         proxy = lab.start_proxy("--socks5", str(SOCKS),
                                 "-L", f"tcp:{FORWARD}:{SERVICE_V4}:{IPERF}")  # fmt: skip
         time.sleep(0.5)  # iperf3's server

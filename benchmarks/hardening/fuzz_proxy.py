@@ -20,10 +20,16 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 
-import h11
-
 from benchmarks.hardening import Figure
-from wgpy.lab.proxy import REFUSING_PORT, SERVICE_NAME, SERVICE_V4, TCP_ECHO, proxy_lab, socks5_open
+from wgpy.lab.proxy import (
+    REFUSING_PORT,
+    SERVICE_NAME,
+    SERVICE_V4,
+    TCP_ECHO,
+    proxy_lab,
+    response_status,
+    socks5_open,
+)
 from wgpy.proxy.http import HttpProxyConnection
 from wgpy.proxy.http import Rejected as HttpRejected
 from wgpy.proxy.relay import close_quietly
@@ -156,18 +162,9 @@ def _http(request: bytes, rng: random.Random) -> bool:
         assert len(rejections) == 1 and events[-1] is rejections[0]
         reply = connection.data_to_send()
         if reply:
-            assert 400 <= _status(reply) < 500, reply
+            assert 400 <= response_status(reply) < 500, reply
         return True
     return False
-
-
-def _status(response: bytes) -> int:
-    client = h11.Connection(h11.CLIENT)
-    client.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
-    client.receive_data(response)
-    event = client.next_event()
-    assert isinstance(event, h11.Response)
-    return event.status_code
 
 
 # Against a live proxy -----------------------------------------------------------------------

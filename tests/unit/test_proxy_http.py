@@ -9,17 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wgpy.lab.proxy import response_status
 from wgpy.proxy.http import Body, Forward, HttpProxyConnection, Phase, Rejected, Tunnel
-
-
-def response_status(data: bytes) -> int:
-    """The status of the response at the start of `data`, read by h11 as a client would."""
-    client = h11.Connection(h11.CLIENT)
-    client.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
-    client.receive_data(data)
-    event = client.next_event()
-    assert isinstance(event, h11.Response)
-    return event.status_code
 
 
 def test_connect_asks_for_a_tunnel_and_keeps_what_follows_for_the_relay() -> None:

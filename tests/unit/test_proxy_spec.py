@@ -94,13 +94,20 @@ def test_the_command_refuses_a_password_file_others_can_read(
     assert status == 1 and "mode 0644" in err and "secret" not in err
 
 
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("[Interface]\nListenPort = nope\n", ":2: ListenPort"),
+        ("[Interface]\nAddress = 192.0.2.2/32\n", ":1: PrivateKey: missing"),  # before anything
+    ],
+)
 def test_a_config_error_names_file_line_and_key(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str
 ) -> None:
     bad = tmp_path / "bad.conf"
-    bad.write_text("[Interface]\nListenPort = nope\n")
+    bad.write_text(text)
     status, err = run([str(bad), "--socks5", "1080"], capsys)
-    assert status == 1 and f"{bad}:2: ListenPort" in err
+    assert status == 1 and f"{bad}{where}" in err
 
 
 def test_nothing_to_serve_is_an_error(config: Path, capsys: pytest.CaptureFixture[str]) -> None:

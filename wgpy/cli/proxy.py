@@ -74,7 +74,7 @@ def run(argv: list[str]) -> int:
     configure_logging(os.environ.get("LOG_LEVEL", "error"), sys.stderr)
     try:
         spec = proxy_spec(args)
-        config = wgconfig.load(args.config)
+        config = wgconfig.load(args.config, require_private_key=True)
     except (CommandError, SpecError, ConfigError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1
@@ -83,9 +83,12 @@ def run(argv: list[str]) -> int:
         return 1
     _warn_unused(args.config, config)
     raise_open_files_limit()
+    if args.name is not None and args.stack == "kernel":
+        print(f"{PROG}: --name serves the user-space stack's socket: ignored with --stack kernel",
+              file=sys.stderr)  # fmt: skip
     try:
         asyncio.run(serve(args.config, args.stack, args.name, spec))
-    except (CommandError, OSError) as error:
+    except (CommandError, ConfigError, OSError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1
     return 0

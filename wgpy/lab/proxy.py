@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+import h11
+
 from wgpy.lab.netns import STARTUP_TIMEOUT, Namespace, ip_up, namespace, wait_until
 from wgpy.proxy.relay import close_quietly
 from wgpy.proxy.socks5 import encode_address
@@ -193,3 +195,14 @@ async def socks5_open(
         await close_quietly(writer)
         raise
     return reader, writer, bound
+
+
+def response_status(data: bytes) -> int:
+    """The status of the HTTP response at the start of `data`, read by h11 as a client would."""
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    client.receive_data(data)
+    event = client.next_event()
+    if not isinstance(event, h11.Response):
+        raise ValueError(f"no HTTP response: {data[:100]!r}")
+    return int(event.status_code)

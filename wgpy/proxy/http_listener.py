@@ -106,8 +106,9 @@ async def _upload(
                 counted.up += len(event.data)
                 if event.end:
                     return await _end_with(reader, writer)
-            else:
-                return  # the client closed or broke its framing mid-body
+            else:  # the client closed or broke its framing mid-body: the request is void
+                writer.transport.abort()
+                return
         await writer.drain()
         events = session.receive(await reader.read(READ_SIZE))
 

@@ -124,6 +124,16 @@ def _family(address: tuple[str, int] | None) -> int:
 
 
 def describe(address: Any) -> str:
-    """host:port, with brackets around an IPv6 host."""
+    """host:port, with brackets around an IPv6 host; what else a transport reports, as text."""
+    if not isinstance(address, tuple) or len(address) < 2:
+        return str(address) or "?"
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def ip_address_of(address: Any) -> tuple[str, int]:
+    """(IP, port) of a transport's address, or the unspecified one when it has none (a SOCKS5
+    reply must carry some address)."""
+    if isinstance(address, tuple) and len(address) >= 2 and is_address(str(address[0])):
+        return str(address[0]), int(address[1])
+    return "0.0.0.0", 0

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import NamedTuple, cast
 
-from wgpy.proxy.network import Network, describe, is_address
+from wgpy.proxy.network import Network, describe, ip_address_of, is_address
 from wgpy.proxy.relay import close_quietly, relay
 from wgpy.proxy.socks5 import (
     Command,
@@ -95,8 +95,7 @@ class Socks5Handler:
             writer.write(session.data_to_send())
             await close_quietly(writer)
             return
-        bound = upstream[1].get_extra_info("sockname") or ("0.0.0.0", 0)
-        session.reply(Reply.SUCCEEDED, (str(bound[0]), int(bound[1])))
+        session.reply(Reply.SUCCEEDED, ip_address_of(upstream[1].get_extra_info("sockname")))
         writer.write(session.data_to_send())
         log.debug("socks5 %s -> %s: opened", peer, target)
         counted = await relay((reader, writer), upstream, session.trailing_data())
