@@ -7,6 +7,7 @@ bytes (4 or 16) on the data path; `ipaddress` is for the edges.
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Final, NamedTuple
 
@@ -22,6 +23,8 @@ HOP_LIMIT: Final = 64  # Linux's default TTL and hop limit
 _IPV4: Final = struct.Struct("!BBHHHBBH4s4s")
 _IPV6: Final = struct.Struct("!IHBB16s16s")
 _MORE_FRAGMENTS_OR_OFFSET: Final = 0x3FFF
+_DONT_FRAGMENT: Final = 0x4000  # set on what the stack sends, as Linux sets it on TCP
+_WORDS: Final = struct.Struct("!10H")
 
 
 class IpPacket(NamedTuple):
@@ -76,22 +79,26 @@ def _parse_ipv6(packet: bytes) -> IpPacket | Drop:
 def build(source: bytes, destination: bytes, protocol: int, payload: bytes) -> bytes:
     """A packet of the version the addresses' length says, its IPv4 header checksummed."""
     if len(source) == 4:
+        length = IPV4_HEADER_LEN + len(payload)
+        total = _ipv4_sum(source, destination, protocol) + length
+        while total > 0xFFFF:
+            total = (total & 0xFFFF) + (total >> 16)
         header = _IPV4.pack(
-            0x45,
-            0,
-            IPV4_HEADER_LEN + len(payload),
-            0,
-            0x4000,
-            HOP_LIMIT,
-            protocol,
-            0,
-            source,
-            destination,
-        )  # fmt: skip  (0x4000: don't fragment, as Linux sends TCP)
-        checksum = internet_checksum(header)
-        return header[:10] + checksum.to_bytes(2, "big") + header[12:] + payload
+            0x45, 0, length, 0, _DONT_FRAGMENT, HOP_LIMIT, protocol, 0xFFFF - total,
+            source, destination,
+        )  # fmt: skip
+        return header + payload
     header = _IPV6.pack(6 << 28, len(payload), protocol, HOP_LIMIT, source, destination)
     return header + payload
+
+
+@functools.lru_cache(maxsize=1024)
+def _ipv4_sum(source: bytes, destination: bytes, protocol: int) -> int:
+    """The sum of the 16-bit words of the IPv4 header `build` writes, but its total length
+    and checksum: the same for every packet of a flow, so the checksum (RFC 1071) is this plus
+    the length, folded and complemented."""
+    header = _IPV4.pack(0x45, 0, 0, 0, _DONT_FRAGMENT, HOP_LIMIT, protocol, 0, source, destination)
+    return sum(_WORDS.unpack(header))
 
 
 def pseudo_header(source: bytes, destination: bytes, protocol: int, length: int) -> bytes:
