@@ -45,7 +45,7 @@ async def tunnel_pair(
     *, dns_on_b: bool = False
 ) -> AsyncIterator[tuple[tunnel.Tunnel, tunnel.Tunnel]]:
     """Tunnels A and B, peers of each other; A knows B's endpoint and starts the handshake.
-    With `dns_on_b`, A's DNS = is B's tunnel address (serve it with `serve_dns`)."""
+    With `dns_on_b`, A's DNS = is B's tunnel address (serve a DnsZone there on port 53)."""
     key_a, key_b = generate_private_key(os.urandom), generate_private_key(os.urandom)
     b = tunnel.open(config_text(key_b, (B4, B6), key_a, (A4, A6)))
     async with b:
