@@ -13,6 +13,7 @@ from tcp_link import CLIENT, SERVER, Channel, Endpoint, Link
 from wgpy.netstack import tcp_reassembly
 from wgpy.netstack.tcp import (
     MASK,
+    RTO_AFTER_SYN_TIMEOUT,
     IcmpKind,
     TcpConfig,
     TcpConnection,
@@ -109,6 +110,27 @@ def test_an_unanswered_syn_ack_is_resent_with_backoff_then_the_passive_end_times
     expected = [first + config.rto_initial * ((1 << k) - 1) for k in range(config.syn_retries + 1)]
     assert times == pytest.approx(expected)
     assert server(link).conn.events() == [TcpEvent.TIMED_OUT]
+
+
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_after_a_lost_syn_the_rto_falls_back_to_three_seconds_until_a_sample(
+    timestamps: bool,
+) -> None:
+    config = TcpConfig(timestamps=timestamps)
+    link = make_link(client_config=config, server_config=config)
+    link.client.channel.fate = lambda segment: [] if not link.client.channel.sent[1:] else [0.0]
+    link.run(link.established)
+    client = link.client.conn
+    assert client.rtt.rto == (client.rtt.rto_min if timestamps else RTO_AFTER_SYN_TIMEOUT)
+
+
+def test_a_syn_offering_a_window_scale_of_zero_is_answered_with_ours() -> None:
+    client = TcpConnection.connect(*_ADDRESSES, 0.0, iss=1, mss=1460)
+    syn = client.segments_to_send(0.0)[0]
+    offer = TcpSegment(**{**_fields(syn), "options": Options(mss=1460, window_scale=0)})
+    srv = TcpConnection.accept(offer, *reversed(_ADDRESSES), 0.0, iss=9, mss=1460)
+    [syn_ack] = srv.segments_to_send(0.0)
+    assert syn_ack.options.window_scale == srv.rcv_scale > 0 and srv.snd_scale == 0
 
 
 def test_a_simultaneous_open_establishes_both_ends() -> None:

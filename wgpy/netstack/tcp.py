@@ -34,6 +34,7 @@ DUPTHRESH: Final = 3  # RFC 5681 3.2
 MAX_WINDOW_SCALE: Final = 14  # RFC 7323 2.3
 _MAX_WINDOW: Final = 0xFFFF
 CHALLENGE_ACK_INTERVAL: Final = 0.5  # seconds
+RTO_AFTER_SYN_TIMEOUT: Final = 3.0  # RFC 6298 5.7, Linux's TCP_TIMEOUT_FALLBACK
 
 
 class Address(NamedTuple):
@@ -178,7 +179,7 @@ class TcpConnection:
         self.snd_wl1 = self.snd_wl2 = 0
         self.snd_scale = self.rcv_scale = 0
         self.rcv_nxt = self.rcv_adv = 0
-        self.sack = self.timestamps = False
+        self.sack = self.timestamps = self.window_scaling = False  # as negotiated
         self.ts_recent = 0
         self._ts_offset = iss  # per connection, so TSval does not leak the clock (RFC 7323 7.1)
         self.drops: Counter[TcpDrop] = Counter()
@@ -252,8 +253,10 @@ class TcpConnection:
         options = syn.options
         self.mss = min(self.our_mss, options.mss if options.mss else DEFAULT_MSS)
         self.congestion = NewReno.initial(self.mss, self.config.initial_window)
-        if self.config.window_scaling and options.window_scale is not None:
-            self.snd_scale = min(options.window_scale, MAX_WINDOW_SCALE)
+        offered = options.window_scale
+        self.window_scaling = self.config.window_scaling and offered is not None
+        if self.window_scaling and offered is not None:
+            self.snd_scale = min(offered, MAX_WINDOW_SCALE)
             self.rcv_scale = window_scale_for(self.config.receive_buffer)
         else:
             self.snd_scale = self.rcv_scale = 0
@@ -361,8 +364,8 @@ class TcpConnection:
         if flags & ACK:
             self._sample_rtt(now, segment)
             self.snd_una = self.snd_nxt = self.iss + 1
-            self._rto_at, self.retries, self.rtt.backoff = None, 0, 0
             self._establish(now)
+            self._rto_at, self.retries, self.rtt.backoff = None, 0, 0
             self._ack_now = True
         else:  # simultaneous open: our SYN again, now with an ACK
             self.state = TcpState.SYN_RECEIVED
@@ -448,6 +451,8 @@ class TcpConnection:
         return self.rcv_nxt <= seq < self.rcv_adv or self.rcv_nxt <= end < self.rcv_adv
 
     def _establish(self, now: float) -> None:
+        if self.retries and self.rtt.srtt is None:  # the SYN went again: no sample (Karn)
+            self.rtt.rto_initial = max(self.rtt.rto_initial, RTO_AFTER_SYN_TIMEOUT)
         self.state = TcpState.FIN_WAIT_1 if self._fin_seq is not None else TcpState.ESTABLISHED
         self._events.append(TcpEvent.ESTABLISHED)
         if self.config.keepalive:
@@ -706,10 +711,10 @@ class TcpConnection:
                 self.high_rxt = hole[0] + segment.length
                 out.append(segment)
                 continue
-            segment_or_none = self._next_new_segment(now)
-            if segment_or_none is None:
+            new = self._next_new_segment(now)
+            if new is None:
                 break
-            out.append(segment_or_none)
+            out.append(new)
         waiting = self._send_seq + len(self._send_buf) > self.snd_nxt
         if (
             waiting
@@ -748,10 +753,8 @@ class TcpConnection:
         nxt = self.snd_nxt
         end_of_data = self._send_seq + len(self._send_buf)
         window_end = self.snd_una + self.snd_wnd
-        if nxt == self.snd_una < self.snd_max:
-            window_end = max(
-                window_end, nxt + self.mss
-            )  # the head goes again even into a zero window
+        if nxt == self.snd_una < self.snd_max:  # the head goes again even into a zero window
+            window_end = max(window_end, nxt + self.mss)
         for left, right in self.scoreboard.holes(nxt):
             nxt = left  # go-back-N skips what the receiver SACKed
             window_end = min(window_end, right)
@@ -800,18 +803,17 @@ class TcpConnection:
             self._rto_at = now + self.rtt.rto
 
     def _syn(self, now: float) -> TcpSegment:
+        """Our SYN, or SYN-ACK: it offers what the config allows, and answers only what the
+        peer's SYN offered."""
         config = self.config
         passive = self.state is TcpState.SYN_RECEIVED
-        scale = (
-            self.rcv_scale if (self.snd_scale or not passive) and config.window_scaling else None
-        )
+        scaling = self.window_scaling if passive else config.window_scaling
+        stamping = self.timestamps if passive else config.timestamps
         options = Options(
             mss=self.our_mss,
-            window_scale=scale,
+            window_scale=self.rcv_scale if scaling else None,
             sack_permitted=self.sack if passive else config.sack,
-            timestamps=(self._tsval(now), self.ts_recent)
-            if (self.timestamps if passive else config.timestamps)
-            else None,
+            timestamps=(self._tsval(now), self.ts_recent) if stamping else None,
         )
         flags = SYN | (ACK if passive else 0)
         window = min(config.receive_buffer, _MAX_WINDOW)
