@@ -7,6 +7,7 @@ user-space stack is tests/netns/test_tunnel*.py's (issue 17's STACK)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
@@ -31,6 +32,7 @@ from wgpy.lab.proxy import (
     ProxyLab,
     Socks5Failed,
     proxy_lab,
+    rootless_lab,
     socks5_open,
 )
 from wgpy.proxy.network import HostNetwork
@@ -46,23 +48,30 @@ FILE_SIZE = 8 << 20
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[ProxyLab]:
+    """The proxy lab on the kernel stack, for the tests that start proxies of their own."""
     with proxy_lab() as lab:
         yield lab
 
 
-@pytest.fixture(scope="module")
-def proxy(lab: ProxyLab) -> Iterator[ProxyLab]:
-    """One proxy with every kind of listener, for the tests that only use it."""
-    process = lab.start_proxy(
-        "--socks5", str(SOCKS), "--http", str(HTTP),
-        "-L", f"tcp:{LOCAL_TCP}:{SERVICE_NAME}:{TCP_ECHO}",
-        "-L", f"udp:{LOCAL_UDP}:{SERVICE_V4}:{UDP_ECHO}",
-        "-R", f"tcp:{REMOTE_TCP}:[{SERVICE_V6}]:{TCP_ECHO}",
-        "-R", f"udp:{REMOTE_UDP}:{SERVICE_V4}:{UDP_ECHO}",
-        "--connect-timeout", "2",
-    )  # fmt: skip
-    yield lab
-    lab.ns.stop(process)
+@pytest.fixture(scope="module", params=["kernel", "userspace"])
+def proxy(request: pytest.FixtureRequest) -> Iterator[ProxyLab]:
+    """One proxy with every kind of listener, on this machine's stack and on wgpy.tunnel through
+    wireguard-go (the rootless lab), for the tests that only use it."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "kernel":
+            lab = request.getfixturevalue("lab")
+        else:
+            lab = stack.enter_context(rootless_lab())
+        process = lab.start_proxy(
+            "--socks5", str(SOCKS), "--http", str(HTTP),
+            "-L", f"tcp:{LOCAL_TCP}:{SERVICE_NAME}:{TCP_ECHO}",
+            "-L", f"udp:{LOCAL_UDP}:{SERVICE_V4}:{UDP_ECHO}",
+            "-R", f"tcp:{REMOTE_TCP}:127.0.0.1:{TCP_ECHO}",
+            "-R", f"udp:{REMOTE_UDP}:[::1]:{UDP_ECHO}",
+            "--connect-timeout", "2",
+        )  # fmt: skip
+        yield lab
+        lab.client.stop(process)
 
 
 def run_in(ns: Namespace, work):  # type: ignore[no-untyped-def]
@@ -76,7 +85,7 @@ def sha256(path: Path) -> str:
 
 
 def curl(lab: ProxyLab, *args: str) -> str:
-    return lab.ns.run(
+    return lab.client.run(
         "curl", "--silent", "--show-error", "--fail", "--max-time", "60", *args
     ).stdout
 
@@ -99,7 +108,7 @@ def test_curl_fetches_a_file_by_name_through_the_proxy_intact(
 
 def test_curl_tunnels_through_http_connect(proxy: ProxyLab) -> None:
     served = proxy.serve_file("connect.bin", 1 << 20)
-    body = proxy.ns.run(
+    body = proxy.client.run(
         "curl", "--silent", "--fail", "--proxytunnel", "--proxy", f"http://127.0.0.1:{HTTP}",
         f"http://[{SERVICE_V6}]:{HTTP_PORT}/{served.name}", "-o", "/dev/null",
         "-w", "%{size_download}",
@@ -107,31 +116,40 @@ def test_curl_tunnels_through_http_connect(proxy: ProxyLab) -> None:
     assert body == str(1 << 20)
 
 
-def test_the_tunnel_dns_stub_resolves_through_the_labs_dns_server(proxy: ProxyLab) -> None:
-    addresses = run_in(proxy.ns, lambda: resolve(HostNetwork(), [SERVICE_V4], SERVICE_NAME))
+def test_the_dns_stub_resolves_through_the_labs_dns_server(lab: ProxyLab) -> None:
+    addresses = run_in(lab.ns, lambda: resolve(HostNetwork(), [SERVICE_V4], SERVICE_NAME))
     assert addresses == [SERVICE_V4, SERVICE_V6]
 
 
-def test_local_and_remote_tcp_forwards_echo_every_byte(proxy: ProxyLab) -> None:
-    async def echoed(port: int) -> bytes:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+def forward_entry(lab: ProxyLab, direction: str) -> tuple[Namespace, str]:
+    """Where a forward's listener is reached from: -L on this machine's loopback, -R on the
+    tunnel address from the server's side (the lab's own loopback on the kernel stack)."""
+    return (lab.client, "127.0.0.1") if direction == "-L" else (lab.ns, lab.tunnel_address)
+
+
+@pytest.mark.parametrize(("direction", "port"), [("-L", LOCAL_TCP), ("-R", REMOTE_TCP)])
+def test_tcp_forwards_echo_every_byte(proxy: ProxyLab, direction: str, port: int) -> None:
+    ns, host = forward_entry(proxy, direction)
+
+    async def echoed() -> bool:
+        reader, writer = await asyncio.open_connection(host, port)
         payload = os.urandom(300_000)
         writer.write(payload)
         writer.write_eof()
         back = await reader.read()
         await close_quietly(writer)
-        return hashlib.sha256(back).digest() if back == payload else b"different"
+        return back == payload
 
-    for port in (LOCAL_TCP, REMOTE_TCP):
-        assert run_in(proxy.ns, lambda port=port: echoed(port)) != b"different"
+    assert run_in(ns, echoed)
 
 
-def test_local_and_remote_udp_forwards_carry_datagrams_both_ways(proxy: ProxyLab) -> None:
-    with proxy.ns.entered(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+@pytest.mark.parametrize(("direction", "port"), [("-L", LOCAL_UDP), ("-R", REMOTE_UDP)])
+def test_udp_forwards_carry_datagrams_both_ways(proxy: ProxyLab, direction: str, port: int) -> None:
+    ns, host = forward_entry(proxy, direction)
+    with ns.entered(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(5)
-        for port in (LOCAL_UDP, REMOTE_UDP):
-            sock.sendto(b"ping %d" % port, ("127.0.0.1", port))
-            assert sock.recvfrom(100) == (b"ping %d" % port, ("127.0.0.1", port))
+        sock.sendto(b"ping %d" % port, (host, port))
+        assert sock.recvfrom(100) == (b"ping %d" % port, (host, port))
 
 
 def test_udp_associate_relays_datagrams_with_their_socks5_headers(proxy: ProxyLab) -> None:
@@ -148,7 +166,7 @@ def test_udp_associate_relays_datagrams_with_their_socks5_headers(proxy: ProxyLa
         await close_quietly(writer)
         return answers
 
-    answers = run_in(proxy.ns, associate)
+    answers = run_in(proxy.client, associate)
     assert answers[:2] == [(SERVICE_V4, UDP_ECHO, SERVICE_V4.encode()),
                            (SERVICE_V6, UDP_ECHO, SERVICE_V6.encode())]  # fmt: skip
     assert answers[2][1:] == (UDP_ECHO, SERVICE_NAME.encode())
@@ -167,7 +185,7 @@ def test_200_concurrent_connections_each_echo_their_own_bytes(proxy: ProxyLab) -
     async def many() -> list[bool]:
         return await asyncio.gather(*(one(index) for index in range(200)))
 
-    assert run_in(proxy.ns, many) == [True] * 200
+    assert run_in(proxy.client, many) == [True] * 200
 
 
 @pytest.mark.parametrize(
@@ -189,12 +207,12 @@ def test_a_refusing_or_silent_server_gets_the_socks5_reply_that_says_so(
         return 0
 
     started = time.monotonic()
-    assert run_in(proxy.ns, attempt) == reply
+    assert run_in(proxy.client, attempt) == reply
     assert time.monotonic() - started < 10  # --connect-timeout 2
 
 
 def test_the_http_proxy_answers_502_for_a_refusing_server(proxy: ProxyLab) -> None:
-    status = proxy.ns.run(
+    status = proxy.client.run(
         "curl", "--silent", "--proxy", f"http://127.0.0.1:{HTTP}", "-o", "/dev/null",
         "-w", "%{http_code}", f"http://{SERVICE_V4}:{REFUSING_PORT}/",
         check=False,
@@ -217,7 +235,7 @@ def test_a_forwarded_request_cut_short_mid_body_is_closed_at_once(proxy: ProxyLa
 
     # Closed within the 5 s (TimeoutError if the proxy kept it open), with at most what the
     # echo origin sent back of the forwarded part before the proxy aborted it.
-    answer = run_in(proxy.ns, cut_short)
+    answer = run_in(proxy.client, cut_short)
     assert answer == b"" or answer.startswith(b"POST / HTTP/1.1\r\n")
 
 

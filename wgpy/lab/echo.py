@@ -1,5 +1,7 @@
-"""`python -m wgpy.lab.echo --tcp PORT --udp PORT`: echo servers on every address (IPv4 and IPv6),
-the services the proxy's tests and benchmarks reach through it. Serves until SIGTERM."""
+"""`python -m wgpy.lab.echo --tcp PORT --udp PORT [--host ADDRESS]...`: echo servers, the services
+the proxy's tests and benchmarks reach through it. TCP listens on every address; UDP on each
+--host (default 127.0.0.1 and ::1) on its own socket, so that an answer leaves from the address
+asked, whatever the route back. Serves until SIGTERM."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ async def _tcp_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
     writer.close()
 
 
-async def serve(tcp_port: int | None, udp_port: int | None) -> None:
+async def serve(tcp_port: int | None, udp_port: int | None, hosts: list[str]) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
@@ -36,9 +38,11 @@ async def serve(tcp_port: int | None, udp_port: int | None) -> None:
     if tcp_port is not None:
         closing.append(await asyncio.start_server(_tcp_echo, ["0.0.0.0", "::"], tcp_port))
     if udp_port is not None:
-        # "::" takes IPv4 too: IPV6_V6ONLY is off by default.
-        transport, _ = await loop.create_datagram_endpoint(_UdpEcho, local_addr=("::", udp_port))
-        closing.append(transport)
+        for host in hosts:
+            transport, _ = await loop.create_datagram_endpoint(
+                _UdpEcho, local_addr=(host, udp_port)
+            )
+            closing.append(transport)
     await stopping.wait()
     for item in closing:
         item.close()
@@ -48,8 +52,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m wgpy.lab.echo")
     parser.add_argument("--tcp", type=int)
     parser.add_argument("--udp", type=int)
+    parser.add_argument("--host", action="append", help="a UDP address (repeatable)")
     args = parser.parse_args()
-    asyncio.run(serve(args.tcp, args.udp))
+    asyncio.run(serve(args.tcp, args.udp, args.host or ["127.0.0.1", "::1"]))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""A namespace for `wgpy proxy` over this machine's own stack (`--stack kernel`): services on the
-loopback's extra addresses (echo, HTTP, a DNS server), the proxy run as nobody with every capability
-dropped, and a small SOCKS5 client. The proxy's tests, fuzzing and benchmarks share it.
+"""Namespaces for `wgpy proxy`: services on the loopback's extra addresses (echo, HTTP, a DNS
+server), the proxy run as nobody with every capability dropped, and a small SOCKS5 client. The
+proxy's tests, fuzzing and benchmarks share them. `proxy_lab()` runs the proxy beside the services
+on this machine's own stack (`--stack kernel`); `rootless_lab()` puts them behind a WireGuard
+server and runs the proxy on wgpy.tunnel in a namespace with no TUN (`--stack userspace`).
 
 Addresses: SERVICE_V4 and SERVICE_V6 on the loopback (no dummy module needed); dnsmasq answers
 SERVICE_NAME with both, and the namespace's resolv.conf (ip netns exec's /etc/netns/NAME/) points
@@ -25,12 +27,27 @@ from typing import IO
 
 import h11
 
-from wgpy.lab.netns import STARTUP_TIMEOUT, Namespace, ip_up, namespace, wait_until
+from wgpy.lab.netns import (
+    STARTUP_TIMEOUT,
+    WG_PORT,
+    Namespace,
+    configured_daemon,
+    ip_up,
+    join,
+    namespace,
+    one_peer_config,
+    unique_ifname,
+    wait_until,
+    wg_genkey,
+)
 from wgpy.proxy.relay import close_quietly
 from wgpy.proxy.socks5 import encode_address
 
 SERVICE_V4, SERVICE_V6 = "198.18.17.1", "fd00:17::1"
 SERVICE_NAME = "svc.proxy.test"
+# The rootless lab's tunnel addresses, server's and client's, each family.
+SERVER_TUNNEL, CLIENT_TUNNEL = "192.0.2.1", "192.0.2.2"
+SERVER_TUNNEL_V6, CLIENT_TUNNEL_V6 = "fd00:2::1", "fd00:2::2"
 TCP_ECHO, UDP_ECHO, HTTP_PORT = 7, 7, 8080
 REFUSING_PORT, SILENT_PORT = 9, 19  # nothing listens; SYNs to the second are dropped
 NOBODY = 65534
@@ -52,32 +69,37 @@ AllowedIPs = 0.0.0.0/0
 
 
 class ProxyLab:
+    """The services' namespace `ns`, and where the proxy and its clients run: `client`, which
+    is `ns` itself on the kernel stack, and on the user-space stack a namespace of its own that
+    reaches `ns` only through the tunnel. `tunnel_address` is where `ns` reaches -R's ports."""
+
     def __init__(self, ns: Namespace, files: Path) -> None:
         self.ns = ns
         self.files = files  # readable by nobody
         self.config = files / "proxy.conf"
         self.config.write_text(CONFIG.format(dns=SERVICE_V4))
+        self.client, self.stack, self.tunnel_address = ns, "kernel", "127.0.0.1"
         self.logs: dict[int, IO[bytes]] = {}  # by pid: what each proxy wrote
 
     def start_proxy(
         self, *options: str, environment: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        """`wgpy proxy --stack kernel` with `options`, as nobody, once its listeners stand
-        (the ports of its --socks5, --http and -L options)."""
+        """`wgpy proxy` with `options` on the lab's stack in `client`, as nobody, once its
+        listeners stand (the ports of its --socks5, --http and -L options)."""
         log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the lab)
         command = [*UNPRIVILEGED, sys.executable, "-m", "wgpy.cli.wgpy", "proxy",
-                   str(self.config), "--stack", "kernel", *options]  # fmt: skip
+                   str(self.config), "--stack", self.stack, *options]  # fmt: skip
         env = {**os.environ, **(environment or {})}
-        process = self.ns.popen(*command, stdout=log, stderr=log, env=env, cwd=self.files)
+        process = self.client.popen(*command, stdout=log, stderr=log, env=env, cwd=self.files)
         self.logs[process.pid] = log
         ports = listened_ports(options)
         if (
             not wait_until(
-                lambda: process.poll() is not None or listening(self.ns, ports), STARTUP_TIMEOUT
+                lambda: process.poll() is not None or listening(self.client, ports), STARTUP_TIMEOUT
             )
             or process.poll() is not None
         ):
-            self.ns.stop(process)
+            self.client.stop(process)
             raise RuntimeError(f"wgpy proxy did not start: {self.output(process)}")
         return process
 
@@ -121,8 +143,39 @@ def proxy_lab() -> Iterator[ProxyLab]:
             shutil.rmtree(resolv)
 
 
+@contextmanager
+def rootless_lab() -> Iterator[ProxyLab]:
+    """The proxy lab behind a WireGuard server (wireguard-go in `ns`, tunnel addresses
+    SERVER_TUNNEL and SERVER_TUNNEL_V6), and a client namespace joined to it by a veth pair,
+    with an echo service of its own (for -R) and no TUN, where the proxy runs on the user-space
+    stack."""
+    server, client = wg_genkey(), wg_genkey()
+    with proxy_lab() as lab, namespace("wgpyproxy17c") as client_ns:
+        join(lab.ns, client_ns)
+        _start_echo(client_ns)
+        allowed = f"{CLIENT_TUNNEL}/32, {CLIENT_TUNNEL_V6}/128"
+        wg = one_peer_config(server.private, client.public, allowed)
+        addresses = f"{SERVER_TUNNEL}/24", f"{SERVER_TUNNEL_V6}/64"
+        with configured_daemon(lab.ns, ("wireguard-go",), unique_ifname("wgp"), wg, *addresses):
+            lab.config.write_text(
+                f"[Interface]\nPrivateKey = {client.private}\n"
+                f"Address = {CLIENT_TUNNEL}/32, {CLIENT_TUNNEL_V6}/128\n"
+                f"DNS = {SERVICE_V4}\n\n[Peer]\nPublicKey = {server.public}\n"
+                f"AllowedIPs = {SERVER_TUNNEL}/32, {SERVICE_V4}/32, {SERVICE_V6}/128\n"
+                f"Endpoint = {lab.ns.ipv4}:{WG_PORT}\n"
+            )  # a test key, for nobody to read
+            lab.client, lab.stack, lab.tunnel_address = client_ns, "userspace", CLIENT_TUNNEL
+            yield lab
+
+
+def _start_echo(ns: Namespace, *udp_hosts: str) -> None:
+    hosts = [option for host in ("127.0.0.1", "::1", *udp_hosts) for option in ("--host", host)]
+    ns.popen(sys.executable, "-m", "wgpy.lab.echo", "--tcp", str(TCP_ECHO), "--udp",
+             str(UDP_ECHO), *hosts)  # fmt: skip
+
+
 def _start_services(ns: Namespace, files: Path) -> None:
-    ns.popen(sys.executable, "-m", "wgpy.lab.echo", "--tcp", str(TCP_ECHO), "--udp", str(UDP_ECHO))
+    _start_echo(ns, SERVICE_V4, SERVICE_V6)
     ns.popen(sys.executable, "-m", "http.server", "--bind", "::", "--directory",
              str(files / "www"), str(HTTP_PORT), stdout=subprocess.DEVNULL,
              stderr=subprocess.DEVNULL)  # fmt: skip
