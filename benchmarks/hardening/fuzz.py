@@ -8,6 +8,9 @@
 - Configuration requests (fuzz_uapi.py): in process through the server's framing, and over a live
   daemon's socket. Promise: no crash, every reply ends in an errno, and a rejected `set` changes
   nothing `get` shows.
+- Proxy requests (fuzz_proxy.py, issue 17): garbage SOCKS5 and HTTP requests in process and at a
+  live `wgpy proxy`. Promise: no crash, a protocol error reply or a close for each, the proxy
+  serving on, a legitimate connection unharmed.
 - Configuration files (fuzz_config.py). Promise: no crash, and every rejection is a ConfigError
   naming the file and a line of it; an accepted file reads back unchanged from `serialize`.
 """
@@ -18,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from benchmarks.hardening import Figure
+from benchmarks.hardening import Figure, fuzz_proxy
 from benchmarks.hardening.fuzz_config import ConfigFuzzResult, fuzz_config_files
 from benchmarks.hardening.fuzz_tunnel import (
     FLIGHT,
@@ -44,12 +47,16 @@ class Sizes:
     requests_in_process: int
     requests_live: int
     config_files: int
+    proxy_in_process: int
+    proxy_live: int
 
 
 FULL = Sizes(datagrams=1_000_000, offered=10 * OFFERED_RATE, requests_in_process=100_000,
-             requests_live=10_000, config_files=100_000)  # fmt: skip
+             requests_live=10_000, config_files=100_000, proxy_in_process=100_000,
+             proxy_live=100_000)  # fmt: skip
 SHORT = Sizes(datagrams=20_000, offered=OFFERED_RATE, requests_in_process=10_000,
-              requests_live=1_000, config_files=10_000)  # fmt: skip
+              requests_live=1_000, config_files=10_000, proxy_in_process=10_000,
+              proxy_live=2_000)  # fmt: skip
 
 
 def run(short: bool) -> list[Figure]:
@@ -59,6 +66,7 @@ def run(short: bool) -> list[Figure]:
     in_process = fuzz_in_process(sizes.requests_in_process, SEED)
     live = fuzz_lone_daemon(sizes.requests_live, SEED)
     files = fuzz_config_files(sizes.config_files, SEED)
+    proxy = fuzz_proxy.run(sizes.proxy_in_process, sizes.proxy_live, SEED)
     for finding in [*in_process.crashes, *live.crashes, *files.crashes]:
         print(f"fuzz finding:\n{finding}\n", file=sys.stderr)
     if tunnel.log_faults or not tunnel.daemon_alive:
@@ -69,6 +77,7 @@ def run(short: bool) -> list[Figure]:
         offered_figure(tunnel.offered, sizes.offered),
         *request_figures(in_process, live, sizes),
         *file_figures(files, sizes.config_files),
+        *proxy,
     ]
 
 

@@ -12,7 +12,7 @@ import pytest
 from benchmarks.hardening import fuzz
 
 
-@pytest.mark.netns("wg", "nft")
+@pytest.mark.netns("wg", "nft", "dnsmasq", "setpriv", "ss")  # ss, dnsmasq: the proxy lab
 def test_the_short_fuzz_run_keeps_every_promise() -> None:
     figures = fuzz.run(short=True)
 

@@ -3,6 +3,7 @@ The one that needs a network namespace is in tests/netns/test_examples.py."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -41,6 +42,27 @@ def test_ten_simulated_minutes_rekey_at_least_four_times_in_under_five_seconds()
     assert "t= 120.0 s  rekey 1: alice initiated, bob answered" in output
 
 
-@pytest.mark.parametrize("example", ["asyncio_echo.py", "ten_minutes.py"])
+# Root drops to uid 65534 with no capability left, to show the example needs none.
+UNPRIVILEGED = (
+    ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+     "--inh-caps=-all", "--bounding-set=-all")
+    if os.geteuid() == 0 else ()
+)  # fmt: skip
+
+
+def test_an_http_get_crosses_a_wireguard_session_with_no_root_and_no_tun() -> None:
+    completed = subprocess.run(
+        [*UNPRIVILEGED, sys.executable, str(EXAMPLES / "tunnel_http_get.py")],
+        capture_output=True, text=True, timeout=TIMEOUT, check=True,
+    )  # fmt: skip
+    output = completed.stdout
+
+    assert re.search(
+        r"^GET http://192\.0\.2\.1/ -> HTTP/1\.1 200 OK \(37 bytes in [\d.]+ ms", output, re.M
+    )
+    assert "content-type: text/plain\nhello from the far end of the tunnel\n" in output
+
+
+@pytest.mark.parametrize("example", ["asyncio_echo.py", "ten_minutes.py", "tunnel_http_get.py"])
 def test_every_example_is_documented_in_the_readme(example: str) -> None:
     assert f"examples/{example}" in (EXAMPLES / "README.md").read_text()

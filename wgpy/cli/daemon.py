@@ -47,7 +47,7 @@ def run(argv: list[str]) -> int:
         return 1
     level = os.environ.get("LOG_LEVEL", "error")
     if foreground:
-        _configure_logging(level, sys.stderr)
+        configure_logging(level, sys.stderr)
         return _serve(name, threshold, report=_report_to_stderr)
     return _daemonize(name, threshold, level)
 
@@ -62,7 +62,7 @@ def under_load_threshold(environ: Mapping[str, str]) -> int:
     return int(value)
 
 
-def _configure_logging(level: str, stream: TextIO) -> None:
+def configure_logging(level: str, stream: TextIO) -> None:
     logger = logging.getLogger("wgpy")
     logger.handlers.clear()
     if level == "silent":
@@ -136,7 +136,7 @@ def _daemonize(name: str, threshold: int, level: str) -> int:
     os.close(read_end)
     os.setsid()
     _detach_stdio(keep_output="LOG_LEVEL" in os.environ and level != "silent")
-    _configure_logging(level, sys.stderr)
+    configure_logging(level, sys.stderr)
 
     def report(message: str | None) -> None:
         os.write(write_end, (message or "ok").encode())

@@ -19,6 +19,7 @@ Usage: wgpy [-f/--foreground] IFNAME
   probe       handshake with a WireGuard server over plain UDP, report what came back
   capture     write an interface's decrypted packets as pcapng (and optionally a key log)
   metrics     serve an interface's status as Prometheus text on a local address
+  proxy       SOCKS5, HTTP and port forwards into a tunnel, as any user, no TUN
   genkey      print a new private key
   genpsk      print a new preshared key
   pubkey      read a private key on stdin, print its public key
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         from wgpy.cli import metrics
 
         return metrics.run(rest)
+    if command == "proxy":
+        from wgpy.cli import proxy
+
+        return proxy.run(rest)
     if command == "demo":
         from wgpy.demo import main as demo
 

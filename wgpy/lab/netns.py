@@ -148,15 +148,20 @@ def namespace(prefix: str = "wgpy") -> Iterator[Namespace]:
 def veth_pair() -> Iterator[tuple[Namespace, Namespace]]:
     """Two fresh namespaces joined by a veth pair carrying the `UNDERLAY` addresses."""
     with namespace() as a, namespace() as b:
-        ip("-n", a.name, "link", "add", VETH, "type", "veth", "peer", "name", VETH, "netns", b.name)
-        for ns, (ipv4, ipv6) in zip((a, b), UNDERLAY, strict=True):
-            ns.ipv4, ns.ipv6 = ipv4, ipv6
-            ip_up(ns, VETH, f"{ipv4}/24", f"{ipv6}/64")
-        # Neighbour discovery sent before the kernel marks the link operational is lost and only
-        # retried a second later; wait so the first IPv6 packet gets through.
-        if not wait_until(lambda: _operational(a, VETH) and _operational(b, VETH), STARTUP_TIMEOUT):
-            raise RuntimeError(f"{VETH} did not come up in {a.name} and {b.name}")
+        join(a, b)
         yield a, b
+
+
+def join(a: Namespace, b: Namespace) -> None:
+    """Join `a` and `b` by a veth pair carrying the `UNDERLAY` addresses, once it is up."""
+    ip("-n", a.name, "link", "add", VETH, "type", "veth", "peer", "name", VETH, "netns", b.name)
+    for ns, (ipv4, ipv6) in zip((a, b), UNDERLAY, strict=True):
+        ns.ipv4, ns.ipv6 = ipv4, ipv6
+        ip_up(ns, VETH, f"{ipv4}/24", f"{ipv6}/64")
+    # Neighbour discovery sent before the kernel marks the link operational is lost and only
+    # retried a second later; wait so the first IPv6 packet gets through.
+    if not wait_until(lambda: _operational(a, VETH) and _operational(b, VETH), STARTUP_TIMEOUT):
+        raise RuntimeError(f"{VETH} did not come up in {a.name} and {b.name}")
 
 
 def ip(*args: str) -> None:

@@ -1,0 +1,220 @@
+"""The stack's TCP: two stacks joined by an in-memory link under a fake clock (a connection's
+own behaviour is tests/unit/test_netstack_tcp*.py's). Handshakes both ways over both families,
+data through the demultiplexer, refusals by RST and by ICMP, the SYN-flood bound, and segments
+for no connection answered with RFC 9293's reset."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import ICMP, IP, TCP, IPerror
+from scapy.layers.inet6 import IPv6
+
+from wgpy.netstack import ip, tcp_segment
+from wgpy.netstack.drops import Drop
+from wgpy.netstack.stack import SYN_BACKLOG, Listener, Stack
+from wgpy.netstack.tcp import TcpConnection, TcpDrop, TcpEvent, TcpState
+from wgpy.netstack.tcp_segment import Flags, TcpSegment
+
+A4, A6 = "198.18.0.1", "fd00::1"
+B4, B6 = "198.18.0.2", "fd00::2"
+
+
+class Link:
+    """Two stacks and a clock: `settle` moves packets until both are quiet, running timers."""
+
+    def __init__(self) -> None:
+        self.a = Stack([A4, A6], mtu=1420, rng=random.Random(1))
+        self.b = Stack([B4, B6], mtu=1420, rng=random.Random(2))
+        self.now = 0.0
+        self.carried = 0
+
+    def settle(self, until: float | None = None) -> None:
+        while True:
+            moved = False
+            for sender, receiver in ((self.a, self.b), (self.b, self.a)):
+                for packet in sender.packets_to_send(self.now):
+                    receiver.receive(packet, self.now)
+                    moved = True
+                    self.carried += 1
+            if moved:
+                continue
+            deadlines = [d for d in (self.a.next_deadline(), self.b.next_deadline()) if d]
+            if until is None or not deadlines or min(deadlines) > until:
+                return
+            self.now = max(self.now, min(deadlines))
+            self.a.handle_timer(self.now)
+            self.b.handle_timer(self.now)
+
+
+def accepted(listener: Listener) -> TcpConnection:
+    conn = listener.accept()
+    assert conn is not None, "nothing to accept"
+    return conn
+
+
+@pytest.mark.parametrize("remote", [B4, B6], ids=["ipv4", "ipv6"])
+def test_a_connection_opens_carries_bytes_both_ways_and_closes(remote: str) -> None:
+    link = Link()
+    listener = link.b.tcp_listen(80)
+    client = link.a.tcp_connect(remote, 80, link.now)
+    link.settle()
+    server = accepted(listener)
+    assert client.state is server.state is TcpState.ESTABLISHED
+    assert TcpEvent.ESTABLISHED in client.events()
+    assert (server.remote, server.local) == (client.local, client.remote)
+
+    request, response = b"GET / HTTP/1.0\r\n\r\n", random.Random(0).randbytes(200_000)
+    client.send(request)
+    link.a.wake(client)
+    link.settle(until=link.now + 1)
+    assert server.receive_data(1 << 20) == request
+    received = bytearray()
+    while len(received) < len(response):
+        taken = server.send(response[len(received) :][:65536]) if server.send_space else 0
+        link.b.wake(server)
+        link.settle(until=link.now + 1)
+        received += client.receive_data(1 << 20)
+        link.a.wake(client)
+        response_left = response[len(received) :]
+        assert taken or response_left
+    assert bytes(received) == response
+
+    client.close()
+    link.a.wake(client)
+    server.close()
+    link.b.wake(server)
+    link.settle(until=link.now + 300)  # past TIME_WAIT
+    assert link.a.connections == link.b.connections == 0
+
+
+def test_a_syn_to_a_port_nobody_listens_on_is_refused_by_rst() -> None:
+    link = Link()
+    client = link.a.tcp_connect(B4, 81, link.now)
+    link.settle()
+    assert client.events() == [TcpEvent.REFUSED]
+    assert link.b.drops == {Drop.TCP_NO_LISTENER: 1}
+    assert link.a.connections == 0
+
+
+def test_an_icmp_port_unreachable_for_our_syn_refuses_the_connection() -> None:
+    stack = Stack([A4], mtu=1420, rng=random.Random(3))
+    client = stack.tcp_connect(B4, 80, 0.0)
+    (syn,) = stack.packets_to_send(0.0)
+    stack.receive(bytes(IP(src=B4, dst=A4) / ICMP(type=3, code=3) / IPerror(syn)), 0.1)
+    assert client.events() == [TcpEvent.REFUSED]
+    assert stack.packets_to_send(0.1) == [] and stack.connections == 0
+
+
+def test_a_segment_for_no_connection_is_answered_with_rfc_9293s_reset() -> None:
+    stack = Stack([A4], mtu=1420, rng=random.Random(4))
+    stray = IP(src=B4, dst=A4) / TCP(sport=5000, dport=6000, flags="A", seq=7, ack=12345)
+    stack.receive(bytes(stray), 0.0)
+    (packet,) = stack.packets_to_send(0.0)
+    # <SEQ=SEG.ACK><CTL=RST>, byte for byte as scapy builds it, checksums and all.
+    reset = TCP(sport=6000, dport=5000, flags="R", seq=12345, ack=0, window=0)
+    assert packet == bytes(IP(src=A4, dst=B4, id=0, flags="DF") / reset)
+
+
+def test_a_reset_for_no_connection_is_not_answered() -> None:
+    stack = Stack([A6], mtu=1420, rng=random.Random(5))
+    stack.receive(bytes(IPv6(src=B6, dst=A6) / TCP(sport=1, dport=2, flags="R")), 0.0)
+    assert stack.packets_to_send(0.0) == []
+    assert stack.drops == {Drop.TCP_NO_LISTENER: 1}
+
+
+def test_a_segment_with_a_bad_checksum_is_dropped_and_counted() -> None:
+    stack = Stack([A4], mtu=1420, rng=random.Random(6))
+    stack.tcp_listen(80)
+    stack.receive(bytes(IP(src=B4, dst=A4) / TCP(dport=80, flags="S", chksum=1)), 0.0)
+    assert stack.drops == {Drop.BAD_TCP_SEGMENT: 1}
+    assert stack.packets_to_send(0.0) == [] and stack.connections == 0
+
+
+def test_a_syn_flood_of_ten_thousand_half_open_connections_costs_a_bounded_backlog() -> None:
+    stack = Stack([A4], mtu=1420, rng=random.Random(7))
+    listener = stack.tcp_listen(80)
+    rng = random.Random(8)
+    flood = 10_000
+    for n in range(flood):
+        source = f"198.18.{1 + n // 250}.{1 + n % 250}"
+        syn = IP(src=source, dst=A4) / TCP(sport=rng.randrange(1024, 65536), dport=80, flags="S")
+        stack.receive(bytes(syn), 0.0)
+    assert stack.connections == len(listener.half_open) == SYN_BACKLOG
+    assert stack.drops == {Drop.SYN_BACKLOG_FULL: flood - SYN_BACKLOG}
+    assert len(stack.packets_to_send(0.0)) == SYN_BACKLOG  # one SYN-ACK each
+
+    # Unanswered, the SYN-ACKs are retried and given up: the backlog empties by itself.
+    now = 0.0
+    while (deadline := stack.next_deadline()) is not None:
+        now = deadline
+        stack.handle_timer(now)
+        stack.packets_to_send(now)
+    assert stack.connections == len(listener.half_open) == 0
+    assert listener.accept() is None
+    assert now < 600  # Linux gives up on a SYN-ACK after ~1 minute (tcp_synack_retries 5)
+
+
+def test_a_listener_that_closes_resets_the_connections_it_did_not_accept() -> None:
+    link = Link()
+    listener = link.b.tcp_listen(80)
+    client = link.a.tcp_connect(B4, 80, link.now)
+    link.settle()
+    link.b.tcp_unlisten(listener)
+    link.settle()
+    assert TcpEvent.RESET in client.events()
+    assert link.a.connections == link.b.connections == 0
+
+
+def test_drops_by_reason_include_the_connections_own() -> None:
+    link = Link()
+    link.b.tcp_listen(80)
+    client = link.a.tcp_connect(B4, 80, link.now)
+    link.settle()
+    (local, port), (remote, remote_port) = client.local, client.remote
+    far_outside = (client.rcv_nxt + (1 << 30)) & 0xFFFFFFFF
+    stray = IP(src=remote, dst=local) / TCP(
+        sport=remote_port, dport=port, flags="A", seq=far_outside, ack=client.snd_nxt & 0xFFFFFFFF
+    )
+    link.a.receive(bytes(stray), link.now)
+    link.a.receive(bytes(IP(src=B4, dst=A4) / TCP(dport=port, chksum=1)), link.now)
+    assert link.a.drop_counts() == {TcpDrop.OUT_OF_WINDOW: 1, Drop.BAD_TCP_SEGMENT: 1}
+
+
+hostile_segments = st.lists(
+    st.tuples(
+        st.sampled_from([80, 81]),  # the listener's port, or a closed one
+        st.integers(0, 0xFFFFFFFF),  # seq
+        st.integers(0, 0xFFFFFFFF),  # ack
+        st.integers(0, 0xFF),  # flags, any combination
+        st.integers(0, 0xFFFF),  # window
+        st.binary(max_size=64),  # payload
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_segments, st.booleans())
+def test_hostile_segments_from_the_tunnel_never_raise_and_state_stays_bounded(
+    segments: list[tuple[int, int, int, int, int, bytes]], at_the_connection: bool
+) -> None:
+    """Checksummed segments with any flags, numbers and payload, some aimed at the open
+    connection's own ports: each is taken, answered or dropped, never raised."""
+    link = Link()
+    link.b.tcp_listen(80, syn_backlog=8)
+    client = link.a.tcp_connect(B4, 80, link.now)
+    link.settle()
+    a4, b4 = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
+    for port, seq, ack, flags, window, payload in segments:
+        src_port = client.local.port if at_the_connection else 40000 + port
+        segment = TcpSegment(src_port, port, seq, ack, Flags(flags), window, payload=payload)
+        wire = tcp_segment.serialize(segment, a4, b4)
+        link.b.receive(ip.build(a4, b4, ip.TCP, wire), link.now)
+        link.now += 0.01
+        link.b.packets_to_send(link.now)
+    link.settle(until=link.now + 600)  # every timer runs out
+    assert link.b.connections <= 1 + 8  # the accepted one, and at most the SYN backlog

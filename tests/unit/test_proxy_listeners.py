@@ -1,0 +1,151 @@
+"""The SOCKS5 and HTTP listeners (wgpy.proxy.socks5_listener, http_listener) and the stopping of
+open connections (wgpy.proxy.relay), in process: each client is one end of a socket pair, and the
+Network a fake whose connections are socket pairs too, to an echo or a one-shot HTTP origin."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from wgpy.proxy.http_listener import HttpHandler
+from wgpy.proxy.relay import Connections, close_quietly
+from wgpy.proxy.socks5 import Reply, encode_address
+from wgpy.proxy.socks5_listener import Socks5Handler
+
+Origin = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+    writer.write_eof()
+
+
+async def http_origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers one request with its own head as the body, then closes."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + head)
+    await close_quietly(writer)
+
+
+class FakeNetwork:
+    """open_connection: to `origin` over a socket pair, or `error` raised, or never answering."""
+
+    def __init__(self, origin: Origin | None = None, error: OSError | None = None) -> None:
+        self.origin, self.error = origin, error
+        self.opened: list[tuple[str, int]] = []
+
+    async def open_connection(self, host: str, port: int) -> Stream:
+        self.opened.append((host, port))
+        if self.error is not None:
+            raise self.error
+        if self.origin is None:
+            await asyncio.Event().wait()  # silent
+        return await paired(self.origin)  # type: ignore[arg-type]
+
+
+async def paired(server: Origin) -> Stream:
+    """A stream whose far end `server` serves, as a task."""
+    near, far = socket.socketpair()
+    far_stream = await asyncio.open_connection(sock=far)
+    task = asyncio.ensure_future(server(*far_stream))
+    task.add_done_callback(lambda _: far_stream[1].close())
+    return await asyncio.open_connection(sock=near)
+
+
+def run(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+        client: Callable[[Stream], Awaitable[bytes]]) -> bytes:  # fmt: skip
+    """`client`'s result, talking to `handler` serving the other end of its connection."""
+
+    async def both() -> bytes:
+        stream = await paired(handler)
+        try:
+            async with asyncio.timeout(5):
+                return await client(stream)
+        finally:
+            await close_quietly(stream[1])
+
+    return asyncio.run(both())
+
+
+def socks5_connect(host: str, port: int, then: bytes = b"") -> Callable[[Stream], Awaitable[bytes]]:
+    async def client(stream: Stream) -> bytes:
+        reader, writer = stream
+        writer.write(b"\x05\x01\x00" + b"\x05\x01\x00" + encode_address(host, port) + then)
+        writer.write_eof()
+        return await reader.read()
+
+    return client
+
+
+def test_socks5_connect_relays_to_the_networks_connection_and_back() -> None:
+    network = FakeNetwork(echo)
+    answer = run(Socks5Handler(network, None, 5.0), socks5_connect("svc.example", 80, b"hello"))
+    assert answer[:6] == b"\x05\x00" + b"\x05\x00\x00\x01"  # the method; success, an IPv4 bound
+    assert answer[2 + 10 :] == b"hello"
+    assert network.opened == [("svc.example", 80)]
+
+
+@pytest.mark.parametrize(
+    ("network", "reply"),
+    [
+        (FakeNetwork(error=ConnectionRefusedError(111, "refused")), Reply.CONNECTION_REFUSED),
+        (FakeNetwork(error=socket.gaierror(-2, "unknown")), Reply.HOST_UNREACHABLE),
+        (FakeNetwork(error=OSError(113, "no route")), Reply.HOST_UNREACHABLE),
+        (FakeNetwork(), Reply.TTL_EXPIRED),  # silent past the connect timeout
+    ],
+)
+def test_socks5_reports_why_the_connection_failed(network: FakeNetwork, reply: Reply) -> None:
+    answer = run(Socks5Handler(network, None, 0.2), socks5_connect("198.18.0.7", 80))
+    assert answer[2:4] == bytes([5, reply])
+
+
+def test_http_forwards_the_request_in_origin_form_and_relays_the_response() -> None:
+    async def client(stream: Stream) -> bytes:
+        reader, writer = stream
+        writer.write(b"GET http://svc.example:8080/p?q HTTP/1.1\r\nHost: svc.example:8080\r\n"
+                     b"Proxy-Connection: keep-alive\r\n\r\n")  # fmt: skip
+        return await reader.read()
+
+    network = FakeNetwork(http_origin)
+    answer = run(HttpHandler(network, 5.0), client)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"GET /p?q HTTP/1.1\r\n" in answer and b"proxy-connection" not in answer.lower()
+    assert network.opened == [("svc.example", 8080)]
+
+
+def test_http_connect_tunnels_after_its_200() -> None:
+    async def client(stream: Stream) -> bytes:
+        reader, writer = stream
+        writer.write(b"CONNECT svc.example:443 HTTP/1.1\r\nHost: x\r\n\r\nping")
+        writer.write_eof()
+        return await reader.read()
+
+    answer = run(HttpHandler(FakeNetwork(echo), 5.0), client)
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nping")
+
+
+def test_http_answers_502_when_the_origin_refuses_and_504_when_it_is_silent() -> None:
+    async def client(stream: Stream) -> bytes:
+        reader, writer = stream
+        writer.write(b"CONNECT svc.example:443 HTTP/1.1\r\nHost: x\r\n\r\n")
+        return await reader.read()
+
+    refused = FakeNetwork(error=ConnectionRefusedError(111, "refused"))
+    assert run(HttpHandler(refused, 5.0), client).startswith(b"HTTP/1.1 502 ")
+    assert run(HttpHandler(FakeNetwork(), 0.2), client).startswith(b"HTTP/1.1 504 ")
+
+
+def test_stopping_waits_for_open_connections_then_cancels_what_remains() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        connections = Connections()
+        quick = connections.start(asyncio.sleep(0.05))
+        endless = connections.start(asyncio.Event().wait())
+        await connections.drain(grace=0.3)
+        return quick.done() and not quick.cancelled(), endless.cancelled()
+
+    assert asyncio.run(scenario()) == (True, True)

@@ -1,0 +1,182 @@
+"""`wgpy proxy CONFIG [options]`: SOCKS5, HTTP and port forwards into a WireGuard tunnel, as any
+user, with no TUN and no capabilities.
+
+CONFIG is a wg-quick file: Address, DNS and MTU configure the user-space stack; keys only wg-quick
+acts on (Table, the hooks, SaveConfig) are warned about and ignored. Listeners bind 127.0.0.1
+unless an address is given, and a non-loopback one is refused without --socks5-auth. SIGTERM and
+SIGINT close the listeners and give open connections 5 seconds to end. LOG_LEVEL=verbose logs
+each connection opened and closed, with its bytes.
+
+`--stack kernel` serves over this machine's own network (what issue 18 builds on: a kernel
+WireGuard interface brought up beside it); `userspace` (and for now `auto`) over wgpy.tunnel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import resource
+import signal
+import stat
+import sys
+from collections.abc import AsyncIterator
+from typing import Final
+
+from wgpy import config as wgconfig
+from wgpy.cli import argparse_exit_returned
+from wgpy.cli.daemon import configure_logging
+from wgpy.errors import ConfigError
+from wgpy.proxy.network import HostNetwork, Network
+from wgpy.proxy.relay import CLOSE_GRACE
+from wgpy.proxy.service import Proxy, ProxySpec
+from wgpy.proxy.spec import (
+    SpecError,
+    exposure_refusal,
+    parse_credentials,
+    parse_listen,
+    parse_local_forward,
+    parse_remote_forward,
+)
+from wgpy.proxy.upstream import CONNECT_TIMEOUT
+
+PROG: Final = "wgpy proxy"
+STACKS: Final = ("auto", "userspace", "kernel")
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+
+
+class CommandError(Exception):
+    """What the command prints, after "wgpy proxy: ", before it exits with status 1."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", metavar="CONFIG", help="a wg-quick configuration file")
+    add = parser.add_argument
+    add("--socks5", action="append", default=[], metavar="[ADDR:]PORT", help="a SOCKS5 listener")
+    add("--socks5-auth", metavar="FILE", help="user:password lines (RFC 1929); mode 0600")
+    add("--http", action="append", default=[], metavar="[ADDR:]PORT", help="an HTTP proxy")
+    add("-L", dest="local", action="append", default=[], metavar="tcp|udp:[ADDR:]PORT:HOST:PORT",
+        help="a local port forwarded to HOST:PORT in the tunnel")  # fmt: skip
+    add("-R", dest="remote", action="append", default=[], metavar="tcp|udp:PORT:HOST:PORT",
+        help="a port on the tunnel address forwarded to HOST:PORT from this machine")  # fmt: skip
+    add("--name", help="serve the configuration socket under this interface name")
+    add("--stack", choices=STACKS, default="auto", help="whose network stack (default: auto)")
+    add("--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
+        help=f"for a destination to answer (default: {CONNECT_TIMEOUT:g})")  # fmt: skip
+    return parser
+
+
+@argparse_exit_returned
+def run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(os.environ.get("LOG_LEVEL", "error"), sys.stderr)
+    try:
+        spec = proxy_spec(args)
+        config = wgconfig.load(args.config, require_private_key=True)
+    except (CommandError, SpecError, ConfigError) as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"{PROG}: {error.filename}: {error.strerror}", file=sys.stderr)
+        return 1
+    _warn_unused(args.config, config)
+    raise_open_files_limit()
+    if args.name is not None and args.stack == "kernel":
+        print(f"{PROG}: --name serves the user-space stack's socket: ignored with --stack kernel",
+              file=sys.stderr)  # fmt: skip
+    try:
+        asyncio.run(serve(args.config, args.stack, args.name, spec))
+    except (CommandError, ConfigError, OSError) as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def proxy_spec(args: argparse.Namespace) -> ProxySpec:
+    spec = ProxySpec(
+        socks5=[parse_listen("--socks5", value) for value in args.socks5],
+        http=[parse_listen("--http", value) for value in args.http],
+        local_forwards=[parse_local_forward(value) for value in args.local],
+        remote_forwards=[parse_remote_forward(value) for value in args.remote],
+        credentials=read_credentials(args.socks5_auth) if args.socks5_auth else None,
+        connect_timeout=args.connect_timeout,
+    )
+    if not (spec.socks5 or spec.http or spec.local_forwards or spec.remote_forwards):
+        raise CommandError("nothing to serve: give --socks5, --http, -L or -R")
+    listens = spec.socks5 + spec.http + [forward.listen for forward in spec.local_forwards]
+    refusal = exposure_refusal(listens, authenticated=spec.credentials is not None)
+    if refusal is not None:
+        raise CommandError(refusal)
+    return spec
+
+
+def read_credentials(path: str) -> dict[str, str]:
+    """The --socks5-auth file, refused unless only its owner may read it (mode 0600 or 0400)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
+            if mode & 0o077:
+                raise CommandError(
+                    f"--socks5-auth {path}: mode {mode:04o} lets others read the passwords; "
+                    f"chmod 600 {path}"
+                )
+            return parse_credentials(file.read(), path)
+    except OSError as error:
+        raise CommandError(f"--socks5-auth {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"--socks5-auth {path}: not UTF-8 text") from None
+
+
+def raise_open_files_limit() -> None:
+    """The soft limit on open files up to the hard one (as Go programs do at start): each relayed
+    connection holds two, and the usual soft limit of 1,024 would cap a proxy near 500."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _warn_unused(path: str, config: wgconfig.Config) -> None:
+    interface = config.interface
+    unused = [
+        key
+        for key, present in [
+            ("Table", interface.table is not None),
+            ("PreUp", bool(interface.pre_up)),
+            ("PostUp", bool(interface.post_up)),
+            ("PreDown", bool(interface.pre_down)),
+            ("PostDown", bool(interface.post_down)),
+            ("SaveConfig", interface.save_config),
+        ]
+        if present
+    ]
+    if unused:
+        print(f"{PROG}: {path}: {', '.join(unused)} do not apply to a proxy: ignored",
+              file=sys.stderr)  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def open_network(config_path: str, stack: str, name: str | None) -> AsyncIterator[Network]:
+    """The network the proxy serves over: this machine's (`kernel`), or the tunnel's user-space
+    stack (`userspace`, and `auto` until issue 18 chooses)."""
+    if stack == "kernel":
+        yield HostNetwork()
+        return
+    from wgpy import tunnel
+
+    async with tunnel.open(config_path, name=name) as network:
+        yield network
+
+
+async def serve(config_path: str, stack: str, name: str | None, spec: ProxySpec) -> None:
+    """Serves until SIGTERM or SIGINT, then stops as the module's docstring says."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stopping.set)
+    async with open_network(config_path, stack, name) as network:
+        proxy = Proxy(network, spec)
+        await proxy.start()
+        await stopping.wait()
+        await proxy.stop(CLOSE_GRACE)

@@ -1,0 +1,212 @@
+"""The rootless data path on asyncio: the sans-IO device over UDP sockets, and the user-space
+stack where a TUN would be.
+
+Datagrams from the network go to the device; the packets it would write to a TUN go to the stack;
+what the stack sends goes back through the device to the network. After each turn the stack's
+events go to the handlers the application's transports registered (wgpy.io.stack_transports),
+and one timer is armed for the earlier of the device's and the stack's deadlines. Everything runs
+on the loop's thread, so neither machine needs a lock; the device's `now` is the loop's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from wgpy.core.device import Action, Device, SendDatagrams, WriteTun
+from wgpy.io import uapi_server
+from wgpy.io.readiness import input_waiting
+from wgpy.io.udp import open_udp
+from wgpy.io.udp_batches import UdpBatches, enable_gro, supports_gso
+from wgpy.netstack.stack import EchoReplied, Stack
+
+log = logging.getLogger("wgpy")
+
+Handler = Callable[[], None]
+EchoKey = tuple[str, int, int]  # address, identifier, sequence
+
+
+class RootlessDataPath:
+    def __init__(self, device: Device, stack: Stack, loop: asyncio.AbstractEventLoop) -> None:
+        self.device = device
+        self.stack = stack
+        self.loop = loop
+        self.listen_port = 0
+        self.fwmark = 0
+        # What the stack's events go to: id() of a socket, connection or listener -> its handler.
+        self.handlers: dict[int, Handler] = {}
+        self.echo_waiters: dict[EchoKey, asyncio.Future[None]] = {}
+        # The application's transports on the stack, aborted when the tunnel closes.
+        self.transports: set[asyncio.Transport | asyncio.DatagramTransport] = set()
+        self.send_errors: Counter[str] = Counter()
+        self._sockets: list[socket.socket] = []
+        self._udp = UdpBatches(gso=False, gro=False)
+        self._timer: asyncio.TimerHandle | None = None
+        self._wake_pending = False
+
+    # -- sockets ---------------------------------------------------------------------------
+
+    def bind(self, port: int, fwmark: int = 0) -> None:
+        """Listen for the tunnel's datagrams on UDP `port` (0: any free port), both families."""
+        self.close_sockets()
+        sock4, sock6 = open_udp(port, fwmark)
+        self._sockets = [sock for sock in (sock4, sock6) if sock is not None]
+        # Many datagrams per system call each way where the kernel can (UDP_SEGMENT, UDP_GRO).
+        self._udp = UdpBatches(
+            gso=all(map(supports_gso, self._sockets)), gro=all(map(enable_gro, self._sockets))
+        )
+        for sock in self._sockets:
+            sock.setblocking(False)
+            self.loop.add_reader(sock.fileno(), self._on_readable, sock, input_waiting(sock))
+        self.listen_port = self._sockets[0].getsockname()[1]
+        self.fwmark = fwmark
+
+    def close_sockets(self) -> None:
+        for sock in self._sockets:
+            self.loop.remove_reader(sock.fileno())
+            sock.close()
+        self._sockets = []
+
+    def close(self) -> None:
+        """Abort the transports still open (their peers get a reset), then stop."""
+        for transport in list(self.transports):
+            transport.abort()
+        self.run(())
+        self.close_sockets()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for waiter in self.echo_waiters.values():
+            waiter.cancel()
+
+    def _on_readable(self, sock: socket.socket, waiting: Callable[[], object]) -> None:
+        now, wall = self.loop.time(), time.time()
+        try:
+            batches = self._udp.receive(sock, waiting)
+        except BlockingIOError:
+            return
+        except OSError as error:  # an ICMP error queued on the socket: nothing to read
+            log.debug("UDP receive: %s", error)
+            return
+        actions: list[Action] = []
+        for datagrams, source, local in batches:
+            actions += self.device.handle_datagrams(datagrams, source, now, wall, local)
+        self.run(actions)
+
+    def _send(self, action: SendDatagrams) -> None:
+        family = socket.AF_INET6 if ":" in action.endpoint.host else socket.AF_INET
+        sock = next((s for s in self._sockets if s.family == family), None)
+        if sock is None:
+            self.send_errors["no socket of the endpoint's family"] += len(action.datagrams)
+            return
+        try:
+            if not self._udp.send(sock, action.datagrams, action.endpoint, action.local):
+                assert action.local is not None
+                self.device.forget_local(action.local)
+        except OSError as error:  # UDP: lost, as on a busy link
+            self.send_errors[error.strerror or "send failed"] += len(action.datagrams)
+
+    # -- the turn --------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """The application gave the stack something to send: run a turn soon, once."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.loop.call_soon(self._on_wake)
+
+    def _on_wake(self) -> None:
+        self._wake_pending = False
+        self.run(())
+
+    def run(self, actions: Iterable[Action]) -> None:
+        """Carry out the device's actions, feed the stack, send what it answers, until both are
+        quiet; then hand out the stack's events and re-arm the timer."""
+        now, wall = self.loop.time(), time.time()
+        stack = self.stack
+        while True:
+            for action in actions:
+                if isinstance(action, SendDatagrams):
+                    self._send(action)
+                elif isinstance(action, WriteTun):
+                    for packet in action.packets:
+                        stack.receive(packet, now)
+            packets = stack.packets_to_send(now)
+            if not packets:
+                break
+            actions = self.device.handle_tun_packets(packets, now, wall)
+        self._dispatch()
+        self._rearm()
+
+    def _dispatch(self) -> None:
+        for event in self.stack.events():
+            if isinstance(event, EchoReplied):
+                key = (event.address, event.identifier, event.sequence)
+                waiter = self.echo_waiters.pop(key, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+                continue
+            handler = self.handlers.get(id(event))
+            if handler is not None:
+                handler()  # What it writes wakes the next turn.
+
+    def _rearm(self) -> None:
+        deadlines = (self.device.next_timer(), self.stack.next_deadline())
+        deadline = min((d for d in deadlines if d is not None), default=None)
+        if self._timer is not None:
+            if deadline is not None and self._timer.when() == deadline:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now, wall = self.loop.time(), time.time()
+        self.stack.handle_timer(now)
+        self.run(self.device.handle_timer(now, wall))
+
+    # -- for the application ---------------------------------------------------------------
+
+    def watch(self, subject: object, handler: Handler) -> None:
+        self.handlers[id(subject)] = handler
+
+    def unwatch(self, subject: object) -> None:
+        self.handlers.pop(id(subject), None)
+
+    def expect_echo(self, key: EchoKey) -> asyncio.Future[None]:
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        self.echo_waiters[key] = waiter
+        return waiter
+
+    def forget_echo(self, key: EchoKey) -> None:
+        with contextlib.suppress(KeyError):
+            del self.echo_waiters[key]
+
+
+async def serve_configuration(name: str, handler: uapi_server.Handler) -> asyncio.AbstractServer:
+    """The configuration socket of `name` (wgpy.io.uapi_server) served on the running loop, on
+    the loop's thread as the tunnel is, so the handler needs no lock. `capture=1` is not served
+    here: such a request ends its connection."""
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = uapi_server.Connection(writer.get_extra_info("socket"), handler)
+        try:
+            while True:
+                data = await reader.read(1 << 16)
+                for reply in connection.feed(data):
+                    writer.write(reply)
+                    await writer.drain()
+                if connection.closing:
+                    break
+        except OSError as error:
+            log.debug("(%s) configuration client: %s", name, error)
+        finally:
+            writer.close()
+
+    return await asyncio.start_unix_server(client, sock=uapi_server.listen(name))

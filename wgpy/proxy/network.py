@@ -1,0 +1,139 @@
+"""The network a proxy reaches its destinations through, and the host's own as one.
+
+`Network` is the shape the listeners and forwards of wgpy.proxy use. `wgpy.tunnel.Tunnel` has it
+over the user-space stack (a connection into the WireGuard tunnel); `HostNetwork` has it over the
+host's sockets, for `--stack kernel` and for testing the proxy with no tunnel at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+ClientConnected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
+DatagramFactory = Callable[[], asyncio.DatagramProtocol]
+PING_TIMEOUT = 5.0
+
+
+class Server(Protocol):
+    def close(self) -> None: ...
+    async def wait_closed(self) -> None: ...
+
+
+class Network(Protocol):
+    async def open_connection(
+        self, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]: ...
+
+    async def create_datagram_endpoint(
+        self,
+        protocol_factory: DatagramFactory,
+        local_addr: tuple[str, int] | None = None,
+        remote_addr: tuple[str, int] | None = None,
+    ) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol]: ...
+
+    async def resolve(self, name: str) -> list[str]: ...
+
+    async def start_server(
+        self, client_connected_cb: ClientConnected, port: int, host: str | None = None
+    ) -> Server: ...
+
+    async def ping(self, address: str, timeout: float = PING_TIMEOUT) -> float: ...
+
+
+class HostNetwork:
+    """`Network` over the host's own sockets and resolver."""
+
+    async def open_connection(
+        self, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """To each of the name's addresses in turn; the first failure is raised if all fail, so
+        its errno (ECONNREFUSED...) tells the proxy's client what happened."""
+        first_error: OSError | None = None
+        for address in await self.resolve(host):
+            try:
+                return await asyncio.open_connection(address, port)
+            except OSError as error:
+                first_error = first_error or error
+        raise first_error or OSError(f"{host}: no address")
+
+    async def create_datagram_endpoint(
+        self,
+        protocol_factory: DatagramFactory,
+        local_addr: tuple[str, int] | None = None,
+        remote_addr: tuple[str, int] | None = None,
+    ) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol]:
+        loop = asyncio.get_running_loop()
+        family = _family(remote_addr or local_addr)
+        return await loop.create_datagram_endpoint(
+            protocol_factory, local_addr=local_addr, remote_addr=remote_addr, family=family
+        )
+
+    async def resolve(self, name: str) -> list[str]:
+        if is_address(name):
+            return [name]
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+    async def start_server(
+        self, client_connected_cb: ClientConnected, port: int, host: str | None = None
+    ) -> Server:
+        return await asyncio.start_server(client_connected_cb, host, port)
+
+    async def ping(self, address: str, timeout: float = PING_TIMEOUT) -> float:
+        """One ICMP echo over an unprivileged ping socket (net.ipv4.ping_group_range must hold
+        the caller's group); the round trip in seconds. Raises TimeoutError, OSError."""
+        loop = asyncio.get_running_loop()
+        version = ipaddress.ip_address(address).version
+        family, protocol, request_type = (
+            (socket.AF_INET, socket.IPPROTO_ICMP, 8)
+            if version == 4
+            else (socket.AF_INET6, socket.IPPROTO_ICMPV6, 128)
+        )
+        with socket.socket(family, socket.SOCK_DGRAM, protocol) as sock:
+            sock.setblocking(False)
+            payload = os.urandom(16)
+            # The kernel sets the identifier and, for ping sockets, the checksum.
+            await loop.sock_sendto(sock, struct.pack("!BBHHH", request_type, 0, 0, 0, 1) + payload,
+                                   (address, 0))  # fmt: skip
+            started = loop.time()
+            async with asyncio.timeout(timeout):
+                while not (await loop.sock_recv(sock, 2048)).endswith(payload):
+                    pass
+            return loop.time() - started
+
+
+def is_address(host: str) -> bool:
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return True
+    return False
+
+
+def _family(address: tuple[str, int] | None) -> int:
+    if address is None or not is_address(address[0]):
+        return 0
+    return socket.AF_INET6 if ipaddress.ip_address(address[0]).version == 6 else socket.AF_INET
+
+
+def describe(address: Any) -> str:
+    """host:port, with brackets around an IPv6 host; what else a transport reports, as text."""
+    if not isinstance(address, tuple) or len(address) < 2:
+        return str(address) or "?"
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def ip_address_of(address: Any) -> tuple[str, int]:
+    """(IP, port) of a transport's address, or the unspecified one when it has none (a SOCKS5
+    reply must carry some address)."""
+    if isinstance(address, tuple) and len(address) >= 2 and is_address(str(address[0])):
+        return str(address[0]), int(address[1])
+    return "0.0.0.0", 0
