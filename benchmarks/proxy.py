@@ -7,37 +7,68 @@ Each stack in its lab (wgpy/lab/proxy.py): `kernel` runs the proxy beside the se
 machine's own stack, so its figures are the proxy's own cost with no tunnel; `userspace` runs it
 on wgpy.tunnel through a wireguard-go server, as a rootless user would (issue 17's targets). The
 figures: iperf3 through a `-L` forward (the relay SOCKS5 CONNECT uses too; iperf3 speaks no
-SOCKS) with one flow each way and with 16 flows; a SOCKS5 CONNECT plus the first echoed byte
-(and, on the kernel stack, a direct connect to the same echo service beside it); the proxy's
-RSS with 1,000 idle SOCKS5 connections open. The machine is shared: alternate runs to compare.
+SOCKS) with one flow each way and with 16 flows; a SOCKS5 CONNECT plus the first echoed byte;
+the proxy's RSS with 1,000 idle SOCKS5 connections open. Beside each stack's figures, the same
+flows and connects without the proxy: straight to the services on the kernel stack, and through
+wgpy on a TUN (TUN mode, as root, same key and server) for the user-space stack. The machine is
+shared: alternate runs to compare.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+from wgpy import config as wgconfig
 from wgpy.cli.proxy import raise_open_files_limit
-from wgpy.lab.proxy import SERVICE_V4, TCP_ECHO, ProxyLab, proxy_lab, rootless_lab, socks5_open
+from wgpy.lab.netns import configured_daemon, ip, unique_ifname
+from wgpy.lab.proxy import (
+    SERVICE_V4,
+    SERVICE_V6,
+    TCP_ECHO,
+    ProxyLab,
+    proxy_lab,
+    rootless_lab,
+    socks5_open,
+)
 from wgpy.proxy.relay import close_quietly
 
 SOCKS, FORWARD, IPERF = 1100, 5202, 5201
+WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")
+Row = tuple[str, float, str]  # figure, value, how measured
 SECONDS = 5
 CONNECTS = 200
 IDLE_CONNECTIONS = 1000
 
 
-def iperf(lab: ProxyLab, *options: str) -> float:
-    """Mbit/s received, as iperf3's JSON says."""
-    out = lab.client.run("iperf3", "-c", "127.0.0.1", "-p", str(FORWARD), "-t", str(SECONDS), "-J",
-                     *options).stdout  # fmt: skip
-    return float(json.loads(out)["end"]["sum_received"]["bits_per_second"]) / 1e6
+def iperf(lab: ProxyLab, host: str, port: int, *options: str) -> float:
+    """Mbit/s received, as iperf3's JSON says, from a client in the proxy's namespace. A server
+    still busy with the last test is asked again."""
+    for _ in range(3):
+        out = lab.client.run("iperf3", "-c", host, "-p", str(port), "-t", str(SECONDS), "-J",
+                             *options, check=False).stdout  # fmt: skip
+        result = json.loads(out)
+        if "error" not in result:
+            return float(result["end"]["sum_received"]["bits_per_second"]) / 1e6
+        time.sleep(1)
+    raise RuntimeError(f"iperf3 {' '.join(options)} to {host}:{port}: {result['error']}")
+
+
+def flows(lab: ProxyLab, label: str, host: str, port: int, how: str) -> list[Row]:
+    return [
+        (f"{label}: one flow, up (Mbit/s)", iperf(lab, host, port), f"iperf3 {how}"),
+        (f"{label}: one flow, down (Mbit/s)", iperf(lab, host, port, "-R"), f"iperf3 -R {how}"),
+        (f"{label}: 16 flows, up (Mbit/s)", iperf(lab, host, port, "-P", "16"),
+         f"iperf3 -P 16 {how}"),
+    ]  # fmt: skip
 
 
 async def connect_time(direct: bool) -> float:
@@ -81,7 +112,7 @@ def _rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def measure(stack: str) -> list[tuple[str, float, str]]:
+def measure(stack: str) -> list[Row]:
     raise_open_files_limit()  # this process holds the 1,000 idle connections' client ends
     with proxy_lab() if stack == "kernel" else rootless_lab() as lab:
         lab.ns.popen("iperf3", "-s", "-B", SERVICE_V4, "-p", str(IPERF),
@@ -89,27 +120,10 @@ def measure(stack: str) -> list[tuple[str, float, str]]:
         proxy = lab.start_proxy("--socks5", str(SOCKS),
                                 "-L", f"tcp:{FORWARD}:{SERVICE_V4}:{IPERF}")  # fmt: skip
         time.sleep(0.5)  # iperf3's server
-        rows = [
-            (f"{stack}: one flow, up (Mbit/s)", iperf(lab), "iperf3 through -L"),
-            (f"{stack}: one flow, down (Mbit/s)", iperf(lab, "-R"), "iperf3 -R through -L"),
-            (f"{stack}: 16 flows, up (Mbit/s)", iperf(lab, "-P", "16"), "iperf3 -P 16 through -L"),
-        ]
+        rows = flows(lab, stack, "127.0.0.1", FORWARD, "through -L")
         with lab.client.entered():
-            rows.append(
-                (
-                    f"{stack}: SOCKS5 connect + echo (ms)",
-                    asyncio.run(connect_time(direct=False)),
-                    f"median of {CONNECTS}",
-                )
-            )
-            if stack == "kernel":
-                rows.append(
-                    (
-                        f"{stack}: direct connect + echo (ms)",
-                        asyncio.run(connect_time(direct=True)),
-                        f"median of {CONNECTS}",
-                    )
-                )
+            connect = asyncio.run(connect_time(direct=False))
+            rows.append((f"{stack}: SOCKS5 connect + echo (ms)", connect, f"median of {CONNECTS}"))
             before, with_idle = asyncio.run(idle_rss(proxy.pid))
         rows += [
             (f"{stack}: RSS idle proxy (MB)", before, ""),
@@ -117,7 +131,35 @@ def measure(stack: str) -> list[tuple[str, float, str]]:
              f"{(with_idle - before) * 1024 / IDLE_CONNECTIONS:.1f} KB per connection"),
         ]  # fmt: skip
         lab.client.stop(proxy)
+        rows += direct_rows(lab, stack)
     return rows
+
+
+def direct_rows(lab: ProxyLab, stack: str) -> list[Row]:
+    """The same flows and connects with no proxy: on the kernel stack straight to the services;
+    for the user-space stack through wgpy on a TUN with the proxy's key (TUN mode, as root)."""
+    label = "no proxy" if stack == "kernel" else "TUN mode"
+    with contextlib.ExitStack() as tun:
+        if stack == "userspace":
+            tun.enter_context(tun_mode(lab))
+        rows = flows(lab, label, SERVICE_V4, IPERF, "straight")
+        with lab.client.entered():
+            connect = asyncio.run(connect_time(direct=True))
+        rows.append((f"{label}: connect + echo (ms)", connect, f"median of {CONNECTS}"))
+    return rows
+
+
+@contextlib.contextmanager
+def tun_mode(lab: ProxyLab) -> Iterator[None]:
+    """wgpy on a TUN in the proxy's namespace, configured from the proxy's wg-quick file, with
+    routes to the services through it."""
+    config = wgconfig.load(lab.config)
+    ifname = unique_ifname("wgt")
+    addresses = [str(address) for address in config.interface.address]
+    with configured_daemon(lab.client, WGPY, ifname, wgconfig.strip(config), *addresses):
+        for service in (f"{SERVICE_V4}/32", f"{SERVICE_V6}/128"):
+            ip("-n", lab.client.name, "route", "add", service, "dev", ifname)
+        yield
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,9 @@ Every command that talks to a running interface does so here: `wgpy show|set|...
 (wgpy.io.uapi_server) listens at `socket_path` too, so both sides agree on where.
 
 RUN_DIR is /var/run/wireguard, where wireguard-go and wg keep their sockets, unless WGPY_RUN_DIR
-moves it (for wgpy only: wireguard-go and wg know no such variable). Connecting fails with wg's
+moves it (for wgpy only: wireguard-go and wg know no such variable). A user other than root, who
+cannot write there, has it in their runtime directory instead ($XDG_RUNTIME_DIR/wireguard, when
+that directory is theirs): where `wgpy proxy --name` serves as that user. Connecting fails with wg's
 errno (OSError); a refusal from the device raises UapiError with the errno it replied.
 """
 
@@ -39,7 +41,22 @@ TIMEOUT: Final = 10.0
 
 
 def run_dir() -> Path:
-    return Path(os.environ.get("WGPY_RUN_DIR", DEFAULT_RUN_DIR))
+    moved = os.environ.get("WGPY_RUN_DIR")
+    if moved:
+        return Path(moved)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if os.geteuid() != 0 and runtime and _owned(Path(runtime)):
+        return Path(runtime) / "wireguard"
+    return DEFAULT_RUN_DIR
+
+
+def _owned(directory: Path) -> bool:
+    """Whether `directory` is the caller's own (a runtime directory inherited from another user,
+    as through su or setpriv, is not)."""
+    try:
+        return directory.stat().st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 def socket_path(ifname: str) -> Path:
