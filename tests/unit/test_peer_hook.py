@@ -4,6 +4,7 @@ answer means, and the bounds on running hooks. Hooks here are small /bin/sh scri
 from __future__ import annotations
 
 import ipaddress
+import logging
 import threading
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from wgpy.core.admission import PeerSettings
 from wgpy.core.device import PeerWanted
 from wgpy.core.endpoint import Endpoint
-from wgpy.core.keys import to_base64
+from wgpy.core.keys import short_form, to_base64
 from wgpy.io.peer_hook import (
     DEFAULT_LIMIT,
     DEFAULT_TIMEOUT,
@@ -171,7 +172,9 @@ def test_at_most_limit_hooks_run_at_once_and_each_is_decided(tmp_path: Path) -> 
     assert peak == 2
 
 
-def test_a_failing_hook_is_decided_as_a_refusal() -> None:
+def test_a_failing_hook_is_decided_as_a_refusal_logged_with_the_keys_short_form(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     decided: list[PeerSettings | None] = []
     done = threading.Event()
 
@@ -180,9 +183,15 @@ def test_a_failing_hook_is_decided_as_a_refusal() -> None:
         done.set()
 
     hook = PeerHook(HookSettings("echo garbage", limit=1), "wg9", decide)
-    try:
-        hook.ask(WANTED)
-        assert done.wait(10.0)
-    finally:
-        hook.close()
+    with caplog.at_level(logging.ERROR, logger="wgpy"):
+        try:
+            hook.ask(WANTED)
+            assert done.wait(10.0)
+        finally:
+            hook.close()
     assert decided == [None]
+    assert caplog.messages == [
+        f"(wg9) peer {short_form(KEY)} refused by the peer hook: output line 1: not one of "
+        "allowed_ip, preshared_key, persistent_keepalive_interval"
+    ]
+    assert to_base64(KEY) not in caplog.text
