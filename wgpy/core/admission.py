@@ -28,8 +28,10 @@ REFUSAL_TIME: Final = 60.0
 # An initiator gives up on an initiation after REKEY_TIMEOUT and sends a new one, which asks
 # again: an answer to an older one would not be read.
 HOLD_TIME: Final = REKEY_TIMEOUT
+# Enough for a burst of new clients; a hook's limit of processes (4) works through them.
 MAX_HELD: Final = 16
-MAX_REFUSED: Final = 4096
+MAX_REFUSED: Final = 4096  # ~0.5 MiB of keys and times at most
+# A source (a NAT with many clients behind it, say) may ask twice a second, four in a burst.
 ASKS_PER_SECOND: Final = 2
 ASK_BURST: Final = 4
 MAX_SOURCES: Final = 4096

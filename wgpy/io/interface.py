@@ -312,7 +312,8 @@ class Interface:
 
     def _get(self) -> Iterator[str]:
         """The reply to `get`, GET_SLICE peers at a time, the device held for each slice alone.
-        Only this thread adds or removes peers, so none goes while the reply is written."""
+        Only this thread removes peers, so none goes while the reply is written (a peer hook
+        may add one meanwhile, which the next `get` shows)."""
         with self._lock:
             head = format_device(self.device, self.listen_port, self.fwmark)
             peers = list(self.device.peers.values())
