@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from wgpy.cli import daemon
 from wgpy.core.admission import PeerSettings
 from wgpy.core.device import PeerWanted
 from wgpy.core.endpoint import Endpoint
@@ -195,3 +196,12 @@ def test_a_failing_hook_is_decided_as_a_refusal_logged_with_the_keys_short_form(
         "allowed_ip, preshared_key, persistent_keepalive_interval"
     ]
     assert to_base64(KEY) not in caplog.text
+
+
+def test_a_bad_limit_stops_the_daemon_before_it_creates_anything(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WGPY_PEER_HOOK", "/bin/true")
+    monkeypatch.setenv("WGPY_PEER_HOOK_LIMIT", "0")
+    assert daemon.run(["--foreground", "wg0"]) == 1
+    assert capsys.readouterr().err == "wgpy: WGPY_PEER_HOOK_LIMIT='0': not a positive integer\n"
