@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +134,7 @@ class Peer:
     inner: tuple[str, str]
     config: str = ""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    env: dict[str, str] = field(default_factory=dict)  # for the daemon, beside this process's
 
     @property
     def uapi_socket(self) -> Path:
@@ -141,7 +142,7 @@ class Peer:
 
     def start(self) -> None:
         """Start the daemon in the foreground, configure it and bring its inner addresses up."""
-        self.process = start_serving(self.ns, self.implementation, self.ifname)
+        self.process = start_serving(self.ns, self.implementation, self.ifname, env=self.env)
         wg_setconf(self.ns, self.ifname, self.config)
         ip_up(self.ns, self.ifname, *self._inner_interfaces())
 
@@ -248,15 +249,21 @@ def parse_dump(text: str) -> InterfaceDump:
 
 
 def start_serving(
-    ns: Namespace, implementation: Implementation, ifname: str
+    ns: Namespace,
+    implementation: Implementation,
+    ifname: str,
+    *,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`implementation` serving a new interface `ifname` in the foreground in `ns`.
+    """`implementation` serving a new interface `ifname` in the foreground in `ns`, with `env`
+    added to this process's environment.
 
     Ready once its socket accepts connections: a killed predecessor may have left the file.
     """
     uapi_socket = socket_path(ifname)
+    environ = {**os.environ, **env} if env else None
     with tempfile.TemporaryFile() as log:
-        process = ns.popen(*implementation.argv(ifname), stdout=log, stderr=log)
+        process = ns.popen(*implementation.argv(ifname), stdout=log, stderr=log, env=environ)
         wait_until(lambda: is_live(uapi_socket) or process.poll() is not None, STARTUP_TIMEOUT)
         if not is_live(uapi_socket):
             ns.stop(process)

@@ -378,6 +378,14 @@ def _set_peer_key(peer: PeerUpdate, key: str, value: str) -> None:
         raise ValueError("invalid peer key")
 
 
+def parse_peer_line(peer: PeerUpdate, line: str) -> None:
+    """One `key=value` line of a peer's block into `peer`; raises ValueError."""
+    key, sep, value = line.partition("=")
+    if not sep:
+        raise ValueError("no '='")
+    _set_peer_key(peer, key, value)
+
+
 def _add_allowed_ip_change(peer: PeerUpdate, value: str) -> None:
     # allowed_ip=-PREFIX removes a prefix from the peer (wireguard-go since 2025, wg's
     # WGALLOWEDIP_REMOVE_ME).

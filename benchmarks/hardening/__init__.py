@@ -14,7 +14,7 @@ from dataclasses import dataclass
 class Figure:
     """One measured figure and whether the promise it stands for held."""
 
-    area: str  # "fuzz", "flood", "faults", "soak", "secrets"
+    area: str  # "fuzz", "flood", "admission", "faults", "soak", "secrets"
     name: str  # what was measured, e.g. "datagrams sent"
     value: str  # the figure as it should read in the table, units included
     held: bool  # the promise behind the figure held in this run

@@ -26,7 +26,7 @@ from typing import Any
 
 from benchmarks.hardening import Figure
 
-AREAS = ("fuzz", "flood", "faults", "soak", "secrets")
+AREAS = ("fuzz", "flood", "admission", "faults", "soak", "secrets")
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "HARDENING.md"
 BEGIN, END = "<!-- FIGURES BEGIN -->", "<!-- FIGURES END -->"

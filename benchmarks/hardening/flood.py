@@ -46,7 +46,7 @@ from wgpy.core.cookie import mac1_key
 from wgpy.core.crypto import mac
 from wgpy.core.drops import DropReason
 from wgpy.core.keys import from_base64
-from wgpy.lab.netns import WG_PORT, ip, veth_pair, wait_until
+from wgpy.lab.netns import WG_PORT, Namespace, ip, veth_pair, wait_until
 from wgpy.uapi import DeviceStats
 
 AREA = "flood"
@@ -120,11 +120,7 @@ def observe(duration: float, peer_name: str) -> Observed:
             baseline_rss, cpu_before = rss_mib(pid), cpu_seconds(pid)
             before, kernel_drops_before = wgpy.stats(), rcvbuf_errors(w)
             with Sampler(pid) as sampler:
-                flooder = p.popen(
-                    *module_command("benchmarks.hardening.flooder", w.ipv4, str(RATE),
-                                    str(duration), str(size), str(packets)),
-                    env=python_env(), stdout=subprocess.PIPE,
-                )  # fmt: skip
+                flooder = start_flooder(p, w.ipv4, duration, size, packets)
                 flood_ends = time.monotonic() + duration
                 engaged = wait_until(lambda: under_load(wgpy), ENGAGE_TIMEOUT, interval=0.2)
                 with Probe(peer, wgpy) as probe:
@@ -144,6 +140,16 @@ def observe(duration: float, peer_name: str) -> Observed:
         peer_cookies, flood_left, cookie_replies, diffie_hellmans, kernel_drops, cpu,
         baseline_rss, sampler,
     )  # fmt: skip
+
+
+def start_flooder(
+    ns: Namespace, destination: str, duration: float, size: int, packets: Path
+) -> subprocess.Popen[bytes]:
+    """flooder.py in `ns`, sending the `size`-byte packets of the file `packets` to
+    `destination` at RATE a second for `duration` seconds; it prints its report on stdout."""
+    command = module_command("benchmarks.hardening.flooder", destination, str(RATE),
+                             str(duration), str(size), str(packets))  # fmt: skip
+    return ns.popen(*command, env=python_env(), stdout=subprocess.PIPE)
 
 
 def under_load(wgpy: Daemon) -> bool:

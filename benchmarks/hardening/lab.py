@@ -77,6 +77,7 @@ class Daemon:
     ifname: str = field(default_factory=unique_ifname)
     config: str = ""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    env: dict[str, str] = field(default_factory=dict)  # for the daemon, beside python_env()
 
     @property
     def uapi_socket(self) -> Path:
@@ -96,7 +97,8 @@ class Daemon:
         """Start the daemon, configure it and bring its tunnel address up."""
         self.process = self.ns.popen(
             *self.command, "-f", self.ifname,
-            cwd=ROOT, env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT, env={**python_env(), **self.env},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         # A killed predecessor leaves its socket file behind: wait for one that answers.
         if not wait_until(lambda: is_live(self.uapi_socket), STARTUP_TIMEOUT):

@@ -1,44 +1,76 @@
-"""The flood's short variant (benchmarks/hardening/flood.py): 10,000 handshake initiations a
-second from 4,096 addresses, valid mac1 and garbage inside, at a wgpy daemon for 14 s, while
-wireguard-go makes a handshake with it. The 30-second run is
-`python -m benchmarks.hardening --only flood`."""
+"""The floods' short variants, 10,000 handshake initiations a second at a wgpy daemon for 14 s
+while wireguard-go, a listed peer, makes a handshake with it:
+
+- benchmarks/hardening/flood.py: from 4,096 addresses, valid mac1 and garbage inside;
+- benchmarks/hardening/admission.py: valid initiations (mac1 right, no cookie) from 4,096
+  unknown keys, each from its own address, at a daemon whose WGPY_PEER_HOOK takes half a second
+  to refuse each.
+
+The full runs are `python -m benchmarks.hardening --only flood,admission`."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
-from benchmarks.hardening import Figure, flood
+from benchmarks.hardening import Figure, admission, flood
 
 pytestmark = pytest.mark.netns("wireguard-go", "wg", "ping")
 
-
-@pytest.fixture(scope="module")
-def figures() -> dict[str, Figure]:
-    return {figure.name: figure for figure in flood.run(short=True)}
+AREAS = {"flood": flood, "admission": admission}
 
 
-# Each promise of the flood row, by what it says and the figure that must hold it.
+@functools.cache
+def figures(area: str) -> dict[str, Figure]:
+    """The figures of `area`'s short run, made once for all its promises."""
+    return {figure.name: figure for figure in AREAS[area].run(short=True)}
+
+
+# Each promise of the floods' rows, by its area, what it says and the figure that must hold it.
 PROMISES = [
-    ("the flood reaches ten thousand initiations a second", "flood sent"),
+    ("flood", "the flood reaches ten thousand initiations a second", "flood sent"),
     (
+        "flood",
         "once under load wgpy answers 99 percent of the flood with cookie replies",
         "cookie replies sent",
     ),
     (
+        "flood",
         "only the initiations before under load engaged cost a Diffie-Hellman",
         "Diffie-Hellmans for the flood",
     ),
-    ("the kernel drops none of the flood on wgpy's socket", "flood dropped by the kernel"),
+    ("flood", "the kernel drops none of the flood on wgpy's socket", "flood dropped by the kernel"),
     (
+        "flood",
         "a legitimate peer completes its handshake within 10 s during the flood",
         "legitimate handshake under flood",
     ),
-    ("wgpy memory stays within 8 mib of where it began", "wgpy peak RSS"),
-    ("wgpy cpu stays within 60 percent of a core", "wgpy CPU"),
+    ("flood", "wgpy memory stays within 8 mib of where it began", "wgpy peak RSS"),
+    ("flood", "wgpy cpu stays within 60 percent of a core", "wgpy CPU"),
+    (
+        "admission",
+        "the unknown-key flood reaches ten thousand initiations a second",
+        "unknown-key flood sent",
+    ),
+    ("admission", "at most four peer hooks run at once", "peer hooks at once"),
+    (
+        "admission",
+        "a listed peer completes its handshake within 10 s during the unknown-key flood",
+        "legitimate handshake under unknown-key flood",
+    ),
+    (
+        "admission",
+        "wgpy memory stays within 8 mib of where it began under the unknown-key flood",
+        "wgpy peak RSS under unknown-key flood",
+    ),
 ]
+VARIANT = {"flood": "wireguard-go peer", "admission": "cookies"}
 
 
-@pytest.mark.parametrize(("promise", "name"), PROMISES, ids=[promise for promise, _ in PROMISES])
-def test_the_flood_keeps_its_promise(figures: dict[str, Figure], promise: str, name: str) -> None:
-    figure = figures[f"{name} (wireguard-go peer)"]
+@pytest.mark.parametrize(
+    ("area", "promise", "name"), PROMISES, ids=[promise for _, promise, _ in PROMISES]
+)
+def test_the_flood_keeps_its_promise(area: str, promise: str, name: str) -> None:
+    figure = figures(area)[f"{name} ({VARIANT[area]})"]
     assert figure.held, f"{promise}: {figure.value} (promise: {figure.note})"

@@ -6,7 +6,9 @@ wg-quick relies on when it runs a userspace implementation. LOG_LEVEL is read as
 reads it: verbose or debug, error (the default), silent. WGPY_UNDER_LOAD_THRESHOLD (a positive
 integer, default 128) is how many handshake messages within a second put the device under load,
 when it answers an initiation without a valid mac2 with a cookie reply; 1 puts it under load from
-the first message on (tests use this to exercise cookies).
+the first message on (tests use this to exercise cookies). WGPY_PEER_HOOK=COMMAND admits peers
+on their first handshake (see wgpy/io/peer_hook.py), at most WGPY_PEER_HOOK_LIMIT (default 4)
+hooks at once, each given WGPY_PEER_HOOK_TIMEOUT seconds (default 2).
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
-from typing import TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 from wgpy.core.constants import UNDER_LOAD_THRESHOLD
 from wgpy.io.tun import DEFAULT_FLAGS, IFF_VNET_HDR, describe, open_tun, valid_name
+
+if TYPE_CHECKING:
+    from wgpy.io.peer_hook import HookSettings
 
 USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME"
 Reporter = Callable[[str | None], None]
@@ -40,16 +45,26 @@ def run(argv: list[str]) -> int:
     if not valid_name(name):
         print(f"wgpy: invalid interface name {name!r}", file=sys.stderr)
         return 1
+    # Imported only now: it loads the core, which the other commands of `wgpy` need not.
+    from wgpy.io.peer_hook import hook_settings
+
     try:
-        threshold = under_load_threshold(os.environ)
+        options = Options(under_load_threshold(os.environ), hook_settings(os.environ))
     except ValueError as error:
         print(f"wgpy: {error}", file=sys.stderr)
         return 1
     level = os.environ.get("LOG_LEVEL", "error")
     if foreground:
         configure_logging(level, sys.stderr)
-        return _serve(name, threshold, report=_report_to_stderr)
-    return _daemonize(name, threshold, level)
+        return _serve(name, options, report=_report_to_stderr)
+    return _daemonize(name, options, level)
+
+
+class Options(NamedTuple):
+    """What the environment configures."""
+
+    under_load_threshold: int
+    peer_hook: HookSettings | None
 
 
 def under_load_threshold(environ: Mapping[str, str]) -> int:
@@ -79,18 +94,18 @@ def _report_to_stderr(message: str | None) -> None:
         print(message, file=sys.stderr)
 
 
-def _serve(name: str, threshold: int, report: Reporter) -> int:
+def _serve(name: str, options: Options, report: Reporter) -> int:
     """Start the interface and serve. A SIGTERM or SIGINT while it starts waits, blocked, for
     Interface.run() to handle it: its default action would end the process with the TUN and the
     configuration socket (which tells wg the interface is up) left behind."""
     signal.pthread_sigmask(signal.SIG_BLOCK, HELD_WHILE_STARTING)
     try:
-        return _start(name, threshold, report)
+        return _start(name, options, report)
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_WHILE_STARTING)
 
 
-def _start(name: str, threshold: int, report: Reporter) -> int:
+def _start(name: str, options: Options, report: Reporter) -> int:
     # Imported only now, with the signals blocked: numpy starts a thread when it loads, and a
     # thread that left them unblocked would take them with their default action.
     from wgpy.io.interface import Interface
@@ -102,7 +117,9 @@ def _start(name: str, threshold: int, report: Reporter) -> int:
         report(f"wgpy: failed to create TUN device {name}: {describe(error)}")
         return 1
     try:
-        interface = Interface(tun, under_load_threshold=threshold)
+        interface = Interface(
+            tun, under_load_threshold=options.under_load_threshold, peer_hook=options.peer_hook
+        )
     except OSError as error:
         tun.close()
         report(f"wgpy: failed to start {name}: {error.strerror or error}")
@@ -120,7 +137,7 @@ def _start(name: str, threshold: int, report: Reporter) -> int:
     return 0
 
 
-def _daemonize(name: str, threshold: int, level: str) -> int:
+def _daemonize(name: str, options: Options, level: str) -> int:
     """Fork; the child serves and tells the parent through a pipe whether it came up."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -144,7 +161,7 @@ def _daemonize(name: str, threshold: int, level: str) -> int:
 
     status = 1
     try:
-        status = _serve(name, threshold, report)
+        status = _serve(name, options, report)
     except BaseException:
         # os._exit skips the interpreter's report of an uncaught exception: make it here.
         logging.getLogger("wgpy").exception("(%s) stopped by an error", name)

@@ -149,6 +149,12 @@ class AllowedIPs(Generic[P]):
         self._remove(node)
         return True
 
+    def owner(self, network: Network) -> P | None:
+        """The peer that owns exactly `network`, if one does."""
+        bits, key, cidr = _parts(network)
+        node = self._placement(bits, key, cidr)
+        return node.peer if node is not None and node.cidr == cidr else None
+
     def remove_peer(self, peer: P) -> None:
         """Remove every prefix that `peer` owns."""
         for node in list(self._ring(peer)):

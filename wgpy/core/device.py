@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from wgpy.core import ippacket, noise
+from wgpy.core.admission import Admissions, Asked, PeerSettings
 from wgpy.core.allowedips import AllowedIPs
 from wgpy.core.constants import (
     DEFAULT_MTU,
@@ -38,7 +39,7 @@ from wgpy.core.cookie import CookieChecker, MacState
 from wgpy.core.drops import DropReason
 from wgpy.core.endpoint import Endpoint, Local, source_bytes
 from wgpy.core.keypair import Keypair
-from wgpy.core.keys import generate_private_key, public_key
+from wgpy.core.keys import generate_private_key, public_key, short_form
 from wgpy.core.messages import TRANSPORT_HEADER, CookieReply, Initiation, Response, message_type
 from wgpy.core.observer import Direction, HandshakeSecrets, Observer
 from wgpy.core.peer import Peer
@@ -48,6 +49,8 @@ from wgpy.core.transport import decrypt_packet, encrypt_packets
 from wgpy.errors import ProtocolError
 
 Rng = Callable[[int], bytes]
+# Whether to admit an unknown key that sent an initiation from an endpoint: its settings, or None.
+PeerLookup = Callable[[bytes, Endpoint], PeerSettings | None]
 
 # The most peers whose due timers one `handle_timer` call runs. What it runs may each be a
 # handshake initiation, ~0.5 ms of Python: 32 of them hold the device for ~15 ms at most.
@@ -72,8 +75,23 @@ class WriteTun(NamedTuple):
     packets: list[bytes]
 
 
-Action = SendDatagrams | WriteTun
+class PeerWanted(NamedTuple):
+    """An initiation from the unknown `public_key` came from `endpoint` and is held: answer with
+    `Device.admit_peer` or `Device.refuse_peer`."""
+
+    public_key: bytes
+    endpoint: Endpoint
+
+
+Action = SendDatagrams | WriteTun | PeerWanted
 NOTHING: list[Action] = []
+
+# Why an initiation from an unknown key was not held, when it was not.
+_NOT_ASKED = {
+    Asked.REFUSED: DropReason.PEER_REFUSED,
+    Asked.FULL: DropReason.ADMISSIONS_FULL,
+    Asked.RATE_LIMITED: DropReason.ADMISSIONS_RATE_LIMITED,
+}
 
 # The transport header's fields for a datagram too short to be a transport message.
 _SHORT = (None, 0, 0)
@@ -97,7 +115,12 @@ class Device:
         *,
         mtu: int = DEFAULT_MTU,
         under_load_threshold: int = UNDER_LOAD_THRESHOLD,
+        peer_lookup: PeerLookup | None = None,
+        ask_for_peers: bool = False,
     ) -> None:
+        """An initiation from an unknown key is dropped, unless `peer_lookup` is given, which
+        is asked at once whether to admit it, or `ask_for_peers`, when the device returns a
+        PeerWanted action and holds the initiation until told (see admission.py)."""
         self.rng = rng
         # The timers' jitter keeps peers from rekeying in step; it needs no secrecy, so it
         # comes from a generator seeded once, not from a system call for every packet sent.
@@ -117,6 +140,8 @@ class Device:
         self._last_under_load = float("-inf")
         self._ratelimiter = RateLimiter()
         self._timers = TimerQueue()
+        self._peer_lookup = peer_lookup
+        self._admissions = Admissions() if ask_for_peers or peer_lookup else None
         # Sees every inner packet sent and received, and every handshake's secrets, while the
         # I/O edge runs a capture; None (one attribute check per batch) the rest of the time.
         self.observer: Observer | None = None
@@ -169,6 +194,41 @@ class Device:
         self.allowed_ips.remove_peer(peer)
         peer.timers.stop()
         peer.staged.clear()
+
+    def admit_peer(
+        self, public_key_: bytes, settings: PeerSettings, now: float, wall: float
+    ) -> list[Action]:
+        """Add the peer a PeerWanted asked about, and answer its held initiation if it is still
+        worth answering. Raises ValueError, admitting nothing, if another peer has one of the
+        allowed IPs (a key that is a peer already keeps its settings)."""
+        if public_key_ not in self.peers:
+            self._check_admissible(public_key_, settings)
+            peer = self.add_peer(
+                public_key_,
+                preshared_key=settings.preshared_key,
+                persistent_keepalive=settings.persistent_keepalive,
+                now=now,
+            )
+            for network in settings.allowed_ips:
+                self.allowed_ips.insert(network, peer)
+        held = self._admissions.take(public_key_, now) if self._admissions else None
+        if held is None:
+            return NOTHING
+        return self._receive_initiation(held.initiation, held.source, held.local, now, wall)
+
+    def refuse_peer(self, public_key_: bytes, now: float) -> None:
+        """Refuse the key a PeerWanted asked about: its initiations are dropped for 60 s."""
+        if self._admissions is not None:
+            self._admissions.refuse(public_key_, now)
+
+    def _check_admissible(self, public_key_: bytes, settings: PeerSettings) -> None:
+        if public_key_ == self.static_public:
+            raise ValueError("the key is the device's own")
+        for network in settings.allowed_ips:
+            owner = self.allowed_ips.owner(network)
+            if owner is not None:
+                owned_by = short_form(owner.public_key)
+                raise ValueError(f"allowed_ip={network} belongs to peer {owned_by}")
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -488,7 +548,7 @@ class Device:
             return self._drop(DropReason.HANDSHAKE_INVALID)
         peer = self.peers.get(static)
         if peer is None:
-            return self._drop(DropReason.UNKNOWN_PEER)
+            return self._unknown_peer(static, message, source, local, now, wall)
         rejected = peer.handshake.check_initiation(timestamp, now)
         if rejected is not None:
             return self._drop(rejected, peer)
@@ -513,6 +573,32 @@ class Device:
         timers.any_authenticated_packet_sent()
         self._authenticated_handshake_received(peer, INITIATION_SIZE, now)
         return self._send_handshake(peer, data)
+
+    def _unknown_peer(
+        self,
+        public_key_: bytes,
+        message: Initiation,
+        source: Endpoint,
+        local: Local | None,
+        now: float,
+        wall: float,
+    ) -> list[Action]:
+        """Hold the initiation and ask about its key, if the device asks about unknown keys."""
+        if self._admissions is None:
+            return self._drop(DropReason.UNKNOWN_PEER)
+        asked = self._admissions.hold(public_key_, message, source, local, now)
+        if asked is not Asked.NEW:
+            return self._drop(_NOT_ASKED[asked]) if asked in _NOT_ASKED else NOTHING
+        if self._peer_lookup is None:
+            return [PeerWanted(public_key_, source)]
+        settings = self._peer_lookup(public_key_, source)
+        if settings is not None:
+            try:
+                return self.admit_peer(public_key_, settings, now, wall)
+            except ValueError:
+                pass
+        self.refuse_peer(public_key_, now)
+        return self._drop(DropReason.PEER_REFUSED)
 
     def _receive_response(
         self, message: Response, source: Endpoint, local: Local | None, now: float, wall: float

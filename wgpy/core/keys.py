@@ -38,6 +38,13 @@ def to_base64(key: bytes) -> str:
     return base64.b64encode(key).decode("ascii")
 
 
+def short_form(key: bytes) -> str:
+    """The key as logs name it, as wireguard-go's do: the first and last four characters of its
+    base64 (the last before the padding)."""
+    text = to_base64(key)
+    return f"{text[:4]}…{text[39:43]}"
+
+
 def from_base64(text: str) -> bytes:
     """Decode a key exactly as `wg` accepts it: 44 characters of base64 ending in '='."""
     text = text.strip()

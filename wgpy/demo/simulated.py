@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable
 
 from wgpy.core.constants import REKEY_AFTER_TIME
-from wgpy.core.device import Action, Device, WriteTun
+from wgpy.core.device import Action, Device, SendDatagrams, WriteTun
 from wgpy.core.endpoint import Endpoint
 from wgpy.core.ippacket import ipv4_packet
 from wgpy.core.keys import generate_private_key, public_key, to_base64
@@ -53,6 +53,7 @@ class Demo:
                 for packet in action.packets:
                     print(f"           {sender}'s TUN receives: {packet[20:].decode()!r}")
                 continue
+            assert isinstance(action, SendDatagrams)  # Neither device asks for peers.
             for data in action.datagrams:
                 kind = KINDS[data[0]]
                 note = " (keepalive)" if kind == "transport data" and len(data) == 32 else ""

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from wgpy.core.device import Action, Device, WriteTun
+from wgpy.core.device import Action, Device, PeerWanted, SendDatagrams, WriteTun
 from wgpy.core.endpoint import Endpoint, Local
 from wgpy.io.device_lock import DeviceLock
 from wgpy.io.pktinfo import local_address
@@ -59,6 +59,8 @@ class DataPath:
         self._thread: threading.Thread | None = None
         self._stop_r, self._stop_w = os.pipe()
         self._stopping = False
+        # Where an initiation from an unknown key is reported, when the device asks for peers.
+        self.on_peer_wanted: Callable[[PeerWanted], None] = _ignore
 
     @property
     def running(self) -> bool:
@@ -97,21 +99,25 @@ class DataPath:
 
     def carry_out(self, actions: Sequence[Action]) -> None:
         """Write the packets the device returned to the TUN and send its datagrams, a batch per
-        endpoint (and local address) in the order given."""
+        endpoint (and local address) in the order given; hand on what asks for a peer."""
         if len(actions) == 1:  # One batch, or a lone packet as in ping: see `_serve`.
             action = actions[0]
             if isinstance(action, WriteTun):
                 self._tun.write(action.packets)
-            else:
+            elif isinstance(action, SendDatagrams):
                 self._send(action.datagrams, action.endpoint, action.local)
+            else:
+                self.on_peer_wanted(action)
             return
         packets: list[bytes] = []
         datagrams: dict[tuple[Endpoint, Local | None], list[bytes]] = {}
         for action in actions:
             if isinstance(action, WriteTun):
                 packets += action.packets
-            else:
+            elif isinstance(action, SendDatagrams):
                 datagrams.setdefault((action.endpoint, action.local), []).extend(action.datagrams)
+            else:
+                self.on_peer_wanted(action)
         if packets:
             self._tun.write(packets)
         for (endpoint, local), batch in datagrams.items():
@@ -221,3 +227,7 @@ class DataPath:
         )
         with self._lock:
             self._device.forget_local(local)
+
+
+def _ignore(wanted: PeerWanted) -> None:
+    pass

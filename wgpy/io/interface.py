@@ -26,13 +26,16 @@ from collections.abc import Callable, Iterable, Iterator
 
 from wgpy import client, uapi
 from wgpy.configure import device_stats, format_device, format_peers, update_steps
+from wgpy.core.admission import PeerSettings
 from wgpy.core.constants import UNDER_LOAD_THRESHOLD
-from wgpy.core.device import Device
+from wgpy.core.device import Action, Device, PeerWanted
+from wgpy.core.keys import short_form
 from wgpy.errors import UapiError
 from wgpy.io import uapi_server
 from wgpy.io.capture_server import CaptureHub, peer_uid
 from wgpy.io.datapath import DataPath
 from wgpy.io.device_lock import DeviceLock
+from wgpy.io.peer_hook import HookSettings, PeerHook
 from wgpy.io.tun import Tun
 from wgpy.io.tun_batches import OffloadTun, PlainTun
 from wgpy.io.tun_offload import TunOffloads, enable_offloads
@@ -60,9 +63,12 @@ class Interface:
         *,
         offloads: bool = True,
         under_load_threshold: int = UNDER_LOAD_THRESHOLD,
+        peer_hook: HookSettings | None = None,
     ) -> None:
+        """`peer_hook` decides on the keys the device does not know (see peer_hook.py)."""
         self.name = tun.name
         self._under_load_threshold = under_load_threshold
+        self._peer_hook_settings = peer_hook
         tun_offloads: TunOffloads | None = None
         if offloads:
             # The TUN may come back reattached to a new file: from here on it is ours to close.
@@ -76,7 +82,10 @@ class Interface:
 
     def _open(self, rng: Callable[[int], bytes], tun: TunOffloads | None, offloads: bool) -> None:
         self.device = Device(
-            rng, mtu=self.tun.mtu(), under_load_threshold=self._under_load_threshold
+            rng,
+            mtu=self.tun.mtu(),
+            under_load_threshold=self._under_load_threshold,
+            ask_for_peers=self._peer_hook_settings is not None,
         )
         self._lock = DeviceLock()
         self.fwmark = 0
@@ -93,6 +102,10 @@ class Interface:
             self._on_interface_gone,
         )  # fmt: skip
         log.info("(%s) data path: %s", self.name, _describe(tun, self._udp))
+        self._peer_hook: PeerHook | None = None
+        if self._peer_hook_settings is not None:
+            self._peer_hook = PeerHook(self._peer_hook_settings, self.name, self._decide)
+            self._datapath.on_peer_wanted = self._peer_hook.ask
         self._capture = CaptureHub(self.name, self.device, self._lock)
         self._selector = selectors.DefaultSelector()
         self._running = True
@@ -144,6 +157,8 @@ class Interface:
         self._wakeup_w.send(b"\0")
 
     def close(self) -> None:
+        if self._peer_hook is not None:
+            self._peer_hook.close()
         self._datapath.close()
         self._capture.close()
         for sock in self._sockets:
@@ -297,7 +312,8 @@ class Interface:
 
     def _get(self) -> Iterator[str]:
         """The reply to `get`, GET_SLICE peers at a time, the device held for each slice alone.
-        Only this thread adds or removes peers, so none goes while the reply is written."""
+        Only this thread removes peers, so none goes while the reply is written (a peer hook
+        may add one meanwhile, which the next `get` shows)."""
         with self._lock:
             head = format_device(self.device, self.listen_port, self.fwmark)
             peers = list(self.device.peers.values())
@@ -324,6 +340,23 @@ class Interface:
         except OSError as error:
             raise UapiError(error.errno or errno.EIO, f"listen_port={port}: {error}") from None
         self._in_turns(update_steps(self.device, update, time.monotonic()))
+
+    def _decide(self, wanted: PeerWanted, settings: PeerSettings | None) -> None:
+        """From a peer hook's thread: admit the key, which answers its held initiation, or
+        refuse it."""
+        now, wall = time.monotonic(), time.time()
+        actions: list[Action] = []
+        with self._lock:
+            try:
+                if settings is not None:
+                    actions = self.device.admit_peer(wanted.public_key, settings, now, wall)
+            except ValueError as error:
+                log.error("(%s) peer %s refused: %s", self.name, short_form(wanted.public_key),
+                          error)  # fmt: skip
+                settings = None
+            if settings is None:
+                self.device.refuse_peer(wanted.public_key, now)
+        self._datapath.carry_out(actions)
 
     def _in_turns(self, steps: Iterator[None]) -> None:
         """Take `steps` one at a time, each holding the device, and let the data path have it
