@@ -19,12 +19,13 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -107,11 +108,23 @@ class Namespace:
         return (NETNS_DIR / self.name).exists()
 
     def delete(self) -> None:
-        """End every process started here, then delete the namespace and its interfaces."""
+        """End every process started here, and any other still inside (a daemon that went to
+        the background), then delete the namespace and its interfaces."""
         for process in self.processes:
             self.stop(process)
         if self.exists():
+            self._end_strays()
             ip("netns", "delete", self.name)
+
+    def _end_strays(self) -> None:
+        """End by pid the processes still inside: they can only be ours, the namespace is."""
+        pids = [int(pid) for pid in _run(["ip", "netns", "pids", self.name]).stdout.split()]
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            if wait_until(lambda: not any(_alive(pid) for pid in pids), STOP_TIMEOUT):
+                return
 
     def __repr__(self) -> str:
         return f"Namespace({self.name!r})"
@@ -148,15 +161,27 @@ def namespace(prefix: str = "wgpy") -> Iterator[Namespace]:
 def veth_pair() -> Iterator[tuple[Namespace, Namespace]]:
     """Two fresh namespaces joined by a veth pair carrying the `UNDERLAY` addresses."""
     with namespace() as a, namespace() as b:
-        ip("-n", a.name, "link", "add", VETH, "type", "veth", "peer", "name", VETH, "netns", b.name)
+        link(a, VETH, b, VETH)
         for ns, (ipv4, ipv6) in zip((a, b), UNDERLAY, strict=True):
             ns.ipv4, ns.ipv6 = ipv4, ipv6
             ip_up(ns, VETH, f"{ipv4}/24", f"{ipv6}/64")
-        # Neighbour discovery sent before the kernel marks the link operational is lost and only
-        # retried a second later; wait so the first IPv6 packet gets through.
-        if not wait_until(lambda: _operational(a, VETH) and _operational(b, VETH), STARTUP_TIMEOUT):
-            raise RuntimeError(f"{VETH} did not come up in {a.name} and {b.name}")
+        wait_operational([(a, VETH), (b, VETH)])
         yield a, b
+
+
+def link(a: Namespace, a_name: str, b: Namespace, b_name: str) -> None:
+    """A veth pair: `a_name` in `a`, `b_name` in `b`."""
+    ip("-n", a.name, "link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", b.name)
+
+
+def wait_operational(links: Iterable[tuple[Namespace, str]]) -> None:
+    """Wait until every (namespace, interface) is operational: neighbour discovery sent before
+    is lost and only retried a second later."""
+    links = list(links)
+    if not wait_until(
+        lambda: all(_operational(ns, ifname) for ns, ifname in links), STARTUP_TIMEOUT
+    ):
+        raise RuntimeError(f"not operational in {STARTUP_TIMEOUT} s: {links}")
 
 
 def ip(*args: str) -> None:
@@ -364,6 +389,13 @@ def _run(
 
 def _operational(ns: Namespace, ifname: str) -> bool:
     return " state UP " in _run(["ip", "-n", ns.name, "-o", "link", "show", ifname]).stdout
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def _setns(fd: int) -> None:
