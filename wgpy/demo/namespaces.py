@@ -308,13 +308,12 @@ def serving(ns: netns.Namespace, payload: bytes) -> Iterator[list[str]]:
 
     with ns.entered():
         server = http.server.HTTPServer((INTERNET_HOST[0], HTTP_PORT), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield seen
+        finally:
+            server.shutdown()
 
 
 def show(name: str) -> None:
