@@ -113,17 +113,23 @@ class Namespace:
         for process in self.processes:
             self.stop(process)
         if self.exists():
-            self._end_strays()
+            self.end_processes()
             ip("netns", "delete", self.name)
 
-    def _end_strays(self) -> None:
-        """End by pid the processes still inside: they can only be ours, the namespace is."""
-        pids = [int(pid) for pid in _run(["ip", "netns", "pids", self.name]).stdout.split()]
+    def pids(self) -> list[int]:
+        """The processes inside, this one excepted (a thread of it in `entered` is listed)."""
+        if not self.exists():
+            return []
+        listed = _run(["ip", "netns", "pids", self.name]).stdout.split()
+        return [int(pid) for pid in listed if int(pid) != os.getpid()]
+
+    def end_processes(self) -> None:
+        """End by pid every process inside, as only ours can be: SIGTERM, then SIGKILL."""
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in pids:
+            for pid in self.pids():
                 with suppress(ProcessLookupError):
                     os.kill(pid, sig)
-            if wait_until(lambda: not any(_alive(pid) for pid in pids), STOP_TIMEOUT):
+            if wait_until(lambda: not self.pids(), STOP_TIMEOUT):
                 return
 
     def __repr__(self) -> str:
@@ -389,13 +395,6 @@ def _run(
 
 def _operational(ns: Namespace, ifname: str) -> bool:
     return " state UP " in _run(["ip", "-n", ns.name, "-o", "link", "show", ifname]).stdout
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _setns(fd: int) -> None:
