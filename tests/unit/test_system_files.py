@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import systemd_units
 
 from wgpy import system_files
 from wgpy.cli import wg
@@ -107,11 +108,13 @@ def test_systemd_analyze_verify_accepts_the_units(unit: str, staged: Path) -> No
 @pytest.mark.skipif(not DEBIAN_WG_QUICK_UNIT.exists(), reason="needs wireguard-tools")
 def test_wgpy_quick_service_is_debians_wg_quick_service_with_wgpy_quick(staged: Path) -> None:
     bindir = system_files.commands_directory()
-    debian = _unit(DEBIAN_WG_QUICK_UNIT.read_text()
+    debian = systemd_units.sections(DEBIAN_WG_QUICK_UNIT.read_text()
                    .replace("/usr/bin/wg-quick", f"{bindir}/wgpy-quick")
                    .replace("/usr/bin/wg ", f"{bindir}/wgpy ")
                    .replace("wg-quick", "wgpy-quick"))  # fmt: skip
-    ours = _unit(installed(staged, "lib/systemd/system/wgpy-quick@.service").read_text())
+    ours = systemd_units.sections(
+        installed(staged, "lib/systemd/system/wgpy-quick@.service").read_text()
+    )
     assert ours["Service"] == debian["Service"]
     assert ours["Install"] == debian["Install"]
     unit_semantics = ("After", "Wants", "PartOf", "Description")
@@ -120,22 +123,11 @@ def test_wgpy_quick_service_is_debians_wg_quick_service_with_wgpy_quick(staged: 
     }
 
 
-def _unit(text: str) -> dict[str, dict[str, list[str]]]:
-    """A unit file's sections as {section: {key: [values in order]}} (keys may repeat)."""
-    sections: dict[str, dict[str, list[str]]] = {}
-    section: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if line.startswith("["):
-            section = sections.setdefault(line.strip("[]"), {})
-        elif "=" in line and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            section.setdefault(key, []).append(value)
-    return sections
-
-
 def test_wgpy_service_configures_the_daemon_from_etc_wireguard(staged: Path) -> None:
     bindir = system_files.commands_directory()
-    service = _unit(installed(staged, "lib/systemd/system/wgpy@.service").read_text())["Service"]
+    service = systemd_units.sections(
+        installed(staged, "lib/systemd/system/wgpy@.service").read_text()
+    )["Service"]
     assert service["Type"] == ["forking"], "`wgpy IFNAME` returns once the socket exists"
     assert service["ExecStart"] == [f"{bindir}/wgpy %i"]
     assert service["ExecStartPost"] == [f"{bindir}/wgpy setconf %i /etc/wireguard/%i.conf"]
