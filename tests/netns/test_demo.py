@@ -65,19 +65,21 @@ def test_the_demo_is_a_full_tunnel_vpn_through_a_masquerading_server() -> None:
     assert out.count(", 0% packet loss") == 2
     assert "sha256 matches" in out
     assert f"the internet host saw the request come from {SERVER_WAN[0]}:" in out
-    for name in (client, server):
-        assert re.search(r"latest handshake: \d+ seconds? ago", section(out, f"wgpy show {name}"))
+    for role, name in (("client", client), ("server", server)):
+        shown = section(out, f"{role}: wgpy show {name}")
+        assert re.search(r"latest handshake: \d+ seconds? ago", shown)
     assert section(out, "client's routing after `down`") == before
     assert "== the client's routing is as it was before `up`" in out
     assert_nothing_left(out)
 
 
 @pytest.mark.netns(*NEEDS)
-def test_ctrl_c_in_the_middle_of_the_demo_removes_everything() -> None:
+@pytest.mark.parametrize("moment", ["== client: wgpy-quick up", "== client: ping"])
+def test_ctrl_c_in_the_middle_of_the_demo_removes_everything(moment: str) -> None:
     process = demo()
     assert process.stdout is not None
     out = ""
-    while "== client: ping" not in out:
+    while moment not in out:
         line = process.stdout.readline()
         assert line, f"the demo ended early: {out}"
         out += line

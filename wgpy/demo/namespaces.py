@@ -18,6 +18,7 @@ import http.client
 import http.server
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -40,7 +41,6 @@ GATEWAY = ("198.18.0.1", "fd00:1::1")  # the server's address on the client's ne
 CLIENT_LAN = ("198.18.0.2", "fd00:1::2")
 SERVER_WAN = ("192.0.2.1", "fd00:3::1")  # the server's address on the internet
 INTERNET_HOST = ("192.0.2.100", "fd00:3::100")
-TUNNEL = ("198.19.8.0/24", "fd00:8::/64")
 HTTP_PORT = 8080
 EXPLAINED = """\
    `not fwmark 51820 lookup 51820`: everything without the tunnel's fwmark goes to table 51820,
@@ -48,6 +48,11 @@ EXPLAINED = """\
    but not its default route; the tunnel's own packets (fwmark 0xca6c) still reach the server's
    endpoint through eth0."""
 DOWNLOAD_BYTES = 4 * 1024 * 1024
+TOPOLOGY = f"""\
+   client {CLIENT_LAN[0]} -- {GATEWAY[0]} server {SERVER_WAN[0]} -- {INTERNET_HOST[0]} internet host
+   The server is the client's default gateway; the internet host has no route back to the client."""
+# What can go wrong on the way, said in one line (a bug in the demo still shows its traceback).
+FAILURES = (WgpyError, OSError, RuntimeError, http.client.HTTPException, subprocess.SubprocessError)
 
 SERVER_CONF = """\
 [Interface]
@@ -84,15 +89,16 @@ class Hosts(NamedTuple):
     internet: netns.Namespace
 
 
-class Tunnel(NamedTuple):
-    """The two ends' interface names and config files."""
+class End(NamedTuple):
+    """One end of the tunnel: the client or the server, in its namespace, with its config."""
 
-    client: Path
-    server: Path
+    role: str
+    ns: netns.Namespace
+    config: Path
 
     @property
-    def names(self) -> tuple[str, str]:
-        return self.client.stem, self.server.stem
+    def ifname(self) -> str:
+        return self.config.stem
 
 
 def main() -> int:
@@ -106,7 +112,7 @@ def main() -> int:
     except KeyboardInterrupt:
         print("\ndemo interrupted: everything it made is removed", file=sys.stderr)
         return 130
-    except (WgpyError, OSError) as error:
+    except FAILURES as error:
         print(f"\ndemo failed: {error}\neverything it made is removed", file=sys.stderr)
         return 1
     print(f"\ndemo done in {time.monotonic() - started:.1f} s: namespaces, processes and "
@@ -126,35 +132,36 @@ def missing_tools() -> str | None:
 
 
 def run() -> None:
-    with config_files() as tunnel:
+    with config_files() as (client_config, server_config):
         try:
             with three_hosts() as hosts:
-                vpn(hosts, tunnel)
+                step(f"namespaces {', '.join(ns.name for ns in hosts)}")
+                print(TOPOLOGY)
+                client = End("client", hosts.client, client_config)
+                server = End("server", hosts.server, server_config)
+                vpn(client, server, hosts.internet)
                 step("tearing down: namespaces deleted with every process in them")
         finally:
-            remove_sockets(tunnel)
+            remove_sockets(client_config.stem, server_config.stem)
 
 
-def vpn(hosts: Hosts, tunnel: Tunnel) -> None:
-    step(f"namespaces {', '.join(ns.name for ns in hosts)}")
-    print(f"   client {CLIENT_LAN[0]} -> gateway {GATEWAY[0]} = server {SERVER_WAN[0]} -> internet "
-          f"host {INTERNET_HOST[0]}, which has no route back to the client")  # fmt: skip
-    quick(hosts.server, "up", tunnel.server)
-    before = show_routing(hosts.client, "client's routing before `up`")
-    unanswered(hosts.client)
-    quick(hosts.client, "up", tunnel.client)
-    show_routing(hosts.client, "client's routing after `up`")
+def vpn(client: End, server: End, internet: netns.Namespace) -> None:
+    quick(server, "up")
+    before = show_routing(client.ns, "client's routing before `up`")
+    unanswered(client.ns)
+    quick(client, "up")
+    show_routing(client.ns, "client's routing after `up`")
     print(EXPLAINED)
-    ping(hosts.client)
-    download(hosts)
-    for name in tunnel.names:
-        show(name)
-    quick(hosts.client, "down", tunnel.client)
-    after = show_routing(hosts.client, "client's routing after `down`")
+    ping(client.ns)
+    download(client.ns, internet)
+    for end in (client, server):
+        show(end)
+    quick(client, "down")
+    after = show_routing(client.ns, "client's routing after `down`")
     if after != before:
         raise WgpyError("the client's routing after `down` is not as it was before `up`")
     step("the client's routing is as it was before `up`")
-    quick(hosts.server, "down", tunnel.server)
+    quick(server, "down")
 
 
 @contextmanager
@@ -178,17 +185,16 @@ def three_hosts() -> Iterator[Hosts]:
 
 
 @contextmanager
-def config_files() -> Iterator[Tunnel]:
-    """Fresh keys, in the server's and the client's config (0600, named for unique interfaces)."""
-    server_key, client_key = (keys.generate_private_key(os.urandom) for _ in range(2))
+def config_files() -> Iterator[tuple[Path, Path]]:
+    """The client's and the server's config, with fresh keys (0600, named for unique
+    interfaces)."""
+    client_key, server_key = (keys.generate_private_key(os.urandom) for _ in range(2))
     with tempfile.TemporaryDirectory(prefix="wgpy-demo-") as directory:
-        tunnel = Tunnel(
-            Path(directory, f"{netns.unique_ifname('wgc')}.conf"),
-            Path(directory, f"{netns.unique_ifname('wgs')}.conf"),
-        )
-        _write(tunnel.server, SERVER_CONF, server_key, client_key)
-        _write(tunnel.client, CLIENT_CONF, client_key, server_key)
-        yield tunnel
+        client = Path(directory, f"{netns.unique_ifname('wgc')}.conf")
+        server = Path(directory, f"{netns.unique_ifname('wgs')}.conf")
+        _write(client, CLIENT_CONF, client_key, server_key)
+        _write(server, SERVER_CONF, server_key, client_key)
+        yield client, server
 
 
 def _write(path: Path, template: str, private: bytes, peer: bytes) -> None:
@@ -198,10 +204,10 @@ def _write(path: Path, template: str, private: bytes, peer: bytes) -> None:
     path.write_text(text)
 
 
-def remove_sockets(tunnel: Tunnel) -> None:
-    """The configuration sockets of a daemon that could not remove its own (killed)."""
-    for name in tunnel.names:
-        uapi_client.socket_path(name).unlink(missing_ok=True)
+def remove_sockets(*ifnames: str) -> None:
+    """The configuration sockets of daemons that could not remove their own (killed)."""
+    for ifname in ifnames:
+        uapi_client.socket_path(ifname).unlink(missing_ok=True)
 
 
 def step(text: str) -> None:
@@ -213,17 +219,16 @@ def indented(text: str) -> None:
         print(f"   {line}")
 
 
-def quick(ns: netns.Namespace, command: str, config: Path) -> None:
-    """`wgpy-quick COMMAND CONFIG` in `ns`, printing the config on `up` and what it does."""
-    where = "client" if config.stem.startswith("wgc") else "server"
-    step(f"{where}: wgpy-quick {command} {config.name}")
+def quick(end: End, command: str) -> None:
+    """`wgpy-quick COMMAND CONFIG` at `end`, printing the config on `up` and what it does."""
+    step(f"{end.role}: wgpy-quick {command} {end.config.name}")
     if command == "up":
-        indented(config.read_text())
+        indented(end.config.read_text())
         print()
-    result = ns.run(*WGPY_QUICK, command, str(config), check=False)
+    result = end.ns.run(*WGPY_QUICK, command, str(end.config), check=False)
     indented(result.stderr)
     if result.returncode != 0:
-        raise WgpyError(f"wgpy-quick {command} {config.name} in {where} exited {result.returncode}")
+        raise WgpyError(f"wgpy-quick {command} at the {end.role} exited {result.returncode}")
 
 
 def show_routing(ns: netns.Namespace, title: str) -> str:
@@ -250,7 +255,7 @@ def show_routing(ns: netns.Namespace, title: str) -> str:
 
 def unanswered(ns: netns.Namespace) -> None:
     """Without the tunnel the internet host does not answer the client: no route back."""
-    result = ns.run("ping", "-c", "1", "-w", "1", INTERNET_HOST[0], check=False)
+    result = ns.run("ping", "-c", "1", "-W", "0.5", INTERNET_HOST[0], check=False)
     if result.returncode == 0:
         raise WgpyError(f"the internet host answers the client without the tunnel: {result.stdout}")
     step(f"client: ping {INTERNET_HOST[0]}: no answer without the tunnel")
@@ -265,12 +270,12 @@ def ping(ns: netns.Namespace) -> None:
             raise WgpyError(f"ping {host} from the client failed")
 
 
-def download(hosts: Hosts) -> None:
+def download(client: netns.Namespace, internet: netns.Namespace) -> None:
     """The client fetches a file over HTTP from the internet host, who says who asked."""
     payload = os.urandom(DOWNLOAD_BYTES)
-    with serving(hosts.internet, payload) as seen:
+    with serving(internet, payload) as seen:
         started = time.monotonic()
-        with hosts.client.entered():
+        with client.entered():
             connection = http.client.HTTPConnection(INTERNET_HOST[0], HTTP_PORT, timeout=10)
             try:
                 connection.request("GET", "/file")
@@ -316,7 +321,6 @@ def serving(ns: netns.Namespace, payload: bytes) -> Iterator[list[str]]:
             server.shutdown()
 
 
-def show(name: str) -> None:
-    step(f"wgpy show {name}" + (" (the client)" if name.startswith("wgc") else " (the server)"))
-    sys.stdout.flush()
-    wg.run("show", [name])
+def show(end: End) -> None:
+    step(f"{end.role}: wgpy show {end.ifname}")
+    wg.run("show", [end.ifname])
