@@ -240,8 +240,16 @@ def test_wgpy_completes_running_interfaces_and_what_follows_them(
     ]  # fmt: skip
     assert complete(staged, "wgpy", "wgpy setconf wgv", cwd, **env) == ["wgvpn1"]
     assert complete(staged, "wgpy", "wgpy show wg0 end", cwd, **env) == ["endpoints"]
-    assert complete(staged, "wgpy", "wgpy set wg0 listen-port 51820 f", cwd) == ["fwmark"]
-    assert complete(staged, "wgpy", "wgpy set wg0 peer ABC= e", cwd) == ["endpoint"]
+    assert complete(staged, "wgpy", "wgpy set wg0 ", cwd) == [
+        "listen-port", "fwmark", "private-key", "peer"
+    ]  # fmt: skip
+    assert complete(staged, "wgpy", "wgpy set wg0 fwmark 1 listen-port 2 ", cwd) == [
+        "private-key", "peer"
+    ]  # fmt: skip
+    assert complete(staged, "wgpy", "wgpy set wg0 peer ABC= endpoint 192.0.2.1:1 ", cwd) == [
+        "preshared-key", "allowed-ips", "persistent-keepalive", "remove", "peer"
+    ]  # fmt: skip
+    assert complete(staged, "wgpy", "wgpy set wg0 peer A= remove peer B= e", cwd) == ["endpoint"]
     assert complete(staged, "wgpy", "wgpy syncconf wg0 h", cwd, **env) == ["home.conf"]
     assert complete(staged, "wgpy", "wgpy capture wg0 -w n", cwd, **env) == ["notes.txt"]
 
