@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -292,25 +292,12 @@ def userspace_wg_quick(path: Path) -> Path:
 
 def end_processes(ns: Namespace) -> None:
     """End every process left in `ns` (daemons that detached), by pid: SIGTERM, then SIGKILL."""
-    pids = processes_in(ns)
-    for pid in pids:
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    if not wait_until(lambda: not processes_in(ns), STOP_TIMEOUT):
-        for pid in processes_in(ns):
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    ns.end_processes()
 
 
 def processes_in(ns: Namespace) -> list[int]:
     """The pids of the processes in `ns`, this one excepted."""
-    if not ns.exists():
-        return []
-    listed = subprocess.run(
-        ["ip", "netns", "pids", ns.name], capture_output=True, text=True, check=False
-    ).stdout.split()
-    # A thread of this process inside `Namespace.entered` would list it too.
-    return [int(pid) for pid in listed if int(pid) != os.getpid()]
+    return ns.pids()
 
 
 def drop_count(ns: Namespace, ifname: str) -> int:

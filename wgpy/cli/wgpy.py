@@ -24,6 +24,8 @@ Usage: wgpy [-f/--foreground] IFNAME
   genpsk      print a new preshared key
   pubkey      read a private key on stdin, print its public key
   demo        a VPN between two network namespaces (--simulated: in memory)
+  install-files
+              install the systemd units, man pages and bash completions
   --version   print the version
 """
 
@@ -57,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         from wgpy.cli import proxy
 
         return proxy.run(rest)
+    if command == "install-files":
+        from wgpy.cli import install
+
+        return install.run(rest)
     if command == "demo":
         from wgpy.demo import main as demo
 

@@ -19,12 +19,13 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -107,11 +108,29 @@ class Namespace:
         return (NETNS_DIR / self.name).exists()
 
     def delete(self) -> None:
-        """End every process started here, then delete the namespace and its interfaces."""
+        """End every process started here, and any other still inside (a daemon that went to
+        the background), then delete the namespace and its interfaces."""
         for process in self.processes:
             self.stop(process)
         if self.exists():
+            self.end_processes()
             ip("netns", "delete", self.name)
+
+    def pids(self) -> list[int]:
+        """The processes inside, this one excepted (a thread of it in `entered` is listed)."""
+        if not self.exists():
+            return []
+        listed = _run(["ip", "netns", "pids", self.name]).stdout.split()
+        return [int(pid) for pid in listed if int(pid) != os.getpid()]
+
+    def end_processes(self) -> None:
+        """End by pid every process inside, as only ours can be: SIGTERM, then SIGKILL."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in self.pids():
+                with suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            if wait_until(lambda: not self.pids(), STOP_TIMEOUT):
+                return
 
     def __repr__(self) -> str:
         return f"Namespace({self.name!r})"
@@ -154,14 +173,26 @@ def veth_pair() -> Iterator[tuple[Namespace, Namespace]]:
 
 def join(a: Namespace, b: Namespace) -> None:
     """Join `a` and `b` by a veth pair carrying the `UNDERLAY` addresses, once it is up."""
-    ip("-n", a.name, "link", "add", VETH, "type", "veth", "peer", "name", VETH, "netns", b.name)
+    link(a, VETH, b, VETH)
     for ns, (ipv4, ipv6) in zip((a, b), UNDERLAY, strict=True):
         ns.ipv4, ns.ipv6 = ipv4, ipv6
         ip_up(ns, VETH, f"{ipv4}/24", f"{ipv6}/64")
-    # Neighbour discovery sent before the kernel marks the link operational is lost and only
-    # retried a second later; wait so the first IPv6 packet gets through.
-    if not wait_until(lambda: _operational(a, VETH) and _operational(b, VETH), STARTUP_TIMEOUT):
-        raise RuntimeError(f"{VETH} did not come up in {a.name} and {b.name}")
+    wait_operational([(a, VETH), (b, VETH)])
+
+
+def link(a: Namespace, a_name: str, b: Namespace, b_name: str) -> None:
+    """A veth pair: `a_name` in `a`, `b_name` in `b`."""
+    ip("-n", a.name, "link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", b.name)
+
+
+def wait_operational(links: Iterable[tuple[Namespace, str]]) -> None:
+    """Wait until every (namespace, interface) is operational: neighbour discovery sent before
+    is lost and only retried a second later."""
+    links = list(links)
+    if not wait_until(
+        lambda: all(_operational(ns, ifname) for ns, ifname in links), STARTUP_TIMEOUT
+    ):
+        raise RuntimeError(f"not operational in {STARTUP_TIMEOUT} s: {links}")
 
 
 def ip(*args: str) -> None:
