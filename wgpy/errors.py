@@ -18,9 +18,16 @@ dropped and counted (see `wgpy.core.drops.DropReason`). System calls at the edge
         QuickError         why `wgpy-quick` cannot go on                          (quick)
             StepFailed, Interrupted                                               (quick.execute)
         CommandFailed      a command the namespace lab ran exited nonzero         (lab.netns)
+        HookFailed         why a WGPY_PEER_HOOK answer refuses a key             (io.peer_hook)
+        TcpError           a use of a connection its state does not allow         (netstack.tcp)
+        NotAppliedWarning  a wg-quick key a tunnel without an interface ignores   (tunnel)
+        ResolutionFailed   no DNS server of the tunnel answered for a name        (proxy.resolve)
+        SpecError          a proxy option's value that does not read              (proxy.spec)
+        Socks5Failed       the lab's SOCKS5 client was refused                    (lab.proxy)
 
 The generic ones live here, the others beside the one module that raises them. InvalidValue,
-ResolutionError and OffloadError are ValueErrors too, and CommandFailed a
+ResolutionError, OffloadError and SpecError are ValueErrors too, ResolutionFailed and
+Socks5Failed OSErrors, NotAppliedWarning a UserWarning, and CommandFailed a
 subprocess.CalledProcessError, as their callers expect.
 """
 

@@ -33,7 +33,7 @@ from wgpy.client import socket_path
 from wgpy.configure import apply_update, device_stats, format_device, format_peers
 from wgpy.core.constants import DEFAULT_MTU
 from wgpy.core.device import Device
-from wgpy.errors import ConfigError, UapiError
+from wgpy.errors import ConfigError, UapiError, WgpyError
 from wgpy.io.rootless import RootlessDataPath, serve_configuration
 from wgpy.io.stack_streams import StackStreamTransport
 from wgpy.io.stack_transports import StackDatagramTransport, TunnelResolver, normalized
@@ -50,7 +50,7 @@ STREAM_LIMIT = 1 << 16  # asyncio's default StreamReader limit
 PING_PAYLOAD = b"wgpy tunnel ping"
 
 
-class NotAppliedWarning(UserWarning):
+class NotAppliedWarning(UserWarning, WgpyError):
     """A wg-quick key that configures a host interface, which a tunnel without one ignores."""
 
 

@@ -34,6 +34,7 @@ from typing import Final
 from wgpy.core.admission import MAX_HELD, PeerSettings
 from wgpy.core.device import PeerWanted
 from wgpy.core.keys import short_form, to_base64
+from wgpy.errors import WgpyError
 from wgpy.uapi import ZERO_KEY, PeerUpdate, parse_peer_line
 
 log = logging.getLogger("wgpy")
@@ -49,7 +50,7 @@ MAX_QUEUED: Final = MAX_HELD
 HOOK_KEYS: Final = ("allowed_ip", "preshared_key", "persistent_keepalive_interval")
 
 
-class HookFailed(Exception):
+class HookFailed(WgpyError):
     """Why a hook's answer refuses the key."""
 
 

@@ -27,6 +27,7 @@ from typing import IO
 
 import h11
 
+from wgpy.errors import WgpyError
 from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
     WG_PORT,
@@ -210,7 +211,7 @@ def listened_ports(options: Sequence[str]) -> list[int]:
 # A SOCKS5 client, small enough to read ---------------------------------------------------------
 
 
-class Socks5Failed(OSError):
+class Socks5Failed(OSError, WgpyError):
     def __init__(self, reply: int) -> None:
         super().__init__(f"SOCKS5 reply {reply}")
         self.reply = reply

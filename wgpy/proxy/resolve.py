@@ -7,11 +7,12 @@ import asyncio
 import functools
 import random
 
+from wgpy.errors import WgpyError
 from wgpy.netstack.dns import FIRST_TIMEOUT, Failed, Server, StubResolver
 from wgpy.proxy.network import Network
 
 
-class ResolutionFailed(OSError):
+class ResolutionFailed(OSError, WgpyError):
     """No server answered for a name, or every one refused."""
 
 

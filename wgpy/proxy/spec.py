@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from wgpy.errors import ConfigError
+from wgpy.errors import ConfigError, WgpyError
 
 LOOPBACK = "127.0.0.1"
 Transport = Literal["tcp", "udp"]
@@ -23,7 +23,7 @@ _LOCAL = re.compile(rf"(?P<transport>[^:]+):{_LISTEN.pattern}:(?P<to_host>{_HOST
 _REMOTE = re.compile(rf"(?P<transport>[^:]+):(?P<port>[^:]+):(?P<to_host>{_HOST}):(?P<to>[^:]+)")
 
 
-class SpecError(ValueError):
+class SpecError(ValueError, WgpyError):
     """An option's value that does not read; the message names the option and the value."""
 
 
