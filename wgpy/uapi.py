@@ -28,7 +28,7 @@ from wgpy.core.constants import KEY_LEN
 from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import clamp
 from wgpy.errors import UapiError
-from wgpy.values import parse_ip, parse_number
+from wgpy.values import InvalidAddress, network, pack_ip, parse_number
 
 Operation = Literal["get", "set", "stats", "capture"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -568,15 +568,27 @@ def parse_endpoint(value: str) -> Endpoint:
         if len(host) < 2 or not host.endswith("]"):
             raise ValueError(f"missing ']': {value!r}")
         host = host[1:-1]
-    address = ipaddress.ip_address(host)
-    if bracketed != (address.version == 6):
+    address, percent, zone = host.partition("%")
+    packed = _pack_endpoint_ip(host, address, zone if percent else None)
+    if bracketed != (len(packed) == 16):
         raise ValueError(f"IPv6 addresses, and only they, go in [brackets]: {value!r}")
-    zone = getattr(address, "scope_id", None)
-    if zone is not None and not _ZONE.fullmatch(zone):
+    if percent and not _ZONE.fullmatch(zone):
         # Go takes any zone; here a NUL in one would make each send to the endpoint raise a
         # TypeError where the I/O edge expects an OSError.
         raise ValueError(f"a zone is an interface name or index: {value!r}")
-    return Endpoint(format_ip(address), _parse_uint(port, 16))
+    text = format_packed_ip(packed)
+    return Endpoint(f"{text}%{zone}" if percent else text, _parse_uint(port, 16))
+
+
+def _pack_endpoint_ip(host: str, address: str, zone: str | None) -> bytes:
+    """The bytes of `host`, an `address` and its `zone` if it has one, refused as the ipaddress
+    module refuses them: a zone only on IPv6, not empty and without a second '%'."""
+    try:
+        if zone is not None and (":" not in address or not zone or "%" in zone):
+            raise InvalidAddress(host)
+        return pack_ip(address)
+    except InvalidAddress:
+        raise ValueError(f"{host!r} does not appear to be an IPv4 or IPv6 address") from None
 
 
 def parse_allowed_ip(value: str) -> AllowedIP:
@@ -584,10 +596,10 @@ def parse_allowed_ip(value: str) -> AllowedIP:
     address_text, sep, bits = value.rpartition("/")
     if not sep:
         raise ValueError(f"no '/' in prefix {value!r}")
-    address = parse_ip(address_text)  # netip.ParsePrefix takes no zone either
-    if not _PREFIX_BITS.fullmatch(bits) or int(bits) > address.max_prefixlen:
+    packed = pack_ip(address_text)  # netip.ParsePrefix takes no zone either
+    if not _PREFIX_BITS.fullmatch(bits) or int(bits) > len(packed) * 8:
         raise ValueError(f"bad bits after slash: {value!r}")
-    return ipaddress.ip_network((address, int(bits)), strict=False)
+    return network(packed, int(bits))
 
 
 def format_ip(address: IPAddress) -> str:
