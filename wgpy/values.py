@@ -142,7 +142,13 @@ def network(packed: bytes, bits: int) -> ipaddress.IPv4Network | ipaddress.IPv6N
     """The network of the first `bits` of an address's 4 or 16 bytes (its host bits cleared)."""
     width = len(packed) * 8
     kind = ipaddress.IPv4Network if width == 32 else ipaddress.IPv6Network
-    return kind((int.from_bytes(packed, "big") >> (width - bits) << (width - bits), bits))
+    made = kind((int.from_bytes(packed, "big") >> (width - bits) << (width - bits), bits))
+    if bits == width - 1:
+        # ipaddress makes a /31's or /127's `hosts` its own bound __iter__: a reference cycle.
+        # The same two addresses, without one:
+        first = made.network_address
+        made.hosts = lambda: iter((first, first + 1))  # type: ignore[method-assign,assignment]
+    return made
 
 
 def parse_endpoint(text: str) -> tuple[str, str]:

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 from hypothesis import example, given
 from hypothesis import strategies as st
+from strategies import address_texts
 
-from tests.strategies import address_texts
 from wgpy import uapi, values
 from wgpy.core.endpoint import Endpoint
 
