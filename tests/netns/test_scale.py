@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -69,21 +70,51 @@ def test_wg_setconf_of_10000_peers_is_applied_and_wg_show_dump_lists_them_all(
         assert peer.persistent_keepalive == "25"
 
 
-@pytest.mark.netns("wg")
-@unless_standing_in("applies a set line by line and keeps the lines before a bad one")
-def test_a_long_set_with_a_bad_line_near_its_end_applies_nothing_and_the_daemon_serves_on(
-    netns: Namespace, server: str, keys: list[str]
-) -> None:
-    lines = [
+def long_set(keys: list[str]) -> list[str]:
+    """The lines of a `set` of every key, each peer with an endpoint and an allowed IP, after a
+    device line: over 1 MiB in all."""
+    return ["set=1\n", "listen_port=51820\n"] + [
         f"public_key={hex_key(key)}\nendpoint=198.18.0.1:51820\nallowed_ip={ipv4(n)}\n"
         for n, key in enumerate(keys)
     ]
-    lines.insert(-1, "allowed_ip=10.0.0.300/32\n")
-    request = f"set=1\nlisten_port=51820\n{''.join(lines)}\n"
+
+
+# Where in a long set it goes wrong: in its first peer, half-way, in its last peer.
+PLACES = pytest.mark.parametrize("share", [0.0001, 0.5, 0.9999], ids=["start", "middle", "end"])
+
+
+@pytest.mark.netns("wg")
+@unless_standing_in("applies a set line by line and keeps the lines before a bad one")
+@PLACES
+def test_a_long_set_with_a_bad_line_anywhere_applies_nothing_and_the_daemon_serves_on(
+    netns: Namespace, server: str, keys: list[str], share: float
+) -> None:
+    lines = long_set(keys)
+    lines.insert(max(3, round(len(lines) * share)), "allowed_ip=10.0.0.300/32\n")
+    request = "".join(lines) + "\n"
     assert len(request) > 1 << 20
 
     before = netns.run("wg", "showconf", server).stdout
 
     assert client.exchange(server, request) == "errno=-22\n\n"
 
+    assert netns.run("wg", "showconf", server).stdout == before, "nothing applied, and it serves"
+
+
+@pytest.mark.netns("wg")
+@unless_standing_in("applies a set line by line and keeps the lines before the cut")
+@PLACES
+def test_a_long_set_cut_short_anywhere_applies_nothing_and_the_daemon_serves_on(
+    netns: Namespace, server: str, keys: list[str], share: float
+) -> None:
+    request = "".join(long_set(keys)).encode()
+    cut = round(len(request) * share)  # mostly inside a line
+    before = netns.run("wg", "showconf", server).stdout
+
+    with client.connect(server) as sock:
+        sock.sendall(request[:cut])
+        sock.shutdown(socket.SHUT_WR)  # the client is gone before the set's empty line
+        reply = b"".join(iter(lambda: sock.recv(65536), b""))
+
+    assert reply == b"errno=-71\n\n"  # EPROTO, as nothing could be applied
     assert netns.run("wg", "showconf", server).stdout == before, "nothing applied, and it serves"
