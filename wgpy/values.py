@@ -24,7 +24,6 @@ from wgpy.errors import InvalidKeyError, WgpyError
 ASCII_SPACE: Final = " \t\n\v\f\r"  # wireguard-tools' char_is_space
 KEY_BASE64_LEN: Final = 44
 
-_DECIMAL = re.compile(r"[0-9]+")
 _HEXADECIMAL = re.compile(r"[0-9a-fA-F]+")
 _UINT32_MAX: Final = 0xFFFFFFFF
 
@@ -62,8 +61,11 @@ def parse_number(text: str, maximum: int, *, minimum: int = 0) -> int:
 
 def _digits(text: str, base: int) -> int | None:
     """The number `text` spells in `base` if it is all digits, else None."""
+    # ASCII isdigit() is [0-9]+, several times faster than the pattern (a port or keepalive of
+    # every peer of a big `set` comes here).
+    digits = text.isdigit() if base == 10 else _HEXADECIMAL.fullmatch(text) is not None
     significant = text.lstrip("0")
-    if not (_DECIMAL if base == 10 else _HEXADECIMAL).fullmatch(text) or len(significant) > 20:
+    if not (digits and text.isascii()) or len(significant) > 20:
         return None  # More than 20 digits is more than 64 bits, and int() refuses huge strings.
     return int(significant or "0", base)
 

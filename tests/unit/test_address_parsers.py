@@ -1,10 +1,12 @@
 """The address parsers read addresses with inet_pton, for speed (a `set` of 10,000 peers holds
 30,000 of them). Each must take and refuse exactly what it did when it read them with the ipaddress
-module, and say so in the same words: here that module is the trivially correct twin."""
+module, and say so in the same words: here that module is the trivially correct twin. So must
+numbers, read with str.isdigit where a pattern read them."""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 
 from hypothesis import example, given
@@ -17,6 +19,15 @@ from wgpy.core.endpoint import Endpoint
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 bit_texts = st.one_of(st.integers(0, 129).map(str), st.text("0123456789+-", max_size=4))
 ports = st.sampled_from(["0", "51820", "65536", "x", ""])
+
+
+def twin_number(text: str, maximum: int) -> int:
+    """wgpy.values.parse_number as it was: a pattern of ASCII digits."""
+    significant = text.lstrip("0")
+    ascii_digits = re.fullmatch(r"[0-9]+", text) and len(significant) <= 20
+    if ascii_digits and int(significant or "0") <= maximum:
+        return int(significant or "0")
+    raise values.InvalidValue(f"not a number in 0-{maximum}: {text!r}")
 
 
 def twin_ip(text: str) -> IPAddress:
@@ -109,3 +120,14 @@ def test_an_endpoint_of_a_set_is_read_as_before(
     host = f"[{address}{zone}]" if bracketed else f"{address}{zone}"
     text = f"{host}:{port}"
     assert outcome(uapi.parse_endpoint, text) == outcome(twin_uapi_endpoint, text)
+
+
+@given(
+    st.one_of(st.text("0123456789", max_size=24), st.text(max_size=6)), st.sampled_from([1, 65535])
+)
+@example("\uff11", 65535)  # a fullwidth digit: isdigit, but not ASCII
+@example("٣", 65535)
+@example("0" * 30 + "1", 1)
+def test_a_number_is_read_as_the_pattern_read_it(text: str, maximum: int) -> None:
+    ours = outcome(lambda t: values.parse_number(t, maximum), text)
+    assert ours == outcome(lambda t: twin_number(t, maximum), text)
