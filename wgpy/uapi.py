@@ -225,7 +225,7 @@ class RequestReader:
             try:
                 self._body.line(line.decode("utf-8", errors="replace"))
             except UapiError as error:
-                self._error = error
+                self._error = untraced(error)
         return None
 
     def _begin(self, line: bytes) -> None:
@@ -248,6 +248,14 @@ class RequestReader:
             return Request(operation, update=body.update)
         assert isinstance(body, CaptureParser)
         return Request(operation, capture=body.request)
+
+
+def untraced(error: UapiError) -> UapiError:
+    """`error` without the frames it was raised through (nor the error it was raised from, and
+    its frames): a frame refers to its caller's, which holds whatever keeps the error, a cycle
+    that only a full collection would free (see tests/unit/test_cycles.py)."""
+    error.__context__ = None
+    return error.with_traceback(None)
 
 
 def _line_too_long() -> UapiError:

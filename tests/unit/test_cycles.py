@@ -108,3 +108,20 @@ def test_peers_added_changed_and_removed_by_sets_leave_no_cycles() -> None:
     apply_update(device, uapi.parse_set(["replace_peers=true"]), 0.0)
     assert not device.peers
     assert cyclic_garbage() == []
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"set=1\nallowed_ip=10.0.0.300/32\n\n",  # a value refused
+        b"set=1\nno equals sign\n\n",  # a line refused
+        b"set=1\nlisten_port=1\n",  # cut short
+    ],
+    ids=["bad-value", "bad-line", "cut-short"],
+)
+def test_a_refused_set_leaves_no_cycles(request_bytes: bytes) -> None:
+    reader = uapi.RequestReader()
+    requests = [*reader.feed(request_bytes), *reader.feed(b"")]
+    assert [request.error is not None for request in requests] == [True]
+    del reader, requests
+    assert cyclic_garbage() == []
