@@ -568,14 +568,7 @@ def _get_peer_key(peer: PeerState, key: str, value: str) -> None:
 def parse_endpoint(value: str) -> Endpoint:
     """An IP address and port, as Go's netip.ParseAddrPort reads them: IPv6, and only IPv6, in
     [brackets], an optional %zone, no host names."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port:
-        raise ValueError(f"not an ip:port: {value!r}")
-    bracketed = host.startswith("[")
-    if bracketed:
-        if len(host) < 2 or not host.endswith("]"):
-            raise ValueError(f"missing ']': {value!r}")
-        host = host[1:-1]
+    host, bracketed, port = split_endpoint(value)
     address, percent, zone = host.partition("%")
     packed = _pack_endpoint_ip(host, address, zone if percent else None)
     if bracketed != (len(packed) == 16):
@@ -586,6 +579,20 @@ def parse_endpoint(value: str) -> Endpoint:
         raise ValueError(f"a zone is an interface name or index: {value!r}")
     text = format_packed_ip(packed)
     return Endpoint(f"{text}%{zone}" if percent else text, _parse_uint(port, 16))
+
+
+def split_endpoint(value: str) -> tuple[str, bool, str]:
+    """The host of "host:port" or "[host]:port" (without its brackets), whether it had them,
+    and the port."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port:
+        raise ValueError(f"not an ip:port: {value!r}")
+    bracketed = host.startswith("[")
+    if bracketed:
+        if len(host) < 2 or not host.endswith("]"):
+            raise ValueError(f"missing ']': {value!r}")
+        host = host[1:-1]
+    return host, bracketed, port
 
 
 def _pack_endpoint_ip(host: str, address: str, zone: str | None) -> bytes:

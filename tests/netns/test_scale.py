@@ -7,7 +7,7 @@ import base64
 import ipaddress
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from peers import WGPY, hex_key, parse_dump, start_serving, unless_standing_in
@@ -79,42 +79,41 @@ def long_set(keys: list[str]) -> list[str]:
     ]
 
 
-# Where in a long set it goes wrong: in its first peer, half-way, in its last peer.
-PLACES = pytest.mark.parametrize("share", [0.0001, 0.5, 0.9999], ids=["start", "middle", "end"])
+def with_a_bad_line(server: str, lines: list[str], share: float) -> bytes:
+    """Send `lines` with a bad value at `share` of them (after the first peer's key at least)."""
+    lines.insert(max(3, round(len(lines) * share)), "allowed_ip=10.0.0.300/32\n")
+    return client.exchange(server, "".join(lines) + "\n").encode()
+
+
+def cut_short(server: str, lines: list[str], share: float) -> bytes:
+    """Send `share` of the bytes of `lines`, mostly ending inside a line, and hang up."""
+    request = "".join(lines).encode()
+    with client.connect(server) as sock:
+        sock.sendall(request[: round(len(request) * share)])
+        sock.shutdown(socket.SHUT_WR)  # gone before the set's empty line
+        return b"".join(iter(lambda: sock.recv(65536), b""))
 
 
 @pytest.mark.netns("wg")
-@unless_standing_in("applies a set line by line and keeps the lines before a bad one")
-@PLACES
-def test_a_long_set_with_a_bad_line_anywhere_applies_nothing_and_the_daemon_serves_on(
-    netns: Namespace, server: str, keys: list[str], share: float
+@unless_standing_in("applies a set line by line and keeps the lines before the fault")
+@pytest.mark.parametrize("share", [0.0001, 0.5, 0.9999], ids=["start", "middle", "end"])
+@pytest.mark.parametrize(
+    ("spoil", "reply"),
+    [(with_a_bad_line, b"errno=-22\n\n"), (cut_short, b"errno=-71\n\n")],  # EINVAL, EPROTO
+    ids=["bad-line", "cut-short"],
+)
+def test_a_long_set_spoilt_anywhere_applies_nothing_and_the_daemon_serves_on(
+    netns: Namespace,
+    server: str,
+    keys: list[str],
+    share: float,
+    spoil: Callable[[str, list[str], float], bytes],
+    reply: bytes,
 ) -> None:
     lines = long_set(keys)
-    lines.insert(max(3, round(len(lines) * share)), "allowed_ip=10.0.0.300/32\n")
-    request = "".join(lines) + "\n"
-    assert len(request) > 1 << 20
-
+    assert len("".join(lines)) > 1 << 20
     before = netns.run("wg", "showconf", server).stdout
 
-    assert client.exchange(server, request) == "errno=-22\n\n"
+    assert spoil(server, lines, share) == reply
 
-    assert netns.run("wg", "showconf", server).stdout == before, "nothing applied, and it serves"
-
-
-@pytest.mark.netns("wg")
-@unless_standing_in("applies a set line by line and keeps the lines before the cut")
-@PLACES
-def test_a_long_set_cut_short_anywhere_applies_nothing_and_the_daemon_serves_on(
-    netns: Namespace, server: str, keys: list[str], share: float
-) -> None:
-    request = "".join(long_set(keys)).encode()
-    cut = round(len(request) * share)  # mostly inside a line
-    before = netns.run("wg", "showconf", server).stdout
-
-    with client.connect(server) as sock:
-        sock.sendall(request[:cut])
-        sock.shutdown(socket.SHUT_WR)  # the client is gone before the set's empty line
-        reply = b"".join(iter(lambda: sock.recv(65536), b""))
-
-    assert reply == b"errno=-71\n\n"  # EPROTO, as nothing could be applied
     assert netns.run("wg", "showconf", server).stdout == before, "nothing applied, and it serves"

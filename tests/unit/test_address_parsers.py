@@ -49,15 +49,8 @@ def twin_allowed_ip(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interf
 
 
 def twin_uapi_endpoint(value: str) -> Endpoint:
-    """wgpy.uapi.parse_endpoint as it was."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port:
-        raise ValueError(f"not an ip:port: {value!r}")
-    bracketed = host.startswith("[")
-    if bracketed:
-        if len(host) < 2 or not host.endswith("]"):
-            raise ValueError(f"missing ']': {value!r}")
-        host = host[1:-1]
+    """wgpy.uapi.parse_endpoint as it was (it split the text as it does now)."""
+    host, bracketed, port = uapi.split_endpoint(value)
     address = ipaddress.ip_address(host)
     if bracketed != (address.version == 6):
         raise ValueError(f"IPv6 addresses, and only they, go in [brackets]: {value!r}")
