@@ -48,10 +48,15 @@ def a_to_b() -> bytes:
     return ipv4_packet("10.0.0.1", "10.0.0.2")
 
 
-def test_a_completed_handshake_leaves_no_cycles() -> None:
+def test_sessions_made_rekeyed_and_expired_leave_no_cycles() -> None:
     link = Link()
     link.send("a", a_to_b())
     assert link.b.received
+    for _ in range(4):  # past REKEY_AFTER_TIME, so a new handshake, and on to REJECT_AFTER_TIME
+        link.advance(100)
+        link.send("a", a_to_b())
+    link.advance(600)  # every session expires
+    assert link.kinds("a").count(1) > 1
     assert cyclic_garbage() == []
 
 
