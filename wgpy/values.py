@@ -7,8 +7,9 @@ A value that does not parse raises InvalidValue, whose message says why, for a c
 file's error. The failures wg words differently have a subclass of their own (InvalidAddress,
 UnmatchedBrace), so the command line can print wg's messages instead.
 
-Pure: no sockets, clocks or randomness. `parse_port` alone asks the C library, as wg does:
-getaddrinfo with no host reads a service name from the services database.
+Pure: no sockets, clocks or randomness. Two parsers ask the C library, as wg does: `parse_port`
+(getaddrinfo with no host reads a service name from the services database) and `pack_ip`
+(inet_pton, which reads no file).
 """
 
 from __future__ import annotations
