@@ -18,3 +18,14 @@ prefixes = st.builds(
     addresses,
     st.integers(0, 128),
 )
+
+# Text that is, or nearly is, an IP address: addresses written in each way the parsers meet them,
+# and strings of the characters addresses are made of, which are mostly not addresses.
+_ADDRESS_CHARS = "0123456789abcdefABCDEFxg:.%/[] \x00\uff11"
+address_texts = st.one_of(
+    addresses.map(str),
+    addresses.map(lambda address: address.exploded),
+    st.ip_addresses(v=4).map(lambda address: f"::ffff:{address}"),
+    st.ip_addresses(v=4).map(lambda address: f"::{address}"),
+    st.text(_ADDRESS_CHARS, max_size=48),
+)

@@ -28,7 +28,7 @@ from wgpy.core.constants import KEY_LEN
 from wgpy.core.endpoint import Endpoint
 from wgpy.core.keys import clamp
 from wgpy.errors import UapiError
-from wgpy.values import parse_ip, parse_number
+from wgpy.values import InvalidAddress, network, pack_ip, parse_number
 
 Operation = Literal["get", "set", "stats", "capture"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -225,7 +225,7 @@ class RequestReader:
             try:
                 self._body.line(line.decode("utf-8", errors="replace"))
             except UapiError as error:
-                self._error = error
+                self._error = untraced(error)
         return None
 
     def _begin(self, line: bytes) -> None:
@@ -248,6 +248,14 @@ class RequestReader:
             return Request(operation, update=body.update)
         assert isinstance(body, CaptureParser)
         return Request(operation, capture=body.request)
+
+
+def untraced(error: UapiError) -> UapiError:
+    """`error` without the frames it was raised through (nor the error it was raised from, and
+    its frames): a frame refers to its caller's, which holds whatever keeps the error, a cycle
+    that only a full collection would free (see tests/unit/test_cycles.py)."""
+    error.__context__ = None
+    return error.with_traceback(None)
 
 
 def _line_too_long() -> UapiError:
@@ -568,6 +576,22 @@ def _get_peer_key(peer: PeerState, key: str, value: str) -> None:
 def parse_endpoint(value: str) -> Endpoint:
     """An IP address and port, as Go's netip.ParseAddrPort reads them: IPv6, and only IPv6, in
     [brackets], an optional %zone, no host names."""
+    host, bracketed, port = split_endpoint(value)
+    address, percent, zone = host.partition("%")
+    packed = _pack_endpoint_ip(host, address, zone if percent else None)
+    if bracketed != (len(packed) == 16):
+        raise ValueError(f"IPv6 addresses, and only they, go in [brackets]: {value!r}")
+    if percent and not _ZONE.fullmatch(zone):
+        # Go takes any zone; here a NUL in one would make each send to the endpoint raise a
+        # TypeError where the I/O edge expects an OSError.
+        raise ValueError(f"a zone is an interface name or index: {value!r}")
+    text = format_packed_ip(packed)
+    return Endpoint(f"{text}%{zone}" if percent else text, _parse_uint(port, 16))
+
+
+def split_endpoint(value: str) -> tuple[str, bool, str]:
+    """The host of "host:port" or "[host]:port" (without its brackets), whether it had them,
+    and the port."""
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port:
         raise ValueError(f"not an ip:port: {value!r}")
@@ -576,15 +600,18 @@ def parse_endpoint(value: str) -> Endpoint:
         if len(host) < 2 or not host.endswith("]"):
             raise ValueError(f"missing ']': {value!r}")
         host = host[1:-1]
-    address = ipaddress.ip_address(host)
-    if bracketed != (address.version == 6):
-        raise ValueError(f"IPv6 addresses, and only they, go in [brackets]: {value!r}")
-    zone = getattr(address, "scope_id", None)
-    if zone is not None and not _ZONE.fullmatch(zone):
-        # Go takes any zone; here a NUL in one would make each send to the endpoint raise a
-        # TypeError where the I/O edge expects an OSError.
-        raise ValueError(f"a zone is an interface name or index: {value!r}")
-    return Endpoint(format_ip(address), _parse_uint(port, 16))
+    return host, bracketed, port
+
+
+def _pack_endpoint_ip(host: str, address: str, zone: str | None) -> bytes:
+    """The bytes of `host`, an `address` and its `zone` if it has one, refused as the ipaddress
+    module refuses them: a zone only on IPv6, not empty and without a second '%'."""
+    try:
+        if zone is not None and (":" not in address or not zone or "%" in zone):
+            raise InvalidAddress(host)
+        return pack_ip(address)
+    except InvalidAddress:
+        raise ValueError(f"{host!r} does not appear to be an IPv4 or IPv6 address") from None
 
 
 def parse_allowed_ip(value: str) -> AllowedIP:
@@ -592,10 +619,10 @@ def parse_allowed_ip(value: str) -> AllowedIP:
     address_text, sep, bits = value.rpartition("/")
     if not sep:
         raise ValueError(f"no '/' in prefix {value!r}")
-    address = parse_ip(address_text)  # netip.ParsePrefix takes no zone either
-    if not _PREFIX_BITS.fullmatch(bits) or int(bits) > address.max_prefixlen:
+    packed = pack_ip(address_text)  # netip.ParsePrefix takes no zone either
+    if not _PREFIX_BITS.fullmatch(bits) or int(bits) > len(packed) * 8:
         raise ValueError(f"bad bits after slash: {value!r}")
-    return ipaddress.ip_network((address, int(bits)), strict=False)
+    return network(packed, int(bits))
 
 
 def format_ip(address: IPAddress) -> str:

@@ -141,8 +141,14 @@ def iperf3(client: Namespace, server: Namespace, address: str, *options: str) ->
 # Traffic through moved interfaces.
 
 
+# Both outer endpoints of `middle`'s loopback, 127.0.0.1 and [::1]: every transfer runs over each.
+OUTER_FAMILIES = pytest.mark.parametrize(
+    "outer", ["ipv4", "ipv6"], ids=["ipv4-outer", "ipv6-outer"]
+)
+
+
 @pytest.mark.parametrize("implementations", peers.PAIRS)
-@pytest.mark.parametrize("outer", ["ipv4", "ipv6"], ids=["ipv4-outer", "ipv6-outer"])
+@OUTER_FAMILIES
 def test_moved_interfaces_carry_pings_and_a_checked_transfer_over_either_outer_family(
     lab: Lab, implementations: tuple[Implementation, Implementation], outer: Family
 ) -> None:
@@ -155,10 +161,11 @@ def test_moved_interfaces_carry_pings_and_a_checked_transfer_over_either_outer_f
 
 
 @pytest.mark.parametrize("implementations", peers.PAIRS)
+@OUTER_FAMILIES
 def test_moved_interfaces_carry_a_gibibyte_of_tcp_each_way_and_of_udp(
-    lab: Lab, implementations: tuple[Implementation, Implementation]
+    lab: Lab, implementations: tuple[Implementation, Implementation], outer: Family
 ) -> None:
-    with moved_tunnel(implementations, lab) as (a, b):
+    with moved_tunnel(implementations, lab, outer) as (a, b):
         there = iperf3(lab.one, lab.two, b.inner[0], "-Z", "-n", "1G")
         back = iperf3(lab.one, lab.two, b.inner[0], "-Z", "-n", "1G", "-R")
         udp = iperf3(lab.one, lab.two, b.inner[0], "-u", "-b", UDP_RATE, "-n", "1G")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 
 import pytest
 from peers import WGPY, hex_key, parse_dump, start_serving, unless_standing_in
@@ -69,21 +70,50 @@ def test_wg_setconf_of_10000_peers_is_applied_and_wg_show_dump_lists_them_all(
         assert peer.persistent_keepalive == "25"
 
 
-@pytest.mark.netns("wg")
-@unless_standing_in("applies a set line by line and keeps the lines before a bad one")
-def test_a_long_set_with_a_bad_line_near_its_end_applies_nothing_and_the_daemon_serves_on(
-    netns: Namespace, server: str, keys: list[str]
-) -> None:
-    lines = [
+def long_set(keys: list[str]) -> list[str]:
+    """The lines of a `set` of every key, each peer with an endpoint and an allowed IP, after a
+    device line: over 1 MiB in all."""
+    return ["set=1\n", "listen_port=51820\n"] + [
         f"public_key={hex_key(key)}\nendpoint=198.18.0.1:51820\nallowed_ip={ipv4(n)}\n"
         for n, key in enumerate(keys)
     ]
-    lines.insert(-1, "allowed_ip=10.0.0.300/32\n")
-    request = f"set=1\nlisten_port=51820\n{''.join(lines)}\n"
-    assert len(request) > 1 << 20
 
+
+def with_a_bad_line(server: str, lines: list[str], share: float) -> bytes:
+    """Send `lines` with a bad value at `share` of them (after the first peer's key at least)."""
+    lines.insert(max(3, round(len(lines) * share)), "allowed_ip=10.0.0.300/32\n")
+    return client.exchange(server, "".join(lines) + "\n").encode()
+
+
+def cut_short(server: str, lines: list[str], share: float) -> bytes:
+    """Send `share` of the bytes of `lines`, mostly ending inside a line, and hang up."""
+    request = "".join(lines).encode()
+    with client.connect(server) as sock:
+        sock.sendall(request[: round(len(request) * share)])
+        sock.shutdown(socket.SHUT_WR)  # gone before the set's empty line
+        return b"".join(iter(lambda: sock.recv(65536), b""))
+
+
+@pytest.mark.netns("wg")
+@unless_standing_in("applies a set line by line and keeps the lines before the fault")
+@pytest.mark.parametrize("share", [0.0001, 0.5, 0.9999], ids=["start", "middle", "end"])
+@pytest.mark.parametrize(
+    ("spoil", "reply"),
+    [(with_a_bad_line, b"errno=-22\n\n"), (cut_short, b"errno=-71\n\n")],  # EINVAL, EPROTO
+    ids=["bad-line", "cut-short"],
+)
+def test_a_long_set_spoilt_anywhere_applies_nothing_and_the_daemon_serves_on(
+    netns: Namespace,
+    server: str,
+    keys: list[str],
+    share: float,
+    spoil: Callable[[str, list[str], float], bytes],
+    reply: bytes,
+) -> None:
+    lines = long_set(keys)
+    assert len("".join(lines)) > 1 << 20
     before = netns.run("wg", "showconf", server).stdout
 
-    assert client.exchange(server, request) == "errno=-22\n\n"
+    assert spoil(server, lines, share) == reply
 
     assert netns.run("wg", "showconf", server).stdout == before, "nothing applied, and it serves"

@@ -6,9 +6,12 @@ protocol with the prologue "WireGuard v1 zx2c4 Jason@zx2c4.com"; the parts Noise
 messages.py, cookie.py and handshake.py. Here any prologue and payload goes, so that Noise's own
 test vectors replay through this adapter byte for byte (tests/unit/test_oracle_vectors.py).
 
-Two liberties with the package, both contained here: ephemeral keys come from the caller (drawn from
-the injected rng, which noiseprotocol warns about because it usually means a test), and the
-responder's PSK is installed after the initiation is read, because only then is the peer known.
+Three liberties with the package, all contained here: ephemeral keys come from the caller (drawn
+from the injected rng, which noiseprotocol warns about because it usually means a test); the
+responder's PSK is installed after the initiation is read, because only then is the peer known;
+and a connection's reference cycles are broken when its half is dropped (`_release`), so that its
+objects are freed at once, not by a full cyclic collection: the daemon freezes what is alive out
+of the collector's sight (wgpy/io/interface.py), and a cycle frozen so would never be freed.
 """
 
 from __future__ import annotations
@@ -59,6 +62,25 @@ def _start(connection: NoiseConnection, ephemeral_private: bytes) -> None:
     state.e = KeyPair25519.from_private_bytes(ephemeral_private)
 
 
+def _release(connection: NoiseConnection) -> None:
+    """Break the cycles noiseprotocol makes: a connection keeps its next step as a method bound to
+    itself, and a protocol and its handshake and symmetric states refer to each other until the
+    handshake is done. The connection is of no use afterwards."""
+    connection._next_fn = None
+    vars(connection.noise_protocol).clear()
+
+
+class _Half:
+    """What both halves hold: one connection, released with the half."""
+
+    _connection: NoiseConnection
+
+    def __del__(self) -> None:
+        connection = getattr(self, "_connection", None)  # None if __init__ failed
+        if connection is not None:
+            _release(connection)
+
+
 def _split(connection: NoiseConnection) -> TransportKeys:
     protocol = connection.noise_protocol
     return TransportKeys(
@@ -66,7 +88,7 @@ def _split(connection: NoiseConnection) -> TransportKeys:
     )
 
 
-class Initiator:
+class Initiator(_Half):
     """The initiator's half: write the initiation, read the response.
 
     `prologue` is WireGuard's unless a test replays a vector of Noise's own (which has another).
@@ -110,13 +132,14 @@ class Initiator:
         try:
             payload = bytes(self._connection.read_message(body))
         except _NOISE_FAILURES as error:
+            _release(self._connection)
             self._connection = self._start()
             self._connection.write_message(self._payload)
             raise ProtocolError("response failed to authenticate") from error
         return payload, _split(self._connection)
 
 
-class Responder:
+class Responder(_Half):
     """The responder's half: read the initiation, learn the peer, write the response."""
 
     def __init__(
