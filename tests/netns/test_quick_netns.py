@@ -270,6 +270,26 @@ def test_up_and_down_leave_the_namespace_as_wg_quick_does(
     assert ours.resolvconf == reference.resolvconf
 
 
+def test_a_config_keyed_by_its_post_up_hook_comes_up_as_with_wg_quick(
+    tools: Tools, tmp_path: Path
+) -> None:
+    # wg-quick(8)'s pattern for a key kept in a secret store: no PrivateKey line at all.
+    example = (REPO / "configs/client-split.conf").read_text()
+    key_line = next(line for line in example.splitlines() if line.startswith("PrivateKey"))
+    private_key = key_line.partition("=")[2].strip()
+    text = _with_interface_lines(
+        example.replace(f"{key_line}\n", ""),
+        f"PostUp = wg set %i private-key <(echo {private_key})",
+    )
+    ifname = unique_ifname("wq")
+    reference = run_up_and_down(tools.wg_quick, tools, text, ifname, tmp_path / "reference")
+    ours = run_up_and_down(tools.wgpy_quick, tools, text, ifname, tmp_path / "ours")
+
+    assert f"PrivateKey = {private_key}" in reference.device[0]
+    assert ours.device == reference.device
+    assert_same(reference.up, ours.up)
+
+
 # A VPN end to end -----------------------------------------------------------------------------
 
 INTERNET_HOST = ("192.0.2.100", "fd00:3::100")

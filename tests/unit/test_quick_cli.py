@@ -69,7 +69,6 @@ def config_with(*lines: str, peers: int = 1) -> str:
 
 BAD_INPUTS = {
     "an unknown key": (config_with(f"PrivateKey = {PRIVATE_KEY}", "Color = blue"), 3, "Color"),
-    "no PrivateKey": (config_with("Address = 198.19.8.2/32"), 1, "PrivateKey"),
     "a bad key": (config_with("PrivateKey = c2hvcnQ="), 2, "PrivateKey"),
     "a bad CIDR": (
         config_with(f"PrivateKey = {PRIVATE_KEY}", "Address = 198.19.8.2/40"),

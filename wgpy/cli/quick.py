@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def up(argument: str) -> None:
     path, ifname = _locate(argument)
-    config = wgconfig.load(path, require_private_key=True)
+    config = wgconfig.load(path)
     update = _device_update(config, path)
     _require_root()
     with IPRoute() as ipr:
