@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from wgpy import __version__, resolver
 from wgpy import config as wgconfig
-from wgpy import resolver
 from wgpy.cli import quick
 from wgpy.quick import QuickError, configfile
 from wgpy.resolver import ResolutionError
@@ -114,13 +114,36 @@ def test_a_missing_file_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err == "wgpy-quick: `/nonexistent/wg0.conf' does not exist\n"
 
 
-@pytest.mark.parametrize("name", ["wg 0.conf", "sixteen-chars-ab.conf", "wg0.cfg"])
-def test_the_file_name_must_be_an_interface_name_and_conf(
-    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+FILE_NAMES = {
+    "wg 0.conf": ": `wg 0' has a character other than a-z A-Z 0-9 _ = + . -",
+    "sixteen-chars-ab.conf": ": `sixteen-chars-ab' has 16 characters, an interface name at most 15",
+    "wg0.cfg": "",
+}
+
+
+@pytest.mark.parametrize("name, why", FILE_NAMES.items(), ids=FILE_NAMES.keys())
+def test_the_file_name_must_be_an_interface_name_and_conf_and_the_error_says_why(
+    name: str, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write(tmp_path, name, config_with(f"PrivateKey = {PRIVATE_KEY}"))
     assert quick.main(["strip", str(path)]) == 1
-    assert "must be a valid interface name, followed by .conf" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"wgpy-quick: The config file must be a valid interface name, followed by .conf{why}\n"
+    )
+
+
+def test_a_file_that_cannot_be_read_is_named_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "wg0.conf"
+    path.mkdir()  # unreadable as a file even by root
+    assert quick.main(["strip", str(path)]) == 1
+    assert capsys.readouterr().err == f"wgpy-quick: {path}: Is a directory\n"
+
+
+def test_version_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert quick.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"wgpy-quick {__version__}\n"
 
 
 def test_a_file_others_can_read_gets_a_warning(

@@ -11,8 +11,8 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from wgpy import __version__, resolver
 from wgpy import config as wgconfig
-from wgpy import resolver
 from wgpy.errors import WgpyError
 from wgpy.quick import QuickError, configfile, device, netlink, observe
 from wgpy.quick.execute import Executor
@@ -22,6 +22,7 @@ from wgpy.uapi import DeviceUpdate
 
 USAGE = """\
 Usage: wgpy-quick [ up | down | save | strip ] [ CONFIG_FILE | INTERFACE ]
+       wgpy-quick --version
 
   CONFIG_FILE is a configuration file, whose filename is the interface name
   followed by `.conf'. Otherwise, INTERFACE is an interface name, with
@@ -51,13 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) == 1 and args[0] in ("--help", "-h", "help"):
         print(USAGE, end="", file=sys.stderr)
         return 0
+    if args == ["--version"]:
+        print(f"wgpy-quick {__version__}")
+        return 0
     if len(args) != 2 or args[0] not in COMMANDS:
         print(USAGE, end="", file=sys.stderr)
         return 1
     command, argument = args
     try:
         COMMANDS[command](argument)
-    except (WgpyError, OSError, NetlinkError) as error:
+    except OSError as error:
+        print(f"wgpy-quick: {_describe(error)}", file=sys.stderr)
+        return 1
+    except (WgpyError, NetlinkError) as error:
         print(f"wgpy-quick: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -124,6 +131,12 @@ def _require_root() -> None:
 def _require_wireguard(ipr: IPRoute, ifname: str) -> None:
     if netlink.link_index(ipr, ifname) is None or not device.is_running(ifname):
         raise QuickError(f"`{ifname}' is not a WireGuard interface")
+
+
+def _describe(error: OSError) -> str:
+    """`PATH: strerror`, as a shell names a file it cannot open, rather than `[Errno 13] ...`."""
+    reason = error.strerror or str(error)
+    return f"{error.filename}: {reason}" if error.filename is not None else reason
 
 
 def _device_update(config: wgconfig.Config, path: Path) -> DeviceUpdate:
