@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from wgpy.core.constants import UNDER_LOAD_THRESHOLD
-from wgpy.io.tun import DEFAULT_FLAGS, IFF_VNET_HDR, describe, open_tun, valid_name
+from wgpy.io.tun import DEFAULT_FLAGS, IFF_VNET_HDR, IFNAMSIZ, describe, open_tun, valid_name
 
 USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME"
 Reporter = Callable[[str | None], None]
@@ -38,7 +38,7 @@ def run(argv: list[str]) -> int:
         return 1
     name = names[0]
     if not valid_name(name):
-        print(f"wgpy: invalid interface name {name!r}", file=sys.stderr)
+        print(f"wgpy: invalid interface name {name!r}{_why_invalid(name)}", file=sys.stderr)
         return 1
     try:
         threshold = under_load_threshold(os.environ)
@@ -50,6 +50,13 @@ def run(argv: list[str]) -> int:
         _configure_logging(level, sys.stderr)
         return _serve(name, threshold, report=_report_to_stderr)
     return _daemonize(name, threshold, level)
+
+
+def _why_invalid(name: str) -> str:
+    size = len(name.encode())
+    return (
+        f": {size} bytes long, an interface name at most {IFNAMSIZ - 1}" if size >= IFNAMSIZ else ""
+    )
 
 
 def under_load_threshold(environ: Mapping[str, str]) -> int:
