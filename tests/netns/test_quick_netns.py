@@ -18,9 +18,12 @@ import difflib
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -500,3 +503,89 @@ def test_save_config_on_down_keeps_what_changed_while_up(tools: Tools, tmp_path:
     assert "PersistentKeepalive = 42" in saved
     assert "SaveConfig = true" in saved
     assert conf.stat().st_mode & 0o777 == 0o600
+
+
+# Interruptions ------------------------------------------------------------------------------------
+
+# Each `[#]` line of a full-tunnel `up` (client-full.conf), after which an interruption comes.
+FULL_TUNNEL_STEPS = 13
+
+
+@dataclass
+class Interruption:
+    """How `up` is cut short: a signal after `delay` seconds or after the n-th `[#]` line, or the
+    reader of its log going away after that line."""
+
+    after_line: int = 0
+    delay: float = 0.0
+    signum: int = signal.SIGINT
+    close_log: bool = False
+
+
+INTERRUPTIONS = {
+    **{f"ctrl-c at {delay}s": Interruption(delay=delay) for delay in (0.0, 0.05, 0.1, 0.2)},
+    **{f"ctrl-c after line {n}": Interruption(after_line=n) for n in range(1, FULL_TUNNEL_STEPS)},
+    **{f"sigterm after line {n}": Interruption(n, signum=signal.SIGTERM) for n in (1, 2, 7)},
+    **{f"log closed after line {n}": Interruption(n, close_log=True) for n in (1, 2, 5, 9)},
+}
+
+
+def interrupted_up(ns: Namespace, command: tuple[str, ...], how: Interruption) -> tuple[int, str]:
+    """Run `command` as a terminal runs it (its own process group, which a Ctrl-C signals
+    whole), interrupt it as `how` says; its exit status and what it printed."""
+    process = subprocess.Popen(
+        ["ip", "netns", "exec", ns.name, *command],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stderr is not None
+    with process.stderr as log:
+        lines = [log.readline() for _ in range(how.after_line)]
+        time.sleep(how.delay)
+        if how.close_log:
+            log.close()
+            return process.wait(30), "".join(lines)
+        with suppress(ProcessLookupError):
+            if how.signum == signal.SIGINT:
+                os.killpg(process.pid, signal.SIGINT)
+            else:
+                process.send_signal(how.signum)
+        rest = log.read()
+    return process.wait(30), "".join(lines) + rest
+
+
+@pytest.mark.parametrize("how", INTERRUPTIONS.values(), ids=INTERRUPTIONS.keys())
+def test_an_interrupted_up_rolls_back_completely_and_says_so_in_one_line(
+    how: Interruption, tools: Tools, tmp_path: Path
+) -> None:
+    ifname = unique_ifname("wqi")
+    conf = _write_config(tmp_path, ifname, (REPO / "configs/client-full.conf").read_text())
+    with client_namespace() as ns:
+        before = snapshot(ns)
+        status, printed = interrupted_up(ns, tools.wgpy_quick("up", str(conf)), how)
+        if _before_wgpy_ran(status, printed, how.signum):
+            assert_same(_routing(before), _routing(snapshot(ns)))
+            return
+        assert "Traceback" not in printed
+        assert status == 130, printed
+        if not how.close_log:
+            name = signal.Signals(how.signum).name
+            last = printed.splitlines()[-1]
+            assert last in (
+                f"wgpy-quick: interrupted by {name}; rolled back",
+                f"wgpy-quick: interrupted by {name}; nothing was changed",
+            ), printed
+        assert_same(_routing(before), _routing(snapshot(ns)))
+    _wait_for_socket_removal(ifname)
+    assert not [path.name for path in tools.resolvconf_dir.iterdir() if path.name != "log"]
+
+
+def _before_wgpy_ran(status: int, printed: str, signum: int) -> bool:
+    """Whether the signal came while Python itself started, before any of wgpy's code: then its
+    default action ends the process silently, or the interpreter reports the KeyboardInterrupt
+    it raised in its `site` module (no program can catch that one)."""
+    if status == -signum:
+        return printed == ""
+    return "<frozen site>" in printed and "/wgpy/cli/" not in printed

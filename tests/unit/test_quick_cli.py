@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pyroute2
 import pytest
 
 from wgpy import __version__, resolver
@@ -27,7 +28,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse() -> None:
         pytest.fail("wgpy-quick opened a netlink socket")
 
-    monkeypatch.setattr(quick, "IPRoute", refuse)
+    monkeypatch.setattr(pyroute2, "IPRoute", refuse)
 
 
 def write(directory: Path, name: str, text: str, mode: int = 0o600) -> Path:

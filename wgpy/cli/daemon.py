@@ -27,6 +27,9 @@ USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME"
 Reporter = Callable[[str | None], None]
 LOG_LEVELS = {"verbose": logging.DEBUG, "debug": logging.DEBUG, "error": logging.ERROR}
 THRESHOLD_VARIABLE = "WGPY_UNDER_LOAD_THRESHOLD"
+# wgpy-quick's own protocol: with this set to 1, `wgpy IFNAME` loads what it needs, then waits
+# for `start` on its standard input before it creates anything, and ends at the end of input.
+STANDBY_VARIABLE = "WGPY_STANDBY"
 # Held back while the interface starts, until Interface.run() handles them (its STOP_SIGNALS).
 HELD_WHILE_STARTING = (signal.SIGTERM, signal.SIGINT)
 
@@ -46,6 +49,8 @@ def run(argv: list[str]) -> int:
     except ValueError as error:
         print(f"wgpy: {error}", file=sys.stderr)
         return 1
+    if os.environ.get(STANDBY_VARIABLE) == "1" and not _told_to_start():
+        return 0
     level = os.environ.get("LOG_LEVEL", "error")
     if foreground:
         _configure_logging(level, sys.stderr)
@@ -58,6 +63,13 @@ def _why_invalid(name: str) -> str:
     return (
         f": {size} bytes long, an interface name at most {IFNAMSIZ - 1}" if size >= IFNAMSIZ else ""
     )
+
+
+def _told_to_start() -> bool:
+    """Load the interface's modules, then wait for wgpy-quick's word."""
+    import wgpy.io.interface  # noqa: F401 - _start's import, done ahead
+
+    return sys.stdin.buffer.readline() == b"start\n"
 
 
 def under_load_threshold(environ: Mapping[str, str]) -> int:
