@@ -77,12 +77,15 @@ class Executor:
         try:
             with signals_deferred() as pending:
                 for step in plan:
+                    inverse = step.undo()
                     try:
                         self.run(step)
-                    except StepFailed:  # a hook that failed on the same Ctrl-C: say Ctrl-C
-                        self._stop_if_asked(pending)
+                    except StepFailed:
+                        if step.may_fail_halfway and inverse is not None:
+                            undo.append(inverse)
+                        self._stop_if_asked(pending)  # a hook failed on the same Ctrl-C: say so
                         raise
-                    if (inverse := step.undo()) is not None:
+                    if inverse is not None:
                         undo.append(inverse)
                     self._stop_if_asked(pending)
         except BaseException as error:
