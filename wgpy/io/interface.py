@@ -28,6 +28,7 @@ from wgpy import client, uapi
 from wgpy.configure import device_stats, format_device, format_peers, update_steps
 from wgpy.core.constants import UNDER_LOAD_THRESHOLD
 from wgpy.core.device import Device
+from wgpy.core.events import Event, short_peer
 from wgpy.errors import UapiError
 from wgpy.io import uapi_server
 from wgpy.io.capture_server import CaptureHub, peer_uid
@@ -74,10 +75,15 @@ class Interface:
             tun.close()
             raise
 
+    def _log_event(self, peer: bytes, event: Event, detail: object = None) -> None:
+        log.debug("(%s) %s - %s", self.name, short_peer(peer), event.describe(detail))
+
     def _open(self, rng: Callable[[int], bytes], tun: TunOffloads | None, offloads: bool) -> None:
         self.device = Device(
             rng, mtu=self.tun.mtu(), under_load_threshold=self._under_load_threshold
         )
+        if log.isEnabledFor(logging.DEBUG):  # LOG_LEVEL=verbose
+            self.device.events = self._log_event
         self._lock = DeviceLock()
         self.fwmark = 0
         self._sockets = _open_sockets(0, 0)
