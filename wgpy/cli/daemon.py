@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
@@ -114,7 +113,6 @@ def _start(name: str, threshold: int, report: Reporter) -> int:
     # Imported only now, with the signals blocked: a thread started by what loads (numpy starts
     # some) that left them unblocked would take them with their default action.
     from wgpy.io.interface import Interface
-    from wgpy.io.vnet import checksum
 
     try:
         # With the virtio-net header from the start, offloads need no second attach.
@@ -130,9 +128,6 @@ def _start(name: str, threshold: int, report: Reporter) -> int:
         return 1
     logging.getLogger("wgpy").info("(%s) device started", name)
     report(None)
-    # numpy's sums for the offload paths, loaded while the interface already serves; its
-    # threads start with these signals blocked, as this one does.
-    threading.Thread(target=checksum.load_numpy, name="load-numpy", daemon=True).start()
     # What is alive now (modules, classes, the interface) lives as long as the process: out of
     # the cyclic collector's sight, each full collection walks ~29,000 objects (~10 ms) fewer.
     # With 10,000 peers a full collection is ~40 ms of the interpreter held from the data path.

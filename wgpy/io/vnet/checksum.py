@@ -27,8 +27,9 @@ _numpy: Any = _NOT_LOADED  # None forces the pure path (the tests do, to cover i
 
 def load_numpy() -> Any:
     """numpy, imported at the first call, or None where it is not installed. Not at import:
-    it takes 60 ms or more, which `wgpy IFNAME` then need not wait for (the daemon loads it in
-    the background once it serves)."""
+    it takes 60 ms or more, which `wgpy IFNAME` and the `wg setconf` after it then need not
+    wait for; the first super-packet does, once. (Loaded in a thread beside the daemon's, it
+    held the interpreter from the configuration socket as long.)"""
     global _numpy
     if _numpy is _NOT_LOADED:
         try:
