@@ -48,7 +48,10 @@ class Standby:
             raise QuickError(f"wgpy could not create {ifname} (see above)")
 
     def close(self) -> None:
+        """End an unstarted standby at once: it has created nothing, and needs not finish
+        loading what it will never run."""
         if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.terminate()
             self.process.stdin.close()
         self.process.wait()
 
