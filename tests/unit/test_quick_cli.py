@@ -7,7 +7,10 @@ that fails the test if it is ever opened.
 from __future__ import annotations
 
 import os
+import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import pyroute2
 import pytest
@@ -107,6 +110,38 @@ def test_an_endpoint_that_does_not_resolve_is_refused_naming_file_line_and_key(
     assert capsys.readouterr().err == (
         f"wgpy-quick: {path}:{text.count(chr(10))}: Endpoint: Name or service not known:"
         " `vpn.example.com:51820'\n"
+    )
+
+
+@pytest.mark.parametrize("retries, tries", [("0", 1), ("2", 3)])
+def test_up_tries_a_name_as_often_as_wg_endpoint_resolution_retries_says(
+    retries: str,
+    tries: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    asked: list[str] = []
+    getaddrinfo = socket.getaddrinfo  # wg reads a port with it too: those go through
+
+    def unreachable_dns(host: str | None, *args: Any) -> Any:
+        if host is None:
+            return getaddrinfo(host, *args)
+        asked.append(host)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unreachable_dns)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    monkeypatch.setenv("WG_ENDPOINT_RESOLUTION_RETRIES", retries)
+    text = config_with(f"PrivateKey = {PRIVATE_KEY}") + "Endpoint = vpn.example.com:51820\n"
+    path = write(tmp_path, "wg0.conf", text)
+    assert quick.main(["up", str(path)]) == 1
+    assert asked == ["vpn.example.com"] * tries
+    err = capsys.readouterr().err
+    assert err.count("Trying again in") == tries - 1
+    assert err.endswith(
+        f"wgpy-quick: {path}:{text.count(chr(10))}: Endpoint: Temporary failure in name"
+        " resolution: `vpn.example.com:51820'\n"
     )
 
 
