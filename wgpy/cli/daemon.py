@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
+from wgpy.cli import STANDBY_VARIABLE
 from wgpy.core.constants import UNDER_LOAD_THRESHOLD
 from wgpy.io.tun import DEFAULT_FLAGS, IFF_VNET_HDR, IFNAMSIZ, describe, open_tun, valid_name
 
@@ -26,9 +27,6 @@ USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME"
 Reporter = Callable[[str | None], None]
 LOG_LEVELS = {"verbose": logging.DEBUG, "debug": logging.DEBUG, "error": logging.ERROR}
 THRESHOLD_VARIABLE = "WGPY_UNDER_LOAD_THRESHOLD"
-# wgpy-quick's own protocol: with this set to 1, `wgpy IFNAME` loads what it needs, then waits
-# for `start` on its standard input before it creates anything, and ends at the end of input.
-STANDBY_VARIABLE = "WGPY_STANDBY"
 # Held back while the interface starts, until Interface.run() handles them (its STOP_SIGNALS).
 HELD_WHILE_STARTING = (signal.SIGTERM, signal.SIGINT)
 

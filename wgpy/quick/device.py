@@ -12,7 +12,7 @@ import sys
 import time
 
 from wgpy import client
-from wgpy.cli.daemon import STANDBY_VARIABLE
+from wgpy.cli import STANDBY_VARIABLE
 from wgpy.errors import UapiError
 from wgpy.quick import QuickError
 
