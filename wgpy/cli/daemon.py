@@ -46,7 +46,8 @@ def run(argv: list[str]) -> int:
     except ValueError as error:
         print(f"wgpy: {error}", file=sys.stderr)
         return 1
-    if os.environ.get(STANDBY_VARIABLE) == "1" and not _told_to_start():
+    # Popped, so that no program the daemon runs inherits it.
+    if os.environ.pop(STANDBY_VARIABLE, None) == "1" and not _told_to_start():
         return 0
     level = os.environ.get("LOG_LEVEL", "error")
     if foreground:
