@@ -3,9 +3,13 @@ a mistyped command or option for one silently."""
 
 from __future__ import annotations
 
+import io
+import os
+import sys
+
 import pytest
 
-from wgpy.cli import daemon, wgpy
+from wgpy.cli import STANDBY_VARIABLE, daemon, wgpy
 
 
 @pytest.fixture
@@ -82,3 +86,16 @@ def test_an_interface_name_over_15_bytes_names_the_limit(
         "wgpy: invalid interface name 'sixteen-chars-ab': 16 bytes long,"
         " an interface name at most 15\n"
     )
+
+
+@pytest.mark.parametrize("said, starts", [(b"", False), (b"stop\n", False), (b"start\n", True)])
+def test_a_standby_starts_only_when_wgpy_quick_says_start(
+    said: bytes, starts: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[str] = []
+    monkeypatch.setattr(daemon, "_daemonize", lambda name, *rest: started.append(name) or 0)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(said)))
+    monkeypatch.setenv(STANDBY_VARIABLE, "1")
+    assert daemon.run(["wg0"]) == 0
+    assert started == (["wg0"] if starts else [])
+    assert STANDBY_VARIABLE not in os.environ  # nothing the daemon runs inherits it
