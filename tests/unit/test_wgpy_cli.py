@@ -25,7 +25,9 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     return calls
 
 
-@pytest.mark.parametrize("argv", [["-v"], ["--bogus"], ["-f", "-v"], ["--foreground", "--debug"]])
+@pytest.mark.parametrize(
+    "argv", [["-v"], ["--bogus"], ["-f", "-v"], ["--foreground", "--debug"], ["wg0", "-v"]]
+)
 def test_an_unknown_option_is_refused_and_starts_nothing(
     argv: list[str], started: list[list[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -47,7 +49,9 @@ def test_a_name_one_edit_from_a_command_is_still_an_interface_with_a_warning(
     )
 
 
-@pytest.mark.parametrize("argv", [["bogus"], ["wg0"], ["-f", "wg0"], ["--foreground", "tun1"]])
+@pytest.mark.parametrize(
+    "argv", [["bogus"], ["wg0"], ["-f", "wg0"], ["--foreground", "tun1"], ["-f"], ["a", "b"]]
+)
 def test_any_other_name_is_an_interface_as_wireguard_go_has_it(
     argv: list[str], started: list[list[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -71,15 +71,13 @@ def main(argv: list[str] | None = None) -> int:
 def _interface(args: list[str]) -> int:
     """`wgpy [-f] IFNAME`, wireguard-go's contract: any name is an interface's, but an unknown
     option is refused rather than taken for a name."""
-    name = args[1] if args[0] in DAEMON_OPTIONS and len(args) > 1 else args[0]
-    if name.startswith("-"):
-        print(f"wgpy: unknown option `{name}'\n{USAGE}", end="", file=sys.stderr)
+    names = args[1:] if args[0] in DAEMON_OPTIONS else args
+    if unknown := [name for name in names if name.startswith("-")]:
+        print(f"wgpy: unknown option `{unknown[0]}'\n{USAGE}", end="", file=sys.stderr)
         return 1
-    if (command := _one_edit_from_a_command(name)) is not None:
-        print(
-            f"wgpy: `{name}' is taken as an interface name; did you mean {command}?",
-            file=sys.stderr,
-        )
+    if len(names) == 1 and (command := _one_edit_from_a_command(names[0])) is not None:
+        warning = f"`{names[0]}' is taken as an interface name; did you mean {command}?"
+        print(f"wgpy: {warning}", file=sys.stderr)
     from wgpy.cli import daemon
 
     return daemon.run(args)
