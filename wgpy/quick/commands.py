@@ -39,7 +39,8 @@ def up(argument: str) -> None:
                 raise QuickError(f"`{ifname}' already exists")
             host = observe.observe_host(ipr, update)
             steps = plan_up(ifname, config, update, host, file=str(path))
-            Executor(ipr, start_daemon=daemon.start).up(steps)
+            # wgpy-quick exits next: a Ctrl-C after the last step must not claim to stop it.
+            Executor(ipr, start_daemon=daemon.start).up(steps, ignore_signals_after=True)
 
 
 def down(argument: str) -> None:
@@ -49,7 +50,8 @@ def down(argument: str) -> None:
 
     with _running_interface(argument) as (ipr, ifname, path, config):
         running = observe.observe_running(ipr, ifname)
-        Executor(ipr).down(plan_down(ifname, config, running, path=str(path)))
+        plan = plan_down(ifname, config, running, path=str(path))
+        Executor(ipr).down(plan, ignore_signals_after=True)
 
 
 def save(argument: str) -> None:

@@ -23,7 +23,13 @@ from wgpy.config import serialize
 from wgpy.errors import UapiError
 from wgpy.quick import QuickError, configfile, device, dns, netlink, nftables, observe, steps
 from wgpy.quick.firewall import GuardTable
-from wgpy.quick.interrupt import Interrupted, signal_name, signals_deferred, signals_ignored
+from wgpy.quick.interrupt import (
+    Interrupted,
+    ignored_from_now,
+    signal_name,
+    signals_deferred,
+    signals_ignored,
+)
 from wgpy.quick.plan import saved_config
 from wgpy.uapi import DeviceUpdate
 
@@ -70,9 +76,10 @@ class Executor:
             steps.SaveConfig: self._save_config,
         }
 
-    def up(self, plan: Sequence[steps.Step]) -> None:
+    def up(self, plan: Sequence[steps.Step], ignore_signals_after: bool = False) -> None:
         """Run every step; on a failure, a signal or a closed log, undo the steps done, then
-        raise (Interrupted for a signal or a closed log)."""
+        raise (Interrupted for a signal or a closed log). With `ignore_signals_after`, for a
+        program that exits once up is done, a signal after the last step changes nothing."""
         undo: list[steps.Step] = []
         try:
             with signals_deferred() as pending:
@@ -88,6 +95,8 @@ class Executor:
                     if inverse is not None:
                         undo.append(inverse)
                     self._stop_if_asked(pending)
+                if ignore_signals_after:
+                    ignored_from_now()
         except BaseException as error:
             with signals_ignored():
                 self._roll_back(reversed(undo))
@@ -95,13 +104,15 @@ class Executor:
                 raise Interrupted(error.reason, "rolled back") from None
             raise
 
-    def down(self, plan: Sequence[steps.Step]) -> None:
+    def down(self, plan: Sequence[steps.Step], ignore_signals_after: bool = False) -> None:
         with signals_deferred() as pending:
             for step in plan:
                 if isinstance(step, steps.BestEffort):
                     self._try(step.step)
                 else:
                     self.run(step)
+            if ignore_signals_after and not pending:
+                ignored_from_now()
         if pending:
             raise Interrupted(signal_name(pending[0]), "taken down first")
 

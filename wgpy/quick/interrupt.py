@@ -58,6 +58,13 @@ def signals_ignored() -> Iterator[None]:
         yield
 
 
+def ignored_from_now() -> None:
+    """For a program about to exit with its changes all made: a signal from now on changes
+    nothing, and must not claim to stop anything. (No context above restores its handler.)"""
+    for signum in SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 @contextmanager
 def _handled(handler: signal._HANDLER) -> Iterator[None]:
     previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
@@ -65,4 +72,5 @@ def _handled(handler: signal._HANDLER) -> Iterator[None]:
         yield
     finally:
         for signum, earlier in previous.items():
-            signal.signal(signum, earlier)
+            if signal.getsignal(signum) == handler:  # unless ignored_from_now
+                signal.signal(signum, earlier)
