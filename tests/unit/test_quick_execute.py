@@ -129,3 +129,14 @@ def test_each_step_is_printed_as_its_command() -> None:
     executor = Recorder()
     executor.up(UP[:2])
     assert executor.log.getvalue() == "[#] wgpy wg0\n[#] echo pre\n"  # type: ignore[attr-defined]
+
+
+def test_a_program_that_exits_after_up_ignores_signals_once_every_step_is_done() -> None:
+    executor = Recorder()
+    try:
+        executor.up(UP, ignore_signals_after=True)
+        assert signal.getsignal(signal.SIGINT) == signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    assert executor.done[-1] == "act"
