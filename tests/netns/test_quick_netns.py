@@ -585,7 +585,8 @@ def test_an_interrupted_up_rolls_back_completely_and_says_so_in_one_line(
 def _before_wgpy_ran(status: int, printed: str, signum: int) -> bool:
     """Whether the signal came before wgpy-quick's `main` ran, which handles it first thing:
     while Python started or loaded the modules. Then the signal's default action ends the
-    process silently, or the interpreter reports the KeyboardInterrupt it raised."""
-    if status == -signum:
-        return printed == ""
-    return printed.startswith("Traceback") and ", in main\n" not in printed
+    process, silently or after the interpreter's report of the KeyboardInterrupt it raised; in
+    `site`, the interpreter gives up starting."""
+    if printed.startswith("Fatal Python error: init_import_site"):
+        return True
+    return status == -signum and ", in main\n" not in printed
