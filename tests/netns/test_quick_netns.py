@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peers import userspace_wg_quick
+from peers import end_processes, userspace_wg_quick
 
 from wgpy.client import socket_path
 from wgpy.lab.netns import (
@@ -562,7 +562,7 @@ def test_an_interrupted_up_rolls_back_completely_and_says_so_in_one_line(
 ) -> None:
     ifname = unique_ifname("wqi")
     conf = _write_config(tmp_path, ifname, (REPO / "configs/client-full.conf").read_text())
-    with client_namespace() as ns:
+    with client_namespace() as ns, _daemons_ended(ns):
         before = snapshot(ns)
         status, printed = interrupted_up(ns, tools.wgpy_quick("up", str(conf)), how)
         if status == 0:  # Every step was done before the interruption came: up stands.
@@ -580,6 +580,15 @@ def test_an_interrupted_up_rolls_back_completely_and_says_so_in_one_line(
         assert_same(_routing(before), _routing(snapshot(ns)))
     _wait_for_socket_removal(ifname)
     assert not [path.name for path in tools.resolvconf_dir.iterdir() if path.name != "log"]
+
+
+@contextmanager
+def _daemons_ended(ns: Namespace) -> Iterator[None]:
+    """Should the test fail with a daemon left running, end it with the namespace."""
+    try:
+        yield
+    finally:
+        end_processes(ns)
 
 
 def _before_wgpy_ran(status: int, printed: str, signum: int) -> bool:
