@@ -4,7 +4,8 @@ The reading rules are wireguard-tools' (src/config.c config_read_line and proces
 src/wg-quick/linux.bash parse_options); the layout `serialize` writes is what `wg-quick save`
 writes (linux.bash save_config around src/showconf.c).
 
-- Section names and keys are case-insensitive; anything from '#' on is a comment.
+- Section names and keys are case-insensitive; anything from '#' on is a comment (a ';' starts
+  none: wg refuses such a line).
 - In [Interface], wg-quick takes its own keys first (Address, DNS, MTU, Table, PreUp, PostUp,
   PreDown, PostDown, SaveConfig), trimming the key and value. The hook commands keep their '#'.
 - wg reads every other line with *all* whitespace removed: `Allowed IPs = 10.0.0.0/8, fd00::/8`
@@ -107,9 +108,7 @@ class Config:
 # Reading ------------------------------------------------------------------------------------------
 
 
-def load(
-    path: str | PathLike[str], *, require_private_key: bool = False, wg_only: bool = False
-) -> Config:
+def load(path: str | PathLike[str], *, wg_only: bool = False) -> Config:
     # Bytes, then decoded: no newline translation (wg ends lines at "\n" only, and a "\r" is
     # space), and a byte that is not UTF-8 is found on its line.
     with open(path, "rb") as file:
@@ -119,12 +118,10 @@ def load(
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise ConfigError(f"not UTF-8 text: {error.reason}", file=str(path), line=line) from None
-    return parse(text, file=str(path), require_private_key=require_private_key, wg_only=wg_only)
+    return parse(text, file=str(path), wg_only=wg_only)
 
 
-def parse(
-    text: str, *, file: str = "<string>", require_private_key: bool = False, wg_only: bool = False
-) -> Config:
+def parse(text: str, *, file: str = "<string>", wg_only: bool = False) -> Config:
     """Parse a configuration; every error is a ConfigError naming file, line and key.
 
     With `wg_only`, wg-quick's own keys (Address, DNS, ...) are unknown keys, as `wg setconf`
@@ -132,7 +129,13 @@ def parse(
     parser = _Parser(file, wg_only)
     for number, line in enumerate(text.split("\n"), start=1):
         parser.read_line(number, line)
-    return parser.finish(require_private_key)
+    return parser.finish()
+
+
+def require_private_key(config: Config, file: str | PathLike[str]) -> None:
+    """Refuse `config` without a PrivateKey where no PostUp can set it (a tunnel, a proxy)."""
+    if config.interface.private_key is None:
+        raise ConfigError("missing in [Interface]", file=str(file), key="PrivateKey")
 
 
 @dataclass(slots=True)
@@ -147,7 +150,6 @@ class _Parser:
         self.file = file
         self.wg_only = wg_only
         self.interface = InterfaceConfig()
-        self.interface_line: int | None = None
         self.peers: list[_PeerSection] = []
         self.section: str | None = None
         self.line = 0
@@ -179,6 +181,12 @@ class _Parser:
         return True
 
     def read_wg_line(self, compact: str) -> None:
+        if compact.startswith(";"):  # wg refuses it too: `Line unrecognized: `;...'`
+            raise ConfigError(
+                "Line unrecognized: comments start with '#', not ';'",
+                file=self.file,
+                line=self.line,
+            )
         key, _, value = compact.partition("=")
         named = shown_key(key)  # not a line wg would echo, which may be a key that lost its '='
         if self.section is None:
@@ -194,11 +202,9 @@ class _Parser:
 
     def start_section(self, header: str) -> None:
         self.section = header[1:-1].lower() if header.endswith("]") else header
-        if self.section == "interface":
-            self.interface_line = self.interface_line or self.line
-        elif self.section == "peer":
+        if self.section == "peer":
             self.peers.append(_PeerSection(PeerConfig(public_key=b""), self.line))
-        else:
+        elif self.section != "interface":
             raise self.error("unknown section", header)
 
     def read_value(self, key: str, setter: Callable[..., None], *values: str) -> None:
@@ -249,7 +255,7 @@ class _Parser:
         elif key == "SaveConfig":
             interface.save_config = _parse_bool(value)
 
-    def finish(self, require_private_key: bool) -> Config:
+    def finish(self) -> Config:
         seen: set[bytes] = set()
         for section in self.peers:
             public_key = section.config.public_key
@@ -258,10 +264,6 @@ class _Parser:
             if public_key in seen:
                 raise self.error("duplicate peer public key", "PublicKey", section.key_line)
             seen.add(public_key)
-        if require_private_key and self.interface.private_key is None:
-            if self.interface_line is None:  # Point at the top, where [Interface] belongs.
-                raise self.error("missing: the file has no [Interface] section", "PrivateKey", 1)
-            raise self.error("missing in [Interface]", "PrivateKey", self.interface_line)
         return Config(self.interface, [section.config for section in self.peers])
 
 

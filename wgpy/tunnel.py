@@ -61,9 +61,9 @@ def open(config: str | os.PathLike[str], *, name: str | None = None) -> Tunnel:
 
     Errors in the file raise ConfigError (file, line, key) here, before anything starts."""
     if isinstance(config, str) and ("\n" in config or config.lstrip().startswith("[")):
-        parsed, file = wgconfig.parse(config, require_private_key=True), "<string>"
+        parsed, file = wgconfig.parse(config), "<string>"
     else:
-        parsed, file = wgconfig.load(config, require_private_key=True), os.fspath(config)
+        parsed, file = wgconfig.load(config), os.fspath(config)
     return Tunnel(parsed, file=file, name=name)
 
 
@@ -74,6 +74,7 @@ class Tunnel:
         self, config: wgconfig.Config, *, file: str = "<string>", name: str | None = None
     ) -> None:
         interface = config.interface
+        wgconfig.require_private_key(config, file)
         if not interface.address:
             raise ConfigError("missing in [Interface]: the stack needs its tunnel address",
                               file=file, key="Address")  # fmt: skip

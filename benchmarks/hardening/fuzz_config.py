@@ -50,22 +50,19 @@ def fuzz_config_files(count: int, seed: int) -> ConfigFuzzResult:
             text = generate_file(rng)
             name = f"{directory}/fuzz{number}.conf"
             wg_only = rng.random() < 0.3
-            required = rng.random() < 0.3
             read: Callable[[], config.Config]
             if number % ON_DISK_SHARE == 0:
-                read = partial(_load, name, _with_invalid_utf8(text, rng), wg_only, required)
+                read = partial(_load, name, _with_invalid_utf8(text, rng), wg_only)
             else:
-                read = partial(
-                    config.parse, text, file=name, wg_only=wg_only, require_private_key=required
-                )
+                read = partial(config.parse, text, file=name, wg_only=wg_only)
             _check(result, text, name, read)
     return result
 
 
-def _load(name: str, data: bytes, wg_only: bool, require_private_key: bool) -> config.Config:
+def _load(name: str, data: bytes, wg_only: bool) -> config.Config:
     Path(name).write_bytes(data)
     try:
-        return config.load(name, wg_only=wg_only, require_private_key=require_private_key)
+        return config.load(name, wg_only=wg_only)
     finally:
         Path(name).unlink()
 

@@ -18,15 +18,18 @@ import difflib
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from peers import userspace_wg_quick
+from peers import end_processes, userspace_wg_quick
 
 from wgpy.client import socket_path
 from wgpy.lab.netns import (
@@ -270,6 +273,26 @@ def test_up_and_down_leave_the_namespace_as_wg_quick_does(
     assert ours.resolvconf == reference.resolvconf
 
 
+def test_a_config_keyed_by_its_post_up_hook_comes_up_as_with_wg_quick(
+    tools: Tools, tmp_path: Path
+) -> None:
+    # wg-quick(8)'s pattern for a key kept in a secret store: no PrivateKey line at all.
+    example = (REPO / "configs/client-split.conf").read_text()
+    key_line = next(line for line in example.splitlines() if line.startswith("PrivateKey"))
+    private_key = key_line.partition("=")[2].strip()
+    text = _with_interface_lines(
+        example.replace(f"{key_line}\n", ""),
+        f"PostUp = wg set %i private-key <(echo {private_key})",
+    )
+    ifname = unique_ifname("wq")
+    reference = run_up_and_down(tools.wg_quick, tools, text, ifname, tmp_path / "reference")
+    ours = run_up_and_down(tools.wgpy_quick, tools, text, ifname, tmp_path / "ours")
+
+    assert f"PrivateKey = {private_key}" in reference.device[0]
+    assert ours.device == reference.device
+    assert_same(reference.up, ours.up)
+
+
 # A VPN end to end -----------------------------------------------------------------------------
 
 INTERNET_HOST = ("192.0.2.100", "fd00:3::100")
@@ -480,3 +503,99 @@ def test_save_config_on_down_keeps_what_changed_while_up(tools: Tools, tmp_path:
     assert "PersistentKeepalive = 42" in saved
     assert "SaveConfig = true" in saved
     assert conf.stat().st_mode & 0o777 == 0o600
+
+
+# Interruptions ------------------------------------------------------------------------------------
+
+# The `[#]` lines of a full-tunnel `up` (client-full.conf): an interruption comes after each.
+FULL_TUNNEL_STEPS = 16
+
+
+@dataclass
+class Interruption:
+    """How `up` is cut short: a signal after `delay` seconds or after the n-th `[#]` line, or the
+    reader of its log going away after that line."""
+
+    after_line: int = 0
+    delay: float = 0.0
+    signum: int = signal.SIGINT
+    close_log: bool = False
+
+
+INTERRUPTIONS = {
+    **{f"ctrl-c at {delay}s": Interruption(delay=delay) for delay in (0.0, 0.05, 0.1, 0.2)},
+    **{f"ctrl-c after line {n}": Interruption(after_line=n) for n in range(1, FULL_TUNNEL_STEPS)},
+    **{f"sigterm after line {n}": Interruption(n, signum=signal.SIGTERM) for n in (1, 2, 7)},
+    **{f"log closed after line {n}": Interruption(n, close_log=True) for n in (1, 2, 5, 9)},
+}
+
+
+def interrupted_up(ns: Namespace, command: tuple[str, ...], how: Interruption) -> tuple[int, str]:
+    """Run `command` as a terminal runs it (its own process group, which a Ctrl-C signals
+    whole), interrupt it as `how` says; its exit status and what it printed."""
+    process = subprocess.Popen(
+        ["ip", "netns", "exec", ns.name, *command],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stderr is not None
+    with process.stderr as log:
+        lines = [log.readline() for _ in range(how.after_line)]
+        time.sleep(how.delay)
+        if how.close_log:
+            log.close()
+            return process.wait(30), "".join(lines)
+        with suppress(ProcessLookupError):
+            if how.signum == signal.SIGINT:
+                os.killpg(process.pid, signal.SIGINT)
+            else:
+                process.send_signal(how.signum)
+        rest = log.read()
+    return process.wait(30), "".join(lines) + rest
+
+
+@pytest.mark.parametrize("how", INTERRUPTIONS.values(), ids=INTERRUPTIONS.keys())
+def test_an_interrupted_up_rolls_back_completely_and_says_so_in_one_line(
+    how: Interruption, tools: Tools, tmp_path: Path
+) -> None:
+    ifname = unique_ifname("wqi")
+    conf = _write_config(tmp_path, ifname, (REPO / "configs/client-full.conf").read_text())
+    with client_namespace() as ns, _daemons_ended(ns):
+        before = snapshot(ns)
+        status, printed = interrupted_up(ns, tools.wgpy_quick("up", str(conf)), how)
+        if status == 0:  # Every step was done before the interruption came: up stands.
+            assert printed.count("[#] ") == FULL_TUNNEL_STEPS, printed
+            ns.run(*tools.wgpy_quick("down", str(conf)))
+        elif not _before_wgpy_ran(status, printed, how.signum):
+            assert "Traceback" not in printed
+            assert status == 130, printed
+            if not how.close_log:
+                name = signal.Signals(how.signum).name
+                assert printed.splitlines()[-1] in (
+                    f"wgpy-quick: interrupted by {name}; rolled back",
+                    f"wgpy-quick: interrupted by {name}; nothing was changed",
+                ), printed
+        assert_same(_routing(before), _routing(snapshot(ns)))
+    _wait_for_socket_removal(ifname)
+    assert not [path.name for path in tools.resolvconf_dir.iterdir() if path.name != "log"]
+
+
+@contextmanager
+def _daemons_ended(ns: Namespace) -> Iterator[None]:
+    """Should the test fail with a daemon left running, end it with the namespace."""
+    try:
+        yield
+    finally:
+        end_processes(ns)
+
+
+def _before_wgpy_ran(status: int, printed: str, signum: int) -> bool:
+    """Whether the signal came before wgpy-quick's `main` ran, which handles it first thing:
+    while Python started or loaded the modules. Then the signal's default action ends the
+    process, silently or after the interpreter's report of the KeyboardInterrupt it raised; in
+    `site`, the interpreter gives up starting."""
+    if printed.startswith("Fatal Python error: init_import_site"):
+        return True
+    return status == -signum and ", in main\n" not in printed

@@ -11,6 +11,8 @@ import stat
 import pytest
 
 from benchmarks.hardening.secrets import SOCKET_MODE, LogAudit, audit_daemon_log, leaked
+from wgpy.core.events import Event, short_peer
+from wgpy.core.keys import public_key, to_base64
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +43,23 @@ def test_wgpy_show_on_a_live_daemon_hides_keys_unless_wg_hide_keys_is_never(
 def test_the_live_daemons_socket_is_its_owners_alone(audit: LogAudit) -> None:
     assert audit.socket_mode == SOCKET_MODE
     assert not audit.socket_mode & (stat.S_IRWXG | stat.S_IRWXO)
+
+
+@pytest.mark.netns("wg", "ping")
+def test_the_daemon_log_tells_handshakes_as_wireguard_go_does_with_short_keys_only(
+    audit: LogAudit,
+) -> None:
+    private_a, private_b, _ = audit.secrets
+    publics = [public_key(private) for private in (private_a, private_b)]
+    for event in HANDSHAKE_EVENTS:
+        assert any(f"{short_peer(key)} - {event.value}" in audit.log for key in publics), event
+    assert not [key for key in publics if to_base64(key) in audit.log]
+
+
+HANDSHAKE_EVENTS = (
+    Event.INITIATION_SENT,
+    Event.INITIATION_RECEIVED,
+    Event.RESPONSE_SENT,
+    Event.RESPONSE_RECEIVED,
+    Event.HANDSHAKE_COMPLETED,
+)

@@ -272,20 +272,23 @@ def test_every_error_names_file_line_and_key(text: str, line: int, key: str, mes
     assert message in str(error)
 
 
-def test_a_missing_private_key_is_an_error_only_where_required() -> None:
-    text = "# tunnel\n[Interface]\nListenPort = 1\n"
-    assert config.parse(text).interface.private_key is None
-    with pytest.raises(ConfigError) as caught:
-        config.parse(text, file="wg0.conf", require_private_key=True)
-    assert (caught.value.line, caught.value.key) == (2, "PrivateKey")
-    assert str(caught.value) == "wg0.conf:2: PrivateKey: missing in [Interface]"
+def test_a_missing_private_key_is_left_unset_for_a_hook_to_set_as_wg_quick_allows() -> None:
+    # wg-quick(8): `PostUp = wg set %i private-key <(pass ...)` keys a tunnel from a secret store.
+    text = "[Interface]\nPostUp = wg set %i private-key <(pass wg0)\n" + PEER
+    parsed = config.parse(text)
+    assert parsed.interface.private_key is None
+    assert config.to_device_update(parsed, _no_names, append=True).private_key is None
 
 
-def test_a_required_private_key_in_a_file_without_interface_points_at_line_1() -> None:
-    # Found by fuzzing (benchmarks/hardening/fuzz_config.py): the error carried no line.
+def _no_names(host: str, port: int) -> tuple[str, int]:
+    raise AssertionError("nothing to resolve")
+
+
+@pytest.mark.parametrize("line", ["; a comment", ";PrivateKey = " + PRIVATE])
+def test_a_line_starting_with_a_semicolon_is_refused_as_wg_refuses_it(line: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        config.parse("# nothing yet\n", file="wg0.conf", require_private_key=True)
-    assert (caught.value.file, caught.value.line, caught.value.key) == ("wg0.conf", 1, "PrivateKey")
+        config.parse(f"[Interface]\n{line}\n", file="wg0.conf")
+    assert str(caught.value) == ("wg0.conf:2: Line unrecognized: comments start with '#', not ';'")
 
 
 def test_a_file_that_is_not_utf8_is_an_error_on_the_line_of_the_bad_byte(tmp_path: Path) -> None:

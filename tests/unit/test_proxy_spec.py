@@ -98,7 +98,10 @@ def test_the_command_refuses_a_password_file_others_can_read(
     ("text", "where"),
     [
         ("[Interface]\nListenPort = nope\n", ":2: ListenPort"),
-        ("[Interface]\nAddress = 192.0.2.2/32\n", ":1: PrivateKey: missing"),  # before anything
+        (
+            "[Interface]\nAddress = 192.0.2.2/32\n",
+            ": PrivateKey: missing in [Interface]",
+        ),  # before anything
     ],
 )
 def test_a_config_error_names_file_line_and_key(

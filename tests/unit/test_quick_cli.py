@@ -7,12 +7,16 @@ that fails the test if it is ever opened.
 from __future__ import annotations
 
 import os
+import socket
+import time
 from pathlib import Path
+from typing import Any
 
+import pyroute2
 import pytest
 
+from wgpy import __version__, resolver
 from wgpy import config as wgconfig
-from wgpy import resolver
 from wgpy.cli import quick
 from wgpy.quick import QuickError, configfile
 from wgpy.resolver import ResolutionError
@@ -27,7 +31,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse() -> None:
         pytest.fail("wgpy-quick opened a netlink socket")
 
-    monkeypatch.setattr(quick, "IPRoute", refuse)
+    monkeypatch.setattr(pyroute2, "IPRoute", refuse)
 
 
 def write(directory: Path, name: str, text: str, mode: int = 0o600) -> Path:
@@ -69,7 +73,6 @@ def config_with(*lines: str, peers: int = 1) -> str:
 
 BAD_INPUTS = {
     "an unknown key": (config_with(f"PrivateKey = {PRIVATE_KEY}", "Color = blue"), 3, "Color"),
-    "no PrivateKey": (config_with("Address = 198.19.8.2/32"), 1, "PrivateKey"),
     "a bad key": (config_with("PrivateKey = c2hvcnQ="), 2, "PrivateKey"),
     "a bad CIDR": (
         config_with(f"PrivateKey = {PRIVATE_KEY}", "Address = 198.19.8.2/40"),
@@ -110,18 +113,73 @@ def test_an_endpoint_that_does_not_resolve_is_refused_naming_file_line_and_key(
     )
 
 
+@pytest.mark.parametrize("retries, tries", [("0", 1), ("2", 3)])
+def test_up_tries_a_name_as_often_as_wg_endpoint_resolution_retries_says(
+    retries: str,
+    tries: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    asked: list[str] = []
+    getaddrinfo = socket.getaddrinfo  # wg reads a port with it too: those go through
+
+    def unreachable_dns(host: str | None, *args: Any) -> Any:
+        if host is None:
+            return getaddrinfo(host, *args)
+        asked.append(host)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unreachable_dns)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    monkeypatch.setenv("WG_ENDPOINT_RESOLUTION_RETRIES", retries)
+    text = config_with(f"PrivateKey = {PRIVATE_KEY}") + "Endpoint = vpn.example.com:51820\n"
+    path = write(tmp_path, "wg0.conf", text)
+    assert quick.main(["up", str(path)]) == 1
+    assert asked == ["vpn.example.com"] * tries
+    err = capsys.readouterr().err
+    assert err.count("Trying again in") == tries - 1
+    assert err.endswith(
+        f"wgpy-quick: {path}:{text.count(chr(10))}: Endpoint: Temporary failure in name"
+        " resolution: `vpn.example.com:51820'\n"
+    )
+
+
 def test_a_missing_file_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert quick.main(["up", "/nonexistent/wg0.conf"]) == 1
     assert capsys.readouterr().err == "wgpy-quick: `/nonexistent/wg0.conf' does not exist\n"
 
 
-@pytest.mark.parametrize("name", ["wg 0.conf", "sixteen-chars-ab.conf", "wg0.cfg"])
-def test_the_file_name_must_be_an_interface_name_and_conf(
-    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+FILE_NAMES = {
+    "wg 0.conf": ": `wg 0' has a character other than a-z A-Z 0-9 _ = + . -",
+    "sixteen-chars-ab.conf": ": `sixteen-chars-ab' has 16 characters, an interface name at most 15",
+    "wg0.cfg": "",
+}
+
+
+@pytest.mark.parametrize("name, why", FILE_NAMES.items(), ids=FILE_NAMES.keys())
+def test_the_file_name_must_be_an_interface_name_and_conf_and_the_error_says_why(
+    name: str, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write(tmp_path, name, config_with(f"PrivateKey = {PRIVATE_KEY}"))
     assert quick.main(["strip", str(path)]) == 1
-    assert "must be a valid interface name, followed by .conf" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"wgpy-quick: The config file must be a valid interface name, followed by .conf{why}\n"
+    )
+
+
+def test_a_file_that_cannot_be_read_is_named_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "wg0.conf"
+    path.mkdir()  # unreadable as a file even by root
+    assert quick.main(["strip", str(path)]) == 1
+    assert capsys.readouterr().err == f"wgpy-quick: {path}: Is a directory\n"
+
+
+def test_version_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert quick.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"wgpy-quick {__version__}\n"
 
 
 def test_a_file_others_can_read_gets_a_warning(

@@ -76,6 +76,36 @@ def test_an_undo_that_fails_does_not_stop_the_others() -> None:
     assert "[!] resolvconf -d wg0 -f: it failed" in executor.log.getvalue()  # type: ignore[attr-defined]
 
 
+def test_a_step_that_may_fail_halfway_is_undone_too_when_it_fails() -> None:
+    # resolvconf ended by a Ctrl-C may have written its record before it died.
+    executor = Recorder(failing=frozenset({"resolvconf -a wg0 -m 0 -x"}))
+    with pytest.raises(StepFailed):
+        executor.up(UP)
+    assert executor.done[3:] == ["resolvconf -d wg0 -f", "ip link delete dev wg0"]
+
+
+def test_a_signal_waits_for_the_step_under_way_then_everything_is_undone() -> None:
+    executor = Recorder(action=lambda: os.kill(os.getpid(), signal.SIGINT))
+    plan = [*UP, RunHook("echo after")]
+    with pytest.raises(Interrupted) as caught:
+        executor.up(plan)
+    assert str(caught.value) == "interrupted by SIGINT; rolled back"
+    assert executor.done[3:] == ["act", "resolvconf -d wg0 -f", "ip link delete dev wg0"]
+
+
+class ClosedLog(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError
+
+
+def test_a_closed_log_stops_up_and_everything_is_undone_unlogged() -> None:
+    executor = Recorder()
+    executor.log = ClosedLog()
+    with pytest.raises(Interrupted, match=r"^its output was closed; rolled back$"):
+        executor.up(UP)
+    assert executor.done == ["wgpy wg0", "ip link delete dev wg0"]
+
+
 def test_sigterm_during_up_undoes_what_was_done() -> None:
     executor = Recorder(action=lambda: os.kill(os.getpid(), signal.SIGTERM))
     with pytest.raises(Interrupted, match="SIGTERM"):
@@ -99,3 +129,14 @@ def test_each_step_is_printed_as_its_command() -> None:
     executor = Recorder()
     executor.up(UP[:2])
     assert executor.log.getvalue() == "[#] wgpy wg0\n[#] echo pre\n"  # type: ignore[attr-defined]
+
+
+def test_a_program_that_exits_after_up_ignores_signals_once_every_step_is_done() -> None:
+    executor = Recorder()
+    try:
+        executor.up(UP, ignore_signals_after=True)
+        assert signal.getsignal(signal.SIGINT) == signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    assert executor.done[-1] == "act"

@@ -7,6 +7,11 @@ from collections.abc import Callable
 
 Run = Callable[[list[str]], int]
 
+# wgpy-quick's own protocol with `wgpy IFNAME` (wgpy.quick.device.Standby): with this set to 1,
+# it loads what it needs, then waits for `start` on its standard input before it creates
+# anything, and ends at the end of input. Here, so that wgpy-quick need not load the daemon.
+STANDBY_VARIABLE = "WGPY_STANDBY"
+
 
 def argparse_exit_returned(run: Run) -> Run:
     """`run`, returning the status argparse exits with (0 after --help, 2 after a usage error)

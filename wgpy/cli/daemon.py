@@ -21,8 +21,9 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple, TextIO
 
+from wgpy.cli import STANDBY_VARIABLE
 from wgpy.core.constants import UNDER_LOAD_THRESHOLD
-from wgpy.io.tun import DEFAULT_FLAGS, IFF_VNET_HDR, describe, open_tun, valid_name
+from wgpy.io.tun import DEFAULT_FLAGS, IFF_VNET_HDR, IFNAMSIZ, describe, open_tun, valid_name
 
 if TYPE_CHECKING:
     from wgpy.io.peer_hook import HookSettings
@@ -43,7 +44,7 @@ def run(argv: list[str]) -> int:
         return 1
     name = names[0]
     if not valid_name(name):
-        print(f"wgpy: invalid interface name {name!r}", file=sys.stderr)
+        print(f"wgpy: invalid interface name {name!r}{_why_invalid(name)}", file=sys.stderr)
         return 1
     # Imported only now: it loads the core, which the other commands of `wgpy` need not.
     from wgpy.io.peer_hook import hook_settings
@@ -53,6 +54,9 @@ def run(argv: list[str]) -> int:
     except ValueError as error:
         print(f"wgpy: {error}", file=sys.stderr)
         return 1
+    # Popped, so that no program the daemon runs inherits it.
+    if os.environ.pop(STANDBY_VARIABLE, None) == "1" and not _told_to_start():
+        return 0
     level = os.environ.get("LOG_LEVEL", "error")
     if foreground:
         configure_logging(level, sys.stderr)
@@ -65,6 +69,20 @@ class Options(NamedTuple):
 
     under_load_threshold: int
     peer_hook: HookSettings | None
+
+
+def _why_invalid(name: str) -> str:
+    size = len(name.encode())
+    return (
+        f": {size} bytes long, an interface name at most {IFNAMSIZ - 1}" if size >= IFNAMSIZ else ""
+    )
+
+
+def _told_to_start() -> bool:
+    """Load the interface's modules, then wait for wgpy-quick's word."""
+    import wgpy.io.interface  # noqa: F401 - _start's import, done ahead
+
+    return sys.stdin.buffer.readline() == b"start\n"
 
 
 def under_load_threshold(environ: Mapping[str, str]) -> int:
@@ -106,8 +124,8 @@ def _serve(name: str, options: Options, report: Reporter) -> int:
 
 
 def _start(name: str, options: Options, report: Reporter) -> int:
-    # Imported only now, with the signals blocked: numpy starts a thread when it loads, and a
-    # thread that left them unblocked would take them with their default action.
+    # Imported only now, with the signals blocked: a thread started by what loads (numpy starts
+    # some) that left them unblocked would take them with their default action.
     from wgpy.io.interface import Interface
 
     try:

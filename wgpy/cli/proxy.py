@@ -74,7 +74,8 @@ def run(argv: list[str]) -> int:
     configure_logging(os.environ.get("LOG_LEVEL", "error"), sys.stderr)
     try:
         spec = proxy_spec(args)
-        config = wgconfig.load(args.config, require_private_key=True)
+        config = wgconfig.load(args.config)
+        wgconfig.require_private_key(config, args.config)
     except (CommandError, SpecError, ConfigError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1

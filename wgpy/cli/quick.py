@@ -1,27 +1,21 @@
-"""`wgpy-quick up|down|save|strip CONFIG_FILE|INTERFACE`: wg-quick(8), with wgpy as the device."""
+"""`wgpy-quick up|down|save|strip CONFIG_FILE|INTERFACE`: wg-quick(8), with wgpy as the device.
+
+Thin: the commands live in wgpy.quick.commands, imported once SIGINT and SIGTERM are handled, so
+that a Ctrl-C while they load is reported as any other (wgpy.quick.interrupt).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
-from wgpy import config as wgconfig
-from wgpy import resolver
+from wgpy import __version__
 from wgpy.errors import WgpyError
-from wgpy.quick import QuickError, configfile, device, netlink, observe
-from wgpy.quick.execute import Executor
-from wgpy.quick.plan import plan_down, plan_up
-from wgpy.quick.steps import SaveConfig
-from wgpy.uapi import DeviceUpdate
+from wgpy.quick.interrupt import Interrupted, signals_raise
 
 USAGE = """\
 Usage: wgpy-quick [ up | down | save | strip ] [ CONFIG_FILE | INTERFACE ]
+       wgpy-quick --version
 
   CONFIG_FILE is a configuration file, whose filename is the interface name
   followed by `.conf'. Otherwise, INTERFACE is an interface name, with
@@ -51,84 +45,51 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) == 1 and args[0] in ("--help", "-h", "help"):
         print(USAGE, end="", file=sys.stderr)
         return 0
-    if len(args) != 2 or args[0] not in COMMANDS:
+    if args == ["--version"]:
+        print(f"wgpy-quick {__version__}")
+        return 0
+    if len(args) != 2 or args[0] not in ("up", "down", "save", "strip"):
         print(USAGE, end="", file=sys.stderr)
         return 1
     command, argument = args
     try:
-        COMMANDS[command](argument)
-    except (WgpyError, OSError, NetlinkError) as error:
-        print(f"wgpy-quick: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+        with signals_raise():
+            from wgpy.quick.commands import COMMANDS
+
+            COMMANDS[command](argument)
+    except Interrupted as interrupt:
+        _report(str(interrupt))
         return 130
+    except OSError as error:
+        _report(_describe(error))
+        return 1
+    except (WgpyError, _netlink_error()) as error:
+        _report(str(error))
+        return 1
     return 0
 
 
-def up(argument: str) -> None:
-    path, ifname = _locate(argument)
-    config = wgconfig.load(path, require_private_key=True)
-    update = _device_update(config, path)
-    _require_root()
-    with IPRoute() as ipr:
-        if netlink.link_index(ipr, ifname) is not None:
-            raise QuickError(f"`{ifname}' already exists")
-        host = observe.observe_host(ipr, update)
-        steps = plan_up(ifname, config, update, host, file=str(path))
-        Executor(ipr).up(steps)
+def _report(message: str) -> None:
+    """wgpy-quick's last line, on standard error if anyone still reads it."""
+    try:
+        print(f"wgpy-quick: {message}", file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        # Or Python would complain at exit, to no one, that it could not flush the stream.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
 
 
-def down(argument: str) -> None:
-    with _running_interface(argument) as (ipr, ifname, path, config):
-        running = observe.observe_running(ipr, ifname)
-        Executor(ipr).down(plan_down(ifname, config, running, path=str(path)))
+def _netlink_error() -> type[Exception]:
+    """pyroute2's NetlinkError, imported only when an error is being reported."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    error: type[Exception] = NetlinkError
+    return error
 
 
-def save(argument: str) -> None:
-    with _running_interface(argument) as (ipr, ifname, path, config):
-        Executor(ipr).run(SaveConfig(ifname, str(path), config))
-
-
-def strip(argument: str) -> None:
-    path, _ = _locate(argument)
-    print(wgconfig.strip(wgconfig.load(path)), end="")
-
-
-COMMANDS: dict[str, Callable[[str], None]] = {"up": up, "down": down, "save": save, "strip": strip}
-
-
-def _locate(argument: str) -> tuple[Path, str]:
-    path, ifname = configfile.locate(argument)
-    if configfile.world_accessible(path):
-        print(f"Warning: `{path}' is world accessible", file=sys.stderr)
-    return path, ifname
-
-
-@contextmanager
-def _running_interface(argument: str) -> Iterator[tuple[IPRoute, str, Path, wgconfig.Config]]:
-    """What `down` and `save` start from: the interface `argument` names, which must be a
-    running WireGuard interface, its file and configuration, and netlink (root only)."""
-    path, ifname = _locate(argument)
-    config = wgconfig.load(path)
-    _require_root()
-    with IPRoute() as ipr:
-        _require_wireguard(ipr, ifname)
-        yield ipr, ifname, path, config
-
-
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        raise QuickError("must be run as root")
-
-
-def _require_wireguard(ipr: IPRoute, ifname: str) -> None:
-    if netlink.link_index(ipr, ifname) is None or not device.is_running(ifname):
-        raise QuickError(f"`{ifname}' is not a WireGuard interface")
-
-
-def _device_update(config: wgconfig.Config, path: Path) -> DeviceUpdate:
-    """The `wg addconf` request, with every Endpoint resolved before anything changes."""
-    return wgconfig.to_device_update(config, resolver.resolve, append=True, file=str(path))
+def _describe(error: OSError) -> str:
+    """`PATH: strerror`, as a shell names a file it cannot open, rather than `[Errno 13] ...`."""
+    reason = error.strerror or str(error)
+    return f"{error.filename}: {reason}" if error.filename is not None else reason
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from wgpy.core.constants import (
 from wgpy.core.cookie import CookieChecker, MacState
 from wgpy.core.drops import DropReason
 from wgpy.core.endpoint import Endpoint, Local, source_bytes
+from wgpy.core.events import Event, EventLog
 from wgpy.core.keypair import Keypair
 from wgpy.core.keys import generate_private_key, public_key, short_form
 from wgpy.core.messages import TRANSPORT_HEADER, CookieReply, Initiation, Response, message_type
@@ -145,6 +146,8 @@ class Device:
         # Sees every inner packet sent and received, and every handshake's secrets, while the
         # I/O edge runs a capture; None (one attribute check per batch) the rest of the time.
         self.observer: Observer | None = None
+        # Told of handshakes, keepalives and roaming at the verbose log level; None otherwise.
+        self.events: EventLog | None = None
         self.set_private_key(private_key)
 
     # -- configuration ---------------------------------------------------------------------
@@ -297,7 +300,7 @@ class Device:
         live: Keypair | None = None  # the last keypair found within its lifetime
         run: Peer | None = None  # the peer of the current run of authenticated messages
         octets = data_packets = 0  # what the run holds
-        observer = self.observer
+        observer, events = self.observer, self.events
         for data in datagrams:
             # The type's word holds its three reserved zero bytes too, as the kernel reads it.
             kind, receiver, counter = (
@@ -332,8 +335,10 @@ class Device:
                 if keypair is peer.keypairs.next:
                     actions += self._received_with_next_keypair(peer, source, local, now, wall)
             octets += len(data)
-            if not plaintext:
-                continue  # A keepalive.
+            if not plaintext:  # A keepalive.
+                if events is not None:
+                    events(peer.public_key, Event.KEEPALIVE_RECEIVED)
+                continue
             data_packets += 1
             found = ippacket.inner_length_and_source(plaintext)
             if found is None:
@@ -452,6 +457,7 @@ class Device:
         """Send what is staged, or an empty packet when nothing is."""
         if not peer.staged:
             peer.staged.append(b"")
+            self._tell(peer, Event.KEEPALIVE_SENT)
         return self._send_staged(peer, now, wall)
 
     def _send_queued_handshake_initiation(
@@ -480,6 +486,7 @@ class Device:
         timers.any_authenticated_packet_traversal(now)
         timers.any_authenticated_packet_sent()
         timers.handshake_initiated(now, self._jitter())
+        self._tell(peer, Event.INITIATION_SENT)
         return self._send_handshake(peer, data)
 
     def _send_handshake(self, peer: Peer, data: bytes) -> list[Action]:
@@ -558,7 +565,8 @@ class Device:
             return self._drop(DropReason.HANDSHAKE_INVALID, peer)
         if self.observer is not None:
             self._observe_handshake(peer, ephemeral, wall)
-        peer.endpoint, peer.local = source, local
+        self._set_endpoint(peer, source, local)
+        self._tell(peer, Event.INITIATION_RECEIVED)
         # Answering replaces any initiation of ours in flight, as in the kernel.
         self._release_handshake(peer)
         keypair = Keypair.from_keys(keys, 0, message.sender, False, now)
@@ -572,6 +580,7 @@ class Device:
         timers.any_authenticated_packet_traversal(now)
         timers.any_authenticated_packet_sent()
         self._authenticated_handshake_received(peer, INITIATION_SIZE, now)
+        self._tell(peer, Event.RESPONSE_SENT)
         return self._send_handshake(peer, data)
 
     def _unknown_peer(
@@ -611,7 +620,8 @@ class Device:
             keys = peer.handshake.consume_response(message)
         except ProtocolError:
             return self._drop(DropReason.HANDSHAKE_INVALID, peer)
-        peer.endpoint, peer.local = source, local
+        self._set_endpoint(peer, source, local)
+        self._tell(peer, Event.RESPONSE_RECEIVED)
         keypair = Keypair.from_keys(keys, message.receiver, message.sender, True, now)
         self._indices[message.receiver] = (peer, keypair)
         self._add_keypair(peer, keypair)
@@ -645,7 +655,7 @@ class Device:
         """The initiator sent on our `next` keypair, so it has the keys: the keypair becomes
         current, and what waited for a session goes out on it, to where the initiator now is
         (the kernel's wg_noise_received_with_keypair and what follows it)."""
-        peer.endpoint, peer.local = source, local
+        self._set_endpoint(peer, source, local)
         self._retire(peer.keypairs.promote_next())
         self._handshake_complete(peer, wall)
         return self._send_staged(peer, now, wall)
@@ -664,7 +674,7 @@ class Device:
         transport messages from `peer` (`octets` long, `data_packets` of them not keepalives).
         Two calls of `data_received` stand for any more: the second only sets
         need_another_keepalive, and so does every one after it."""
-        peer.endpoint, peer.local = source, local
+        self._set_endpoint(peer, source, local)
         actions = self._keep_key_fresh_on_receive(peer, now, wall)
         timers = peer.timers
         timers.any_authenticated_packet_received()
@@ -696,12 +706,14 @@ class Device:
         if timer is Timer.RETRANSMIT_HANDSHAKE:
             if timers.handshake_attempts > MAX_TIMER_HANDSHAKES:
                 # Give up: drop what waited for this handshake, and erase its residue later.
+                self._tell(peer, Event.HANDSHAKE_GAVE_UP)
                 timers.handshake_gave_up(now)
                 for _ in range(len(peer.staged)):
                     self._drop(DropReason.HANDSHAKE_GAVE_UP, peer)
                 peer.staged.clear()
                 return NOTHING
             timers.handshake_attempts += 1
+            self._tell(peer, Event.HANDSHAKE_RETRY, timers.handshake_attempts + 1)
             # Forget where we sent from, as the kernel does, "in case this is the cause of
             # trouble" (timers.c).
             peer.local = None
@@ -713,6 +725,7 @@ class Device:
                 timers.data_received(now)
             return actions
         if timer is Timer.NEW_HANDSHAKE:
+            self._tell(peer, Event.STOPPED_HEARING)
             return self._send_queued_handshake_initiation(peer, now, wall, is_retry=False)
         if timer is Timer.ZERO_KEY_MATERIAL:
             self._zero_key_material(peer)
@@ -741,6 +754,17 @@ class Device:
     def _handshake_complete(self, peer: Peer, wall: float) -> None:
         peer.timers.handshake_complete()
         peer.last_handshake_wall = wall
+        self._tell(peer, Event.HANDSHAKE_COMPLETED)
+
+    def _set_endpoint(self, peer: Peer, source: Endpoint, local: Local | None) -> None:
+        """Roaming: the peer is where its last authenticated message came from."""
+        if self.events is not None and peer.endpoint is not None and peer.endpoint != source:
+            self.events(peer.public_key, Event.ROAMED, source)
+        peer.endpoint, peer.local = source, local
+
+    def _tell(self, peer: Peer, event: Event, detail: object = None) -> None:
+        if self.events is not None:
+            self.events(peer.public_key, event, detail)
 
     def _add_keypair(self, peer: Peer, keypair: Keypair) -> None:
         for retired in peer.keypairs.add(keypair):

@@ -8,7 +8,6 @@ import string
 from collections.abc import Callable
 
 from wgpy.core.constants import KEY_LEN
-from wgpy.core.crypto import dh_pubkey
 from wgpy.errors import InvalidKeyError
 
 Rng = Callable[[int], bytes]
@@ -31,6 +30,10 @@ def generate_preshared_key(rng: Rng) -> bytes:
 
 
 def public_key(private_key: bytes) -> bytes:
+    # Imported here: the cryptography package is ~15 ms that wgpy-quick, which reads keys
+    # but derives none, need not load.
+    from wgpy.core.crypto import dh_pubkey
+
     return dh_pubkey(private_key)
 
 

@@ -30,6 +30,7 @@ from wgpy.configure import device_stats, format_device, format_peers, update_ste
 from wgpy.core.admission import PeerSettings
 from wgpy.core.constants import UNDER_LOAD_THRESHOLD
 from wgpy.core.device import Action, Device, PeerWanted
+from wgpy.core.events import Event, short_peer
 from wgpy.core.keys import short_form
 from wgpy.errors import UapiError
 from wgpy.io import uapi_server
@@ -81,6 +82,9 @@ class Interface:
             tun.close()
             raise
 
+    def _log_event(self, peer: bytes, event: Event, detail: object = None) -> None:
+        log.debug("(%s) %s - %s", self.name, short_peer(peer), event.describe(detail))
+
     def _open(self, rng: Callable[[int], bytes], tun: TunOffloads | None, offloads: bool) -> None:
         self.device = Device(
             rng,
@@ -88,6 +92,8 @@ class Interface:
             under_load_threshold=self._under_load_threshold,
             ask_for_peers=self._peer_hook_settings is not None,
         )
+        if log.isEnabledFor(logging.DEBUG):  # LOG_LEVEL=verbose
+            self.device.events = self._log_event
         self._lock = DeviceLock()
         self.fwmark = 0
         self._sockets = _open_sockets(0, 0)

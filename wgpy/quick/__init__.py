@@ -4,6 +4,7 @@
 steps are planned first, purely, from the parsed config and a look at the host (`plan`), then
 carried out by a thin executor (`execute`) that undoes what it did if any step fails:
 
+    commands    up, down, save and strip, from an argument to a plan carried out
     configfile  which file and interface an argument names; `save`'s atomic write
     plan        the steps of up and down, and what each one undoes (pure)
     firewall    the nftables table and iptables rules that guard a full tunnel (pure)
@@ -13,6 +14,7 @@ carried out by a thin executor (`execute`) that undoes what it did if any step f
     nftables    the guard table over nfnetlink, in one batch
     dns         resolvconf, as wg-quick drives it
     device      the wgpy daemon: start it, wait for it to stop (wgpy.client talks to it)
+    interrupt   SIGINT and SIGTERM: before any change, between steps, during a rollback
 """
 
 from __future__ import annotations

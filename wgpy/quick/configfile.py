@@ -15,7 +15,9 @@ from pathlib import Path
 from wgpy.quick import QuickError
 
 CONFIG_DIR = Path("/etc/wireguard")
-_NAME = r"[a-zA-Z0-9_=+.-]{1,15}"
+MAX_NAME_LENGTH = 15  # IFNAMSIZ less the NUL
+NAME_CHARACTERS = "a-z A-Z 0-9 _ = + . -"
+_NAME = rf"[a-zA-Z0-9_=+.-]{{1,{MAX_NAME_LENGTH}}}"
 _BARE_NAME = re.compile(_NAME)
 _FILE_NAME = re.compile(rf"(?:^|/)({_NAME})\.conf\Z")
 
@@ -27,8 +29,20 @@ def locate(argument: str, config_dir: Path = CONFIG_DIR) -> tuple[Path, str]:
         raise QuickError(f"`{path}' does not exist")
     match = _FILE_NAME.search(str(path))
     if match is None:
-        raise QuickError("The config file must be a valid interface name, followed by .conf")
+        raise QuickError(
+            f"The config file must be a valid interface name, followed by .conf{_why(path)}"
+        )
     return path.resolve(), match[1]
+
+
+def _why(path: Path) -> str:
+    """What is wrong with a file name that is not an interface name and `.conf`."""
+    name = path.name.removesuffix(".conf")
+    if not name or path.name == name:
+        return ""
+    if len(name) > MAX_NAME_LENGTH:
+        return f": `{name}' has {len(name)} characters, an interface name at most {MAX_NAME_LENGTH}"
+    return f": `{name}' has a character other than {NAME_CHARACTERS}"
 
 
 def world_accessible(path: Path) -> bool:

@@ -1,17 +1,17 @@
 """Carries out a plan, printing each step as wg-quick does (`[#] command` on standard error).
 
-`up` is all or nothing: when a step fails, or SIGINT or SIGTERM arrives, the steps done so far are
-undone in reverse (linux.bash does the same with `trap del_if`). `down` goes on past the steps
-wg-quick runs with `|| true` and stops at any other failure.
+`up` is all or nothing: when a step fails, SIGINT or SIGTERM arrives, or the log's reader goes
+away (a closed pipe), the steps done so far are undone in reverse (linux.bash does the same with
+`trap del_if`); a signal waits for the step under way to end (wgpy.quick.interrupt). `down` goes
+on past the steps wg-quick runs with `|| true`, stops at any other failure, and finishes before
+it honours a signal.
 """
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,6 +23,13 @@ from wgpy.config import serialize
 from wgpy.errors import UapiError
 from wgpy.quick import QuickError, configfile, device, dns, netlink, nftables, observe, steps
 from wgpy.quick.firewall import GuardTable
+from wgpy.quick.interrupt import (
+    Interrupted,
+    ignored_from_now,
+    signal_name,
+    signals_deferred,
+    signals_ignored,
+)
 from wgpy.quick.plan import saved_config
 from wgpy.uapi import DeviceUpdate
 
@@ -38,15 +45,17 @@ class StepFailed(QuickError):
         super().__init__(f"{step}: {reason}")
 
 
-class Interrupted(QuickError):
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-
-
 class Executor:
-    def __init__(self, ipr: IPRoute, log: TextIO = sys.stderr) -> None:
+    def __init__(
+        self,
+        ipr: IPRoute,
+        log: TextIO = sys.stderr,
+        start_daemon: Callable[[str], None] = device.start,
+    ) -> None:
         self.ipr = ipr
         self.log = log
+        self.start_daemon = start_daemon
+        self.log_closed = False
         self._handlers: dict[type[steps.Step], Callable[[Any], None]] = {
             steps.CreateInterface: self._create_interface,
             steps.DeleteInterface: self._delete_interface,
@@ -67,35 +76,67 @@ class Executor:
             steps.SaveConfig: self._save_config,
         }
 
-    def up(self, plan: Sequence[steps.Step]) -> None:
-        """Run every step; on a failure or a signal, undo the steps done, then raise."""
+    def up(self, plan: Sequence[steps.Step], ignore_signals_after: bool = False) -> None:
+        """Run every step; on a failure, a signal or a closed log, undo the steps done, then
+        raise (Interrupted for a signal or a closed log). With `ignore_signals_after`, for a
+        program that exits once up is done, a signal after the last step changes nothing."""
         undo: list[steps.Step] = []
         try:
-            with _signals_raise():
+            with signals_deferred() as pending:
                 for step in plan:
-                    self.run(step)
-                    if (inverse := step.undo()) is not None:
+                    inverse = step.undo()
+                    try:
+                        self.run(step)
+                    except StepFailed:
+                        if step.may_fail_halfway and inverse is not None:
+                            undo.append(inverse)
+                        self._stop_if_asked(pending)  # a hook failed on the same Ctrl-C: say so
+                        raise
+                    if inverse is not None:
                         undo.append(inverse)
-        except BaseException:
-            with _signals_ignored():
+                    self._stop_if_asked(pending)
+                if ignore_signals_after:
+                    ignored_from_now()
+        except BaseException as error:
+            with signals_ignored():
                 self._roll_back(reversed(undo))
+            if isinstance(error, Interrupted):
+                raise Interrupted(error.reason, "rolled back") from None
             raise
 
-    def down(self, plan: Sequence[steps.Step]) -> None:
-        for step in plan:
-            if isinstance(step, steps.BestEffort):
-                self._try(step.step)
-            else:
-                self.run(step)
+    def down(self, plan: Sequence[steps.Step], ignore_signals_after: bool = False) -> None:
+        with signals_deferred() as pending:
+            for step in plan:
+                if isinstance(step, steps.BestEffort):
+                    self._try(step.step)
+                else:
+                    self.run(step)
+            if ignore_signals_after and not pending:
+                ignored_from_now()
+        if pending:
+            raise Interrupted(signal_name(pending[0]), "taken down first")
 
     def run(self, step: steps.Step) -> None:
-        print(f"[#] {step}", file=self.log, flush=True)
+        self._say(f"[#] {step}")
         try:
             self._handlers[type(step)](step)
-        except Interrupted:
-            raise
         except _EXPECTED as error:
             raise StepFailed(step, _reason(error)) from error
+
+    def _stop_if_asked(self, pending: list[int]) -> None:
+        if pending:
+            raise Interrupted(signal_name(pending[0]))
+        if self.log_closed:
+            raise Interrupted("its output was closed")
+
+    def _say(self, line: str) -> None:
+        """Log a line; once the log's reader is gone, log no more (and `up` stops)."""
+        if self.log_closed:
+            return
+        try:
+            print(line, file=self.log, flush=True)
+        except BrokenPipeError:
+            self.log_closed = True
 
     def _roll_back(self, done: Iterable[steps.Step]) -> None:
         for step in done:
@@ -105,12 +146,12 @@ class Executor:
         try:
             self.run(step)
         except StepFailed as failure:
-            print(f"[!] {failure}", file=self.log, flush=True)
+            self._say(f"[!] {failure}")
 
     # The steps ------------------------------------------------------------------------------------
 
     def _create_interface(self, step: steps.CreateInterface) -> None:
-        device.start(step.ifname)
+        self.start_daemon(step.ifname)
 
     def _delete_interface(self, step: steps.DeleteInterface) -> None:
         netlink.delete_link(self.ipr, self._index(step.ifname))
@@ -206,31 +247,3 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return str(error)
-
-
-@contextmanager
-def _signals_raise() -> Iterator[None]:
-    """Turn SIGTERM (and SIGINT) into an exception, so that `up` rolls back."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
-
-    previous = {signum: signal.signal(signum, interrupt) for signum in _SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-@contextmanager
-def _signals_ignored() -> Iterator[None]:
-    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in _SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -46,6 +46,9 @@ class Rule:
 class Step:
     """One thing `up` or `down` does; `str()` is the command wg-quick runs for it."""
 
+    # Whether a failure may leave part of the step done, so that a rollback undoes it too.
+    may_fail_halfway = False
+
     def undo(self) -> Step | None:
         """The step that reverses this one, or None if deleting the interface does."""
         return None
@@ -116,6 +119,10 @@ class SetMtuUp(Step):
 
 @dataclass(frozen=True)
 class SetDns(Step):
+    # resolvconf, in the terminal's process group, may be ended by a Ctrl-C after it has
+    # written the record; its undo (`resolvconf -d -f`) is harmless where it had not.
+    may_fail_halfway = True
+
     resolvconf: str
     record: str  # the resolvconf record: the interface name behind its prefix
     nameservers: tuple[str, ...]

@@ -11,6 +11,7 @@ either the 16-bit sum a checksum field is built from.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import Any, Final
@@ -20,11 +21,22 @@ Buffer = bytes | bytearray | memoryview
 # Below this many bytes in all, numpy's call overhead costs more than it saves.
 NUMPY_THRESHOLD: Final = 4096
 
-_numpy: Any  # None forces the pure path (the tests do, to cover it)
-try:
-    import numpy as _numpy
-except ImportError:  # pragma: no cover - wgpy[fast] not installed
-    _numpy = None
+_NOT_LOADED: Final = object()
+_numpy: Any = _NOT_LOADED  # None forces the pure path (the tests do, to cover it)
+
+
+def load_numpy() -> Any:
+    """numpy, imported at the first call, or None where it is not installed. Not at import:
+    it takes 60 ms or more, which `wgpy IFNAME` and the `wg setconf` after it then need not
+    wait for; the first super-packet does, once. (Loaded in a thread beside the daemon's, it
+    held the interpreter from the configuration socket as long.)"""
+    global _numpy
+    if _numpy is _NOT_LOADED:
+        try:
+            _numpy = importlib.import_module("numpy")
+        except ImportError:  # pragma: no cover - wgpy[fast] not installed
+            _numpy = None
+    return _numpy
 
 
 def ones_complement_sum(data: Buffer, initial: int = 0) -> int:
@@ -43,7 +55,7 @@ def ones_complement_sum(data: Buffer, initial: int = 0) -> int:
 def sums(segments: Sequence[Buffer]) -> list[int]:
     """For each of `segments`, a number congruent modulo 0xffff to its one's complement sum
     (zero-padded to even length); `fold(pseudo + s)` finishes one."""
-    if _numpy is None or sum(map(len, segments)) < NUMPY_THRESHOLD:
+    if sum(map(len, segments)) < NUMPY_THRESHOLD or load_numpy() is None:
         return [_unfolded_sum(segment) for segment in segments]
     return _numpy_sums(segments)
 
@@ -54,7 +66,7 @@ def strided_sums(data: Buffer, start: int, size: int) -> list[int]:
     numpy, the whole-size ones are summed as rows of one array, without copying them."""
     end = len(data)
     count = (end - start) // size
-    if _numpy is None or size & 1 or end - start < NUMPY_THRESHOLD:
+    if size & 1 or end - start < NUMPY_THRESHOLD or load_numpy() is None:
         return sums([data[at : at + size] for at in range(start, end, size)])
     # 32-bit words where they fit, half as many to add: 0x100000000 is 1 modulo 0xffff too, so
     # a 32-bit word is congruent to the sum of its two 16-bit halves.
