@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from typing import NamedTuple
 
 from wgpy.core import ippacket, noise
@@ -44,7 +45,7 @@ from wgpy.core.observer import Direction, HandshakeSecrets, Observer
 from wgpy.core.peer import Peer
 from wgpy.core.ratelimiter import RateLimiter
 from wgpy.core.timers import Timer, TimerQueue
-from wgpy.core.transport import decrypt_packet, encrypt_packets
+from wgpy.core.transport import BatchCipher, decrypt_packet, encrypt_packets
 from wgpy.errors import ProtocolError
 
 Rng = Callable[[int], bytes]
@@ -77,6 +78,8 @@ NOTHING: list[Action] = []
 
 # The transport header's fields for a datagram too short to be a transport message.
 _SHORT = (None, 0, 0)
+# `handle_datagrams`' messages opened ahead, without a BatchCipher: none.
+_NOT_AHEAD = repeat((None, None))
 
 
 def datagrams_of(actions: Iterable[Action]) -> list[bytes]:
@@ -97,8 +100,12 @@ class Device:
         *,
         mtu: int = DEFAULT_MTU,
         under_load_threshold: int = UNDER_LOAD_THRESHOLD,
+        batch_cipher: BatchCipher | None = None,
     ) -> None:
         self.rng = rng
+        # Seals and opens whole batches (the compiled accelerator); None: transport.py's
+        # functions, a message at a time.
+        self.batch_cipher = batch_cipher
         # The timers' jitter keeps peers from rekeying in step; it needs no secrecy, so it
         # comes from a generator seeded once, not from a system call for every packet sent.
         self._jitter_source = random.Random(rng(8))
@@ -238,7 +245,11 @@ class Device:
         run: Peer | None = None  # the peer of the current run of authenticated messages
         octets = data_packets = 0  # what the run holds
         observer = self.observer
-        for data in datagrams:
+        ahead: Iterable[tuple[Keypair | None, bytes | None]] = _NOT_AHEAD
+        if self.batch_cipher is not None:
+            datagrams = list(datagrams)
+            ahead = self._open_ahead(self.batch_cipher, datagrams)
+        for data, (opened_with, opened) in zip(datagrams, ahead, strict=False):
             # The type's word holds its three reserved zero bytes too, as the kernel reads it.
             kind, receiver, counter = (
                 TRANSPORT_HEADER.unpack_from(data) if len(data) >= TRANSPORT_MIN_SIZE else _SHORT
@@ -258,7 +269,10 @@ class Device:
                     self._drop(DropReason.KEYPAIR_EXPIRED, peer)
                     continue
                 live = keypair
-            plaintext = decrypt_packet(keypair, counter, data[16:])
+            if keypair is opened_with:
+                plaintext = opened
+            else:
+                plaintext = decrypt_packet(keypair, counter, data[16:])
             if plaintext is None:
                 self._drop(DropReason.DECRYPT_FAILED, peer)
                 continue
@@ -294,6 +308,22 @@ class Device:
         if packets:
             actions.append(WriteTun(packets))
         return actions
+
+    def _open_ahead(
+        self, cipher: BatchCipher, datagrams: Sequence[bytes | memoryview]
+    ) -> list[tuple[Keypair | None, bytes | None]]:
+        """Each transport message of `datagrams` opened under its receiver index's keypair, all
+        in one call, beside that keypair. `handle_datagrams` takes a result only if it finds the
+        same keypair for the message: a handshake earlier in the batch may change the indices."""
+        keypairs: list[Keypair | None] = []
+        for data in datagrams:
+            keypair = None
+            if len(data) >= TRANSPORT_MIN_SIZE:
+                kind, receiver, counter = TRANSPORT_HEADER.unpack_from(data)
+                if kind == MESSAGE_TRANSPORT and counter < REJECT_AFTER_MESSAGES:
+                    keypair = self._indices.get(receiver, (None, None))[1]
+            keypairs.append(keypair)
+        return list(zip(keypairs, cipher.open(keypairs, datagrams), strict=True))
 
     def handle_timer(self, now: float, wall: float) -> list[Action]:
         """Run the timers due at `now`, of at most TIMER_PEERS_PER_CALL peers: the caller holds
@@ -367,7 +397,10 @@ class Device:
     ) -> list[Action]:
         """Encrypt `packets` (an empty one is a keepalive) under `keypair`, which can send that
         many, to the peer's endpoint, which is known."""
-        messages = encrypt_packets(keypair, packets, self.mtu)
+        if self.batch_cipher is None:
+            messages = encrypt_packets(keypair, packets, self.mtu)
+        else:
+            messages = self.batch_cipher.seal(keypair, packets, self.mtu)
         if self.observer is not None:
             self._observe_sent(peer, packets, wall)
         endpoint = peer.endpoint

@@ -29,7 +29,7 @@ from wgpy.configure import device_stats, format_device, format_peers, update_ste
 from wgpy.core.constants import UNDER_LOAD_THRESHOLD
 from wgpy.core.device import Device
 from wgpy.errors import UapiError
-from wgpy.io import uapi_server
+from wgpy.io import accel, uapi_server
 from wgpy.io.capture_server import CaptureHub, peer_uid
 from wgpy.io.datapath import DataPath
 from wgpy.io.device_lock import DeviceLock
@@ -76,7 +76,10 @@ class Interface:
 
     def _open(self, rng: Callable[[int], bytes], tun: TunOffloads | None, offloads: bool) -> None:
         self.device = Device(
-            rng, mtu=self.tun.mtu(), under_load_threshold=self._under_load_threshold
+            rng,
+            mtu=self.tun.mtu(),
+            under_load_threshold=self._under_load_threshold,
+            batch_cipher=accel.batch_cipher(),
         )
         self._lock = DeviceLock()
         self.fwmark = 0
@@ -92,7 +95,9 @@ class Interface:
             self.name, self.device, self._lock, batches, self._udp, self._sockets,
             self._on_interface_gone,
         )  # fmt: skip
-        log.info("(%s) data path: %s", self.name, _describe(tun, self._udp))
+        log.info(
+            "(%s) data path: %s; crypto %s", self.name, _describe(tun, self._udp), accel.path()
+        )
         self._capture = CaptureHub(self.name, self.device, self._lock)
         self._selector = selectors.DefaultSelector()
         self._running = True
