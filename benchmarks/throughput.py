@@ -83,6 +83,7 @@ WGPY = (sys.executable, "-m", "wgpy.cli.wgpy", "-f")
 IMPLEMENTATIONS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "wgpy": (WGPY, {}),
     "wgpy-offloads-off": (WGPY, {"WGPY_OFFLOADS": "0"}),
+    "wgpy-pure": (WGPY, {"WGPY_PURE": "1"}),  # not in PAIRS: for --pairs
     "wireguard-go": (("wireguard-go", "-f"), {}),
 }
 PAIRS = (
@@ -159,8 +160,11 @@ def describe(implementation: str) -> str:
         return f"{version or 'wireguard-go'}: no offloads (predates TUN TSO/GRO, UDP GSO/GRO)"
     from wgpy.io import accel  # the daemons inherit this environment, WGPY_PURE with it
 
-    offloads = "offloads off" if implementation == "wgpy-offloads-off" else "offloads on"
-    return f"wgpy, {offloads}, data path {accel.path()}"
+    if implementation == "wgpy-offloads-off":
+        return f"wgpy, offloads off, data path {accel.path()}"
+    if implementation == "wgpy-pure":
+        return "wgpy, offloads on, data path pure Python (WGPY_PURE=1)"
+    return f"wgpy, offloads on, data path {accel.path()}"
 
 
 # -- the tunnel ------------------------------------------------------------------------------
@@ -320,6 +324,13 @@ def pair_name(pair: Pair) -> str:
     return f"{pair[0]}<->{pair[1]}"
 
 
+def parse_pair(name: str) -> Pair:
+    a, _, b = name.partition("<->")
+    if a not in IMPLEMENTATIONS or b not in IMPLEMENTATIONS:
+        raise SystemExit(f"unknown pair {name!r}: implementations are {', '.join(IMPLEMENTATIONS)}")
+    return a, b
+
+
 def summarize(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     """Per pair, the median of each figure over the rounds."""
     names = rounds[0].keys()
@@ -350,7 +361,7 @@ def ratios(
 
 
 def offloads(pair: Pair) -> str:
-    on = [side for side in pair if side == "wgpy"]
+    on = [side for side in pair if side.startswith("wgpy") and side != "wgpy-offloads-off"]
     return "both" if len(on) == 2 else "wgpy's" if on else "none"
 
 
@@ -361,8 +372,7 @@ def table(
     names = list(medians)
     width = max(30, *(len(n) + 2 for n in names))
     lines = [f"{'':18}" + "".join(f"{n:>{width}}" for n in names)]
-    by_name = {pair_name(p): p for p in PAIRS}
-    lines.append(f"{'offloads':18}" + "".join(f"{offloads(by_name[n]):>{width}}" for n in names))
+    lines.append(f"{'offloads':18}" + "".join(f"{offloads(parse_pair(n)):>{width}}" for n in names))
     for metric in METRICS:
         cells = []
         for name in names:
@@ -411,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pairs",
         default=",".join(pair_name(p) for p in PAIRS),
-        help="comma-separated, e.g. wgpy<->wgpy,wireguard-go<->wireguard-go",
+        help="comma-separated, e.g. wgpy<->wgpy,wgpy-pure<->wgpy-pure,wireguard-go<->wireguard-go",
     )
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "throughput.json")
     args = parser.parse_args(argv)
@@ -421,8 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0 or missing:
         print(f"needs root and {', '.join(missing) or 'nothing else'}", file=sys.stderr)
         return 2
-    by_name = {pair_name(p): p for p in PAIRS}
-    pairs = tuple(by_name[name] for name in args.pairs.split(","))
+    pairs = tuple(parse_pair(name) for name in args.pairs.split(","))
 
     # The interpreter moves wgpy's figures (see scripts/install-deps): say which one ran it.
     interpreter = f"Python {platform.python_version()} ({os.path.realpath(sys.executable)})"
