@@ -232,11 +232,18 @@ def ping_ok(ns: Namespace, address: str) -> bool:
 
 
 def iperf(client: Side, server: Side, seconds: float, *options: str) -> dict[str, object]:
-    result = client.namespace.run(
-        "iperf3", "-c", server.address, "-t", str(seconds), "-J", *options, check=False
-    )
-    report: dict[str, object] = json.loads(result.stdout)
-    if "error" in report:
+    """iperf3's report; a run that fails (on a loaded machine its control connection is
+    sometimes reset) is tried once more, saying so."""
+    for attempt in range(2):
+        result = client.namespace.run(
+            "iperf3", "-c", server.address, "-t", str(seconds), "-J", *options, check=False
+        )
+        report: dict[str, object] = json.loads(result.stdout)
+        if "error" not in report:
+            break
+        if attempt == 0:
+            print(f"iperf3 {' '.join(options)}: {report['error']}; once more", file=sys.stderr)
+    else:
         raise RuntimeError(f"iperf3 {' '.join(options)}: {report['error']}")
     return report
 

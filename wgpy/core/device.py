@@ -319,8 +319,8 @@ class Device:
         for data in datagrams:
             keypair = None
             if len(data) >= TRANSPORT_MIN_SIZE:
-                kind, receiver, counter = TRANSPORT_HEADER.unpack_from(data)
-                if kind == MESSAGE_TRANSPORT and counter < REJECT_AFTER_MESSAGES:
+                kind, receiver, _ = TRANSPORT_HEADER.unpack_from(data)
+                if kind == MESSAGE_TRANSPORT:
                     keypair = self._indices.get(receiver, (None, None))[1]
             keypairs.append(keypair)
         return list(zip(keypairs, cipher.open(keypairs, datagrams), strict=True))
