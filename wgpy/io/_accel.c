@@ -274,9 +274,123 @@ done:
     return plaintexts;
 }
 
+/* -- segmentation ------------------------------------------------------------------------ */
+
+#define TCP_FIN 0x01
+#define TCP_PSH 0x08
+
+static void put_be16(unsigned char *out, unsigned value) {
+    out[0] = (unsigned char)(value >> 8);
+    out[1] = (unsigned char)value;
+}
+
+static void put_be32(unsigned char *out, uint32_t value) {
+    put_be16(out, value >> 16);
+    put_be16(out + 2, value & 0xFFFF);
+}
+
+static uint32_t get_be32(const unsigned char *in) {
+    return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];
+}
+
+/* The big-endian 16-bit words of data (an odd last byte padded with zero), added up. */
+static uint64_t word_sum(const unsigned char *data, Py_ssize_t length) {
+    uint64_t total = 0;
+    Py_ssize_t i = 0;
+    for (; i + 1 < length; i += 2) total += (uint32_t)data[i] << 8 | data[i + 1];
+    if (i < length) total += (uint32_t)data[i] << 8;
+    return total;
+}
+
+/* The one's complement sum of `total`'s words: 0 only if `total` is. */
+static unsigned fold(uint64_t total) {
+    while (total >> 16) total = (total & 0xFFFF) + (total >> 16);
+    return (unsigned)total;
+}
+
+typedef struct {
+    Py_ssize_t l4_start, header_len, size;
+    int tcp, ipv4;
+} Cut;
+
+/* One segment: the super-packet's headers with this segment's lengths, IPv4 ID and header
+ * checksum, TCP sequence number and flags, or UDP length, and its transport checksum; as
+ * segment._split (and the kernel's and wireguard-go's segmentation) does. */
+static void cut_one(const Cut *cut, const unsigned char *packet, Py_ssize_t index, int last,
+                    unsigned char *out, Py_ssize_t length) {
+    Py_ssize_t l4 = cut->l4_start, l4_length = length - l4;
+    Py_ssize_t checksum_at = l4 + (cut->tcp ? 16 : 6);
+    memcpy(out, packet, cut->header_len);
+    memcpy(out + cut->header_len, packet + cut->header_len + index * cut->size,
+           length - cut->header_len);
+    if (cut->ipv4) {
+        put_be16(out + 2, (unsigned)length);
+        put_be16(out + 4, (unsigned)((out[4] << 8 | out[5]) + index) & 0xFFFF);
+        put_be16(out + 10, 0);
+        put_be16(out + 10, ~fold(word_sum(out, l4)) & 0xFFFF);
+    } else {
+        put_be16(out + 4, (unsigned)(length - 40));
+    }
+    if (cut->tcp) {
+        put_be32(out + l4 + 4, get_be32(out + l4 + 4) + (uint32_t)(index * cut->size));
+        if (!last) out[l4 + 13] &= (unsigned char)~(TCP_FIN | TCP_PSH);
+    } else {
+        put_be16(out + l4 + 4, (unsigned)l4_length);
+    }
+    put_be16(out + checksum_at, 0);
+    uint64_t pseudo = cut->ipv4 ? word_sum(out + 12, 8) : word_sum(out + 8, 32);
+    pseudo += (cut->tcp ? 6 : 17) + (uint64_t)l4_length;
+    unsigned field = ~fold(pseudo + word_sum(out + l4, l4_length)) & 0xFFFF;
+    put_be16(out + checksum_at, field ? field : 0xFFFF);  /* zero would mean "none" for UDP */
+}
+
+PyDoc_STRVAR(split_doc,
+"split(packet, l4_start, header_len, size, tcp, ipv4) -> list of bytes\n\n"
+"The segments of a TSO or USO super-packet whose headers segment._template has checked: as\n"
+"segment._split.");
+
+static PyObject *accel_split(PyObject *module, PyObject *args) {
+    Py_buffer packet;
+    Cut cut;
+    PyObject *segments = NULL;
+    if (!PyArg_ParseTuple(args, "y*nnnpp:split", &packet, &cut.l4_start, &cut.header_len,
+                          &cut.size, &cut.tcp, &cut.ipv4))
+        return NULL;
+    Py_ssize_t minimum = cut.l4_start + (cut.tcp ? 20 : 8);
+    if (cut.size <= 0 || cut.l4_start < (cut.ipv4 ? 20 : 40) || cut.header_len < minimum ||
+        cut.header_len > packet.len) {
+        PyErr_SetString(PyExc_ValueError, "headers that do not fit the super-packet");
+        goto done;
+    }
+    Py_ssize_t payload = packet.len - cut.header_len;
+    Py_ssize_t count = payload ? (payload + cut.size - 1) / cut.size : 0;
+    segments = PyList_New(count);
+    if (segments == NULL) goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t chunk = i + 1 < count ? cut.size : payload - i * cut.size;
+        PyObject *segment = PyBytes_FromStringAndSize(NULL, cut.header_len + chunk);
+        if (segment == NULL) {
+            Py_CLEAR(segments);
+            goto done;
+        }
+        PyList_SET_ITEM(segments, i, segment);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *segment = PyList_GET_ITEM(segments, i);
+        cut_one(&cut, packet.buf, i, i + 1 == count, (unsigned char *)PyBytes_AS_STRING(segment),
+                PyBytes_GET_SIZE(segment));
+    }
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&packet);
+    return segments;
+}
+
 static PyMethodDef accel_methods[] = {
     {"seal", accel_seal, METH_VARARGS, seal_doc},
     {"open", accel_open, METH_VARARGS, open_doc},
+    {"split", accel_split, METH_VARARGS, split_doc},
     {NULL, NULL, 0, NULL},
 };
 

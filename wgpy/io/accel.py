@@ -1,8 +1,10 @@
 """The optional accelerator: transport messages sealed and opened a whole batch per call, in C
-(wgpy/io/_accel.c) over OpenSSL's libcrypto, with the GIL released for the batch.
+(wgpy/io/_accel.c) over OpenSSL's libcrypto, and TSO super-packets cut into segments, with the
+GIL released for the batch.
 
-wgpy/core/transport.py is the reference, which this matches byte for byte (tests/unit/
-test_accel.py holds the two to it); the device takes it as its `batch_cipher`. The module is
+wgpy/core/transport.py and wgpy/io/vnet/segment.py are the references, which this matches byte
+for byte (tests/unit/test_accel.py holds them to it); the device takes the cipher as its
+`batch_cipher`, and `segment` calls `compiled_split`. The module is
 built by `pip install .` where a C compiler and the headers of Python and OpenSSL are present;
 without it, or with WGPY_PURE=1 in the environment, wgpy runs on the pure path.
 
@@ -13,7 +15,7 @@ Py_buffer and bytes objects it fills are handled without a copy.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from wgpy.core.constants import REJECT_AFTER_MESSAGES
@@ -21,6 +23,7 @@ from wgpy.core.keypair import Keypair
 from wgpy.core.transport import BatchCipher, decrypt_packet, encrypt_packets
 
 PURE_VARIABLE: Final = "WGPY_PURE"
+Buffer = bytes | bytearray | memoryview
 
 try:
     from wgpy.io import _accel  # type: ignore[attr-defined]
@@ -45,6 +48,13 @@ def path() -> str:
     if available:
         return f"pure Python ({PURE_VARIABLE} is set)"
     return f"pure Python ({reason})"
+
+
+# The accelerator's twin of segment._split, when in use: (packet, l4_start, header_len,
+# gso_size, tcp, ipv4) -> segments.
+compiled_split: Callable[[Buffer, int, int, int, bool, bool], list[bytes]] | None = (
+    _accel.split if in_use() else None
+)
 
 
 def batch_cipher() -> BatchCipher | None:
