@@ -1,13 +1,15 @@
 """The compiled accelerator (wgpy/io/accel.py) against its references, wgpy/core/transport.py
-and wgpy/io/vnet/segment.py: for random batches, keys and counters, the same transport messages
-byte for byte, the same packets opened, and a failed tag (a flipped bit, the wrong key, a counter
-past REJECT_AFTER_MESSAGES) reported the same; random TSO and USO super-packets cut into the same
-segments; and two links, one accelerated, in step through whole batches, forgeries among them.
+and wgpy/io/vnet/: for random batches, keys and counters, the same transport messages byte for
+byte, the same packets opened, and a failed tag (a flipped bit, the wrong key, a counter past
+REJECT_AFTER_MESSAGES) reported the same; random TSO and USO super-packets cut into the same
+segments, whose checksums, some damaged, are judged the same before coalescing; and two links,
+one accelerated, in step through whole batches, forgeries among them.
 """
 
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Sequence
 from unittest.mock import patch
 
@@ -25,7 +27,9 @@ from wgpy.core.keypair import Keypair
 from wgpy.core.noise import TransportKeys
 from wgpy.core.transport import decrypt_packet, encrypt_packets
 from wgpy.io import accel
+from wgpy.io.vnet import coalesce as coalesce_module
 from wgpy.io.vnet import segment as segment_module
+from wgpy.io.vnet.coalesce import _Run
 from wgpy.io.vnet.segment import F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VnetHdr, segment
 
 pytestmark = pytest.mark.skipif(not accel.available, reason=accel.reason or "built")
@@ -157,7 +161,7 @@ def test_accelerated_devices_send_and_receive_the_same(
 
 
 @st.composite
-def super_packets(draw: st.DrawFn) -> tuple[bytes, VnetHdr]:
+def super_packets(draw: st.DrawFn, min_segments: int = 0) -> tuple[bytes, VnetHdr]:
     """A TSO or USO super-packet as the TUN hands it over, with random header fields (IPv4 ID,
     TCP sequence number near its wrap, flags, options) and payload; its lengths and partial
     checksum are not looked at."""
@@ -172,7 +176,8 @@ def super_packets(draw: st.DrawFn) -> tuple[bytes, VnetHdr]:
     else:
         l4 = bytearray(draw(st.binary(min_size=8, max_size=8)))
     size = draw(st.integers(1, 1500))
-    payload = draw(st.binary(max_size=6 * size))
+    length = draw(st.integers(min_segments * size, 6 * size))
+    payload = random.Random(draw(st.integers())).randbytes(length)
     gso = (GSO_TCPV4 if ipv4 else GSO_TCPV6) if tcp else GSO_UDP_L4
     hdr = VnetHdr(F_NEEDS_CSUM, gso, len(ip) + len(l4), size, len(ip), 16 if tcp else 6)
     return bytes(ip + l4 + payload), hdr
@@ -185,3 +190,21 @@ def test_a_super_packet_is_cut_into_the_same_segments(case: tuple[bytes, VnetHdr
     # The compiled split whether or not WGPY_PURE keeps it out of the data path.
     with patch.object(segment_module, "compiled_split", accel._accel.split):
         assert segment(packet, hdr) == segment(packet, hdr, pure=True)
+
+
+@given(super_packets(min_segments=2), st.data())
+def test_the_checksums_of_a_run_to_coalesce_are_judged_the_same(
+    case: tuple[bytes, VnetHdr], data: st.DataObject
+) -> None:
+    """A super-packet's segments, some with a flipped bit, as a run to merge on receive."""
+    packet, hdr = case
+    segments = segment(packet, hdr, pure=True)
+    for index in data.draw(st.sets(st.sampled_from(range(len(segments))))):
+        damaged = bytearray(segments[index])
+        damaged[data.draw(st.integers(hdr.csum_start, len(damaged) - 1))] ^= 0x10
+        segments[index] = bytes(damaged)
+    run = _Run(segments[0], hdr.csum_start, hdr.hdr_len, hdr.gso_type != GSO_UDP_L4)
+    run.packets = segments
+    (merged,) = run._merged(segments)
+    with patch.object(coalesce_module, "compiled_checksums_valid", accel._accel.checksums_valid):
+        assert run._checksums_valid(merged) == run._checksums_valid(merged, pure=True)

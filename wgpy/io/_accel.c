@@ -387,10 +387,51 @@ done:
     return segments;
 }
 
+PyDoc_STRVAR(checksums_valid_doc,
+"checksums_valid(segments, l4_start, pseudo) -> list of bool\n\n"
+"Whether each of `segments` (IP packets of one flow) has a transport checksum that holds: its\n"
+"bytes from `l4_start` on, with `pseudo` (the pseudo-header's sum but its length) and its\n"
+"length, sum to 0xffff. As coalesce._Run._checksums_valid.");
+
+static PyObject *accel_checksums_valid(PyObject *module, PyObject *args) {
+    PyObject *segments, *fast, *valid = NULL;
+    Py_ssize_t l4_start;
+    unsigned long long pseudo;
+    Views views = {0, NULL};
+    char *holds = NULL;
+    if (!PyArg_ParseTuple(args, "OnK:checksums_valid", &segments, &l4_start, &pseudo))
+        return NULL;
+    fast = PySequence_Fast(segments, "segments must be a sequence");
+    if (fast == NULL || take_views(fast, &views) < 0) goto done;
+    holds = PyMem_Calloc(views.count ? views.count : 1, 1);
+    if (holds == NULL) {
+        PyErr_NoMemory();
+        goto release;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < views.count; i++) {
+        Py_ssize_t length = views.views[i].len - l4_start;
+        if (l4_start < 0 || length < 0) continue;
+        const unsigned char *l4 = (const unsigned char *)views.views[i].buf + l4_start;
+        holds[i] = fold(pseudo + (uint64_t)length + word_sum(l4, length)) == 0xFFFF;
+    }
+    Py_END_ALLOW_THREADS
+    valid = PyList_New(views.count);
+    for (Py_ssize_t i = 0; valid != NULL && i < views.count; i++)
+        PyList_SET_ITEM(valid, i, PyBool_FromLong(holds[i]));
+release:
+    release_views(&views);
+done:
+    PyMem_Free(holds);
+    Py_XDECREF(fast);
+    return valid;
+}
+
 static PyMethodDef accel_methods[] = {
     {"seal", accel_seal, METH_VARARGS, seal_doc},
     {"open", accel_open, METH_VARARGS, open_doc},
     {"split", accel_split, METH_VARARGS, split_doc},
+    {"checksums_valid", accel_checksums_valid, METH_VARARGS, checksums_valid_doc},
     {NULL, NULL, 0, NULL},
 };
 

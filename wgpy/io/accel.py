@@ -1,12 +1,12 @@
 """The optional accelerator: transport messages sealed and opened a whole batch per call, in C
-(wgpy/io/_accel.c) over OpenSSL's libcrypto, and TSO super-packets cut into segments, with the
-GIL released for the batch.
+(wgpy/io/_accel.c) over OpenSSL's libcrypto, TSO super-packets cut into segments, and the
+checksums of segments to be coalesced verified, with the GIL released for the batch.
 
-wgpy/core/transport.py and wgpy/io/vnet/segment.py are the references, which this matches byte
-for byte (tests/unit/test_accel.py holds them to it); the device takes the cipher as its
-`batch_cipher`, and `segment` calls `compiled_split`. The module is
-built by `pip install .` where a C compiler and the headers of Python and OpenSSL are present;
-without it, or with WGPY_PURE=1 in the environment, wgpy runs on the pure path.
+wgpy/core/transport.py, wgpy/io/vnet/segment.py and coalesce.py are the references, which this
+matches byte for byte (tests/unit/test_accel.py holds them to it); the device takes the cipher as
+its `batch_cipher`, `segment` calls `compiled_split`, `coalesce` `compiled_checksums_valid`. The
+module is built by `pip install .` where a C compiler and the headers of Python and OpenSSL are
+present; without it, or with WGPY_PURE=1 in the environment, wgpy runs on the pure path.
 
 It is a CPython extension rather than cffi: no dependency beyond the compiler, and the
 Py_buffer and bytes objects it fills are handled without a copy.
@@ -54,6 +54,13 @@ def path() -> str:
 # gso_size, tcp, ipv4) -> segments.
 compiled_split: Callable[[Buffer, int, int, int, bool, bool], list[bytes]] | None = (
     _accel.split if in_use() else None
+)
+
+
+# Its twin of coalesce._Run._checksums_valid: (segments, l4_start, pseudo-header sum below
+# 2**64) -> whether each holds.
+compiled_checksums_valid: Callable[[list[bytes], int, int], list[bool]] | None = (
+    _accel.checksums_valid if in_use() else None
 )
 
 
