@@ -10,7 +10,8 @@ own per-packet work.
 
 Pings go 2 ms apart and 20 ms apart (throughput.py's ping interval). On a virtual machine an idle
 CPU loses its caches, so the second is the harder case: every object a packet touches is fetched
-anew. Each implementation gets fresh namespaces (wgpy/lab/netns.py) in each round, taking turns.
+anew. Each implementation gets fresh namespaces (wgpy/lab/netns.py) in each round, taking turns
+in an order rotated by one every round, so that no one always runs first or last.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     samples = {name: {interval: [] for interval in INTERVALS} for name in IMPLEMENTATIONS}
     for number in range(1, args.rounds + 1):
-        for name in IMPLEMENTATIONS:
+        for name in throughput.rotated(IMPLEMENTATIONS, number - 1):
             started = time.monotonic()
             for interval, times in measure(name, args.count).items():
                 samples[name][interval] += times

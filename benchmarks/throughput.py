@@ -5,9 +5,15 @@
 
 Needs root, iproute2, wg(8), wireguard-go and iperf3 (scripts/install-deps installs them). Two
 fresh network namespaces are joined by a veth pair (wgpy/lab/netns.py); a WireGuard peer runs in
-each, side A and side B. Every pair of implementations, wgpy<->wgpy, wgpy<->wireguard-go and
-wireguard-go<->wireguard-go, gets fresh namespaces and fresh processes in every round, and the
-pairs take turns within a round, so that a drift of the machine touches all of them alike.
+each, side A and side B. Every pair of implementations gets fresh namespaces and fresh processes
+in every round, and the pairs take turns within a round, in an order rotated by one every round,
+so that a drift of the machine within a round falls on each of them in turn.
+
+The implementations: wgpy with its offloads (TUN TSO, UDP GSO and GRO) and its data path as
+built (WGPY_PURE=1 in the environment measures the pure-Python one); wgpy with the offloads off
+(WGPY_OFFLOADS=0, one packet per system call each way); and Debian's wireguard-go, labelled "no
+offloads": version 0.0.20220316 predates wireguard-go's TUN TSO/GRO and UDP GSO/GRO. The two
+baselines separate what wgpy gains by its offloads from what it gains by its implementation.
 
 The figures, each the median over the rounds:
   tcp A->B, tcp B->A   iperf3, one TCP flow (A's peer encrypts in A->B)
@@ -21,7 +27,11 @@ The figures, each the median over the rounds:
   rss                  peak resident memory (VmHWM) of side A's implementation under this load
                        (of wgpy where it takes part; the larger of two like processes)
   cpu s/GB             CPU seconds both tunnel processes spent per GB delivered in the TCP runs
-Every figure is also given as a ratio to wireguard-go<->wireguard-go's, and everything, with the
+  machine cpu s/GB     the same from /proc/stat, the whole machine's busy time: offloads move
+                       work into the kernel (segmentation, checksums), out of the daemons' own
+                       counters; on a shared machine it counts everyone else's work too
+Every figure is also given as a ratio to each baseline's: the median of the ratios of each round
+(a pair and its baseline measured minutes apart), not a ratio of medians. Everything, with the
 figures of each round, is written as JSON (--json, benchmarks/throughput.json by default).
 """
 
@@ -41,6 +51,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from wgpy.client import socket_path
 from wgpy.lab.netns import (
@@ -67,12 +78,27 @@ PING_COUNT = 50  # per tunnel
 PING_TUNNELS = 3  # per pair and round
 UDP_PAYLOAD = 64
 
-IMPLEMENTATIONS = {
-    "wgpy": (sys.executable, "-m", "wgpy.cli.wgpy", "-f"),
-    "wireguard-go": ("wireguard-go", "-f"),
+WGPY = (sys.executable, "-m", "wgpy.cli.wgpy", "-f")
+# Each implementation's command line and what it adds to the environment.
+IMPLEMENTATIONS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+    "wgpy": (WGPY, {}),
+    "wgpy-offloads-off": (WGPY, {"WGPY_OFFLOADS": "0"}),
+    "wgpy-pure": (WGPY, {"WGPY_PURE": "1"}),  # not in PAIRS: for --pairs
+    "wireguard-go": (("wireguard-go", "-f"), {}),
 }
-PAIRS = (("wgpy", "wgpy"), ("wgpy", "wireguard-go"), ("wireguard-go", "wireguard-go"))
-BASELINE = ("wireguard-go", "wireguard-go")
+PAIRS = (
+    ("wgpy", "wgpy"),
+    ("wgpy", "wireguard-go"),
+    ("wgpy-offloads-off", "wgpy-offloads-off"),
+    ("wireguard-go", "wireguard-go"),
+)
+# The ratios' denominators: Debian's wireguard-go, and wgpy without its offloads.
+BASELINES = (("wireguard-go", "wireguard-go"), ("wgpy-offloads-off", "wgpy-offloads-off"))
+
+
+Pair = tuple[str, str]
+T = TypeVar("T")
+Figures = dict[str, dict[str, float]]  # per pair, per metric
 
 
 @dataclass(frozen=True)
@@ -92,6 +118,7 @@ METRICS = (
     Metric("ping_ms", "ping rtt", "ms", False),
     Metric("rss_mb", "rss", "MB", False),
     Metric("cpu_s_per_gb", "cpu s/GB", "s", False),
+    Metric("machine_cpu_s_per_gb", "machine cpu s/GB", "s", False),
 )
 TCP_METRICS = ("tcp_ab", "tcp_ba", "tcp_x4", "bidir")
 
@@ -113,6 +140,31 @@ class Side:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
         return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def machine_cpu_seconds() -> float:
+    """Busy time of every CPU of the machine so far: /proc/stat's user, nice, system, irq,
+    softirq and steal (guest time is within user)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    busy = user + nice + system + irq + softirq + steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def describe(implementation: str) -> str:
+    """What the table and the JSON say an implementation is."""
+    if implementation == "wireguard-go":
+        version = subprocess.run(
+            ["wireguard-go", "--version"], capture_output=True, text=True, check=False
+        ).stdout.split("\n", 1)[0]
+        return f"{version or 'wireguard-go'}: no offloads (predates TUN TSO/GRO, UDP GSO/GRO)"
+    from wgpy.io import accel  # the daemons inherit this environment, WGPY_PURE with it
+
+    if implementation == "wgpy-offloads-off":
+        return f"wgpy, offloads off, data path {accel.path()}"
+    if implementation == "wgpy-pure":
+        return "wgpy, offloads on, data path pure Python (WGPY_PURE=1)"
+    return f"wgpy, offloads on, data path {accel.path()}"
 
 
 # -- the tunnel ------------------------------------------------------------------------------
@@ -159,10 +211,11 @@ def start_daemon(
 ) -> subprocess.Popen[bytes]:
     """`implementation` serving `ifname` in `ns`, once its configuration socket is there; `env`
     adds to the environment."""
+    command, own_env = IMPLEMENTATIONS[implementation]
     # From the repository, so that `python -m wgpy` runs this copy of wgpy.
     process = ns.popen(
-        *IMPLEMENTATIONS[implementation], ifname, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "error", **(env or {})},
+        *command, ifname, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "error", **own_env, **(env or {})},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     if not wait_until(socket_path(ifname).exists, STARTUP_TIMEOUT):
@@ -179,11 +232,18 @@ def ping_ok(ns: Namespace, address: str) -> bool:
 
 
 def iperf(client: Side, server: Side, seconds: float, *options: str) -> dict[str, object]:
-    result = client.namespace.run(
-        "iperf3", "-c", server.address, "-t", str(seconds), "-J", *options, check=False
-    )
-    report: dict[str, object] = json.loads(result.stdout)
-    if "error" in report:
+    """iperf3's report; a run that fails (on a loaded machine its control connection is
+    sometimes reset) is tried once more, saying so."""
+    for attempt in range(2):
+        result = client.namespace.run(
+            "iperf3", "-c", server.address, "-t", str(seconds), "-J", *options, check=False
+        )
+        report: dict[str, object] = json.loads(result.stdout)
+        if "error" not in report:
+            break
+        if attempt == 0:
+            print(f"iperf3 {' '.join(options)}: {report['error']}; once more", file=sys.stderr)
+    else:
         raise RuntimeError(f"iperf3 {' '.join(options)}: {report['error']}")
     return report
 
@@ -212,12 +272,18 @@ def round_trips(
     return [float(t) for t in re.findall(r"time=([\d.]+) ms", output)]
 
 
-def idle_round_trips(pairs: tuple[tuple[str, str], ...]) -> dict[str, float]:
+def rotated(items: tuple[T, ...], by: int) -> tuple[T, ...]:
+    """`items` taking turns from the `by`th on (modulo their number)."""
+    by %= len(items)
+    return items[by:] + items[:by]
+
+
+def idle_round_trips(pairs: tuple[Pair, ...]) -> dict[str, float]:
     """Per pair, the median round trip through PING_TUNNELS fresh idle tunnels, the pairs taking
-    turns."""
+    turns, in an order rotated by one every tunnel."""
     trips: dict[str, list[float]] = {pair_name(pair): [] for pair in pairs}
-    for _ in range(PING_TUNNELS):
-        for pair in pairs:
+    for turn in range(PING_TUNNELS):
+        for pair in rotated(pairs, turn):
             with tunnel(pair) as (a, b):
                 trips[pair_name(pair)] += round_trips(a.namespace, b.address, PING_COUNT)
     return {name: statistics.median(t) if t else float("nan") for name, t in trips.items()}
@@ -238,6 +304,7 @@ def measure(a: Side, b: Side, seconds: float) -> dict[str, float]:
         "bidir": (("--bidir",), ("sum_received", "sum_received_bidir_reverse")),
     }
     cpu_before = a.cpu_seconds() + b.cpu_seconds()
+    machine_before = machine_cpu_seconds()
     moved = 0.0
     for key, (options, sums) in runs.items():
         bits, octets = tcp_bits_per_second(iperf(a, b, seconds, *options), *sums)
@@ -245,6 +312,7 @@ def measure(a: Side, b: Side, seconds: float) -> dict[str, float]:
         moved += octets
     cpu = a.cpu_seconds() + b.cpu_seconds() - cpu_before
     figures["cpu_s_per_gb"] = cpu / (moved / 1e9)
+    figures["machine_cpu_s_per_gb"] = (machine_cpu_seconds() - machine_before) / (moved / 1e9)
     udp = iperf(a, b, seconds, "-u", "-b", "0", "-l", str(UDP_PAYLOAD))
     figures["udp_pps"] = udp_packets_per_second(udp) / 1e3
     figures["rss_mb"] = max(s.peak_rss_mb() for s in (a, b) if s.implementation == a.implementation)
@@ -259,8 +327,15 @@ def port_listening(ns: Namespace, port: int) -> bool:
 # -- the report ------------------------------------------------------------------------------
 
 
-def pair_name(pair: tuple[str, str]) -> str:
+def pair_name(pair: Pair) -> str:
     return f"{pair[0]}<->{pair[1]}"
+
+
+def parse_pair(name: str) -> Pair:
+    a, _, b = name.partition("<->")
+    if a not in IMPLEMENTATIONS or b not in IMPLEMENTATIONS:
+        raise SystemExit(f"unknown pair {name!r}: implementations are {', '.join(IMPLEMENTATIONS)}")
+    return a, b
 
 
 def summarize(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
@@ -274,34 +349,55 @@ def summarize(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, 
     }
 
 
-def ratios(medians: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    baseline = medians.get(pair_name(BASELINE))
-    if baseline is None:
+def ratios(
+    rounds: list[dict[str, dict[str, float]]], baseline: Pair
+) -> dict[str, dict[str, float]]:
+    """Per pair, each figure's median over the rounds of its ratio to `baseline`'s in the same
+    round; nothing when the baseline was not run."""
+    base = pair_name(baseline)
+    if base not in rounds[0]:
         return {}
     return {
-        name: {m.key: figures[m.key] / baseline[m.key] for m in METRICS if baseline[m.key]}
-        for name, figures in medians.items()
+        name: {
+            m.key: statistics.median(r[name][m.key] / r[base][m.key] for r in rounds)
+            for m in METRICS
+            if all(r[base][m.key] for r in rounds)
+        }
+        for name in rounds[0]
     }
 
 
-def table(medians: dict[str, dict[str, float]], relative: dict[str, dict[str, float]]) -> str:
+def offloads(pair: Pair) -> str:
+    on = [side for side in pair if side.startswith("wgpy") and side != "wgpy-offloads-off"]
+    return "both" if len(on) == 2 else "wgpy's" if on else "none"
+
+
+def table(
+    medians: dict[str, dict[str, float]], relative: dict[str, dict[str, dict[str, float]]]
+) -> str:
+    """The medians, each with its ratios to the baselines run, in the order of BASELINES."""
     names = list(medians)
-    width = max(26, *(len(n) + 2 for n in names))
+    width = max(30, *(len(n) + 2 for n in names))
     lines = [f"{'':18}" + "".join(f"{n:>{width}}" for n in names)]
+    lines.append(f"{'offloads':18}" + "".join(f"{offloads(parse_pair(n)):>{width}}" for n in names))
     for metric in METRICS:
         cells = []
         for name in names:
-            value = medians[name][metric.key]
-            ratio = relative.get(name, {}).get(metric.key)
-            suffix = f" ({ratio:.2f}x)" if ratio is not None else ""
-            cells.append(f"{value:.3g} {metric.unit}{suffix}".rjust(width))
+            shown = [
+                f"{r[name][metric.key]:.2f}x" for r in relative.values() if metric.key in r[name]
+            ]
+            suffix = f" ({', '.join(shown)})" if shown else ""
+            cells.append(f"{medians[name][metric.key]:.3g} {metric.unit}{suffix}".rjust(width))
         lines.append(f"{metric.label:18}" + "".join(cells))
-    lines.append(f"ratios are to {pair_name(BASELINE)}; rtt, rss and cpu: lower is better")
+    lines.append(
+        f"ratios (medians of each round's) are to {' and to '.join(relative)}; "
+        "rtt, rss and cpu: lower is better"
+    )
     return "\n".join(lines)
 
 
 def run(
-    pairs: tuple[tuple[str, str], ...],
+    pairs: tuple[Pair, ...],
     rounds: int,
     seconds: float,
     log: Callable[[str], None],
@@ -313,14 +409,14 @@ def run(
         shown = ", ".join(f"{name}={ms:.3g}" for name, ms in pings.items())
         log(f"round {number} ping_ms ({time.monotonic() - started:.0f}s): {shown}")
         this_round = {}
-        for pair in pairs:
+        for pair in rotated(pairs, number - 1):
             started = time.monotonic()
             with tunnel(pair) as (a, b):
                 figures = {"ping_ms": pings[pair_name(pair)], **measure(a, b, seconds)}
             this_round[pair_name(pair)] = figures
             shown = ", ".join(f"{k}={v:.3g}" for k, v in figures.items())
             log(f"round {number} {pair_name(pair)} ({time.monotonic() - started:.0f}s): {shown}")
-        results.append(this_round)
+        results.append({pair_name(pair): this_round[pair_name(pair)] for pair in pairs})
     return results
 
 
@@ -332,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pairs",
         default=",".join(pair_name(p) for p in PAIRS),
-        help="comma-separated, e.g. wgpy<->wgpy,wireguard-go<->wireguard-go",
+        help="comma-separated, e.g. wgpy<->wgpy,wgpy-pure<->wgpy-pure,wireguard-go<->wireguard-go",
     )
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "throughput.json")
     args = parser.parse_args(argv)
@@ -342,20 +438,25 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0 or missing:
         print(f"needs root and {', '.join(missing) or 'nothing else'}", file=sys.stderr)
         return 2
-    by_name = {pair_name(p): p for p in PAIRS}
-    pairs = tuple(by_name[name] for name in args.pairs.split(","))
+    pairs = tuple(parse_pair(name) for name in args.pairs.split(","))
 
     # The interpreter moves wgpy's figures (see scripts/install-deps): say which one ran it.
     interpreter = f"Python {platform.python_version()} ({os.path.realpath(sys.executable)})"
     print(f"wgpy runs on {interpreter}", flush=True)
     results = run(pairs, args.rounds, args.seconds, lambda line: print(line, flush=True))
     medians = summarize(results)
-    relative = ratios(medians)
+    relative = {pair_name(b): ratios(results, b) for b in BASELINES}
+    relative = {name: figures for name, figures in relative.items() if figures}
+    implementations = {name: describe(name) for name in sorted({n for p in pairs for n in p})}
+    for name, description in implementations.items():
+        print(f"{name}: {description}")
     print(table(medians, relative))
     args.json.write_text(
         json.dumps(
             {
                 "interpreter": interpreter,
+                "implementations": implementations,
+                "offloads": {pair_name(p): offloads(p) for p in pairs},
                 "seconds": args.seconds,
                 "rounds": results,
                 "medians": medians,

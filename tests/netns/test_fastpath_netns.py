@@ -25,6 +25,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
 
 from wgpy.client import socket_path
+from wgpy.io import accel
 from wgpy.io.interface import Interface
 from wgpy.io.tun import IFF_VNET_HDR, Tun, open_tun
 from wgpy.io.tun_offload import enable_offloads, flags
@@ -295,6 +296,8 @@ def test_transfers_arrive_intact_both_ways_on_both_families(kinds: tuple[str, st
         log.seek(0)
         text = log.read().decode()
     assert "data path: TUN with TSO" in text
+    # The path the daemons' crypto takes, as `wgpy --version` names it: CI runs this on both.
+    assert f"crypto {accel.path()}" in text
     if kinds[0] == "wgpy-plain":
         assert "data path: TUN one packet per read and write" in text
 

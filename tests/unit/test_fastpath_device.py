@@ -12,48 +12,17 @@ import ipaddress
 from collections.abc import Callable
 
 import pytest
+from device_views import outcome, state
 from fakes import Link
 
 from wgpy.core.constants import KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS, REKEY_ON_RECEIVE_TIME
-from wgpy.core.device import Action, Device, SendDatagrams, datagrams_of, packets_of
+from wgpy.core.device import Action, datagrams_of, packets_of
 from wgpy.core.drops import DropReason
 from wgpy.core.endpoint import Endpoint
 from wgpy.core.ippacket import ipv4_packet, ipv6_packet
-from wgpy.core.peer import Peer
 from wgpy.core.transport import encrypt_packet, encrypt_packets
 
 A_TO_B = ipv4_packet("10.0.0.1", "10.0.0.2", b"ping")
-
-
-def state(device: Device) -> list[object]:
-    """Everything a batch could get wrong: drops, counters, timers, endpoints, sessions."""
-    peers: list[Peer] = list(device.peers.values())
-    return [
-        dict(device.drops),
-        [
-            (
-                dict(p.drops),
-                p.tx_bytes,
-                p.rx_bytes,
-                p.endpoint,
-                p.timers,
-                list(p.staged),
-                p.last_handshake_wall,
-                [
-                    (k.local_index, k.send_counter, k.replay.greatest)
-                    for k in (p.keypairs.current, p.keypairs.previous, p.keypairs.next)
-                    if k is not None
-                ],
-            )
-            for p in peers
-        ],
-    ]
-
-
-def outcome(actions: list[Action]) -> tuple[list[tuple[bytes, Endpoint]], list[bytes]]:
-    """Datagrams and packets, each in order (their interleaving is the caller's business)."""
-    sent = [(d, a.endpoint) for a in actions if isinstance(a, SendDatagrams) for d in a.datagrams]
-    return sent, packets_of(actions)
 
 
 class Twins:

@@ -8,7 +8,9 @@ integer, default 128) is how many handshake messages within a second put the dev
 when it answers an initiation without a valid mac2 with a cookie reply; 1 puts it under load from
 the first message on (tests use this to exercise cookies). WGPY_PEER_HOOK=COMMAND admits peers
 on their first handshake (see wgpy/io/peer_hook.py), at most WGPY_PEER_HOOK_LIMIT (default 4)
-hooks at once, each given WGPY_PEER_HOOK_TIMEOUT seconds (default 2).
+hooks at once, each given WGPY_PEER_HOOK_TIMEOUT seconds (default 2). WGPY_OFFLOADS=0 keeps to
+one packet per system call each way (no TSO, GSO or GRO: the benchmarks' baseline), and
+WGPY_PURE=1 to the pure-Python data path (wgpy/io/accel.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ USAGE = "Usage: wgpy [-f/--foreground] INTERFACE-NAME"
 Reporter = Callable[[str | None], None]
 LOG_LEVELS = {"verbose": logging.DEBUG, "debug": logging.DEBUG, "error": logging.ERROR}
 THRESHOLD_VARIABLE = "WGPY_UNDER_LOAD_THRESHOLD"
+OFFLOADS_VARIABLE = "WGPY_OFFLOADS"
 # Held back while the interface starts, until Interface.run() handles them (its STOP_SIGNALS).
 HELD_WHILE_STARTING = (signal.SIGTERM, signal.SIGINT)
 
@@ -128,15 +131,19 @@ def _start(name: str, options: Options, report: Reporter) -> int:
     # some) that left them unblocked would take them with their default action.
     from wgpy.io.interface import Interface
 
+    offloads = os.environ.get(OFFLOADS_VARIABLE) != "0"
     try:
         # With the virtio-net header from the start, offloads need no second attach.
-        tun = open_tun(name, DEFAULT_FLAGS | IFF_VNET_HDR)
+        tun = open_tun(name, DEFAULT_FLAGS | (IFF_VNET_HDR if offloads else 0))
     except OSError as error:
         report(f"wgpy: failed to create TUN device {name}: {describe(error)}")
         return 1
     try:
         interface = Interface(
-            tun, under_load_threshold=options.under_load_threshold, peer_hook=options.peer_hook
+            tun,
+            offloads=offloads,
+            under_load_threshold=options.under_load_threshold,
+            peer_hook=options.peer_hook,
         )
     except OSError as error:
         tun.close()

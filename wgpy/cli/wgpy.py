@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 1
     command, rest = args[0], args[1:]
     if command in ("--version", "version"):
-        print(f"wgpy {__version__}")
+        from wgpy.io import accel
+
+        print(f"wgpy {__version__}, data path {accel.path()}")
         return 0
     if command in KEY_COMMANDS:
         from wgpy.cli import keys

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from typing import NamedTuple
 
 from wgpy.core import ippacket, noise
@@ -46,7 +47,7 @@ from wgpy.core.observer import Direction, HandshakeSecrets, Observer
 from wgpy.core.peer import Peer
 from wgpy.core.ratelimiter import RateLimiter
 from wgpy.core.timers import Timer, TimerQueue
-from wgpy.core.transport import decrypt_packet, encrypt_packets
+from wgpy.core.transport import BatchCipher, decrypt_packet, encrypt_packets
 from wgpy.errors import ProtocolError
 
 Rng = Callable[[int], bytes]
@@ -96,6 +97,8 @@ _NOT_ASKED = {
 
 # The transport header's fields for a datagram too short to be a transport message.
 _SHORT = (None, 0, 0)
+# `handle_datagrams`' messages opened ahead, without a BatchCipher: none.
+_NOT_AHEAD = repeat((None, None))
 
 
 def datagrams_of(actions: Iterable[Action]) -> list[bytes]:
@@ -118,11 +121,15 @@ class Device:
         under_load_threshold: int = UNDER_LOAD_THRESHOLD,
         peer_lookup: PeerLookup | None = None,
         ask_for_peers: bool = False,
+        batch_cipher: BatchCipher | None = None,
     ) -> None:
         """An initiation from an unknown key is dropped, unless `peer_lookup` is given, which
         is asked at once whether to admit it, or `ask_for_peers`, when the device returns a
         PeerWanted action and holds the initiation until told (see admission.py)."""
         self.rng = rng
+        # Seals and opens whole batches (the compiled accelerator); None: transport.py's
+        # functions, a message at a time.
+        self.batch_cipher = batch_cipher
         # The timers' jitter keeps peers from rekeying in step; it needs no secrecy, so it
         # comes from a generator seeded once, not from a system call for every packet sent.
         self._jitter_source = random.Random(rng(8))
@@ -301,7 +308,11 @@ class Device:
         run: Peer | None = None  # the peer of the current run of authenticated messages
         octets = data_packets = 0  # what the run holds
         observer, events = self.observer, self.events
-        for data in datagrams:
+        ahead: Iterable[tuple[Keypair | None, bytes | None]] = _NOT_AHEAD
+        if self.batch_cipher is not None:
+            datagrams = list(datagrams)
+            ahead = self._open_ahead(self.batch_cipher, datagrams)
+        for data, (opened_with, opened) in zip(datagrams, ahead, strict=False):
             # The type's word holds its three reserved zero bytes too, as the kernel reads it.
             kind, receiver, counter = (
                 TRANSPORT_HEADER.unpack_from(data) if len(data) >= TRANSPORT_MIN_SIZE else _SHORT
@@ -321,7 +332,10 @@ class Device:
                     self._drop(DropReason.KEYPAIR_EXPIRED, peer)
                     continue
                 live = keypair
-            plaintext = decrypt_packet(keypair, counter, data[16:])
+            if keypair is opened_with:
+                plaintext = opened
+            else:
+                plaintext = decrypt_packet(keypair, counter, data[16:])
             if plaintext is None:
                 self._drop(DropReason.DECRYPT_FAILED, peer)
                 continue
@@ -359,6 +373,22 @@ class Device:
         if packets:
             actions.append(WriteTun(packets))
         return actions
+
+    def _open_ahead(
+        self, cipher: BatchCipher, datagrams: Sequence[bytes | memoryview]
+    ) -> list[tuple[Keypair | None, bytes | None]]:
+        """Each transport message of `datagrams` opened under its receiver index's keypair, all
+        in one call, beside that keypair. `handle_datagrams` takes a result only if it finds the
+        same keypair for the message: a handshake earlier in the batch may change the indices."""
+        keypairs: list[Keypair | None] = []
+        for data in datagrams:
+            keypair = None
+            if len(data) >= TRANSPORT_MIN_SIZE:
+                kind, receiver, _ = TRANSPORT_HEADER.unpack_from(data)
+                if kind == MESSAGE_TRANSPORT:
+                    keypair = self._indices.get(receiver, (None, None))[1]
+            keypairs.append(keypair)
+        return list(zip(keypairs, cipher.open(keypairs, datagrams), strict=True))
 
     def handle_timer(self, now: float, wall: float) -> list[Action]:
         """Run the timers due at `now`, of at most TIMER_PEERS_PER_CALL peers: the caller holds
@@ -432,7 +462,10 @@ class Device:
     ) -> list[Action]:
         """Encrypt `packets` (an empty one is a keepalive) under `keypair`, which can send that
         many, to the peer's endpoint, which is known."""
-        messages = encrypt_packets(keypair, packets, self.mtu)
+        if self.batch_cipher is None:
+            messages = encrypt_packets(keypair, packets, self.mtu)
+        else:
+            messages = self.batch_cipher.seal(keypair, packets, self.mtu)
         if self.observer is not None:
             self._observe_sent(peer, packets, wall)
         endpoint = peer.endpoint

@@ -32,6 +32,10 @@ class Keypair:
     receiver: ChaCha20Poly1305
     send_counter: int = 0
     replay: ReplayFilter = field(default_factory=ReplayFilter)
+    # The raw keys, for a BatchCipher (transport.py) that seals and opens without `sender` and
+    # `receiver`; empty when the keypair was built from those alone.
+    send_key: bytes = field(default=b"", repr=False)
+    receive_key: bytes = field(default=b"", repr=False)
 
     @classmethod
     def from_keys(
@@ -49,6 +53,8 @@ class Keypair:
             now,
             ChaCha20Poly1305(keys.send),
             ChaCha20Poly1305(keys.receive),
+            send_key=keys.send,
+            receive_key=keys.receive,
         )
 
     def can_send(self, now: float, count: int = 1) -> bool:

@@ -1,12 +1,15 @@
 """Transport-data messages: encrypt and decrypt packets (whitepaper section 5.4.6).
 
 The replay window is the caller's to consult, after decryption has authenticated the counter.
+These functions are the reference: a `BatchCipher` (the compiled one is wgpy/io/accel.py) does
+the same a batch at a time, byte for byte.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 
@@ -16,6 +19,23 @@ from wgpy.core.messages import TRANSPORT_HEADER
 
 _NONCE = struct.Struct("<4xQ")  # 32 zero bits, then the counter little-endian
 _ZEROS = bytes(PADDING_MULTIPLE)
+
+
+class BatchCipher(Protocol):
+    """Seals and opens whole batches of transport messages, with the results of
+    `encrypt_packets` and `decrypt_packet`; it holds no protocol state."""
+
+    def seal(self, keypair: Keypair, packets: Sequence[bytes], mtu: int) -> list[bytes]:
+        """As `encrypt_packets`, the keypair's counter advanced alike."""
+        ...
+
+    def open(
+        self, keypairs: Sequence[Keypair | None], datagrams: Sequence[bytes | memoryview]
+    ) -> list[bytes | None]:
+        """For each transport message of `datagrams` (each at least TRANSPORT_MIN_SIZE long),
+        what `decrypt_packet` gives under the keypair at the same place; None where that is
+        None (no keypair to open it)."""
+        ...
 
 
 def pad(packet: bytes, mtu: int) -> bytes:

@@ -33,7 +33,7 @@ from wgpy.core.device import Action, Device, PeerWanted
 from wgpy.core.events import Event, short_peer
 from wgpy.core.keys import short_form
 from wgpy.errors import UapiError
-from wgpy.io import uapi_server
+from wgpy.io import accel, uapi_server
 from wgpy.io.capture_server import CaptureHub, peer_uid
 from wgpy.io.datapath import DataPath
 from wgpy.io.device_lock import DeviceLock
@@ -91,6 +91,7 @@ class Interface:
             mtu=self.tun.mtu(),
             under_load_threshold=self._under_load_threshold,
             ask_for_peers=self._peer_hook_settings is not None,
+            batch_cipher=accel.batch_cipher(),
         )
         if log.isEnabledFor(logging.DEBUG):  # LOG_LEVEL=verbose
             self.device.events = self._log_event
@@ -108,7 +109,9 @@ class Interface:
             self.name, self.device, self._lock, batches, self._udp, self._sockets,
             self._on_interface_gone,
         )  # fmt: skip
-        log.info("(%s) data path: %s", self.name, _describe(tun, self._udp))
+        log.info(
+            "(%s) data path: %s; crypto %s", self.name, _describe(tun, self._udp), accel.path()
+        )
         self._peer_hook: PeerHook | None = None
         if self._peer_hook_settings is not None:
             self._peer_hook = PeerHook(self._peer_hook_settings, self.name, self._decide)

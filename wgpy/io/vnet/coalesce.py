@@ -9,7 +9,8 @@ number, IP header fields that agree, TCP options that agree, sequence numbers th
 flag but ACK (PSH ends a super-packet), every segment the size of the first but the last, and
 every segment's checksum verified before it is merged, since the super-packet goes to the kernel
 as CHECKSUM_PARTIAL, which the kernel does not check again. (The checksums of a run are verified
-together when it is built, one vectorised sum where numpy is installed.)
+together when it is built: in C where the accelerator is in use (wgpy/io/accel.py), else one
+vectorised sum where numpy is installed.)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import struct
 from collections.abc import Iterable
 from typing import Final
 
+from wgpy.io.accel import compiled_checksums_valid
 from wgpy.io.vnet.checksum import fold, ipv4_header_checksum, pseudo_header_sum, strided_sums, sums
 from wgpy.io.vnet.segment import (
     F_NEEDS_CSUM,
@@ -131,12 +133,17 @@ class _Run:
                 stretch = []
         return out + self._merged(stretch)
 
-    def _checksums_valid(self, merged: bytes) -> list[bool]:
+    def _checksums_valid(self, merged: bytes, *, pure: bool = False) -> list[bool]:
         """Whether each segment, with the pseudo-header and its checksum field, sums to 0xffff.
         A segment's transport header is summed on its own, its payload where it lies in the
         super-packet `merged` made of them all: end to end, so without another copy. (Transport
-        headers are a whole number of 16-bit words long, so the two sums add up.)"""
+        headers are a whole number of 16-bit words long, so the two sums add up.) The
+        accelerator's twin sums each segment whole, unless `pure` asks for this, the reference."""
         l4_start, header_len = self.l4_start, self.header_len
+        if compiled_checksums_valid is not None and not pure:
+            # The pseudo-header sum is a big integer (checksum.pseudo_header_sum): C takes it
+            # reduced, which the one's complement sum allows.
+            return compiled_checksums_valid(self.packets, l4_start, self.pseudo % 0xFFFF)
         headers = sums([packet[l4_start:header_len] for packet in self.packets])
         payloads = strided_sums(merged, VNET_HDR_LEN + header_len, self.gso_size)
         pseudo = self.pseudo

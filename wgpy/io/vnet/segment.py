@@ -14,6 +14,7 @@ import struct
 from typing import Final, NamedTuple
 
 from wgpy.errors import WgpyError
+from wgpy.io.accel import compiled_split
 from wgpy.io.vnet.checksum import (
     Buffer,
     checksum_field,
@@ -78,14 +79,15 @@ NO_OFFLOAD: Final = VnetHdr().pack()
 # -- segmentation ------------------------------------------------------------------------------
 
 
-def segment(packet: Buffer, hdr: VnetHdr) -> list[bytes]:
+def segment(packet: Buffer, hdr: VnetHdr, *, pure: bool = False) -> list[bytes]:
     """The IP packets that `packet`, as read from the TUN behind `hdr`, stands for.
 
     A packet without GSO comes back alone, its checksum finished if the header asks for that. A
     TSO or USO super-packet comes back as segments of `hdr.gso_size` payload bytes (the last may be
     shorter), each with its own lengths, IPv4 ID and header checksum, TCP sequence number and
     flags (FIN and PSH only on the last) and transport checksum. Raises OffloadError when the
-    header does not describe the packet.
+    header does not describe the packet. The cutting is the accelerator's where it is in use
+    (wgpy/io/accel.py), unless `pure` asks for this module's own, the reference.
     """
     gso_type = hdr.gso_type & ~GSO_ECN
     if gso_type == GSO_NONE:
@@ -97,7 +99,13 @@ def segment(packet: Buffer, hdr: VnetHdr) -> list[bytes]:
     version = packet[0] >> 4 if packet else 0
     if version not in (4, 6) or gso_type == (GSO_TCPV6 if version == 4 else GSO_TCPV4):
         raise OffloadError(f"GSO type {hdr.gso_type} on an IPv{version} packet")
-    return _split(packet, hdr, tcp=gso_type != GSO_UDP_L4, ipv4=version == 4)
+    tcp, ipv4 = gso_type != GSO_UDP_L4, version == 4
+    template = _template(packet, hdr, tcp=tcp, ipv4=ipv4)
+    if compiled_split is not None and not pure:
+        return compiled_split(
+            packet, template.l4_start, template.header_len, hdr.gso_size, tcp, ipv4
+        )
+    return _split(packet, hdr.gso_size, template, tcp=tcp, ipv4=ipv4)
 
 
 def _finish_checksum(packet: Buffer, start: int, offset: int) -> bytes:
@@ -166,8 +174,7 @@ def _template(packet: Buffer, hdr: VnetHdr, *, tcp: bool, ipv4: bool) -> _Templa
     )  # fmt: skip
 
 
-def _split(packet: Buffer, hdr: VnetHdr, *, tcp: bool, ipv4: bool) -> list[bytes]:
-    template = _template(packet, hdr, tcp=tcp, ipv4=ipv4)
+def _split(packet: Buffer, size: int, template: _Template, *, tcp: bool, ipv4: bool) -> list[bytes]:
     # The template's fields as locals: the loop below runs once per segment.
     l4_start, header_len, checksum_at = template.l4_start, template.header_len, template.checksum_at
     middle, last_headers, middle_sum, last_sum = (
@@ -175,7 +182,6 @@ def _split(packet: Buffer, hdr: VnetHdr, *, tcp: bool, ipv4: bool) -> list[bytes
     )  # fmt: skip
     ip_sum, first_ip_id, first_sequence = template.ip_sum, template.ip_id, template.sequence
     segments = []
-    size = hdr.gso_size
     end = len(packet)
     view = memoryview(packet)
     payloads = [view[start : start + size] for start in range(header_len, end, size)]

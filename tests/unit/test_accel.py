@@ -1,0 +1,210 @@
+"""The compiled accelerator (wgpy/io/accel.py) against its references, wgpy/core/transport.py
+and wgpy/io/vnet/: for random batches, keys and counters, the same transport messages byte for
+byte, the same packets opened, and a failed tag (a flipped bit, the wrong key, a counter past
+REJECT_AFTER_MESSAGES) reported the same; random TSO and USO super-packets cut into the same
+segments, whose checksums, some damaged, are judged the same before coalescing; and two links,
+one accelerated, in step through whole batches, forgeries among them.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Sequence
+from unittest.mock import patch
+
+import pytest
+from device_views import outcome, state
+from fakes import Link
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import keys32
+
+from wgpy.core.constants import REJECT_AFTER_MESSAGES, TRANSPORT_HEADER_SIZE
+from wgpy.core.endpoint import Endpoint
+from wgpy.core.ippacket import ipv4_packet
+from wgpy.core.keypair import Keypair
+from wgpy.core.noise import TransportKeys
+from wgpy.core.transport import decrypt_packet, encrypt_packets
+from wgpy.io import accel
+from wgpy.io.vnet import coalesce as coalesce_module
+from wgpy.io.vnet import segment as segment_module
+from wgpy.io.vnet.coalesce import _Run
+from wgpy.io.vnet.segment import F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VnetHdr, segment
+
+pytestmark = pytest.mark.skipif(not accel.available, reason=accel.reason or "built")
+
+indices = st.integers(0, 2**32 - 1)
+counters = st.integers(0, REJECT_AFTER_MESSAGES + 8) | st.integers(0, 1 << 20)
+packets = st.lists(st.binary(max_size=1600), max_size=24)
+mtus = st.integers(1, 1500)
+
+
+def keypair(send: bytes, receive: bytes, remote: int = 0, counter: int = 0) -> Keypair:
+    pair = Keypair.from_keys(TransportKeys(send, receive), 0, remote, True, 0.0)
+    pair.send_counter = counter
+    return pair
+
+
+def counter_of(message: bytes | memoryview) -> int:
+    return int.from_bytes(message[8:16], "little")
+
+
+def gro_buffer(messages: Sequence[bytes]) -> list[memoryview]:
+    """`messages` as a UDP_GRO receive hands them over: views of one buffer."""
+    view = memoryview(b"".join(messages))
+    ends = [sum(map(len, messages[: i + 1])) for i in range(len(messages))]
+    return [view[end - len(m) : end] for m, end in zip(messages, ends, strict=True)]
+
+
+@given(keys32, indices, st.integers(0, REJECT_AFTER_MESSAGES - 64), packets, mtus)
+def test_a_batch_seals_to_the_same_messages(
+    key: bytes, remote: int, counter: int, batch: list[bytes], mtu: int
+) -> None:
+    pure, compiled = keypair(key, key, remote, counter), keypair(key, key, remote, counter)
+    assert accel.CompiledCipher().seal(compiled, batch, mtu) == encrypt_packets(pure, batch, mtu)
+    assert compiled.send_counter == pure.send_counter == counter + len(batch)
+
+
+@given(
+    keys32,
+    keys32,
+    st.lists(st.tuples(st.binary(max_size=1500), counters, st.integers(0, 4)), max_size=24),
+    st.data(),
+)
+def test_a_batch_opens_to_the_same_packets_and_failures(
+    key: bytes, wrong: bytes, batch: list[tuple[bytes, int, int]], data: st.DataObject
+) -> None:
+    """Each message is sealed under its own counter, then (by its fate) left whole, given a
+    flipped bit, sealed under the wrong key, left without a keypair, or cut to its header and
+    tag: the compiled open says what decrypt_packet says of each."""
+    receiver, other = keypair(key, key), keypair(wrong, wrong)
+    messages, keypairs = [], []
+    for packet, counter, fate in batch:
+        sealer = keypair(wrong if fate == 2 else key, key, 7, counter)
+        message = bytearray(encrypt_packets(sealer, [b"" if fate == 4 else packet], 1500)[0])
+        if fate == 1:
+            at = data.draw(st.integers(TRANSPORT_HEADER_SIZE - 8, len(message) - 1))
+            message[at] ^= 1 << data.draw(st.integers(0, 7))
+        messages.append(bytes(message))
+        keypairs.append(None if fate == 3 else data.draw(st.sampled_from([receiver, other])))
+    datagrams = gro_buffer(messages)
+    expected = [
+        None if pair is None else decrypt_packet(pair, counter_of(data), data[16:])
+        for pair, data in zip(keypairs, datagrams, strict=True)
+    ]
+    assert accel.CompiledCipher().open(keypairs, datagrams) == expected
+
+
+def test_a_keypair_without_raw_keys_takes_the_pure_path() -> None:
+    """Keypairs built from cipher objects alone still seal and open, the pure way."""
+    key = os.urandom(32)
+    bare = keypair(key, key)
+    bare.send_key = bare.receive_key = b""
+    (message,) = accel.CompiledCipher().seal(bare, [b"hello"], 1420)
+    assert accel.CompiledCipher().open([bare], [message]) == [b"hello" + bytes(11)]
+
+
+def test_a_malformed_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        accel._accel.open([b"short"], [bytes(32)], REJECT_AFTER_MESSAGES)
+
+
+# -- two links in step, one accelerated --------------------------------------------------------
+
+inner = st.lists(
+    st.binary(max_size=1380).map(lambda p: ipv4_packet("10.0.0.1", "10.0.0.2", p)), min_size=1
+)
+
+
+def accelerated_twins() -> tuple[Link, Link]:
+    """Two identical established links (same seed), the second's devices accelerated."""
+    pure, fast = Link(seed=19), Link(seed=19)
+    for node in (fast.a, fast.b):
+        node.device.batch_cipher = accel.CompiledCipher()
+    for link in (pure, fast):
+        link.send("a", ipv4_packet("10.0.0.1", "10.0.0.2", b"hello"))
+    return pure, fast
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(inner, min_size=1, max_size=3), st.data())
+def test_accelerated_devices_send_and_receive_the_same(
+    batches: list[list[bytes]], data: st.DataObject
+) -> None:
+    """Super-packets' worth of packets sealed by a, and opened by b from GRO buffers in which
+    some datagrams are forged (a flipped bit) or replayed: the same datagrams, packets, drops,
+    counters and timers on both links after every batch."""
+    pure, fast = accelerated_twins()
+    source = Endpoint("192.0.2.1", 51820)
+    for packets in batches:
+        sent = [
+            link.a.device.handle_tun_packets(packets, link.now, link.wall) for link in (pure, fast)
+        ]
+        assert outcome(sent[0]) == outcome(sent[1])
+        received = [datagram for datagram, _ in outcome(sent[0])[0]]
+        for index in data.draw(st.sets(st.integers(0, max(0, len(received) - 1)))):
+            forged = bytearray(received[index])
+            forged[-1 - index % 16] ^= 1
+            received.append(bytes(forged))
+        received += received[: data.draw(st.integers(0, 2))]  # replays
+        results = [
+            link.b.device.handle_datagrams(gro_buffer(received), source, link.now, link.wall)
+            for link in (pure, fast)
+        ]
+        assert outcome(results[0]) == outcome(results[1])
+        assert state(pure.b.device) == state(fast.b.device)
+        assert state(pure.a.device) == state(fast.a.device)
+
+
+# -- segmentation ------------------------------------------------------------------------------
+
+
+@st.composite
+def super_packets(draw: st.DrawFn, min_segments: int = 0) -> tuple[bytes, VnetHdr]:
+    """A TSO or USO super-packet as the TUN hands it over, with random header fields (IPv4 ID,
+    TCP sequence number near its wrap, flags, options) and payload; its lengths and partial
+    checksum are not looked at."""
+    ipv4, tcp = draw(st.booleans()), draw(st.booleans())
+    ip = bytearray(draw(st.binary(min_size=20 if ipv4 else 40, max_size=20 if ipv4 else 40)))
+    ip[0] = 0x45 if ipv4 else 0x60 | ip[0] & 0x0F
+    if tcp:
+        options = draw(st.integers(0, 10)) * 4
+        l4 = bytearray(draw(st.binary(min_size=20 + options, max_size=20 + options)))
+        l4[12] = (20 + options) // 4 << 4
+        l4[4:8] = draw(st.integers(0xFFFF0000, 0xFFFFFFFF)).to_bytes(4, "big")
+    else:
+        l4 = bytearray(draw(st.binary(min_size=8, max_size=8)))
+    size = draw(st.integers(1, 1500))
+    length = draw(st.integers(min_segments * size, 6 * size))
+    payload = random.Random(draw(st.integers())).randbytes(length)
+    gso = (GSO_TCPV4 if ipv4 else GSO_TCPV6) if tcp else GSO_UDP_L4
+    hdr = VnetHdr(F_NEEDS_CSUM, gso, len(ip) + len(l4), size, len(ip), 16 if tcp else 6)
+    return bytes(ip + l4 + payload), hdr
+
+
+@settings(max_examples=300)
+@given(super_packets())
+def test_a_super_packet_is_cut_into_the_same_segments(case: tuple[bytes, VnetHdr]) -> None:
+    packet, hdr = case
+    # The compiled split whether or not WGPY_PURE keeps it out of the data path.
+    with patch.object(segment_module, "compiled_split", accel._accel.split):
+        assert segment(packet, hdr) == segment(packet, hdr, pure=True)
+
+
+@given(super_packets(min_segments=2), st.data())
+def test_the_checksums_of_a_run_to_coalesce_are_judged_the_same(
+    case: tuple[bytes, VnetHdr], data: st.DataObject
+) -> None:
+    """A super-packet's segments, some with a flipped bit, as a run to merge on receive."""
+    packet, hdr = case
+    segments = segment(packet, hdr, pure=True)
+    for index in data.draw(st.sets(st.sampled_from(range(len(segments))))):
+        damaged = bytearray(segments[index])
+        damaged[data.draw(st.integers(hdr.csum_start, len(damaged) - 1))] ^= 0x10
+        segments[index] = bytes(damaged)
+    run = _Run(segments[0], hdr.csum_start, hdr.hdr_len, hdr.gso_type != GSO_UDP_L4)
+    run.packets = segments
+    (merged,) = run._merged(segments)
+    with patch.object(coalesce_module, "compiled_checksums_valid", accel._accel.checksums_valid):
+        assert run._checksums_valid(merged) == run._checksums_valid(merged, pure=True)

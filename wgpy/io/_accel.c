@@ -1,0 +1,452 @@
+/* The optional accelerator: WireGuard transport messages sealed and opened a whole batch per
+ * call, with OpenSSL's EVP ChaCha20-Poly1305 and the GIL released for the batch.
+ *
+ * Byte loops only: counters, replay checks and keypair choice stay in Python (wgpy/io/accel.py
+ * wraps this module; wgpy/core/transport.py is the reference it must match byte for byte). The
+ * message layout is the whitepaper's section 5.4.6: type 4 and three zero bytes, the receiver
+ * index and the counter little-endian, then the padded packet sealed under the nonce of 32 zero
+ * bits and the counter, and the 16-byte tag. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <string.h>
+
+#define KEY_SIZE 32
+#define HEADER_SIZE 16
+#define TAG_SIZE 16
+#define PADDING_MULTIPLE 16
+#define MESSAGE_TRANSPORT 4
+
+static void put_le32(unsigned char *out, uint32_t value) {
+    for (int i = 0; i < 4; i++) out[i] = (unsigned char)(value >> (8 * i));
+}
+
+static void put_le64(unsigned char *out, uint64_t value) {
+    for (int i = 0; i < 8; i++) out[i] = (unsigned char)(value >> (8 * i));
+}
+
+/* The nonce: 32 zero bits, then the counter little-endian (the counter's bytes in a message). */
+static uint64_t counter_of(const unsigned char *message) {
+    uint64_t counter = 0;
+    for (int i = 7; i >= 0; i--) counter = counter << 8 | message[8 + i];
+    return counter;
+}
+
+static void nonce_of(unsigned char nonce[12], const unsigned char counter_le[8]) {
+    memset(nonce, 0, 4);
+    memcpy(nonce + 4, counter_le, 8);
+}
+
+/* transport.pad's length: up to a multiple of 16, but never beyond the MTU. */
+static Py_ssize_t padded_length(Py_ssize_t length, Py_ssize_t mtu) {
+    Py_ssize_t padding = (PADDING_MULTIPLE - length % PADDING_MULTIPLE) % PADDING_MULTIPLE;
+    if (padding && length + padding > mtu) padding = mtu > length ? mtu - length : 0;
+    return length + padding;
+}
+
+static int seal_one(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char *packet,
+                    Py_ssize_t length, Py_ssize_t padded) {
+    static const unsigned char zeros[PADDING_MULTIPLE];
+    unsigned char nonce[12];
+    unsigned char *body = out + HEADER_SIZE;
+    int written;
+    nonce_of(nonce, out + 8);
+    if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, nonce) != 1) return 0;
+    if (length && EVP_EncryptUpdate(ctx, body, &written, packet, (int)length) != 1) return 0;
+    if (padded > length &&
+        EVP_EncryptUpdate(ctx, body + length, &written, zeros, (int)(padded - length)) != 1)
+        return 0;
+    if (EVP_EncryptFinal_ex(ctx, body + padded, &written) != 1) return 0;
+    return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE, body + padded) == 1;
+}
+
+/* 1 when the tag holds (the plaintext is in `out`), 0 when not. */
+static int open_one(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char *message,
+                    Py_ssize_t length) {
+    unsigned char nonce[12];
+    unsigned char tag[TAG_SIZE];
+    Py_ssize_t sealed = length - HEADER_SIZE - TAG_SIZE;
+    int written;
+    nonce_of(nonce, message + 8);
+    memcpy(tag, message + length - TAG_SIZE, TAG_SIZE);
+    if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, nonce) != 1) return 0;
+    if (sealed && EVP_DecryptUpdate(ctx, out, &written, message + HEADER_SIZE, (int)sealed) != 1)
+        return 0;
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE, tag) != 1) return 0;
+    return EVP_DecryptFinal_ex(ctx, out + sealed, &written) == 1;
+}
+
+static EVP_CIPHER_CTX *new_context(int encrypt, const unsigned char *key) {
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL) return NULL;
+    if (EVP_CipherInit_ex(ctx, EVP_chacha20_poly1305(), NULL, key, NULL, encrypt) != 1) {
+        EVP_CIPHER_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* Views of a sequence's items, held while the GIL is released. */
+typedef struct {
+    Py_ssize_t count;
+    Py_buffer *views;
+} Views;
+
+static void release_views(Views *views) {
+    for (Py_ssize_t i = 0; i < views->count; i++) PyBuffer_Release(&views->views[i]);
+    PyMem_Free(views->views);
+}
+
+static int take_views(PyObject *fast, Views *views) {
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(fast);
+    views->count = 0;
+    views->views = PyMem_Calloc(count ? count : 1, sizeof(Py_buffer));
+    if (views->views == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(fast, i), &views->views[i],
+                               PyBUF_SIMPLE) < 0) {
+            release_views(views);
+            return -1;
+        }
+        views->count++;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(seal_doc,
+"seal(key, receiver, counter, packets, mtu) -> list of bytes\n\n"
+"The transport messages carrying `packets` (a sequence of buffers) to `receiver`, under\n"
+"`key` (32 bytes) and the counters from `counter` on: as transport.encrypt_packets.");
+
+static PyObject *accel_seal(PyObject *module, PyObject *args) {
+    Py_buffer key;
+    unsigned int receiver;
+    unsigned long long counter;
+    PyObject *packets, *fast, *messages = NULL;
+    Py_ssize_t mtu;
+    Views views = {0, NULL};
+    int sealed = 0;
+    if (!PyArg_ParseTuple(args, "y*IKOn:seal", &key, &receiver, &counter, &packets, &mtu))
+        return NULL;
+    if (key.len != KEY_SIZE) {
+        PyErr_SetString(PyExc_ValueError, "key must be 32 bytes");
+        PyBuffer_Release(&key);
+        return NULL;
+    }
+    fast = PySequence_Fast(packets, "packets must be a sequence");
+    if (fast == NULL || take_views(fast, &views) < 0) goto done;
+    messages = PyList_New(views.count);
+    if (messages == NULL) goto release;
+    for (Py_ssize_t i = 0; i < views.count; i++) {
+        Py_ssize_t padded = padded_length(views.views[i].len, mtu);
+        PyObject *message = PyBytes_FromStringAndSize(NULL, HEADER_SIZE + padded + TAG_SIZE);
+        if (message == NULL || padded > INT_MAX) {
+            Py_XDECREF(message);
+            Py_CLEAR(messages);
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "packet too long");
+            goto release;
+        }
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(message);
+        put_le32(out, MESSAGE_TRANSPORT);
+        put_le32(out + 4, receiver);
+        put_le64(out + 8, (uint64_t)(counter + (unsigned long long)i));
+        PyList_SET_ITEM(messages, i, message);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    EVP_CIPHER_CTX *ctx = new_context(1, key.buf);
+    sealed = ctx != NULL;
+    for (Py_ssize_t i = 0; sealed && i < views.count; i++) {
+        Py_ssize_t length = views.views[i].len;
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(PyList_GET_ITEM(messages, i));
+        sealed = seal_one(ctx, out, views.views[i].buf, length, padded_length(length, mtu));
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    Py_END_ALLOW_THREADS
+    if (!sealed) {
+        Py_CLEAR(messages);
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL failed to seal");
+    }
+release:
+    release_views(&views);
+done:
+    Py_XDECREF(fast);
+    PyBuffer_Release(&key);
+    return messages;
+}
+
+PyDoc_STRVAR(open_doc,
+"open(keys, datagrams, limit) -> list of bytes or None\n\n"
+"For each transport message in `datagrams` (buffers of at least 32 bytes), opened under the\n"
+"key at the same place in `keys` (32 bytes, or None to skip it): its padded plaintext, or None\n"
+"when it has no key, a counter of `limit` or more, or fails to authenticate. As\n"
+"transport.decrypt_packet.");
+
+static PyObject *accel_open(PyObject *module, PyObject *args) {
+    unsigned long long limit;
+    PyObject *keys, *datagrams, *fast_keys = NULL, *fast_data = NULL, *plaintexts = NULL;
+    const unsigned char **key_of = NULL;
+    char *opened = NULL;
+    Views views = {0, NULL};
+    Py_ssize_t count;
+    int failed = 0;
+    if (!PyArg_ParseTuple(args, "OOK:open", &keys, &datagrams, &limit)) return NULL;
+    fast_keys = PySequence_Fast(keys, "keys must be a sequence");
+    fast_data = PySequence_Fast(datagrams, "datagrams must be a sequence");
+    if (fast_keys == NULL || fast_data == NULL) goto done;
+    count = PySequence_Fast_GET_SIZE(fast_data);
+    if (PySequence_Fast_GET_SIZE(fast_keys) != count) {
+        PyErr_SetString(PyExc_ValueError, "one key for each datagram");
+        goto done;
+    }
+    if (take_views(fast_data, &views) < 0) goto done;
+    key_of = PyMem_Calloc(count ? count : 1, sizeof(*key_of));
+    opened = PyMem_Calloc(count ? count : 1, 1);
+    plaintexts = PyList_New(count);
+    if (key_of == NULL || opened == NULL || plaintexts == NULL) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        Py_CLEAR(plaintexts);
+        goto release;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *key = PySequence_Fast_GET_ITEM(fast_keys, i);
+        Py_ssize_t length = views.views[i].len;
+        if (key != Py_None && (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) != KEY_SIZE)) {
+            PyErr_SetString(PyExc_ValueError, "a key must be 32 bytes or None");
+            Py_CLEAR(plaintexts);
+            goto release;
+        }
+        PyObject *plaintext = Py_None;
+        if (key != Py_None && length >= HEADER_SIZE + TAG_SIZE && length <= INT_MAX &&
+            counter_of(views.views[i].buf) < limit) {
+            key_of[i] = (const unsigned char *)PyBytes_AS_STRING(key);
+            plaintext = PyBytes_FromStringAndSize(NULL, length - HEADER_SIZE - TAG_SIZE);
+            if (plaintext == NULL) {
+                Py_CLEAR(plaintexts);
+                goto release;
+            }
+        } else {
+            Py_INCREF(plaintext);
+        }
+        PyList_SET_ITEM(plaintexts, i, plaintext);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    const unsigned char *current = NULL;  /* the key `ctx` holds */
+    failed = ctx == NULL ||
+             EVP_DecryptInit_ex(ctx, EVP_chacha20_poly1305(), NULL, NULL, NULL) != 1;
+    for (Py_ssize_t i = 0; !failed && i < count; i++) {
+        if (key_of[i] == NULL) continue;
+        if (current == NULL || memcmp(current, key_of[i], KEY_SIZE) != 0) {
+            if (EVP_DecryptInit_ex(ctx, NULL, NULL, key_of[i], NULL) != 1) {
+                failed = 1;
+                break;
+            }
+            current = key_of[i];
+        }
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(PyList_GET_ITEM(plaintexts, i));
+        opened[i] = (char)open_one(ctx, out, views.views[i].buf, views.views[i].len);
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        Py_CLEAR(plaintexts);
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL failed to open");
+        goto release;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (key_of[i] != NULL && !opened[i]) {
+            Py_INCREF(Py_None);
+            PyList_SetItem(plaintexts, i, Py_None);  /* drops the unauthenticated bytes */
+        }
+    }
+release:
+    release_views(&views);
+done:
+    PyMem_Free(key_of);
+    PyMem_Free(opened);
+    Py_XDECREF(fast_keys);
+    Py_XDECREF(fast_data);
+    return plaintexts;
+}
+
+/* -- segmentation ------------------------------------------------------------------------ */
+
+#define TCP_FIN 0x01
+#define TCP_PSH 0x08
+
+static void put_be16(unsigned char *out, unsigned value) {
+    out[0] = (unsigned char)(value >> 8);
+    out[1] = (unsigned char)value;
+}
+
+static void put_be32(unsigned char *out, uint32_t value) {
+    put_be16(out, value >> 16);
+    put_be16(out + 2, value & 0xFFFF);
+}
+
+static uint32_t get_be32(const unsigned char *in) {
+    return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];
+}
+
+/* The big-endian 16-bit words of data (an odd last byte padded with zero), added up. */
+static uint64_t word_sum(const unsigned char *data, Py_ssize_t length) {
+    uint64_t total = 0;
+    Py_ssize_t i = 0;
+    for (; i + 1 < length; i += 2) total += (uint32_t)data[i] << 8 | data[i + 1];
+    if (i < length) total += (uint32_t)data[i] << 8;
+    return total;
+}
+
+/* The one's complement sum of `total`'s words: 0 only if `total` is. */
+static unsigned fold(uint64_t total) {
+    while (total >> 16) total = (total & 0xFFFF) + (total >> 16);
+    return (unsigned)total;
+}
+
+typedef struct {
+    Py_ssize_t l4_start, header_len, size;
+    int tcp, ipv4;
+} Cut;
+
+/* One segment: the super-packet's headers with this segment's lengths, IPv4 ID and header
+ * checksum, TCP sequence number and flags, or UDP length, and its transport checksum; as
+ * segment._split (and the kernel's and wireguard-go's segmentation) does. */
+static void cut_one(const Cut *cut, const unsigned char *packet, Py_ssize_t index, int last,
+                    unsigned char *out, Py_ssize_t length) {
+    Py_ssize_t l4 = cut->l4_start, l4_length = length - l4;
+    Py_ssize_t checksum_at = l4 + (cut->tcp ? 16 : 6);
+    memcpy(out, packet, cut->header_len);
+    memcpy(out + cut->header_len, packet + cut->header_len + index * cut->size,
+           length - cut->header_len);
+    if (cut->ipv4) {
+        put_be16(out + 2, (unsigned)length);
+        put_be16(out + 4, (unsigned)((out[4] << 8 | out[5]) + index) & 0xFFFF);
+        put_be16(out + 10, 0);
+        put_be16(out + 10, ~fold(word_sum(out, l4)) & 0xFFFF);
+    } else {
+        put_be16(out + 4, (unsigned)(length - 40));
+    }
+    if (cut->tcp) {
+        put_be32(out + l4 + 4, get_be32(out + l4 + 4) + (uint32_t)(index * cut->size));
+        if (!last) out[l4 + 13] &= (unsigned char)~(TCP_FIN | TCP_PSH);
+    } else {
+        put_be16(out + l4 + 4, (unsigned)l4_length);
+    }
+    put_be16(out + checksum_at, 0);
+    uint64_t pseudo = cut->ipv4 ? word_sum(out + 12, 8) : word_sum(out + 8, 32);
+    pseudo += (cut->tcp ? 6 : 17) + (uint64_t)l4_length;
+    unsigned field = ~fold(pseudo + word_sum(out + l4, l4_length)) & 0xFFFF;
+    put_be16(out + checksum_at, field ? field : 0xFFFF);  /* zero would mean "none" for UDP */
+}
+
+PyDoc_STRVAR(split_doc,
+"split(packet, l4_start, header_len, size, tcp, ipv4) -> list of bytes\n\n"
+"The segments of a TSO or USO super-packet whose headers segment._template has checked: as\n"
+"segment._split.");
+
+static PyObject *accel_split(PyObject *module, PyObject *args) {
+    Py_buffer packet;
+    Cut cut;
+    PyObject *segments = NULL;
+    if (!PyArg_ParseTuple(args, "y*nnnpp:split", &packet, &cut.l4_start, &cut.header_len,
+                          &cut.size, &cut.tcp, &cut.ipv4))
+        return NULL;
+    Py_ssize_t minimum = cut.l4_start + (cut.tcp ? 20 : 8);
+    if (cut.size <= 0 || cut.l4_start < (cut.ipv4 ? 20 : 40) || cut.header_len < minimum ||
+        cut.header_len > packet.len) {
+        PyErr_SetString(PyExc_ValueError, "headers that do not fit the super-packet");
+        goto done;
+    }
+    Py_ssize_t payload = packet.len - cut.header_len;
+    Py_ssize_t count = payload ? (payload + cut.size - 1) / cut.size : 0;
+    segments = PyList_New(count);
+    if (segments == NULL) goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t chunk = i + 1 < count ? cut.size : payload - i * cut.size;
+        PyObject *segment = PyBytes_FromStringAndSize(NULL, cut.header_len + chunk);
+        if (segment == NULL) {
+            Py_CLEAR(segments);
+            goto done;
+        }
+        PyList_SET_ITEM(segments, i, segment);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *segment = PyList_GET_ITEM(segments, i);
+        cut_one(&cut, packet.buf, i, i + 1 == count, (unsigned char *)PyBytes_AS_STRING(segment),
+                PyBytes_GET_SIZE(segment));
+    }
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&packet);
+    return segments;
+}
+
+PyDoc_STRVAR(checksums_valid_doc,
+"checksums_valid(segments, l4_start, pseudo) -> list of bool\n\n"
+"Whether each of `segments` (IP packets of one flow) has a transport checksum that holds: its\n"
+"bytes from `l4_start` on, with `pseudo` (the pseudo-header's sum but its length) and its\n"
+"length, sum to 0xffff. As coalesce._Run._checksums_valid.");
+
+static PyObject *accel_checksums_valid(PyObject *module, PyObject *args) {
+    PyObject *segments, *fast, *valid = NULL;
+    Py_ssize_t l4_start;
+    unsigned long long pseudo;
+    Views views = {0, NULL};
+    char *holds = NULL;
+    if (!PyArg_ParseTuple(args, "OnK:checksums_valid", &segments, &l4_start, &pseudo))
+        return NULL;
+    fast = PySequence_Fast(segments, "segments must be a sequence");
+    if (fast == NULL || take_views(fast, &views) < 0) goto done;
+    holds = PyMem_Calloc(views.count ? views.count : 1, 1);
+    if (holds == NULL) {
+        PyErr_NoMemory();
+        goto release;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < views.count; i++) {
+        Py_ssize_t length = views.views[i].len - l4_start;
+        if (l4_start < 0 || length < 0) continue;
+        const unsigned char *l4 = (const unsigned char *)views.views[i].buf + l4_start;
+        holds[i] = fold(pseudo + (uint64_t)length + word_sum(l4, length)) == 0xFFFF;
+    }
+    Py_END_ALLOW_THREADS
+    valid = PyList_New(views.count);
+    for (Py_ssize_t i = 0; valid != NULL && i < views.count; i++)
+        PyList_SET_ITEM(valid, i, PyBool_FromLong(holds[i]));
+release:
+    release_views(&views);
+done:
+    PyMem_Free(holds);
+    Py_XDECREF(fast);
+    return valid;
+}
+
+static PyMethodDef accel_methods[] = {
+    {"seal", accel_seal, METH_VARARGS, seal_doc},
+    {"open", accel_open, METH_VARARGS, open_doc},
+    {"split", accel_split, METH_VARARGS, split_doc},
+    {"checksums_valid", accel_checksums_valid, METH_VARARGS, checksums_valid_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef accel_module = {
+    PyModuleDef_HEAD_INIT, "_accel",
+    "Transport messages sealed and opened a batch per call (see wgpy/io/accel.py).", -1,
+    accel_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__accel(void) {
+    PyObject *module = PyModule_Create(&accel_module);
+    if (module == NULL) return NULL;
+    if (PyModule_AddStringConstant(module, "openssl", OpenSSL_version(OPENSSL_VERSION)) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,100 @@
+"""The optional accelerator: transport messages sealed and opened a whole batch per call, in C
+(wgpy/io/_accel.c) over OpenSSL's libcrypto, TSO super-packets cut into segments, and the
+checksums of segments to be coalesced verified, with the GIL released for the batch.
+
+wgpy/core/transport.py, wgpy/io/vnet/segment.py and coalesce.py are the references, which this
+matches byte for byte (tests/unit/test_accel.py holds them to it); the device takes the cipher as
+its `batch_cipher`, `segment` calls `compiled_split`, `coalesce` `compiled_checksums_valid`. The
+module is built by `pip install .` where a C compiler and the headers of Python and OpenSSL are
+present; without it, or with WGPY_PURE=1 in the environment, wgpy runs on the pure path.
+
+It is a CPython extension rather than cffi: no dependency beyond the compiler, and the
+Py_buffer and bytes objects it fills are handled without a copy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from wgpy.core.constants import REJECT_AFTER_MESSAGES
+from wgpy.core.keypair import Keypair
+from wgpy.core.transport import BatchCipher, decrypt_packet, encrypt_packets
+
+PURE_VARIABLE: Final = "WGPY_PURE"
+Buffer = bytes | bytearray | memoryview
+
+try:
+    from wgpy.io import _accel  # type: ignore[attr-defined]
+except ImportError as error:  # not built: no compiler or headers where wgpy was installed
+    _accel = None
+    _not_built = f"accelerator not built ({error})"
+
+available: Final = _accel is not None
+# Why the accelerator is missing; empty when it is built.
+reason: Final = "" if available else _not_built
+
+
+def in_use() -> bool:
+    """Whether the data path runs on the accelerator: built, and not turned off."""
+    return available and os.environ.get(PURE_VARIABLE, "") not in ("1", "true", "yes")
+
+
+def path() -> str:
+    """Which path is in use and why, for `wgpy --version` and the log."""
+    if in_use():
+        return f"accelerated ({_accel.openssl})"
+    if available:
+        return f"pure Python ({PURE_VARIABLE} is set)"
+    return f"pure Python ({reason})"
+
+
+# The accelerator's twin of segment._split, when in use: (packet, l4_start, header_len,
+# gso_size, tcp, ipv4) -> segments.
+compiled_split: Callable[[Buffer, int, int, int, bool, bool], list[bytes]] | None = (
+    _accel.split if in_use() else None
+)
+
+
+# Its twin of coalesce._Run._checksums_valid: (segments, l4_start, pseudo-header sum below
+# 2**64) -> whether each holds.
+compiled_checksums_valid: Callable[[list[bytes], int, int], list[bool]] | None = (
+    _accel.checksums_valid if in_use() else None
+)
+
+
+def batch_cipher() -> BatchCipher | None:
+    """The device's batch cipher: the compiled one when in use, else None (the pure path)."""
+    return CompiledCipher() if in_use() else None
+
+
+class CompiledCipher:
+    """A BatchCipher on the compiled module. A keypair without its raw keys (one built from
+    cipher objects alone) goes the pure way."""
+
+    def seal(self, keypair: Keypair, packets: Sequence[bytes], mtu: int) -> list[bytes]:
+        if not keypair.send_key:
+            return encrypt_packets(keypair, packets, mtu)
+        counter = keypair.send_counter
+        messages: list[bytes] = _accel.seal(
+            keypair.send_key, keypair.remote_index, counter, packets, mtu
+        )
+        keypair.send_counter = counter + len(packets)
+        return messages
+
+    def open(
+        self, keypairs: Sequence[Keypair | None], datagrams: Sequence[bytes | memoryview]
+    ) -> list[bytes | None]:
+        keys = [None if keypair is None else keypair.receive_key for keypair in keypairs]
+        if b"" in keys:
+            return [
+                None if keypair is None else decrypt_packet(keypair, _counter(data), data[16:])
+                for keypair, data in zip(keypairs, datagrams, strict=True)
+            ]
+        opened: list[bytes | None] = _accel.open(keys, datagrams, REJECT_AFTER_MESSAGES)
+        return opened
+
+
+def _counter(data: bytes | memoryview) -> int:
+    return int.from_bytes(data[8:16], "little")
