@@ -62,6 +62,7 @@ class Implementation:
 
     name: str
     command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()  # added to the environment it runs in
 
     def argv(self, ifname: str, *, foreground: bool = True) -> list[str]:
         return [*self.command, *(["-f"] if foreground else []), ifname]
@@ -69,7 +70,10 @@ class Implementation:
     def executable(self, directory: Path) -> Path:
         """A one-word command for the daemon, as WG_QUICK_USERSPACE_IMPLEMENTATION must be."""
         path = directory / f"{self.name.split()[0]}-daemon"
-        path.write_text(f'#!/bin/sh\nexec {shlex.join(self.command)} "$@"\n')
+        command = shlex.join(
+            ["env", *(f"{name}={value}" for name, value in self.env), *self.command]
+        )
+        path.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
         path.chmod(0o755)
         return path
 
@@ -84,11 +88,20 @@ def _wgpy() -> Implementation:
 WIREGUARD_GO = Implementation("wireguard-go", ("wireguard-go",))
 WGPY = _wgpy()
 STANDING_IN = WGPY.command != WGPY_MODULE
+# wgpy on its pure-Python data path, the reference the compiled accelerator is held to.
+WGPY_PURE = Implementation("wgpy-pure", WGPY.command, (("WGPY_PURE", "1"),))
 
 
 PAIRS = [
     pytest.param((WGPY, WGPY), id="wgpy-wgpy"),
     pytest.param((WGPY, WIREGUARD_GO), id="wgpy-wireguard-go"),
+]
+# The pairs again with one end on the pure path, facing the accelerated end and wireguard-go:
+# for the data-path tests, which CI runs both ways (issue 19).
+DATA_PATH_PAIRS = [
+    *PAIRS,
+    pytest.param((WGPY_PURE, WGPY), id="wgpy_pure-wgpy"),
+    pytest.param((WGPY_PURE, WIREGUARD_GO), id="wgpy_pure-wireguard-go"),
 ]
 
 
@@ -261,7 +274,8 @@ def start_serving(
     Ready once its socket accepts connections: a killed predecessor may have left the file.
     """
     uapi_socket = socket_path(ifname)
-    environ = {**os.environ, **env} if env else None
+    added = {**dict(implementation.env), **(env or {})}
+    environ = {**os.environ, **added} if added else None
     with tempfile.TemporaryFile() as log:
         process = ns.popen(*implementation.argv(ifname), stdout=log, stderr=log, env=environ)
         wait_until(lambda: is_live(uapi_socket) or process.poll() is not None, STARTUP_TIMEOUT)

@@ -234,12 +234,15 @@ RECEIVE = (
 
 
 def start_wgpy(
-    ns: Namespace, ifname: str, *, plain: bool, log: IO[bytes] | None = None
+    ns: Namespace, ifname: str, *, plain: bool, pure: bool = False, log: IO[bytes] | None = None
 ) -> subprocess.Popen[bytes]:
-    """wgpy in the foreground on `ifname`, logging verbosely to `log`."""
+    """wgpy in the foreground on `ifname` (on the pure-Python data path if `pure`), logging
+    verbosely to `log`."""
     code = PLAIN_WGPY if plain else "from wgpy.cli.wgpy import main; raise SystemExit(main())"
     argv = [sys.executable, "-c", code] + ([] if plain else ["-f"]) + [ifname]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "verbose"}
+    if pure:
+        env[accel.PURE_VARIABLE] = "1"
     output = log if log is not None else subprocess.DEVNULL
     process = ns.popen(*argv, env=env, stdout=subprocess.DEVNULL, stderr=output)
     if not wait_until(lambda: socket_path(ifname).exists(), 10):
@@ -259,7 +262,9 @@ def tunnel(kinds: tuple[str, str]) -> Iterator[tuple[Namespace, Namespace, IO[by
             if kind == "wireguard-go":
                 start_wireguard_go(ns, ifname)
             else:
-                start_wgpy(ns, ifname, plain=kind == "wgpy-plain", log=log)
+                start_wgpy(
+                    ns, ifname, plain=kind == "wgpy-plain", pure=kind == "wgpy-pure", log=log
+                )
             remote = (REMOTE, LOCAL)[index]
             allowed, endpoint = f"{remote[0]}/32, {remote[1]}/128", f"{other.ipv4}:{WG_PORT}"
             config = one_peer_config(keys[index].private, keys[1 - index].public, allowed, endpoint)
@@ -283,8 +288,14 @@ def transfer(source: Namespace, target: Namespace, address: str, size: int) -> t
 @pytest.mark.netns("wg", "wireguard-go")
 @pytest.mark.parametrize(
     "kinds",
-    [("wgpy", "wgpy"), ("wgpy", "wireguard-go"), ("wgpy-plain", "wgpy")],
-    ids=["fast-fast", "fast-wireguard-go", "plain-fast"],
+    [
+        ("wgpy", "wgpy"),
+        ("wgpy", "wireguard-go"),
+        ("wgpy-plain", "wgpy"),
+        ("wgpy-pure", "wgpy"),
+        ("wgpy-pure", "wireguard-go"),
+    ],
+    ids=["fast-fast", "fast-wireguard-go", "plain-fast", "pure-fast", "pure-wireguard-go"],
 )
 def test_transfers_arrive_intact_both_ways_on_both_families(kinds: tuple[str, str]) -> None:
     with tunnel(kinds) as (a, b, log):
@@ -296,8 +307,11 @@ def test_transfers_arrive_intact_both_ways_on_both_families(kinds: tuple[str, st
         log.seek(0)
         text = log.read().decode()
     assert "data path: TUN with TSO" in text
-    # The path the daemons' crypto takes, as `wgpy --version` names it: CI runs this on both.
-    assert f"crypto {accel.path()}" in text
+    # The path each daemon's crypto takes, as `wgpy --version` names it.
+    if kinds[0] == "wgpy-pure":
+        assert f"crypto pure Python ({accel.PURE_VARIABLE} is set)" in text
+    if kinds[1] == "wgpy":
+        assert f"crypto {accel.path()}" in text
     if kinds[0] == "wgpy-plain":
         assert "data path: TUN one packet per read and write" in text
 

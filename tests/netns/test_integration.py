@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from peers import (
+    DATA_PATH_PAIRS,
     PAIRS,
     WG_PORT,
     WGPY,
@@ -82,7 +83,7 @@ GARBAGE_RATE = 50_000  # datagrams per second
 # Tunnels.
 
 
-@pytest.mark.parametrize("implementations", PAIRS)
+@pytest.mark.parametrize("implementations", DATA_PATH_PAIRS)
 @pytest.mark.parametrize("outer", ["ipv4", "ipv6"], ids=["ipv4-outer", "ipv6-outer"])
 @pytest.mark.parametrize("preshared_key", [False, True], ids=["no-psk", "psk"])
 def test_peers_ping_each_other_on_both_inner_families(
@@ -98,7 +99,7 @@ def test_peers_ping_each_other_on_both_inner_families(
                 assert can_ping(source.ns, address), f"{source.ifname} -> {address}"
 
 
-@pytest.mark.parametrize("implementations", PAIRS)
+@pytest.mark.parametrize("implementations", DATA_PATH_PAIRS)
 def test_a_50_mb_transfer_arrives_intact_and_wg_show_dump_accounts_for_it(
     netns_pair: tuple[Namespace, Namespace], implementations: Pair
 ) -> None:
@@ -191,7 +192,7 @@ def test_wg_quick_brings_an_interface_up_with_the_daemon_and_down_again(
 # Recovery.
 
 
-@pytest.mark.parametrize("implementations", PAIRS)
+@pytest.mark.parametrize("implementations", DATA_PATH_PAIRS)
 def test_a_restarted_peer_is_reached_again_without_anyone_acting(
     netns_pair: tuple[Namespace, Namespace], implementations: Pair
 ) -> None:
@@ -206,7 +207,7 @@ def test_a_restarted_peer_is_reached_again_without_anyone_acting(
 
 
 @unless_standing_in("stalls on a vanished source address (see below), often too long", strict=False)
-@pytest.mark.parametrize("implementations", PAIRS)
+@pytest.mark.parametrize("implementations", DATA_PATH_PAIRS)
 def test_the_other_side_follows_a_peer_whose_address_changes_mid_transfer(
     netns_pair: tuple[Namespace, Namespace], implementations: Pair
 ) -> None:
@@ -267,7 +268,7 @@ class GarbageDuringTransfer:
 
 
 @unless_standing_in("counts no drops for `wgpy show --json` to show")
-@pytest.mark.parametrize("implementations", PAIRS)
+@pytest.mark.parametrize("implementations", DATA_PATH_PAIRS)
 def test_garbage_at_the_port_during_a_transfer_is_dropped_and_counted(
     netns_pair: tuple[Namespace, Namespace], implementations: Pair
 ) -> None:
