@@ -16,7 +16,7 @@ dropped and counted (see `wgpy.core.drops.DropReason`). System calls at the edge
         CommandError       what `wgpy` prints before it exits with status 1       (cli.wg)
         CaptureError       why `wgpy capture` could not run                       (cli.capture)
         QuickError         why `wgpy-quick` cannot go on                          (quick)
-            StepFailed, Interrupted                                               (quick.execute)
+            StepFailed                                                            (quick.execute)
         CommandFailed      a command the namespace lab ran exited nonzero         (lab.netns)
         HookFailed         why a WGPY_PEER_HOOK answer refuses a key             (io.peer_hook)
         TcpError           a use of a connection its state does not allow         (netstack.tcp)
@@ -28,7 +28,8 @@ dropped and counted (see `wgpy.core.drops.DropReason`). System calls at the edge
 The generic ones live here, the others beside the one module that raises them. InvalidValue,
 ResolutionError, OffloadError and SpecError are ValueErrors too, ResolutionFailed and
 Socks5Failed OSErrors, NotAppliedWarning a UserWarning, and CommandFailed a
-subprocess.CalledProcessError, as their callers expect.
+subprocess.CalledProcessError, as their callers expect. Interrupted (quick.interrupt), what stops
+wgpy-quick on a signal, is a KeyboardInterrupt instead, so that no `except Exception` takes it.
 """
 
 from __future__ import annotations

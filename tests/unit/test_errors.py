@@ -43,7 +43,19 @@ def test_wgpy_defines_the_exceptions_the_hierarchy_names() -> None:
     }
 
 
-@pytest.mark.parametrize("error", EXCEPTIONS, ids=lambda error: error.__name__)
+# What stops wgpy-quick on a signal is a KeyboardInterrupt, so that no `except Exception` takes
+# it: an interruption, not an error.
+INTERRUPTIONS = [error for error in EXCEPTIONS if not issubclass(error, Exception)]
+
+
+def test_an_interruption_is_a_keyboard_interrupt() -> None:
+    assert [error.__name__ for error in INTERRUPTIONS] == ["Interrupted"]
+    assert all(issubclass(error, KeyboardInterrupt) for error in INTERRUPTIONS)
+
+
+@pytest.mark.parametrize(
+    "error", [e for e in EXCEPTIONS if e not in INTERRUPTIONS], ids=lambda error: error.__name__
+)
 def test_every_exception_wgpy_defines_is_a_wgpy_error(error: type[BaseException]) -> None:
     assert issubclass(error, WgpyError)
 
