@@ -24,25 +24,21 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from wgpy import config as wgconfig
 from wgpy.cli.proxy import raise_open_files_limit
-from wgpy.lab.netns import configured_daemon, ip, unique_ifname
 from wgpy.lab.proxy import (
     SERVICE_V4,
-    SERVICE_V6,
     TCP_ECHO,
     ProxyLab,
     proxy_lab,
     rootless_lab,
     socks5_open,
+    tun_mode,
 )
 from wgpy.proxy.relay import close_quietly
 
 SOCKS, FORWARD, IPERF = 1100, 5202, 5201
-WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")
 Row = tuple[str, float, str]  # figure, value, how measured
 SECONDS = 5
 CONNECTS = 200
@@ -147,19 +143,6 @@ def direct_rows(lab: ProxyLab, stack: str) -> list[Row]:
             connect = asyncio.run(connect_time(direct=True))
         rows.append((f"{label}: connect + echo (ms)", connect, f"median of {CONNECTS}"))
     return rows
-
-
-@contextlib.contextmanager
-def tun_mode(lab: ProxyLab) -> Iterator[None]:
-    """wgpy on a TUN in the proxy's namespace, configured from the proxy's wg-quick file, with
-    routes to the services through it."""
-    config = wgconfig.load(lab.config)
-    ifname = unique_ifname("wgt")
-    addresses = [str(address) for address in config.interface.address]
-    with configured_daemon(lab.client, WGPY, ifname, wgconfig.strip(config), *addresses):
-        for service in (f"{SERVICE_V4}/32", f"{SERVICE_V6}/128"):
-            ip("-n", lab.client.name, "route", "add", service, "dev", ifname)
-        yield
 
 
 def main(argv: list[str] | None = None) -> int:

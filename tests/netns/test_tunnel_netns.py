@@ -9,7 +9,6 @@ import contextlib
 import hashlib
 import json
 import random
-import re
 import socket
 import sys
 import threading
@@ -26,6 +25,8 @@ from wgpy.lab.netns import (
     WG_PORT,
     Namespace,
     configured_daemon,
+    drop_share,
+    dropped,
     ip_up,
     one_peer_config,
     start_daemon,
@@ -177,26 +178,6 @@ def test_a_rootless_client_pings_echoes_udp_and_fetches_megabytes_through_a_real
     assert len(found["fetch"]) == 2
     if user != "root":
         assert "not permitted" in found["tun"]
-
-
-def drop_share(ns: Namespace, percent: int) -> None:
-    """Drop `percent`% of the WireGuard datagrams `ns` sends and receives, at random."""
-    ns.run(
-        "nft",
-        "add table inet lossy ; "
-        "add chain inet lossy out { type filter hook output priority 0 ; } ; "
-        "add chain inet lossy in { type filter hook input priority 0 ; } ; "
-        f"add rule inet lossy out udp dport {WG_PORT} numgen random mod 100 < {percent} "
-        "counter drop ; "
-        f"add rule inet lossy in udp sport {WG_PORT} numgen random mod 100 < {percent} "
-        "counter drop",
-    )
-
-
-def dropped(ns: Namespace) -> list[int]:
-    """How many datagrams `drop_share`'s rules dropped, out and in."""
-    listing = ns.run("nft", "list table inet lossy").stdout
-    return [int(count) for count in re.findall(r"counter packets (\d+)", listing)]
 
 
 def test_a_rootless_fetch_arrives_intact_through_five_percent_loss_each_way(

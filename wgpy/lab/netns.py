@@ -17,6 +17,7 @@ import ctypes
 import hashlib
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -293,6 +294,26 @@ def configured_daemon(
     finally:
         ns.stop(process)
         socket_path(ifname).unlink(missing_ok=True)
+
+
+def drop_share(ns: Namespace, percent: int) -> None:
+    """Drop `percent`% of the WireGuard datagrams `ns` sends and receives, at random."""
+    ns.run(
+        "nft",
+        "add table inet lossy ; "
+        "add chain inet lossy out { type filter hook output priority 0 ; } ; "
+        "add chain inet lossy in { type filter hook input priority 0 ; } ; "
+        f"add rule inet lossy out udp dport {WG_PORT} numgen random mod 100 < {percent} "
+        "counter drop ; "
+        f"add rule inet lossy in udp sport {WG_PORT} numgen random mod 100 < {percent} "
+        "counter drop",
+    )
+
+
+def dropped(ns: Namespace) -> list[int]:
+    """How many datagrams `drop_share`'s rules dropped, out and in."""
+    listing = ns.run("nft", "list table inet lossy").stdout
+    return [int(count) for count in re.findall(r"counter packets (\d+)", listing)]
 
 
 # -- a checked transfer ------------------------------------------------------------------------

@@ -27,12 +27,14 @@ from typing import IO
 
 import h11
 
+from wgpy import config as wgconfig
 from wgpy.errors import WgpyError
 from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
     WG_PORT,
     Namespace,
     configured_daemon,
+    ip,
     ip_up,
     join,
     namespace,
@@ -167,6 +169,21 @@ def rootless_lab() -> Iterator[ProxyLab]:
             )  # a test key, for nobody to read
             lab.client, lab.stack, lab.tunnel_address = client_ns, "userspace", CLIENT_TUNNEL
             yield lab
+
+
+@contextmanager
+def tun_mode(lab: ProxyLab) -> Iterator[str]:
+    """wgpy on a TUN in the proxy's namespace (TUN mode, as root), configured from the proxy's
+    wg-quick file, with routes to the services through it; yields the interface's name. Not
+    while a proxy with the same key runs: the server would see one peer at two endpoints."""
+    config = wgconfig.load(lab.config)
+    ifname = unique_ifname("wgt")
+    addresses = [str(address) for address in config.interface.address]
+    wgpy = (sys.executable, "-m", "wgpy.cli.wgpy")
+    with configured_daemon(lab.client, wgpy, ifname, wgconfig.strip(config), *addresses):
+        for service in (f"{SERVICE_V4}/32", f"{SERVICE_V6}/128"):
+            ip("-n", lab.client.name, "route", "add", service, "dev", ifname)
+        yield ifname
 
 
 def _start_echo(ns: Namespace, *udp_hosts: str) -> None:
