@@ -19,21 +19,15 @@ from typing import Any, NamedTuple
 import pytest
 from peers import WGPY, WIREGUARD_GO, Implementation
 
-from wgpy.client import socket_path
 from wgpy.lab.netns import (
-    STARTUP_TIMEOUT,
     WG_PORT,
     Namespace,
-    configured_daemon,
     drop_share,
     dropped,
-    ip_up,
     one_peer_config,
-    start_daemon,
+    restartable_daemon,
     unique_ifname,
-    wait_until,
     wg_genkey,
-    wg_setconf,
 )
 
 pytestmark = pytest.mark.netns("wireguard-go", "wg", "setpriv", "nft")
@@ -124,29 +118,14 @@ def wireguard_server(
         server.private, client.public, f"{CLIENT4}/32, {CLIENT6}/128", client_endpoint
     )
     ifname, addresses = unique_ifname("wgt"), (f"{SERVER4}/24", f"{SERVER6}/64")
-    processes = []
-
-    def restart() -> None:
-        ns.stop(processes[-1])
-        socket_path(ifname).unlink(missing_ok=True)
-        gone = wait_until(
-            lambda: ns.run("ip", "link", "show", ifname, check=False).returncode != 0,
-            STARTUP_TIMEOUT,
-        )
-        assert gone, f"{ifname} outlived its process"
-        processes.append(start_daemon(ns, implementation.command, ifname))
-        wg_setconf(ns, ifname, config)
-        ip_up(ns, ifname, *addresses)
-
-    with configured_daemon(ns, implementation.command, ifname, config, *addresses) as process:
-        processes.append(process)
+    with restartable_daemon(ns, implementation.command, ifname, config, *addresses) as daemon:
         yield WireGuardServer(
             ifname,
             f"[Interface]\nPrivateKey = {client.private}\nAddress = {CLIENT4}/32, {CLIENT6}/128\n"
             + (f"ListenPort = {CLIENT_PORT}\n" if client_endpoint else "")
             + f"[Peer]\nPublicKey = {server.public}\nAllowedIPs = 192.0.2.0/24, fd00:2::/64\n"
             f"Endpoint = {ns.ipv4}:{WG_PORT}\n",
-            restart,
+            daemon.restart,
         )
 
 

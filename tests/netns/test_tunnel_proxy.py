@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from wgpy.lab.netns import drop_share, dropped
+from wgpy.lab.netns import drop_share, dropped, wait_until
 from wgpy.lab.proxy import (
     HTTP_PORT,
     SERVICE_NAME,
@@ -51,11 +51,19 @@ def test_the_userspace_proxy_runs_as_nobody_with_no_capability_beside_no_tun() -
 def fetch(lab: ProxyLab, path: Path, *proxy_option: str, host: str = SERVICE_NAME) -> str:
     """The sha256 of the lab's file at `path` fetched by curl from `host` (through
     `proxy_option`, if any)."""
-    fetched = lab.files / f"{path.name}.fetched"
-    lab.client.run("curl", "--silent", "--show-error", "--fail", "--max-time", "120",
-                   *proxy_option, f"http://{host}:{HTTP_PORT}/{path.name}",
-                   "-o", str(fetched))  # fmt: skip
-    return sha256(fetched)
+    lab.client.run(*curl(lab, path, *proxy_option, host=host))
+    return sha256(fetched_path(lab, path))
+
+
+def curl(lab: ProxyLab, path: Path, *options: str, host: str = SERVICE_NAME) -> list[str]:
+    """curl's command line to fetch the lab's file at `path` from `host` to fetched_path."""
+    url = f"http://{host}:{HTTP_PORT}/{path.name}"
+    return ["curl", "--silent", "--show-error", "--fail", "--max-time", "120", *options, url,
+            "-o", str(fetched_path(lab, path))]  # fmt: skip
+
+
+def fetched_path(lab: ProxyLab, path: Path) -> Path:
+    return lab.files / f"{path.name}.fetched"
 
 
 def sha256(path: Path) -> str:
@@ -112,3 +120,27 @@ def echo(lab: ProxyLab, payload: bytes, *, socks5: bool) -> bytes:
 
     with lab.client.entered():
         return asyncio.run(exchange())
+
+
+def test_a_transfer_through_the_proxy_survives_a_server_restart_midway() -> None:
+    """wireguard-go restarts with a quarter of the file through: its sessions are gone, it makes
+    a new handshake to the proxy's endpoint, and both TCPs' retransmissions carry on."""
+    with rootless_lab() as lab:
+        assert lab.server is not None
+        served = lab.serve_file("restart.bin", FILE_SIZE)
+        fetched = fetched_path(lab, served)
+        proxy = lab.start_proxy("--socks5", str(SOCKS))
+        try:
+            options = "--socks5-hostname", f"127.0.0.1:{SOCKS}", "--limit-rate", "8M"
+            fetching = lab.client.popen(*curl(lab, served, *options))
+            quarter = wait_until(
+                lambda: fetched.exists() and fetched.stat().st_size > FILE_SIZE // 4, 60
+            )
+            at_restart = fetched.stat().st_size
+            lab.server.restart()
+            assert quarter and fetching.wait(120) == 0
+            after = lab.ns.run("wg", "show", lab.server.ifname).stdout
+        finally:
+            lab.client.stop(proxy)
+        assert at_restart < FILE_SIZE and sha256(fetched) == sha256(served)
+    assert "latest handshake" in after  # the new process's session with the proxy

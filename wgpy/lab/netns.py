@@ -287,13 +287,49 @@ def configured_daemon(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`command` serving `ifname` in `ns` (as `start_daemon`), configured from the wg(8) text
     `config` and up with the CIDR `addresses`; stopped, and its socket removed, on exit."""
-    process = start_daemon(ns, command, ifname)
+    with restartable_daemon(ns, command, ifname, config, *addresses) as daemon:
+        yield daemon.process
+
+
+class Daemon:
+    """A configured daemon (as `configured_daemon`) that can be restarted: a new process, with
+    the same configuration and none of the old one's sessions."""
+
+    def __init__(
+        self, ns: Namespace, command: Sequence[str], ifname: str, config: str, *addresses: str
+    ) -> None:
+        self.ns, self.command, self.ifname = ns, command, ifname
+        self.config, self.addresses = config, addresses
+        self.process = start_daemon(ns, command, ifname)
+
+    def restart(self) -> None:
+        self.stop()
+        gone = wait_until(
+            lambda: self.ns.run("ip", "link", "show", self.ifname, check=False).returncode != 0,
+            STARTUP_TIMEOUT,
+        )
+        if not gone:
+            raise RuntimeError(f"{self.ifname} outlived its process")
+        self.process = start_daemon(self.ns, self.command, self.ifname)
+        configure(self.ns, self.ifname, self.config, *self.addresses)
+
+    def stop(self) -> None:
+        self.ns.stop(self.process)
+        socket_path(self.ifname).unlink(missing_ok=True)
+
+
+@contextmanager
+def restartable_daemon(
+    ns: Namespace, command: Sequence[str], ifname: str, config: str, *addresses: str
+) -> Iterator[Daemon]:
+    """`configured_daemon`, as a Daemon that the caller may restart; the last process is stopped
+    on exit."""
+    daemon = Daemon(ns, command, ifname, config, *addresses)
     try:
         configure(ns, ifname, config, *addresses)
-        yield process
+        yield daemon
     finally:
-        ns.stop(process)
-        socket_path(ifname).unlink(missing_ok=True)
+        daemon.stop()
 
 
 def drop_share(ns: Namespace, percent: int) -> None:
