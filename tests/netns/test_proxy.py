@@ -49,7 +49,7 @@ from wgpy.proxy.socks5 import Reply, parse_udp_datagram, udp_datagram
 pytestmark = pytest.mark.netns("curl", "dnsmasq", "setpriv", "nft", "ss")
 
 SOCKS, HTTP, LOCAL_TCP, LOCAL_UDP, REMOTE_TCP, REMOTE_UDP = 1080, 3128, 7001, 7002, 7003, 7004
-FILE_SIZE = 8 << 20
+FILE_SIZE = 100 << 20  # the 100 MiB
 NAME = f"wgpx{os.getpid() % 100000}"  # the user-space proxy's configuration socket
 
 
