@@ -11,7 +11,8 @@ SOCKS) with one flow each way and with 16 flows; a SOCKS5 CONNECT plus the first
 the proxy's RSS with 1,000 idle SOCKS5 connections open. Beside each stack's figures, the same
 flows and connects without the proxy: straight to the services on the kernel stack, and through
 wgpy on a TUN (TUN mode, as root, same key and server) for the user-space stack. The machine is
-shared: alternate runs to compare.
+shared: alternate runs to compare. Each flow through the proxy also gives the share of a core the
+proxy used, and so its Mbit/s per core: what it would carry with a core to itself.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -58,13 +60,30 @@ def iperf(lab: ProxyLab, host: str, port: int, *options: str) -> float:
     raise RuntimeError(f"iperf3 {' '.join(options)} to {host}:{port}: {result['error']}")
 
 
-def flows(lab: ProxyLab, label: str, host: str, port: int, how: str) -> list[Row]:
-    return [
-        (f"{label}: one flow, up (Mbit/s)", iperf(lab, host, port), f"iperf3 {how}"),
-        (f"{label}: one flow, down (Mbit/s)", iperf(lab, host, port, "-R"), f"iperf3 -R {how}"),
-        (f"{label}: 16 flows, up (Mbit/s)", iperf(lab, host, port, "-P", "16"),
-         f"iperf3 -P 16 {how}"),
-    ]  # fmt: skip
+FLOWS = (("one flow, up", ()), ("one flow, down", ("-R",)), ("16 flows, up", ("-P", "16")))
+
+
+def flows(
+    lab: ProxyLab, label: str, host: str, port: int, how: str, proxy: int | None = None
+) -> list[Row]:
+    """iperf3's Mbit/s for each of FLOWS; with the `proxy`'s pid, also the share of a core it
+    used meanwhile: on a machine others load, Mbit/s per core says more than Mbit/s alone."""
+    rows: list[Row] = []
+    for name, options in FLOWS:
+        started, cpu = time.monotonic(), cpu_seconds(proxy) if proxy else 0.0
+        rate = iperf(lab, host, port, *options)
+        rows.append((f"{label}: {name} (Mbit/s)", rate, " ".join(("iperf3", *options, how))))
+        if proxy:
+            share = (cpu_seconds(proxy) - cpu) / (time.monotonic() - started)
+            rows.append((f"{label}: {name}, proxy CPU (% of a core)", share * 100,
+                         f"{rate / share:,.0f} Mbit/s per core"))  # fmt: skip
+    return rows
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of `pid` so far (proc(5): fields 14 and 15 of stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def connect_time(direct: bool) -> float:
@@ -116,7 +135,7 @@ def measure(stack: str) -> list[Row]:
         proxy = lab.start_proxy("--socks5", str(SOCKS),
                                 "-L", f"tcp:{FORWARD}:{SERVICE_V4}:{IPERF}")  # fmt: skip
         time.sleep(0.5)  # iperf3's server
-        rows = flows(lab, stack, "127.0.0.1", FORWARD, "through -L")
+        rows = flows(lab, stack, "127.0.0.1", FORWARD, "through -L", proxy.pid)
         with lab.client.entered():
             connect = asyncio.run(connect_time(direct=False))
             rows.append((f"{stack}: SOCKS5 connect + echo (ms)", connect, f"median of {CONNECTS}"))
