@@ -11,7 +11,8 @@ SOCKS) with one flow each way and with 16 flows; a SOCKS5 CONNECT plus the first
 the proxy's RSS with 1,000 idle SOCKS5 connections open. Beside each stack's figures, the same
 flows and connects without the proxy: straight to the services on the kernel stack, and through
 wgpy on a TUN (TUN mode, as root, same key and server) for the user-space stack. The machine is
-shared: alternate runs to compare.
+shared: alternate runs to compare. Each flow through the proxy also gives the share of a core the
+proxy used, and so its Mbit/s per core: what it would carry with a core to itself.
 """
 
 from __future__ import annotations
@@ -20,29 +21,26 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from wgpy import config as wgconfig
 from wgpy.cli.proxy import raise_open_files_limit
-from wgpy.lab.netns import configured_daemon, ip, unique_ifname
 from wgpy.lab.proxy import (
     SERVICE_V4,
-    SERVICE_V6,
     TCP_ECHO,
     ProxyLab,
     proxy_lab,
     rootless_lab,
     socks5_open,
+    tun_mode,
 )
 from wgpy.proxy.relay import close_quietly
 
 SOCKS, FORWARD, IPERF = 1100, 5202, 5201
-WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")
 Row = tuple[str, float, str]  # figure, value, how measured
 SECONDS = 5
 CONNECTS = 200
@@ -62,13 +60,30 @@ def iperf(lab: ProxyLab, host: str, port: int, *options: str) -> float:
     raise RuntimeError(f"iperf3 {' '.join(options)} to {host}:{port}: {result['error']}")
 
 
-def flows(lab: ProxyLab, label: str, host: str, port: int, how: str) -> list[Row]:
-    return [
-        (f"{label}: one flow, up (Mbit/s)", iperf(lab, host, port), f"iperf3 {how}"),
-        (f"{label}: one flow, down (Mbit/s)", iperf(lab, host, port, "-R"), f"iperf3 -R {how}"),
-        (f"{label}: 16 flows, up (Mbit/s)", iperf(lab, host, port, "-P", "16"),
-         f"iperf3 -P 16 {how}"),
-    ]  # fmt: skip
+FLOWS = (("one flow, up", ()), ("one flow, down", ("-R",)), ("16 flows, up", ("-P", "16")))
+
+
+def flows(
+    lab: ProxyLab, label: str, host: str, port: int, how: str, proxy: int | None = None
+) -> list[Row]:
+    """iperf3's Mbit/s for each of FLOWS; with the `proxy`'s pid, also the share of a core it
+    used meanwhile: on a machine others load, Mbit/s per core says more than Mbit/s alone."""
+    rows: list[Row] = []
+    for name, options in FLOWS:
+        started, cpu = time.monotonic(), cpu_seconds(proxy) if proxy else 0.0
+        rate = iperf(lab, host, port, *options)
+        rows.append((f"{label}: {name} (Mbit/s)", rate, " ".join(("iperf3", *options, how))))
+        if proxy:
+            share = (cpu_seconds(proxy) - cpu) / (time.monotonic() - started)
+            rows.append((f"{label}: {name}, proxy CPU (% of a core)", share * 100,
+                         f"{rate / share:,.0f} Mbit/s per core"))  # fmt: skip
+    return rows
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of `pid` so far (proc(5): fields 14 and 15 of stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def connect_time(direct: bool) -> float:
@@ -120,7 +135,7 @@ def measure(stack: str) -> list[Row]:
         proxy = lab.start_proxy("--socks5", str(SOCKS),
                                 "-L", f"tcp:{FORWARD}:{SERVICE_V4}:{IPERF}")  # fmt: skip
         time.sleep(0.5)  # iperf3's server
-        rows = flows(lab, stack, "127.0.0.1", FORWARD, "through -L")
+        rows = flows(lab, stack, "127.0.0.1", FORWARD, "through -L", proxy.pid)
         with lab.client.entered():
             connect = asyncio.run(connect_time(direct=False))
             rows.append((f"{stack}: SOCKS5 connect + echo (ms)", connect, f"median of {CONNECTS}"))
@@ -147,19 +162,6 @@ def direct_rows(lab: ProxyLab, stack: str) -> list[Row]:
             connect = asyncio.run(connect_time(direct=True))
         rows.append((f"{label}: connect + echo (ms)", connect, f"median of {CONNECTS}"))
     return rows
-
-
-@contextlib.contextmanager
-def tun_mode(lab: ProxyLab) -> Iterator[None]:
-    """wgpy on a TUN in the proxy's namespace, configured from the proxy's wg-quick file, with
-    routes to the services through it."""
-    config = wgconfig.load(lab.config)
-    ifname = unique_ifname("wgt")
-    addresses = [str(address) for address in config.interface.address]
-    with configured_daemon(lab.client, WGPY, ifname, wgconfig.strip(config), *addresses):
-        for service in (f"{SERVICE_V4}/32", f"{SERVICE_V6}/128"):
-            ip("-n", lab.client.name, "route", "add", service, "dev", ifname)
-        yield
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,10 +42,11 @@ def config_text(
 
 @contextlib.asynccontextmanager
 async def tunnel_pair(
-    *, dns_on_b: bool = False
+    *, dns_on_b: bool = False, name_a: str | None = None
 ) -> AsyncIterator[tuple[tunnel.Tunnel, tunnel.Tunnel]]:
     """Tunnels A and B, peers of each other; A knows B's endpoint and starts the handshake.
-    With `dns_on_b`, A's DNS = is B's tunnel address (serve a DnsZone there on port 53)."""
+    With `dns_on_b`, A's DNS = is B's tunnel address (serve a DnsZone there on port 53). With
+    `name_a`, A serves its configuration socket under that name."""
     key_a, key_b = generate_private_key(os.urandom), generate_private_key(os.urandom)
     b = tunnel.open(config_text(key_b, (B4, B6), key_a, (A4, A6)))
     async with b:
@@ -53,7 +54,8 @@ async def tunnel_pair(
             config_text(
                 key_a, (A4, A6), key_b, (B4, B6),
                 endpoint=f"127.0.0.1:{b.listen_port}", dns_server=B4 if dns_on_b else None,
-            )
+            ),
+            name=name_a,
         )  # fmt: skip
         async with a:
             yield a, b

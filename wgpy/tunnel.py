@@ -34,6 +34,8 @@ from wgpy.configure import apply_update, device_stats, format_device, format_pee
 from wgpy.core.constants import DEFAULT_MTU
 from wgpy.core.device import Device
 from wgpy.errors import ConfigError, UapiError, WgpyError
+from wgpy.io.capture_server import CaptureHub
+from wgpy.io.device_lock import DeviceLock
 from wgpy.io.rootless import RootlessDataPath, serve_configuration
 from wgpy.io.stack_streams import StackStreamTransport
 from wgpy.io.stack_transports import StackDatagramTransport, TunnelResolver, normalized
@@ -91,6 +93,7 @@ class Tunnel:
         self.name = name
         self._path: RootlessDataPath | None = None
         self._configuration: asyncio.AbstractServer | None = None
+        self._capture: CaptureHub | None = None
         self._dns: TunnelResolver | None = None
         self._dns_transport: asyncio.DatagramTransport | None = None
 
@@ -112,7 +115,10 @@ class Tunnel:
         path.run(())  # arms the timers the configuration set (a persistent keepalive)
         if self.name is not None:
             try:
-                self._configuration = await serve_configuration(self.name, self.handle_request)
+                self._capture = CaptureHub(self.name, device, DeviceLock())
+                self._configuration = await serve_configuration(
+                    self.name, self.handle_request, self._capture
+                )
             except BaseException:
                 await self.close()
                 raise
@@ -126,6 +132,9 @@ class Tunnel:
             self._configuration = None
             if self.name is not None:
                 socket_path(self.name).unlink(missing_ok=True)
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
         if self._path is not None:
             self._path.close()
             self._path = None

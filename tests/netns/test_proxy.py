@@ -11,8 +11,11 @@ import contextlib
 import hashlib
 import os
 import random
+import re
 import signal
 import socket
+import struct
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from wgpy.lab.netns import Namespace
+from wgpy.lab.netns import Namespace, wait_until
 from wgpy.lab.proxy import (
     HTTP_PORT,
     NOBODY,
@@ -46,7 +49,7 @@ from wgpy.proxy.socks5 import Reply, parse_udp_datagram, udp_datagram
 pytestmark = pytest.mark.netns("curl", "dnsmasq", "setpriv", "nft", "ss")
 
 SOCKS, HTTP, LOCAL_TCP, LOCAL_UDP, REMOTE_TCP, REMOTE_UDP = 1080, 3128, 7001, 7002, 7003, 7004
-FILE_SIZE = 8 << 20
+FILE_SIZE = 100 << 20  # the issue's 100 MiB
 NAME = f"wgpx{os.getpid() % 100000}"  # the user-space proxy's configuration socket
 
 
@@ -256,12 +259,70 @@ def test_a_forwarded_request_cut_short_mid_body_is_closed_at_once(proxy: ProxyLa
 @pytest.mark.parametrize("proxy", ["userspace"], indirect=True)
 def test_wgpy_show_reads_the_rootless_proxy_by_its_name_as_its_user(proxy: ProxyLab) -> None:
     runtime = runtime_directory(proxy)
+    assert echo_once(proxy)  # a handshake to show, whichever tests ran before
     shown = proxy.client.run(
         "env", f"XDG_RUNTIME_DIR={runtime}", *UNPRIVILEGED,
         sys.executable, "-m", "wgpy.cli.wgpy", "show", NAME,
     ).stdout  # fmt: skip
     assert (runtime / "wireguard" / f"{NAME}.sock").is_socket()
     assert f"interface: {NAME}" in shown and "peer: " in shown and "latest handshake" in shown
+
+
+@pytest.mark.parametrize("proxy", ["userspace"], indirect=True)
+def test_wgpy_capture_and_metrics_read_the_rootless_proxy_by_its_name_as_its_user(
+    proxy: ProxyLab,
+) -> None:
+    runtime = runtime_directory(proxy)
+    as_nobody = ("env", f"XDG_RUNTIME_DIR={runtime}", *UNPRIVILEGED,
+                 sys.executable, "-m", "wgpy.cli.wgpy")  # fmt: skip
+    capture = proxy.client.popen(
+        *as_nobody, "capture", NAME, "-w", "-", "--count", "2", stdout=subprocess.PIPE
+    )
+    # Echoes until the capture has its two packets: it may attach after the first ones.
+    captured = wait_until(lambda: bool(echo_once(proxy)) and capture.poll() is not None, 20, 0.2)
+    pcapng = capture.communicate()[0]
+    metrics_socket = runtime / "metrics.sock"
+    metrics = proxy.client.popen(*as_nobody, "metrics", NAME, "--listen", f"unix:{metrics_socket}")
+    try:
+        assert wait_until(metrics_socket.exists, 10)
+        scraped = proxy.client.run(
+            "curl", "--silent", "--fail", "--unix-socket", str(metrics_socket),
+            "http://localhost/metrics",
+        ).stdout  # fmt: skip
+    finally:
+        proxy.client.stop(metrics)
+    assert captured and capture.returncode == 0
+    assert [block for block in pcapng_blocks(pcapng) if block == ENHANCED_PACKET] == [
+        ENHANCED_PACKET
+    ] * 2
+    received = re.search(r"^wireguard_received_bytes_total\{[^}]*\} (\d+)", scraped, re.M)
+    assert received is not None and int(received[1]) > 0
+
+
+ENHANCED_PACKET = 6  # pcapng's block type
+
+
+def pcapng_blocks(data: bytes) -> list[int]:
+    """The block types of a little-endian pcapng stream, in order."""
+    types, at = [], 0
+    while at + 8 <= len(data):
+        block_type, length = struct.unpack_from("<II", data, at)
+        types.append(block_type)
+        at += length
+    return types
+
+
+def echo_once(lab: ProxyLab) -> bool:
+    """One byte echoed through the -L TCP forward."""
+
+    async def exchange() -> bool:
+        reader, writer = await asyncio.open_connection("127.0.0.1", LOCAL_TCP)
+        writer.write(b"x")
+        back = await reader.readexactly(1)
+        await close_quietly(writer)
+        return back == b"x"
+
+    return run_in(lab.client, exchange)
 
 
 def test_socks5_with_a_password_file_admits_only_its_users(lab: ProxyLab) -> None:

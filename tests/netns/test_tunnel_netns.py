@@ -9,7 +9,6 @@ import contextlib
 import hashlib
 import json
 import random
-import re
 import socket
 import sys
 import threading
@@ -20,19 +19,15 @@ from typing import Any, NamedTuple
 import pytest
 from peers import WGPY, WIREGUARD_GO, Implementation
 
-from wgpy.client import socket_path
 from wgpy.lab.netns import (
-    STARTUP_TIMEOUT,
     WG_PORT,
     Namespace,
-    configured_daemon,
-    ip_up,
+    drop_share,
+    dropped,
     one_peer_config,
-    start_daemon,
+    restartable_daemon,
     unique_ifname,
-    wait_until,
     wg_genkey,
-    wg_setconf,
 )
 
 pytestmark = pytest.mark.netns("wireguard-go", "wg", "setpriv", "nft")
@@ -123,29 +118,14 @@ def wireguard_server(
         server.private, client.public, f"{CLIENT4}/32, {CLIENT6}/128", client_endpoint
     )
     ifname, addresses = unique_ifname("wgt"), (f"{SERVER4}/24", f"{SERVER6}/64")
-    processes = []
-
-    def restart() -> None:
-        ns.stop(processes[-1])
-        socket_path(ifname).unlink(missing_ok=True)
-        gone = wait_until(
-            lambda: ns.run("ip", "link", "show", ifname, check=False).returncode != 0,
-            STARTUP_TIMEOUT,
-        )
-        assert gone, f"{ifname} outlived its process"
-        processes.append(start_daemon(ns, implementation.command, ifname))
-        wg_setconf(ns, ifname, config)
-        ip_up(ns, ifname, *addresses)
-
-    with configured_daemon(ns, implementation.command, ifname, config, *addresses) as process:
-        processes.append(process)
+    with restartable_daemon(ns, implementation.command, ifname, config, *addresses) as daemon:
         yield WireGuardServer(
             ifname,
             f"[Interface]\nPrivateKey = {client.private}\nAddress = {CLIENT4}/32, {CLIENT6}/128\n"
             + (f"ListenPort = {CLIENT_PORT}\n" if client_endpoint else "")
             + f"[Peer]\nPublicKey = {server.public}\nAllowedIPs = 192.0.2.0/24, fd00:2::/64\n"
             f"Endpoint = {ns.ipv4}:{WG_PORT}\n",
-            restart,
+            daemon.restart,
         )
 
 
@@ -177,26 +157,6 @@ def test_a_rootless_client_pings_echoes_udp_and_fetches_megabytes_through_a_real
     assert len(found["fetch"]) == 2
     if user != "root":
         assert "not permitted" in found["tun"]
-
-
-def drop_share(ns: Namespace, percent: int) -> None:
-    """Drop `percent`% of the WireGuard datagrams `ns` sends and receives, at random."""
-    ns.run(
-        "nft",
-        "add table inet lossy ; "
-        "add chain inet lossy out { type filter hook output priority 0 ; } ; "
-        "add chain inet lossy in { type filter hook input priority 0 ; } ; "
-        f"add rule inet lossy out udp dport {WG_PORT} numgen random mod 100 < {percent} "
-        "counter drop ; "
-        f"add rule inet lossy in udp sport {WG_PORT} numgen random mod 100 < {percent} "
-        "counter drop",
-    )
-
-
-def dropped(ns: Namespace) -> list[int]:
-    """How many datagrams `drop_share`'s rules dropped, out and in."""
-    listing = ns.run("nft", "list table inet lossy").stdout
-    return [int(count) for count in re.findall(r"counter packets (\d+)", listing)]
 
 
 def test_a_rootless_fetch_arrives_intact_through_five_percent_loss_each_way(

@@ -481,6 +481,29 @@ def test_a_simultaneous_close_passes_through_closing_to_time_wait_on_both_ends()
     assert closed(server(link))
 
 
+def test_an_orphan_gives_up_on_a_silent_peer_fin_wait_2_after_the_fin_timeout() -> None:
+    link = connected(client_config=TcpConfig(fin_wait_2=30.0))
+    link.client.conn.close(orphan=True)
+    link.run(lambda: link.client.conn.state is TcpState.FIN_WAIT_2)
+    entered = link.now
+    link.run(lambda: closed(link.client))
+    link.client.pump()
+    assert link.now == pytest.approx(entered + 30.0)
+    assert link.client.events[-1] is TcpEvent.CLOSED
+    assert server(link).conn.state is TcpState.CLOSE_WAIT  # the peer never closed
+
+
+def test_a_half_close_waits_in_fin_wait_2_for_as_long_as_the_peer_keeps_sending() -> None:
+    link = connected(client_config=TcpConfig(fin_wait_2=30.0))
+    link.client.conn.close()
+    link.run_for(120.0)
+    assert link.client.conn.state is TcpState.FIN_WAIT_2
+    server(link).conn.send(b"still talking")
+    server(link).conn.close()
+    link.run(lambda: closed(server(link)))
+    assert link.client.read.endswith(b"still talking")
+
+
 def test_send_after_close_is_an_error() -> None:
     client = connected().client.conn
     client.close()

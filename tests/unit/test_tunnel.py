@@ -18,7 +18,9 @@ import pytest
 from tunnels import A4, A6, B4, B6, Collect, DnsZone, UdpEcho, config_text, tunnel_pair
 
 from wgpy import client, tunnel, uapi
+from wgpy.capture import PacketRecord, RecordReader
 from wgpy.core.keys import generate_private_key, public_key
+from wgpy.core.observer import Direction
 from wgpy.errors import ConfigError
 
 T = TypeVar("T")
@@ -301,6 +303,33 @@ def test_a_tunnel_opened_with_a_name_serves_its_configuration_socket(
     state, left_behind = run(test)
     assert state.private_key == key and [p.public_key for p in state.peers] == [public_key(peer)]
     assert not left_behind
+
+
+def test_a_named_tunnel_streams_the_packets_it_carries_to_a_capture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WGPY_RUN_DIR", str(tmp_path))
+
+    def read_packets(sock: socket.socket, count: int) -> list[PacketRecord]:
+        reader, packets = RecordReader(), []
+        sock.settimeout(TIMEOUT)
+        while len(packets) < count:
+            packets += [r for r in reader.feed(sock.recv(1 << 16)) if isinstance(r, PacketRecord)]
+        return packets
+
+    async def test() -> list[PacketRecord]:
+        async with tunnel_pair(name_a="wgpycap17") as (a, _):
+            loop = asyncio.get_running_loop()
+            sock, _ = await loop.run_in_executor(
+                None, client.open_capture, "wgpycap17", uapi.CaptureRequest()
+            )
+            with sock:
+                await a.ping(B4)
+                return await loop.run_in_executor(None, read_packets, sock, 2)
+
+    request, reply = run(test)
+    assert (request.direction, request.packet[16:20]) == (Direction.OUTBOUND, socket.inet_aton(B4))
+    assert (reply.direction, reply.packet[12:16]) == (Direction.INBOUND, socket.inet_aton(B4))
 
 
 def test_closing_a_tunnel_resets_its_open_connections_for_their_peers() -> None:

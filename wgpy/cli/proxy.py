@@ -21,6 +21,7 @@ import resource
 import signal
 import stat
 import sys
+import warnings
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -166,7 +167,10 @@ async def open_network(config_path: str, stack: str, name: str | None) -> AsyncI
         return
     from wgpy import tunnel
 
-    async with tunnel.open(config_path, name=name) as network:
+    with warnings.catch_warnings():  # run() already named the keys that do not apply, once
+        warnings.simplefilter("ignore", tunnel.NotAppliedWarning)
+        opening = tunnel.open(config_path, name=name)
+    async with opening as network:
         yield network
 
 

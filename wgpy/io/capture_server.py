@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import queue
 import socket
 import struct
@@ -25,7 +26,7 @@ from wgpy.core.device import Device
 from wgpy.core.observer import Direction, HandshakeSecrets
 from wgpy.errors import UapiError
 from wgpy.io.device_lock import DeviceLock
-from wgpy.uapi import format_errno
+from wgpy.uapi import Request, format_errno
 
 log = logging.getLogger("wgpy")
 
@@ -169,3 +170,21 @@ class CaptureHub:
         client.sock.close()
         dropped = f", {client.dropped} records dropped (client too slow)" if client.dropped else ""
         log.info("(%s) capture ended%s", self._name, dropped)
+
+
+def start_capture(hub: CaptureHub, sock: socket.socket, request: Request, name: str) -> None:
+    """Hand a `capture=1` connection to `hub`, or refuse it with an errno and close it."""
+    try:
+        if request.error is not None:
+            raise request.error
+        assert request.capture is not None
+        keylog = request.capture.keylog
+        if keylog and peer_uid(sock) not in (0, os.geteuid()):
+            raise UapiError(errno.EPERM, "keylog=true from a client neither root nor ours")
+        hub.attach(sock, keylog=keylog)
+    except (UapiError, OSError) as error:
+        log.error("(%s) capture refused: %s", name, error)
+        code = error.errno or errno.EIO
+        with contextlib.suppress(OSError):
+            sock.sendall(format_errno(code).encode())
+        sock.close()

@@ -14,7 +14,6 @@ the housekeeping tick follows the interface through its file (see tun.py), where
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import gc
 import logging
@@ -34,7 +33,7 @@ from wgpy.core.events import Event, short_peer
 from wgpy.core.keys import short_form
 from wgpy.errors import UapiError
 from wgpy.io import accel, uapi_server
-from wgpy.io.capture_server import CaptureHub, peer_uid
+from wgpy.io.capture_server import CaptureHub, start_capture
 from wgpy.io.datapath import DataPath
 from wgpy.io.device_lock import DeviceLock
 from wgpy.io.peer_hook import HookSettings, PeerHook
@@ -282,26 +281,9 @@ class Interface:
         if done:
             self._selector.unregister(connection.sock)
             if connection.capture is not None:
-                self._start_capture(connection.sock, connection.capture)
+                start_capture(self._capture, connection.sock, connection.capture, self.name)
             else:
                 connection.sock.close()
-
-    def _start_capture(self, sock: socket.socket, request: uapi.Request) -> None:
-        """Hand the connection to the capture hub, or refuse it with an errno and close it."""
-        try:
-            if request.error is not None:
-                raise request.error
-            assert request.capture is not None
-            keylog = request.capture.keylog
-            if keylog and peer_uid(sock) not in (0, os.geteuid()):
-                raise UapiError(errno.EPERM, "keylog=true from a client neither root nor ours")
-            self._capture.attach(sock, keylog=keylog)
-        except (UapiError, OSError) as error:
-            log.error("(%s) capture refused: %s", self.name, error)
-            code = error.errno or errno.EIO
-            with contextlib.suppress(OSError):
-                sock.sendall(uapi.format_errno(code).encode())
-            sock.close()
 
     def handle_request(self, request: uapi.Request) -> Iterable[str]:
         """The reply to `request`, in pieces: a `get` of many peers is made a slice at a time."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterable
 
 from wgpy.core.device import Action, Device, SendDatagrams, WriteTun
 from wgpy.io import uapi_server
+from wgpy.io.capture_server import CaptureHub, start_capture
 from wgpy.io.readiness import input_waiting
 from wgpy.io.udp import open_udp
 from wgpy.io.udp_batches import UdpBatches, enable_gro, supports_gso
@@ -189,10 +191,12 @@ class RootlessDataPath:
             del self.echo_waiters[key]
 
 
-async def serve_configuration(name: str, handler: uapi_server.Handler) -> asyncio.AbstractServer:
+async def serve_configuration(
+    name: str, handler: uapi_server.Handler, capture: CaptureHub
+) -> asyncio.AbstractServer:
     """The configuration socket of `name` (wgpy.io.uapi_server) served on the running loop, on
-    the loop's thread as the tunnel is, so the handler needs no lock. `capture=1` is not served
-    here: such a request ends its connection."""
+    the loop's thread as the tunnel is, so the handler needs no lock. A `capture=1` connection
+    leaves the loop for `capture`, whose thread per client writes the records."""
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = uapi_server.Connection(writer.get_extra_info("socket"), handler)
@@ -204,6 +208,10 @@ async def serve_configuration(name: str, handler: uapi_server.Handler) -> asynci
                     await writer.drain()
                 if connection.closing:
                     break
+            if connection.capture is not None:
+                # A blocking copy of the socket for the hub's thread: the stream's closes below.
+                sock = socket.socket(fileno=os.dup(writer.get_extra_info("socket").fileno()))
+                start_capture(capture, sock, connection.capture, name)
         except OSError as error:
             log.debug("(%s) configuration client: %s", name, error)
         finally:

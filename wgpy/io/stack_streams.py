@@ -158,7 +158,7 @@ class StackStreamTransport(asyncio.Transport):
             self._writing_paused = False
             self._protocol.resume_writing()
         if not self._pending and (self._closing or self._eof_written):
-            self._conn.close()
+            self._conn.close(orphan=self._closing)
             self._wake()
             if self._closing:
                 self._lose(None)

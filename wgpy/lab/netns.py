@@ -17,6 +17,7 @@ import ctypes
 import hashlib
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -286,13 +287,69 @@ def configured_daemon(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`command` serving `ifname` in `ns` (as `start_daemon`), configured from the wg(8) text
     `config` and up with the CIDR `addresses`; stopped, and its socket removed, on exit."""
-    process = start_daemon(ns, command, ifname)
+    with restartable_daemon(ns, command, ifname, config, *addresses) as daemon:
+        yield daemon.process
+
+
+class Daemon:
+    """A configured daemon (as `configured_daemon`) that can be restarted: a new process, with
+    the same configuration and none of the old one's sessions."""
+
+    def __init__(
+        self, ns: Namespace, command: Sequence[str], ifname: str, config: str, *addresses: str
+    ) -> None:
+        self.ns, self.command, self.ifname = ns, command, ifname
+        self.config, self.addresses = config, addresses
+        self.process = start_daemon(ns, command, ifname)
+
+    def restart(self) -> None:
+        self.stop()
+        gone = wait_until(
+            lambda: self.ns.run("ip", "link", "show", self.ifname, check=False).returncode != 0,
+            STARTUP_TIMEOUT,
+        )
+        if not gone:
+            raise RuntimeError(f"{self.ifname} outlived its process")
+        self.process = start_daemon(self.ns, self.command, self.ifname)
+        configure(self.ns, self.ifname, self.config, *self.addresses)
+
+    def stop(self) -> None:
+        self.ns.stop(self.process)
+        socket_path(self.ifname).unlink(missing_ok=True)
+
+
+@contextmanager
+def restartable_daemon(
+    ns: Namespace, command: Sequence[str], ifname: str, config: str, *addresses: str
+) -> Iterator[Daemon]:
+    """`configured_daemon`, as a Daemon that the caller may restart; the last process is stopped
+    on exit."""
+    daemon = Daemon(ns, command, ifname, config, *addresses)
     try:
         configure(ns, ifname, config, *addresses)
-        yield process
+        yield daemon
     finally:
-        ns.stop(process)
-        socket_path(ifname).unlink(missing_ok=True)
+        daemon.stop()
+
+
+def drop_share(ns: Namespace, percent: int) -> None:
+    """Drop `percent`% of the WireGuard datagrams `ns` sends and receives, at random."""
+    ns.run(
+        "nft",
+        "add table inet lossy ; "
+        "add chain inet lossy out { type filter hook output priority 0 ; } ; "
+        "add chain inet lossy in { type filter hook input priority 0 ; } ; "
+        f"add rule inet lossy out udp dport {WG_PORT} numgen random mod 100 < {percent} "
+        "counter drop ; "
+        f"add rule inet lossy in udp sport {WG_PORT} numgen random mod 100 < {percent} "
+        "counter drop",
+    )
+
+
+def dropped(ns: Namespace) -> list[int]:
+    """How many datagrams `drop_share`'s rules dropped, out and in."""
+    listing = ns.run("nft", "list table inet lossy").stdout
+    return [int(count) for count in re.findall(r"counter packets (\d+)", listing)]
 
 
 # -- a checked transfer ------------------------------------------------------------------------

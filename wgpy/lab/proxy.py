@@ -27,16 +27,20 @@ from typing import IO
 
 import h11
 
+from wgpy import config as wgconfig
 from wgpy.errors import WgpyError
 from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
     WG_PORT,
+    Daemon,
     Namespace,
     configured_daemon,
+    ip,
     ip_up,
     join,
     namespace,
     one_peer_config,
+    restartable_daemon,
     unique_ifname,
     wait_until,
     wg_genkey,
@@ -52,6 +56,7 @@ SERVER_TUNNEL_V6, CLIENT_TUNNEL_V6 = "fd00:2::1", "fd00:2::2"
 TCP_ECHO, UDP_ECHO, HTTP_PORT = 7, 7, 8080
 REFUSING_PORT, SILENT_PORT = 9, 19  # nothing listens; SYNs to the second are dropped
 NOBODY = 65534
+PROXY_WG_PORT = 51821  # the rootless lab's proxy's WireGuard port
 UNPRIVILEGED = (
     "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
     "--inh-caps=-all", "--bounding-set=-all",
@@ -72,7 +77,8 @@ AllowedIPs = 0.0.0.0/0
 class ProxyLab:
     """The services' namespace `ns`, and where the proxy and its clients run: `client`, which
     is `ns` itself on the kernel stack, and on the user-space stack a namespace of its own that
-    reaches `ns` only through the tunnel. `tunnel_address` is where `ns` reaches -R's ports."""
+    reaches `ns` only through the tunnel. `tunnel_address` is where `ns` reaches -R's ports;
+    `server` the WireGuard server in `ns` on the user-space stack."""
 
     def __init__(self, ns: Namespace, files: Path) -> None:
         self.ns = ns
@@ -80,6 +86,7 @@ class ProxyLab:
         self.config = files / "proxy.conf"
         self.config.write_text(CONFIG.format(dns=SERVICE_V4))
         self.client, self.stack, self.tunnel_address = ns, "kernel", "127.0.0.1"
+        self.server: Daemon | None = None
         self.logs: dict[int, IO[bytes]] = {}  # by pid: what each proxy wrote
 
     def start_proxy(
@@ -155,18 +162,37 @@ def rootless_lab() -> Iterator[ProxyLab]:
         join(lab.ns, client_ns)
         _start_echo(client_ns)
         allowed = f"{CLIENT_TUNNEL}/32, {CLIENT_TUNNEL_V6}/128"
-        wg = one_peer_config(server.private, client.public, allowed)
+        # The server knows where the proxy listens: a restarted one makes the new handshake.
+        endpoint = f"{client_ns.ipv4}:{PROXY_WG_PORT}"
+        wg = one_peer_config(server.private, client.public, allowed, endpoint)
         addresses = f"{SERVER_TUNNEL}/24", f"{SERVER_TUNNEL_V6}/64"
-        with configured_daemon(lab.ns, ("wireguard-go",), unique_ifname("wgp"), wg, *addresses):
+        ifname = unique_ifname("wgp")
+        with restartable_daemon(lab.ns, ("wireguard-go",), ifname, wg, *addresses) as daemon:
             lab.config.write_text(
-                f"[Interface]\nPrivateKey = {client.private}\n"
+                f"[Interface]\nPrivateKey = {client.private}\nListenPort = {PROXY_WG_PORT}\n"
                 f"Address = {CLIENT_TUNNEL}/32, {CLIENT_TUNNEL_V6}/128\n"
                 f"DNS = {SERVICE_V4}\n\n[Peer]\nPublicKey = {server.public}\n"
                 f"AllowedIPs = {SERVER_TUNNEL}/32, {SERVICE_V4}/32, {SERVICE_V6}/128\n"
                 f"Endpoint = {lab.ns.ipv4}:{WG_PORT}\n"
             )  # a test key, for nobody to read
             lab.client, lab.stack, lab.tunnel_address = client_ns, "userspace", CLIENT_TUNNEL
+            lab.server = daemon
             yield lab
+
+
+@contextmanager
+def tun_mode(lab: ProxyLab) -> Iterator[str]:
+    """wgpy on a TUN in the proxy's namespace (TUN mode, as root), configured from the proxy's
+    wg-quick file, with routes to the services through it; yields the interface's name. Not
+    while a proxy with the same key runs: the server would see one peer at two endpoints."""
+    config = wgconfig.load(lab.config)
+    ifname = unique_ifname("wgt")
+    addresses = [str(address) for address in config.interface.address]
+    wgpy = (sys.executable, "-m", "wgpy.cli.wgpy")
+    with configured_daemon(lab.client, wgpy, ifname, wgconfig.strip(config), *addresses):
+        for service in (f"{SERVICE_V4}/32", f"{SERVICE_V6}/128"):
+            ip("-n", lab.client.name, "route", "add", service, "dev", ifname)
+        yield ifname
 
 
 def _start_echo(ns: Namespace, *udp_hosts: str) -> None:

@@ -111,6 +111,7 @@ class TcpConfig:
     syn_retries: int = 6  # Linux's tcp_syn_retries
     max_retries: int = 15  # Linux's tcp_retries2
     time_wait: float = 60.0  # 2*MSL with Linux's TCP_TIMEWAIT_LEN
+    fin_wait_2: float = 60.0  # an orphan's wait for the peer's FIN, Linux's tcp_fin_timeout
     keepalive: bool = False  # SO_KEEPALIVE, off by default as on Linux
     keepalive_idle: float = 7200.0
     keepalive_interval: float = 75.0
@@ -210,6 +211,8 @@ class TcpConnection:
         self._persist_at: float | None = None
         self._keepalive_at: float | None = None
         self._time_wait_at: float | None = None
+        self._fin_wait_2_at: float | None = None
+        self._orphan = False
         self._persist_backoff = 0
         self._keepalive_sent = 0
         self._rtt_timing: tuple[int, float] | None = None  # (sequence, sent at), Karn's rule
@@ -306,14 +309,19 @@ class TcpConnection:
     def send_space(self) -> int:
         return self.config.send_buffer - len(self._send_buf)
 
-    def close(self) -> None:
+    def close(self, *, orphan: bool = False) -> None:
         """Send FIN after the queued data (RFC 9293 3.10.4). A connection still in SYN-SENT just
-        ends."""
+        ends. An `orphan` (a full close, not shutdown(SHUT_WR): nobody will read again) waits in
+        FIN-WAIT-2 for the peer's FIN at most `fin_wait_2` seconds, as Linux does."""
         if self.state is TcpState.SYN_SENT:
             self._finish(TcpEvent.CLOSED)
-        elif self.state in _ON_CLOSE and self._fin_seq is None:
+            return
+        if self.state in _ON_CLOSE and self._fin_seq is None:
             self._fin_seq = self._send_seq + len(self._send_buf)
             self.state = _ON_CLOSE[self.state]
+        if orphan and not self._orphan:
+            self._orphan = True
+            self._arm_fin_wait_2(self._now)
 
     def abort(self) -> None:
         """Send RST and end now (RFC 9293 3.10.5)."""
@@ -553,6 +561,11 @@ class TcpConnection:
             self._enter_time_wait(now)
         elif after is not None:
             self.state = after
+            self._arm_fin_wait_2(now)
+
+    def _arm_fin_wait_2(self, now: float) -> None:
+        if self._orphan and self.state is TcpState.FIN_WAIT_2:
+            self._fin_wait_2_at = now + self.config.fin_wait_2
 
     # -- data and FIN ----------------------------------------------------------------------
 
@@ -608,13 +621,13 @@ class TcpConnection:
 
     def _enter_time_wait(self, now: float) -> None:
         self.state = TcpState.TIME_WAIT
-        self._rto_at = self._persist_at = self._keepalive_at = None
+        self._rto_at = self._persist_at = self._keepalive_at = self._fin_wait_2_at = None
         self._time_wait_at = now + self.config.time_wait
 
     def _finish(self, event: TcpEvent) -> None:
         self.state = TcpState.CLOSED
         self._rto_at = self._delack_at = self._persist_at = None
-        self._keepalive_at = self._time_wait_at = None
+        self._keepalive_at = self._time_wait_at = self._fin_wait_2_at = None
         self._ack_now = self._probe = False
         self._events.append(event)
 
@@ -624,16 +637,17 @@ class TcpConnection:
         deadlines = [
             at
             for at in (self._rto_at, self._delack_at, self._persist_at, self._keepalive_at,
-                       self._time_wait_at)
+                       self._time_wait_at, self._fin_wait_2_at)
             if at is not None
         ]  # fmt: skip
         return min(deadlines, default=None)
 
     def handle_timer(self, now: float) -> None:
         self._now = now
-        if self._time_wait_at is not None and now >= self._time_wait_at:
-            self._finish(TcpEvent.CLOSED)
-            return
+        for at in (self._time_wait_at, self._fin_wait_2_at):
+            if at is not None and now >= at:
+                self._finish(TcpEvent.CLOSED)
+                return
         if self._rto_at is not None and now >= self._rto_at:
             self._retransmission_timeout(now)
         if self._delack_at is not None and now >= self._delack_at:
