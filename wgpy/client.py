@@ -5,8 +5,10 @@ Every command that talks to a running interface does so here: `wgpy show|set|...
 `wgpy capture`, `wgpy metrics`, the demo, the tests and the benchmarks. The server
 (wgpy.io.uapi_server) listens at `socket_path` too, so both sides agree on where.
 
-RUN_DIR is /var/run/wireguard, where wireguard-go and wg keep their sockets, unless WGPY_RUN_DIR
-moves it (for wgpy only: wireguard-go and wg know no such variable). Connecting fails with wg's
+RUN_DIR is /var/run/wireguard for root, where wireguard-go and wg keep their sockets; for any
+other user, who cannot write there, $XDG_RUNTIME_DIR/wireguard (/run/user/UID/wireguard without
+it), where only wgpy looks. WGPY_RUN_DIR moves it (for wgpy only: wireguard-go and wg know no
+such variable). Connecting fails with wg's
 errno (OSError); a refusal from the device raises UapiError with the errno it replied.
 """
 
@@ -39,7 +41,12 @@ TIMEOUT: Final = 10.0
 
 
 def run_dir() -> Path:
-    return Path(os.environ.get("WGPY_RUN_DIR", DEFAULT_RUN_DIR))
+    if "WGPY_RUN_DIR" in os.environ:
+        return Path(os.environ["WGPY_RUN_DIR"])
+    if os.geteuid() == 0:
+        return DEFAULT_RUN_DIR
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
+    return Path(runtime) / "wireguard"
 
 
 def socket_path(ifname: str) -> Path:

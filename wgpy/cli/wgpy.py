@@ -20,6 +20,7 @@ Usage: wgpy [-f/--foreground] IFNAME
   capture     write an interface's decrypted packets as pcapng (and optionally a key log)
   metrics     serve an interface's status as Prometheus text on a local address
   proxy       SOCKS5, HTTP and port forwards into a tunnel, as any user, no TUN
+  run         CONFIG -- COMMAND: COMMAND's network through a tunnel, as any user
   genkey      print a new private key
   genpsk      print a new preshared key
   pubkey      read a private key on stdin, print its public key
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         from wgpy.cli import proxy
 
         return proxy.run(rest)
+    if command == "run":
+        from wgpy.cli import run
+
+        return run.run(rest)
     if command == "demo":
         from wgpy.demo import main as demo
 

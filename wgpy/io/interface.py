@@ -50,8 +50,15 @@ GET_SLICE = 200
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+# Opens the UDP sockets for (port, fwmark), non-blocking; raises OSError (EADDRINUSE).
+SocketOpener = Callable[[int, int], list[socket.socket]]
+
+
 class Interface:
-    """`offloads=False` keeps to the plain path: one packet per system call each way."""
+    """`offloads=False` keeps to the plain path: one packet per system call each way.
+
+    `sockets` are UDP sockets already open (wgpy run opens them in another namespace), and
+    `open_sockets` opens new ones when the port or fwmark changes (by default, here)."""
 
     def __init__(
         self,
@@ -60,8 +67,11 @@ class Interface:
         *,
         offloads: bool = True,
         under_load_threshold: int = UNDER_LOAD_THRESHOLD,
+        sockets: list[socket.socket] | None = None,
+        open_sockets: SocketOpener | None = None,
     ) -> None:
         self.name = tun.name
+        self._open_sockets = open_sockets or open_udp_nonblocking
         self._under_load_threshold = under_load_threshold
         tun_offloads: TunOffloads | None = None
         if offloads:
@@ -69,18 +79,24 @@ class Interface:
             tun, tun_offloads = enable_offloads(tun)
         self.tun = tun
         try:
-            self._open(rng, tun_offloads, offloads)
+            self._open(rng, tun_offloads, offloads, sockets)
         except BaseException:
             tun.close()
             raise
 
-    def _open(self, rng: Callable[[int], bytes], tun: TunOffloads | None, offloads: bool) -> None:
+    def _open(
+        self,
+        rng: Callable[[int], bytes],
+        tun: TunOffloads | None,
+        offloads: bool,
+        sockets: list[socket.socket] | None,
+    ) -> None:
         self.device = Device(
             rng, mtu=self.tun.mtu(), under_load_threshold=self._under_load_threshold
         )
         self._lock = DeviceLock()
         self.fwmark = 0
-        self._sockets = _open_sockets(0, 0)
+        self._sockets = sockets or self._open_sockets(0, 0)
         self.listen_port = self._sockets[0].getsockname()[1]
         self._udp = UdpBatches(
             gso=offloads and all(supports_gso(s) for s in self._sockets),
@@ -109,12 +125,12 @@ class Interface:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, stop_signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> None:
         """Serve until stopped by a signal, by `stop()`, or by the interface or socket vanishing.
-        One of STOP_SIGNALS that came, blocked, while the interface started is handled here."""
+        One of `stop_signals` that came, blocked, while the interface started is handled here."""
         previous = signal.set_wakeup_fd(self._wakeup_w.fileno(), warn_on_full_buffer=False)
-        handlers = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        handlers = {s: signal.signal(s, self._on_signal) for s in stop_signals}
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         self._datapath.start()
         try:
             while self._running:
@@ -223,7 +239,7 @@ class Interface:
 
     def _bind(self, port: int, fwmark: int) -> None:
         """Move to a new port; on failure (EADDRINUSE) the old sockets stay as they were."""
-        sockets = _open_sockets(port, fwmark)
+        sockets = self._open_sockets(port, fwmark)
         if self._udp.gro:
             for sock in sockets:
                 enable_gro(sock)
@@ -309,6 +325,10 @@ class Interface:
             yield text
         yield uapi.format_errno(0)
 
+    def configure(self, update: uapi.DeviceUpdate) -> None:
+        """Apply `update` as a `set` would; raises UapiError."""
+        self._set(update)
+
     def _set(self, update: uapi.DeviceUpdate) -> None:
         """The request was parsed and checked whole as it arrived; the port is moved (which may
         fail), then the rest applied: a failing `set` changes nothing."""
@@ -338,7 +358,7 @@ class Interface:
             self._lock.let_waiters_in()
 
 
-def _open_sockets(port: int, fwmark: int) -> list[socket.socket]:
+def open_udp_nonblocking(port: int, fwmark: int) -> list[socket.socket]:
     """Non-blocking: the data path waits for them itself."""
     sockets = [s for s in open_udp(port, fwmark) if s is not None]
     for sock in sockets:

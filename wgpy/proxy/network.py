@@ -87,9 +87,12 @@ class HostNetwork:
     ) -> Server:
         return await asyncio.start_server(client_connected_cb, host, port)
 
-    async def ping(self, address: str, timeout: float = PING_TIMEOUT) -> float:
+    async def ping(
+        self, address: str, timeout: float = PING_TIMEOUT, sock: socket.socket | None = None
+    ) -> float:
         """One ICMP echo over an unprivileged ping socket (net.ipv4.ping_group_range must hold
-        the caller's group); the round trip in seconds. Raises TimeoutError, OSError."""
+        the caller's group), or over `sock`, one made elsewhere; the round trip in seconds.
+        Raises TimeoutError, OSError."""
         loop = asyncio.get_running_loop()
         version = ipaddress.ip_address(address).version
         family, protocol, request_type = (
@@ -97,7 +100,7 @@ class HostNetwork:
             if version == 4
             else (socket.AF_INET6, socket.IPPROTO_ICMPV6, 128)
         )
-        with socket.socket(family, socket.SOCK_DGRAM, protocol) as sock:
+        with sock or socket.socket(family, socket.SOCK_DGRAM, protocol) as sock:
             sock.setblocking(False)
             payload = os.urandom(16)
             # The kernel sets the identifier and, for ping sockets, the checksum.
