@@ -96,8 +96,10 @@ def parse_publish(value: str) -> Forward:
     if match is None or transport not in ("tcp", "udp"):
         raise SpecError(f"-p {value!r}: not [ADDR:]PORT:PORT[/udp]")
     listen = match["listen"] or ""
-    forward = parse_local_forward(f"{transport}:{listen}{match['port']}:127.0.0.1:{match['to']}")
-    return Forward(forward.transport, forward.listen, forward.host, forward.port)
+    try:
+        return parse_local_forward(f"{transport}:{listen}{match['port']}:127.0.0.1:{match['to']}")
+    except SpecError:
+        raise SpecError(f"-p {value!r}: not [ADDR:]PORT:PORT[/udp]") from None
 
 
 class Publisher:

@@ -58,7 +58,8 @@ class Interface:
     """`offloads=False` keeps to the plain path: one packet per system call each way.
 
     `sockets` are UDP sockets already open (wgpy run opens them in another namespace), and
-    `open_sockets` opens new ones when the port or fwmark changes (by default, here)."""
+    `open_sockets` opens new ones when the port or fwmark changes (by default, here). Without
+    `configuration_socket` (the kernel-stack proxy with no --name) none is served."""
 
     def __init__(
         self,
@@ -69,6 +70,7 @@ class Interface:
         under_load_threshold: int = UNDER_LOAD_THRESHOLD,
         sockets: list[socket.socket] | None = None,
         open_sockets: SocketOpener | None = None,
+        configuration_socket: bool = True,
     ) -> None:
         self.name = tun.name
         self._open_sockets = open_sockets or open_udp_nonblocking
@@ -80,6 +82,8 @@ class Interface:
         self.tun = tun
         try:
             self._open(rng, tun_offloads, offloads, sockets)
+            if configuration_socket:
+                self._serve_configuration()
         except BaseException:
             tun.close()
             raise
@@ -114,14 +118,17 @@ class Interface:
         self._running = True
         self._next_housekeeping = 0.0
         self._mtu_known = True
-        self._server = uapi_server.listen(self.name)
-        self._socket_path = client.socket_path(self.name)
-        self._socket_inode = self._socket_path.stat().st_ino
-        self._selector.register(self._server, selectors.EVENT_READ, self._on_accept)
+        self._server: socket.socket | None = None
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._wakeup_r.setblocking(False)
         self._wakeup_w.setblocking(False)
         self._selector.register(self._wakeup_r, selectors.EVENT_READ, self._on_wakeup)
+
+    def _serve_configuration(self) -> None:
+        self._server = uapi_server.listen(self.name)
+        self._socket_path = client.socket_path(self.name)
+        self._socket_inode = self._socket_path.stat().st_ino
+        self._selector.register(self._server, selectors.EVENT_READ, self._on_accept)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -164,12 +171,11 @@ class Interface:
         self._capture.close()
         for sock in self._sockets:
             sock.close()
-        self._server.close()
-        try:
-            if self._socket_path.stat().st_ino == self._socket_inode:
-                self._socket_path.unlink()
-        except FileNotFoundError:
-            pass
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(FileNotFoundError):
+                if self._socket_path.stat().st_ino == self._socket_inode:
+                    self._socket_path.unlink()
         self._wakeup_r.close()
         self._wakeup_w.close()
         self.tun.close()
@@ -214,6 +220,8 @@ class Interface:
             self.device.mtu = mtu
 
     def _socket_alive(self) -> bool:
+        if self._server is None:
+            return True
         try:
             return self._socket_path.stat().st_ino == self._socket_inode
         except FileNotFoundError:

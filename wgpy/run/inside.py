@@ -57,6 +57,7 @@ class Plan:
     outside: socket.socket  # the broker that opens UDP sockets outside
     inside: socket.socket  # where the caller's side asks for sockets made here
     command: Sequence[str] | None
+    configuration_socket: bool = True  # served at wgpy.client.socket_path(name)
 
 
 def main(plan: Plan, ready: int) -> int:
@@ -108,7 +109,12 @@ def _set_up(plan: Plan) -> Interface:
         _configure_links(plan, tun)
         if interface.dns:
             _mount_resolv_conf(plan.config)
-        running = Interface(tun, sockets=plan.sockets, open_sockets=_opener(plan.outside))
+        running = Interface(
+            tun,
+            sockets=plan.sockets,
+            open_sockets=_opener(plan.outside),
+            configuration_socket=plan.configuration_socket,
+        )
     except BaseException:
         tun.close()
         raise

@@ -51,7 +51,13 @@ class Session:
         return -1 if pid == 0 else inside.exit_status(os.waitstatus_to_exitcode(status))
 
 
-def start(config: Config, update: DeviceUpdate, name: str, command: list[str] | None) -> Session:
+def start(
+    config: Config,
+    update: DeviceUpdate,
+    name: str,
+    command: list[str] | None,
+    configuration_socket: bool = True,
+) -> Session:
     """The namespace up with `config` (and COMMAND running in it, if given), or RunError."""
     reason = userns.unavailable_reason()
     if reason is not None:
@@ -68,7 +74,10 @@ def start(config: Config, update: DeviceUpdate, name: str, command: list[str] | 
         for sock in (outside_server, inside_client):
             sock.close()
         os.close(ready_r)
-        plan = inside.Plan(name, config, update, sockets, outside_client, inside_server, command)
+        plan = inside.Plan(
+            name, config, update, sockets, outside_client, inside_server, command,
+            configuration_socket,
+        )  # fmt: skip
         _child(plan, ready_w)
     for sock in (*sockets, outside_client, inside_server):
         sock.close()
@@ -98,6 +107,8 @@ def wait_forwarding_signals(session: Session) -> int:
 def _child(plan: inside.Plan, ready: int) -> None:
     status = 1
     try:
+        # What the caller set for its own loop (asyncio's wake-up pipe) is not the child's.
+        signal.set_wakeup_fd(-1)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         status = inside.main(plan, ready)
     except BaseException:
