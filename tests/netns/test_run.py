@@ -33,27 +33,16 @@ from wgpy.lab.proxy import (
 
 pytestmark = pytest.mark.netns("wireguard-go", "wg", "curl", "dnsmasq", "setpriv", "nft", "unshare")
 
-TUN = Path("/dev/net/tun")
 RUN_TIMEOUT = 300.0
 FETCH_SIZE = 100 << 20
 PUBLISHED_PORT, INNER_PORT = 8080, 80
 
 
 @pytest.fixture(scope="module")
-def tun_open_to_all() -> Iterator[None]:
-    """/dev/net/tun 0666 (udev's default on desktops) for the module, its mode restored after."""
-    mode = TUN.stat().st_mode & 0o777
-    TUN.chmod(0o666)
-    try:
-        yield
-    finally:
-        TUN.chmod(mode)
-
-
-@pytest.fixture(scope="module")
-def lab(tun_open_to_all: None) -> Iterator[ProxyLab]:
-    """The rootless lab, its client config made a full tunnel (AllowedIPs 0.0.0.0/0, ::/0)."""
-    with rootless_lab() as lab:
+def lab() -> Iterator[ProxyLab]:
+    """The rootless lab as the kernel stack has it (/dev/net/tun open to all), its client config
+    made a full tunnel (AllowedIPs 0.0.0.0/0, ::/0)."""
+    with rootless_lab("kernel") as lab:
         text = lab.config.read_text()
         lab.config.write_text(text.replace("AllowedIPs = ", "AllowedIPs = 0.0.0.0/0, ::/0, "))
         yield lab
