@@ -213,6 +213,27 @@ def test_a_published_port_reaches_a_server_inside(lab: ProxyLab, runtime: Path) 
         page.unlink()
 
 
+def test_wgpy_show_reads_the_running_interface(lab: ProxyLab, runtime: Path) -> None:
+    run = wgpy_run(lab, runtime, "sleep", "60")
+    with run.started():
+        shown = subprocess.run(
+            [*UNPRIVILEGED, sys.executable, "-m", "wgpy.cli.wgpy", "show", run.name],
+            env=run.env, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+        )  # fmt: skip
+
+    assert shown.returncode == 0, shown.stderr
+    assert f"interface: {run.name}" in shown.stdout
+    assert "latest handshake" in shown.stdout
+
+
+def test_the_proxy_on_auto_takes_the_kernel_stack_and_says_so(lab: ProxyLab) -> None:
+    process = lab.start_proxy("--socks5", "1085", "--stack", "auto",
+                              environment={"LOG_LEVEL": "verbose"})  # fmt: skip
+    lab.client.stop(process)
+
+    assert "--stack auto: kernel" in lab.output(process)
+
+
 def test_without_user_namespaces_one_line_says_why_and_exits_1(lab: ProxyLab) -> None:
     # A user namespace of the test's own, where no more may be made: the host is not touched.
     script = 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"'

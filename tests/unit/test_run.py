@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from wgpy import client
+from wgpy.cli.proxy import choose_stack
 from wgpy.cli.run import interface_name, parse_publish
 from wgpy.io import socket_broker, userns
 from wgpy.proxy.spec import Forward, Listen, SpecError
@@ -135,3 +136,17 @@ def test_a_users_configuration_sockets_live_in_their_runtime_directory(
 
     assert with_variable == without == Path("/run/user/1000/wireguard/wg0.sock")
     assert as_root == Path("/var/run/wireguard/wg0.sock")
+
+
+def test_the_proxys_auto_stack_is_kernel_where_run_would_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(userns, "unavailable_reason", lambda: None)
+    allowed = choose_stack("auto")
+    monkeypatch.setattr(userns, "unavailable_reason", lambda: "no /dev/net/tun")
+    refused = choose_stack("auto")
+
+    assert (allowed, refused) == ("kernel", "userspace")
+    assert [choose_stack(stack) for stack in ("kernel", "userspace", "host")] == [
+        "kernel", "userspace", "host",
+    ]  # fmt: skip
