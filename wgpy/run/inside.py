@@ -8,6 +8,7 @@ there, as the caller; the interface stops when it ends, or when the caller's sid
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -82,6 +83,8 @@ def main(plan: Plan, ready: int) -> int:
     if command is not None:
         threading.Thread(target=_set_when_ended, args=(command, done), daemon=True).start()
     threading.Thread(target=_stop_when_set, args=(done, interface), daemon=True).start()
+    # As the daemon does (wgpy.cli.daemon): what is alive now lives as long as the process.
+    gc.freeze()
     try:
         interface.run(stop_signals=())
     finally:
