@@ -17,6 +17,7 @@ dropped and counted (see `wgpy.core.drops.DropReason`). System calls at the edge
         CaptureError       why `wgpy capture` could not run                       (cli.capture)
         QuickError         why `wgpy-quick` cannot go on                          (quick)
             StepFailed, Interrupted                                               (quick.execute)
+        RunError           why `wgpy run` could not make its namespace            (run.session)
         CommandFailed      a command the namespace lab ran exited nonzero         (lab.netns)
 
 The generic ones live here, the others beside the one module that raises them. InvalidValue,

@@ -171,6 +171,15 @@ def test_commands_status_is_wgpys_and_nothing_is_left_behind(
     assert not run.socket.exists()
 
 
+def test_a_command_not_found_is_127_as_in_a_shell(lab: ProxyLab, runtime: Path) -> None:
+    run = wgpy_run(lab, runtime, "no-such-command-run18")
+    result = run.run()
+
+    assert result.returncode == 127
+    assert result.stderr.strip() == "wgpy run: no-such-command-run18: No such file or directory"
+    assert run.leftovers() == []
+
+
 def test_sigterm_to_wgpy_ends_the_command_with_143(lab: ProxyLab, runtime: Path) -> None:
     run = wgpy_run(lab, runtime, "sleep", "60")
     with run.started() as process:

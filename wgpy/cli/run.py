@@ -73,7 +73,7 @@ def run(argv: list[str]) -> int:
         session = start(config, update, name, command)
     except RunError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
-        return 1
+        return error.status
     dns = [str(server) for server in config.interface.dns]
     publisher = Publisher(session, publish, dns) if publish else None
     try:

@@ -8,9 +8,11 @@ there, as the caller; the interface stops when it ends, or when the caller's sid
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -184,7 +186,13 @@ def _start_command(command: Sequence[str] | None) -> subprocess.Popen[bytes] | N
     signals reset to their defaults, as a shell would leave them."""
     if not command:
         return None
-    return subprocess.Popen(list(command), close_fds=True, restore_signals=True)
+    # Found as a shell finds it: a directory of PATH the caller may not search is passed over.
+    executable = shutil.which(command[0])
+    if executable is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command[0])
+    return subprocess.Popen(
+        list(command), executable=executable, close_fds=True, restore_signals=True
+    )
 
 
 def _set_when_ended(command: subprocess.Popen[bytes], done: threading.Event) -> None:

@@ -31,7 +31,12 @@ FORWARDED: Final = frozenset(
 
 
 class RunError(WgpyError):
-    """Why the namespace could not be made, in one line."""
+    """Why the namespace could not be made, in one line; `status` is the one to exit with (127
+    for a COMMAND not found, as a shell's)."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(slots=True)
@@ -87,8 +92,8 @@ def start(
         message = pipe.read().decode(errors="replace").strip()
     session = Session(pid, 0, socket_broker.Broker(inside_client))
     if not message.startswith("ready "):
-        session.close()
-        raise RunError(message or "the namespace's process ended before it was ready")
+        status = session.close()
+        raise RunError(message or "the namespace's process ended before it was ready", status or 1)
     session.command_pid = int(message.split()[1])
     return session
 
