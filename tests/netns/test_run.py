@@ -180,6 +180,17 @@ def test_a_command_not_found_is_127_as_in_a_shell(lab: ProxyLab, runtime: Path) 
     assert run.leftovers() == []
 
 
+def test_a_name_already_running_is_refused_in_one_line(lab: ProxyLab, runtime: Path) -> None:
+    first = wgpy_run(lab, runtime, "sleep", "60")
+    with first.started():
+        second = Run(lab, runtime, ["true"], ["--name", first.name])
+        result = second.run()
+
+    assert result.returncode == 1
+    assert result.stderr == f"wgpy run: {first.socket} is served by another process\n"
+    assert second.leftovers() == []
+
+
 def test_sigterm_to_wgpy_ends_the_command_with_143(lab: ProxyLab, runtime: Path) -> None:
     run = wgpy_run(lab, runtime, "sleep", "60")
     with run.started() as process:

@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from wgpy.config import Config
 from wgpy.core.constants import DEFAULT_MTU
+from wgpy.errors import WgpyError
 from wgpy.io import socket_broker, userns
 from wgpy.io.interface import Interface
 from wgpy.io.tun import DEFAULT_FLAGS, IFF_VNET_HDR, Tun, open_tun
@@ -70,8 +72,8 @@ def main(plan: Plan, ready: int) -> int:
         signal.signal(signum, lambda *_: None)
     try:
         interface = _set_up(plan)
-    except OSError as error:
-        _tell(ready, f"{error.filename + ': ' if error.filename else ''}{error.strerror or error}")
+    except (OSError, WgpyError, NetlinkError) as error:
+        _tell(ready, _reason(error))
         return 1
     done = threading.Event()
     socket_broker.serve(plan.inside, _make_socket, on_end=done.set)
@@ -203,6 +205,14 @@ def _set_when_ended(command: subprocess.Popen[bytes], done: threading.Event) -> 
 def _stop_when_set(done: threading.Event, interface: Interface) -> None:
     done.wait()
     interface.stop()
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, OSError):
+        return f"{error.filename + ': ' if error.filename else ''}{error.strerror or error}"
+    if isinstance(error, NetlinkError):
+        return f"netlink: {os.strerror(error.code)}"
+    return str(error)
 
 
 def _tell(ready: int, message: str) -> None:
