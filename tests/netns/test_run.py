@@ -65,6 +65,7 @@ class Run:
     def __init__(
         self, lab: ProxyLab, runtime: Path, command: Sequence[str], options: Sequence[str]
     ) -> None:
+        self.ns = lab.client
         self.name = unique_ifname("run")
         self.marker = secrets.token_hex(8)
         self.socket = runtime / "wireguard" / f"{self.name}.sock"
@@ -92,13 +93,7 @@ class Run:
             assert process.poll() is None
             yield process
         finally:
-            if process.poll() is None:
-                process.terminate()
-            try:
-                process.wait(STARTUP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            self.ns.stop(process)
 
     def leftovers(self) -> list[int]:
         """The processes still carrying this run's marker."""

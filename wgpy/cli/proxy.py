@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 from wgpy import config as wgconfig
-from wgpy.cli import argparse_exit_returned
+from wgpy.cli import argparse_exit_returned, failed
 from wgpy.cli.daemon import configure_logging
 from wgpy.errors import ConfigError
 from wgpy.io import userns
@@ -83,12 +83,8 @@ def run(argv: list[str]) -> int:
     try:
         spec = proxy_spec(args)
         config = wgconfig.load(args.config, require_private_key=True)
-    except (CommandError, SpecError, ConfigError) as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"{PROG}: {error.filename}: {error.strerror}", file=sys.stderr)
-        return 1
+    except (CommandError, SpecError, ConfigError, OSError) as error:
+        return failed(PROG, error)
     _warn_unused(args.config, config)
     raise_open_files_limit()
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Final
 
 from wgpy import config as wgconfig
-from wgpy.cli import argparse_exit_returned
+from wgpy.cli import argparse_exit_returned, failed
 from wgpy.cli.daemon import configure_logging
 from wgpy.errors import ConfigError
 from wgpy.io.tun import valid_name
@@ -61,12 +61,8 @@ def run(argv: list[str]) -> int:
         publish = [parse_publish(value) for value in args.publish]
         config = wgconfig.load(args.config, require_private_key=True)
         update = wgconfig.to_device_update(config, resolve_endpoint, file=args.config)
-    except (RunError, SpecError, ConfigError) as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"{PROG}: {error.filename}: {error.strerror}", file=sys.stderr)
-        return 1
+    except (RunError, SpecError, ConfigError, OSError) as error:
+        return failed(PROG, error)
     # Blocked here and so in every thread: wait_forwarding_signals takes them one by one.
     signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
     try:
