@@ -1,43 +1,45 @@
 """`wgpy proxy`'s figures: throughput through its relay, connection setup, memory per connection;
 and `wgpy run`'s beside root TUN mode.
 
-    python benchmarks/proxy.py                 # every stack and wgpy run, about four minutes
+    python benchmarks/proxy.py                 # every stack and wgpy run, about five minutes
     python benchmarks/proxy.py --stack userspace --json proxy.json
 
 Each stack in its lab (wgpy/lab/proxy.py): `host` runs the proxy beside the services on this
 machine's own stack, so its figures are the proxy's own cost with no tunnel; `kernel` and
 `userspace` run it through a wireguard-go server, on Linux's stack in a namespace of its own with
-a TUN and on wgpy.tunnel, as a rootless user would (issues 17 and 18). The figures: iperf3
+a TUN and on wgpy.tunnel, as a rootless user would (issues 18 and 17). The figures: iperf3
 through a `-L` forward (the relay SOCKS5 CONNECT uses too; iperf3 speaks no SOCKS) with one flow
-each way and with 16 flows; a SOCKS5 CONNECT plus the first echoed byte (and, on the host stack,
-a direct connect to the same echo service beside it); the proxy's RSS (with the kernel stack's
-namespace process) with 1,000 idle SOCKS5 connections open.
+each way and with 16 flows; a SOCKS5 CONNECT plus the first echoed byte; the proxy's RSS (with
+the kernel stack's namespace process) with 1,000 idle SOCKS5 connections open. Beside each
+stack's figures, the same flows and connects without the proxy: straight to the services on the
+host stack, and through wgpy on a TUN (TUN mode, as root, same key and server) for the others.
 
-`run`: iperf3 one flow each way as `wgpy run CONFIG -- iperf3` (nobody, no capability) and
-through wgpy as root in TUN mode in the same namespace to the same server, alternated ROUNDS
-times; the medians, and run's share of TUN mode's. The machine is shared: alternate runs to
-compare.
+`run`: iperf3 one flow each way as `wgpy run CONFIG -- iperf3` (nobody, no capability) and in
+TUN mode in the same namespace to the same server, alternated ROUNDS times; the medians, and
+run's share of TUN mode's. The machine is shared: alternate runs to compare.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from wgpy import config as wgconfig
 from wgpy.cli.proxy import raise_open_files_limit
-from wgpy.lab.netns import configured_daemon, unique_ifname
+from wgpy.lab.netns import configured_daemon, ip, unique_ifname
 from wgpy.lab.proxy import (
-    CLIENT_TUNNEL,
     NOBODY,
     SERVICE_V4,
+    SERVICE_V6,
     TCP_ECHO,
     UNPRIVILEGED,
     ProxyLab,
@@ -48,23 +50,37 @@ from wgpy.lab.proxy import (
 from wgpy.proxy.relay import close_quietly
 
 SOCKS, FORWARD, IPERF = 1100, 5202, 5201
+WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")
+Row = tuple[str, float, str]  # figure, value, how measured
 SECONDS = 5
 ROUNDS = 3
 STACKS = ("host", "kernel", "userspace", "run")
-WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")
 CONNECTS = 200
 IDLE_CONNECTIONS = 1000
 
 
-def iperf(lab: ProxyLab, *options: str) -> float:
-    """Mbit/s received, as iperf3's JSON says."""
-    out = lab.client.run("iperf3", "-c", "127.0.0.1", "-p", str(FORWARD), "-t", str(SECONDS), "-J",
-                     *options).stdout  # fmt: skip
-    return received_mbits(out)
+def iperf(
+    lab: ProxyLab, host: str, port: int, *options: str, wrapper: tuple[str, ...] = ()
+) -> float:
+    """Mbit/s received, as iperf3's JSON says, from a client in the proxy's namespace (run by
+    `wrapper`, if any). A server still busy with the last test is asked again."""
+    for _ in range(3):
+        out = lab.client.run(*wrapper, "iperf3", "-c", host, "-p", str(port), "-t", str(SECONDS),
+                             "-J", *options, check=False).stdout  # fmt: skip
+        result = json.loads(out)
+        if "error" not in result:
+            return float(result["end"]["sum_received"]["bits_per_second"]) / 1e6
+        time.sleep(1)
+    raise RuntimeError(f"iperf3 {' '.join(options)} to {host}:{port}: {result['error']}")
 
 
-def received_mbits(iperf_json: str) -> float:
-    return float(json.loads(iperf_json)["end"]["sum_received"]["bits_per_second"]) / 1e6
+def flows(lab: ProxyLab, label: str, host: str, port: int, how: str) -> list[Row]:
+    return [
+        (f"{label}: one flow, up (Mbit/s)", iperf(lab, host, port), f"iperf3 {how}"),
+        (f"{label}: one flow, down (Mbit/s)", iperf(lab, host, port, "-R"), f"iperf3 -R {how}"),
+        (f"{label}: 16 flows, up (Mbit/s)", iperf(lab, host, port, "-P", "16"),
+         f"iperf3 -P 16 {how}"),
+    ]  # fmt: skip
 
 
 async def connect_time(direct: bool) -> float:
@@ -114,7 +130,7 @@ def _own_rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def measure(stack: str) -> list[tuple[str, float, str]]:
+def measure(stack: str) -> list[Row]:
     if stack == "run":
         return measure_run()
     raise_open_files_limit()  # this process holds the 1,000 idle connections' client ends
@@ -124,27 +140,10 @@ def measure(stack: str) -> list[tuple[str, float, str]]:
         proxy = lab.start_proxy("--socks5", str(SOCKS),
                                 "-L", f"tcp:{FORWARD}:{SERVICE_V4}:{IPERF}")  # fmt: skip
         time.sleep(0.5)  # iperf3's server
-        rows = [
-            (f"{stack}: one flow, up (Mbit/s)", iperf(lab), "iperf3 through -L"),
-            (f"{stack}: one flow, down (Mbit/s)", iperf(lab, "-R"), "iperf3 -R through -L"),
-            (f"{stack}: 16 flows, up (Mbit/s)", iperf(lab, "-P", "16"), "iperf3 -P 16 through -L"),
-        ]
+        rows = flows(lab, stack, "127.0.0.1", FORWARD, "through -L")
         with lab.client.entered():
-            rows.append(
-                (
-                    f"{stack}: SOCKS5 connect + echo (ms)",
-                    asyncio.run(connect_time(direct=False)),
-                    f"median of {CONNECTS}",
-                )
-            )
-            if stack == "host":
-                rows.append(
-                    (
-                        f"{stack}: direct connect + echo (ms)",
-                        asyncio.run(connect_time(direct=True)),
-                        f"median of {CONNECTS}",
-                    )
-                )
+            connect = asyncio.run(connect_time(direct=False))
+            rows.append((f"{stack}: SOCKS5 connect + echo (ms)", connect, f"median of {CONNECTS}"))
             before, with_idle = asyncio.run(idle_rss(proxy.pid))
         rows += [
             (f"{stack}: RSS idle proxy (MB)", before, ""),
@@ -152,52 +151,70 @@ def measure(stack: str) -> list[tuple[str, float, str]]:
              f"{(with_idle - before) * 1024 / IDLE_CONNECTIONS:.1f} KB per connection"),
         ]  # fmt: skip
         lab.client.stop(proxy)
+        rows += direct_rows(lab, stack)
     return rows
 
 
-def measure_run() -> list[tuple[str, float, str]]:
-    """`wgpy run -- iperf3` and root TUN mode, one flow each way, alternated."""
+def direct_rows(lab: ProxyLab, stack: str) -> list[Row]:
+    """The same flows and connects with no proxy: on the host stack straight to the services;
+    for the others through wgpy on a TUN with the proxy's key (TUN mode, as root)."""
+    label = "no proxy" if stack == "host" else f"TUN mode beside {stack}"
+    with contextlib.ExitStack() as tun:
+        if stack != "host":
+            tun.enter_context(tun_mode(lab))
+        rows = flows(lab, label, SERVICE_V4, IPERF, "straight")
+        with lab.client.entered():
+            connect = asyncio.run(connect_time(direct=True))
+        rows.append((f"{label}: connect + echo (ms)", connect, f"median of {CONNECTS}"))
+    return rows
+
+
+@contextlib.contextmanager
+def tun_mode(lab: ProxyLab) -> Iterator[None]:
+    """wgpy on a TUN in the proxy's namespace, configured from the proxy's wg-quick file, with
+    routes to the services through it."""
+    config = wgconfig.load(lab.config)
+    ifname = unique_ifname("wgt")
+    addresses = [str(address) for address in config.interface.address]
+    with configured_daemon(lab.client, WGPY, ifname, wgconfig.strip(config), *addresses):
+        for service in (f"{SERVICE_V4}/32", f"{SERVICE_V6}/128"):
+            ip("-n", lab.client.name, "route", "add", service, "dev", ifname)
+        yield
+
+
+def measure_run() -> list[Row]:
+    """`wgpy run -- iperf3` as nobody and TUN mode as root, one flow each way, alternated."""
     with rootless_lab("kernel") as lab:
         lab.ns.popen("iperf3", "-s", "-B", SERVICE_V4, "-p", str(IPERF),
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         runtime = lab.files / "runtime"
         runtime.mkdir()
         os.chown(runtime, NOBODY, NOBODY)
-        config = wgconfig.load(lab.config)
-        ifname = unique_ifname("wgb")
+        run = ("env", f"XDG_RUNTIME_DIR={runtime}", *UNPRIVILEGED, *WGPY, "run", str(lab.config),
+               "--")  # fmt: skip
         figures: dict[str, list[float]] = {}
         time.sleep(0.5)  # iperf3's server
         for _ in range(ROUNDS):
-            with configured_daemon(lab.client, WGPY, ifname, wgconfig.strip(config),
-                                   f"{CLIENT_TUNNEL}/32"):  # fmt: skip
-                lab.client.run("ip", "route", "add", f"{SERVICE_V4}/32", "dev", ifname)
-                for direction in ("up", "down"):
+            with tun_mode(lab):
+                for direction, options in (("up", ()), ("down", ("-R",))):
                     figures.setdefault(f"tun {direction}", []).append(
-                        received_mbits(lab.client.run(*_iperf_to_service(direction)).stdout)
+                        iperf(lab, SERVICE_V4, IPERF, *options)
                     )
-            for direction in ("up", "down"):
-                command = [*UNPRIVILEGED, *WGPY, "run", str(lab.config), "--",
-                           *_iperf_to_service(direction)]  # fmt: skip
-                out = subprocess.run(
-                    ["ip", "netns", "exec", lab.client.name, *command], capture_output=True,
-                    text=True, check=True, env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
-                ).stdout  # fmt: skip
-                figures.setdefault(f"run {direction}", []).append(received_mbits(out))
+            for direction, options in (("up", ()), ("down", ("-R",))):
+                figures.setdefault(f"run {direction}", []).append(
+                    iperf(lab, SERVICE_V4, IPERF, *options, wrapper=run)
+                )
     rows = []
+    how = f"iperf3 one flow, median of {ROUNDS} alternated"
     for direction in ("up", "down"):
         tun = statistics.median(figures[f"tun {direction}"])
-        run = statistics.median(figures[f"run {direction}"])
-        how = f"iperf3 one flow, median of {ROUNDS} alternated"
+        run_figure = statistics.median(figures[f"run {direction}"])
         rows += [
-            (f"root TUN mode: one flow, {direction} (Mbit/s)", tun, how),
-            (f"wgpy run: one flow, {direction} (Mbit/s)", run, f"{how}; {run / tun:.2f}x TUN mode"),
-        ]
+            (f"TUN mode: one flow, {direction} (Mbit/s)", tun, how),
+            (f"wgpy run: one flow, {direction} (Mbit/s)", run_figure,
+             f"{how}; {run_figure / tun:.2f}x TUN mode"),
+        ]  # fmt: skip
     return rows
-
-
-def _iperf_to_service(direction: str) -> list[str]:
-    reverse = ["-R"] if direction == "down" else []
-    return ["iperf3", "-c", SERVICE_V4, "-p", str(IPERF), "-t", str(SECONDS), "-J", *reverse]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,10 +5,11 @@ Every command that talks to a running interface does so here: `wgpy show|set|...
 `wgpy capture`, `wgpy metrics`, the demo, the tests and the benchmarks. The server
 (wgpy.io.uapi_server) listens at `socket_path` too, so both sides agree on where.
 
-RUN_DIR is /var/run/wireguard for root, where wireguard-go and wg keep their sockets; for any
-other user, who cannot write there, $XDG_RUNTIME_DIR/wireguard (/run/user/UID/wireguard without
-it), where only wgpy looks. WGPY_RUN_DIR moves it (for wgpy only: wireguard-go and wg know no
-such variable). Connecting fails with wg's
+RUN_DIR is /var/run/wireguard, where wireguard-go and wg keep their sockets, unless WGPY_RUN_DIR
+moves it (for wgpy only: wireguard-go and wg know no such variable). A user other than root, who
+cannot write there, has it in their runtime directory instead ($XDG_RUNTIME_DIR/wireguard, or
+/run/user/UID/wireguard, when that directory is theirs): where `wgpy proxy --name` and `wgpy run`
+serve as that user, and where `wg` does not look. Connecting fails with wg's
 errno (OSError); a refusal from the device raises UapiError with the errno it replied.
 """
 
@@ -35,18 +36,31 @@ from wgpy.uapi import (
 )
 
 DEFAULT_RUN_DIR: Final = Path("/var/run/wireguard")
+USER_RUNTIME_DIRS: Final = Path("/run/user")  # pam_systemd's, one per uid
 SOCKET_SUFFIX: Final = ".sock"
 # How long one read or write may wait on the device (wg waits for ever).
 TIMEOUT: Final = 10.0
 
 
 def run_dir() -> Path:
-    if "WGPY_RUN_DIR" in os.environ:
-        return Path(os.environ["WGPY_RUN_DIR"])
+    moved = os.environ.get("WGPY_RUN_DIR")
+    if moved:
+        return Path(moved)
     if os.geteuid() == 0:
         return DEFAULT_RUN_DIR
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
-    return Path(runtime) / "wireguard"
+    for runtime in (os.environ.get("XDG_RUNTIME_DIR"), USER_RUNTIME_DIRS / str(os.geteuid())):
+        if runtime and _owned(Path(runtime)):
+            return Path(runtime) / "wireguard"
+    return DEFAULT_RUN_DIR
+
+
+def _owned(directory: Path) -> bool:
+    """Whether `directory` is the caller's own (a runtime directory inherited from another user,
+    as through su or setpriv, is not)."""
+    try:
+        return directory.stat().st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 def socket_path(ifname: str) -> Path:

@@ -7,8 +7,9 @@ padded far past any limit, or random bytes. The promises:
   pieces: nothing raises, and every rejection leaves a protocol error reply (SOCKS5's reply or an
   HTTP 4xx) or nothing, and a closed connection;
 - live, against `wgpy proxy` run as nobody in the proxy lab (wgpy/lab/proxy.py), each request on
-  a connection of its own: the proxy answers or closes every one, stays alive, logs no traceback,
-  and a legitimate SOCKS5 connection held open through the whole run keeps echoing its bytes.
+  a connection of its own: the proxy answers or closes every one, stays alive, logs no traceback
+  and no key (even at LOG_LEVEL=verbose), and a legitimate SOCKS5 connection held open through
+  the whole run keeps echoing its bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -183,8 +185,12 @@ def fuzz_live(count: int, seed: int) -> ProxyFuzzResult:
         result.proxy_alive = process.poll() is None
         lab.ns.stop(process)
         log = lab.output(process)
-    result.log_faults = log.count("Traceback") + sum(
-        line.startswith("ERROR:") for line in log.splitlines()
+        private_key = re.search(r"PrivateKey = (\S+)", lab.config.read_text())
+    assert private_key is not None
+    result.log_faults = (
+        log.count("Traceback")
+        + sum(line.startswith("ERROR:") for line in log.splitlines())
+        + (private_key[1] in log)  # no key in the log, even at verbose
     )
     if result.log_faults:
         result.crashes.append(f"proxy log:\n{log[-3000:]}")
@@ -261,7 +267,7 @@ def run(in_process_count: int, live_count: int, seed: int) -> list[Figure]:
             f"{live.requests:,}; {live.unanswered} unanswered; {len(live.crashes)} crashes",
             live.held and live.requests >= live_count,
             f"each on its own connection to a wgpy proxy run as nobody: answered or closed "
-            f"within {ANSWER_TIMEOUT:g} s, proxy alive, no traceback in its log, and a SOCKS5 "
+            f"within {ANSWER_TIMEOUT:g} s, proxy alive, no traceback or key in its log, a SOCKS5 "
             f"connection held open echoed {live.legit_exchanges:,} times unharmed",
         ),
     ]  # fmt: skip

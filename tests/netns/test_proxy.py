@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 from wgpy.lab.netns import Namespace
 from wgpy.lab.proxy import (
     HTTP_PORT,
+    NOBODY,
     REFUSING_PORT,
     SERVICE_NAME,
     SERVICE_V4,
@@ -29,6 +31,7 @@ from wgpy.lab.proxy import (
     SILENT_PORT,
     TCP_ECHO,
     UDP_ECHO,
+    UNPRIVILEGED,
     ProxyLab,
     Socks5Failed,
     proxy_lab,
@@ -44,6 +47,7 @@ pytestmark = pytest.mark.netns("curl", "dnsmasq", "setpriv", "nft", "ss")
 
 SOCKS, HTTP, LOCAL_TCP, LOCAL_UDP, REMOTE_TCP, REMOTE_UDP = 1080, 3128, 7001, 7002, 7003, 7004
 FILE_SIZE = 8 << 20
+NAME = f"wgpx{os.getpid() % 100000}"  # the user-space proxy's configuration socket
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +73,19 @@ def proxy(request: pytest.FixtureRequest) -> Iterator[ProxyLab]:
             "-R", f"tcp:{REMOTE_TCP}:127.0.0.1:{TCP_ECHO}",
             "-R", f"udp:{REMOTE_UDP}:[::1]:{UDP_ECHO}",
             "--connect-timeout", "2",
+            *(["--name", NAME] if request.param == "userspace" else []),
+            environment={"XDG_RUNTIME_DIR": str(runtime_directory(lab))},
         )  # fmt: skip
         yield lab
         lab.client.stop(process)
+
+
+def runtime_directory(lab: ProxyLab) -> Path:
+    """nobody's XDG_RUNTIME_DIR, as a login would make it (0700, theirs)."""
+    directory = lab.files / "runtime"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    os.chown(directory, NOBODY, NOBODY)
+    return directory
 
 
 def run_in(ns: Namespace, work):  # type: ignore[no-untyped-def]
@@ -237,6 +251,17 @@ def test_a_forwarded_request_cut_short_mid_body_is_closed_at_once(proxy: ProxyLa
     # echo origin sent back of the forwarded part before the proxy aborted it.
     answer = run_in(proxy.client, cut_short)
     assert answer == b"" or answer.startswith(b"POST / HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize("proxy", ["userspace"], indirect=True)
+def test_wgpy_show_reads_the_rootless_proxy_by_its_name_as_its_user(proxy: ProxyLab) -> None:
+    runtime = runtime_directory(proxy)
+    shown = proxy.client.run(
+        "env", f"XDG_RUNTIME_DIR={runtime}", *UNPRIVILEGED,
+        sys.executable, "-m", "wgpy.cli.wgpy", "show", NAME,
+    ).stdout  # fmt: skip
+    assert (runtime / "wireguard" / f"{NAME}.sock").is_socket()
+    assert f"interface: {NAME}" in shown and "peer: " in shown and "latest handshake" in shown
 
 
 def test_socks5_with_a_password_file_admits_only_its_users(lab: ProxyLab) -> None:

@@ -5,6 +5,7 @@ errors is tests/test_cli_wg.py's."""
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
@@ -41,6 +42,26 @@ def test_the_sockets_are_wg_s_unless_wgpy_run_dir_moves_them(
     assert client.socket_path("wg0") == Path("/var/run/wireguard/wg0.sock")
     monkeypatch.setenv("WGPY_RUN_DIR", "/run/elsewhere")
     assert client.socket_path("wg0") == Path("/run/elsewhere/wg0.sock")
+
+
+def test_a_user_other_than_root_has_the_sockets_in_their_own_runtime_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = os.geteuid() or 4242  # as root, another user's runtime directory is made for the test
+    theirs, inherited = tmp_path / "theirs", tmp_path / "inherited"
+    theirs.mkdir()
+    inherited.mkdir()
+    if os.geteuid() == 0:
+        os.chown(theirs, user, -1)
+        os.chown(inherited, user + 1, -1)
+    else:
+        inherited = Path("/")  # root's: not this user's
+    monkeypatch.delenv("WGPY_RUN_DIR", raising=False)
+    monkeypatch.setattr(client.os, "geteuid", lambda: user)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(theirs))
+    assert client.socket_path("wg0") == theirs / "wireguard" / "wg0.sock"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(inherited))  # as su or setpriv leave it
+    assert client.socket_path("wg0") == Path("/var/run/wireguard/wg0.sock")
 
 
 def test_the_server_listens_where_the_client_connects(run_dir: Path) -> None:

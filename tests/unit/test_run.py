@@ -5,6 +5,7 @@ setting read from a file the test writes), the socket broker between two ends in
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -122,20 +123,22 @@ def test_exit_statuses_are_a_shells() -> None:
     assert [exit_status(code) for code in (0, 3, -15, -9)] == [0, 3, 143, 137]
 
 
-def test_a_users_configuration_sockets_live_in_their_runtime_directory(
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_user_without_xdg_runtime_dir_has_the_sockets_in_run_user_uid_when_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    uid = os.stat(tmp_path).st_uid or 4242
+    (tmp_path / str(uid)).mkdir()
+    os.chown(tmp_path / str(uid), uid, -1)
     monkeypatch.delenv("WGPY_RUN_DIR", raising=False)
-    monkeypatch.setattr(client.os, "geteuid", lambda: 1000)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
-    with_variable = client.socket_path("wg0")
-    monkeypatch.delenv("XDG_RUNTIME_DIR")
-    without = client.socket_path("wg0")
-    monkeypatch.setattr(client.os, "geteuid", lambda: 0)
-    as_root = client.socket_path("wg0")
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(client, "USER_RUNTIME_DIRS", tmp_path)
+    monkeypatch.setattr(client.os, "geteuid", lambda: uid)
+    theirs = client.socket_path("wg0")
+    monkeypatch.setattr(client.os, "geteuid", lambda: uid + 1)
+    none_of_theirs = client.socket_path("wg0")
 
-    assert with_variable == without == Path("/run/user/1000/wireguard/wg0.sock")
-    assert as_root == Path("/var/run/wireguard/wg0.sock")
+    assert theirs == tmp_path / str(uid) / "wireguard" / "wg0.sock"
+    assert none_of_theirs == Path("/var/run/wireguard/wg0.sock")
 
 
 def test_the_proxys_auto_stack_is_kernel_where_run_would_work(

@@ -101,10 +101,11 @@ class Socks5Connection:
     def receive(self, data: bytes) -> list[Event]:
         """The client's next bytes; the events they complete (at most one, then the phase
         waits for the listener or the connection is closed)."""
-        if self.phase in (Phase.AWAITING_REPLY, Phase.RELAYING, Phase.CLOSED):
-            self._buffer += data  # the relay takes it from trailing_data()
+        if self.phase == Phase.CLOSED:
             return []
         self._buffer += data
+        if self.phase in (Phase.AWAITING_REPLY, Phase.RELAYING):
+            return []  # the relay takes it from trailing_data()
         while True:
             before = self.phase
             event = self._step()
