@@ -10,6 +10,7 @@ import hashlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -228,6 +229,14 @@ def test_a_published_port_reaches_a_server_inside(lab: ProxyLab, runtime: Path) 
         page.unlink()
 
 
+def test_a_published_udp_port_carries_datagrams_both_ways(lab: ProxyLab, runtime: Path) -> None:
+    echo = (sys.executable, "-m", "wgpy.lab.echo", "--udp", str(INNER_PORT), "--host", "127.0.0.1")
+    options = ("-p", f"127.0.0.1:{PUBLISHED_PORT}:{INNER_PORT}/udp")
+    with wgpy_run(lab, runtime, *echo, options=options).started():
+        assert wait_until(lambda: udp_echo_in(lab.client, PUBLISHED_PORT, b"run18"),
+                          STARTUP_TIMEOUT, interval=0.2)  # fmt: skip
+
+
 def test_wgpy_show_reads_the_running_interface(lab: ProxyLab, runtime: Path) -> None:
     run = wgpy_run(lab, runtime, "sleep", "60")
     with run.started():
@@ -283,6 +292,18 @@ def fetch_in(ns: Namespace, port: int) -> str | None:
                 return str(reply.read().decode())
         except OSError:
             return None
+
+
+def udp_echo_in(ns: Namespace, port: int, payload: bytes) -> bool:
+    with ns.entered():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        sock.settimeout(0.5)
+        sock.sendto(payload, ("127.0.0.1", port))
+        try:
+            return sock.recv(2048) == payload
+        except OSError:
+            return False
 
 
 def sha256(path: Path) -> str:
