@@ -6,16 +6,20 @@ left behind."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
+import re
 import secrets
+import select
 import signal
 import socket
 import subprocess
 import sys
+import termios
 import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -83,7 +87,7 @@ class Run:
         return subprocess.run(self.args, env=self.env, cwd=self.cwd, capture_output=True,
                               text=True, timeout=RUN_TIMEOUT, check=False)  # fmt: skip
 
-    @contextmanager
+    @contextlib.contextmanager
     def started(self) -> Iterator[subprocess.Popen[bytes]]:
         """Running, once its configuration socket is there; ended by pid on exit (SIGTERM,
         which it passes on to COMMAND)."""
@@ -197,6 +201,21 @@ def test_sigterm_to_wgpy_ends_the_command_with_143(lab: ProxyLab, runtime: Path)
     assert run.leftovers() == []
 
 
+def test_a_terminals_ctrl_c_is_the_commands_to_handle(lab: ProxyLab, runtime: Path) -> None:
+    # The terminal signals its whole foreground job, wgpy's processes too: they leave it to
+    # COMMAND, which here counts it and exits 0, and so does wgpy.
+    counter = runtime / "count_sigint.py"
+    counter.write_text(COUNT_SIGINT)
+    run = wgpy_run(lab, runtime, sys.executable, str(counter))
+    try:
+        output, status = run_on_a_terminal(run, keys_after_ready=b"\x03")
+    finally:
+        counter.unlink()
+
+    assert re.findall(r"SIGINT (\d+)", output) == ["1"]  # the terminal echoes ^C before it
+    assert status == 0
+
+
 def test_sigkill_of_wgpy_still_leaves_nothing_behind(lab: ProxyLab, runtime: Path) -> None:
     run = wgpy_run(lab, runtime, "sleep", "60")
     with run.started() as process:
@@ -271,6 +290,52 @@ def test_without_user_namespaces_one_line_says_why_and_exits_1(lab: ProxyLab) ->
     (line,) = result.stderr.splitlines()
     assert "user.max_user_namespaces = 0" in line
     assert "wgpy proxy" in line
+
+
+# Counts the SIGINTs that come within two seconds of saying it is ready.
+COUNT_SIGINT = """\
+import signal, time
+count = 0
+def counted(*_):
+    global count
+    count += 1
+signal.signal(signal.SIGINT, counted)
+print("ready", flush=True)
+deadline = time.monotonic() + 2
+while time.monotonic() < deadline:
+    time.sleep(0.1)
+print("SIGINT", count, flush=True)
+"""
+
+
+def run_on_a_terminal(run: Run, keys_after_ready: bytes) -> tuple[str, int]:
+    """What `run` writes on a terminal of its own (it the foreground job), typing
+    `keys_after_ready` once COMMAND says "ready"; and its exit status."""
+    controller, terminal = os.openpty()
+    process = subprocess.Popen(
+        run.args, env=run.env, cwd=run.cwd, stdin=terminal, stdout=terminal, stderr=terminal,
+        start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )  # fmt: skip
+    os.close(terminal)
+    output = b""
+    try:
+        while b"ready" not in output:
+            output += _read_within(controller, STARTUP_TIMEOUT)
+        os.write(controller, keys_after_ready)
+        process.wait(STARTUP_TIMEOUT)
+        with contextlib.suppress(OSError):  # EIO once every end of the terminal is closed
+            while chunk := _read_within(controller, 1.0):
+                output += chunk
+    finally:
+        run.ns.stop(process)
+        os.close(controller)
+    return output.decode(errors="replace"), process.returncode
+
+
+def _read_within(fd: int, timeout: float) -> bytes:
+    if not select.select([fd], [], [], timeout)[0]:
+        raise TimeoutError("nothing more on the terminal")
+    return os.read(fd, 4096)
 
 
 def network_state(ns: Namespace) -> list[str]:
