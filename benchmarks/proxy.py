@@ -35,6 +35,7 @@ from pathlib import Path
 
 from wgpy import config as wgconfig
 from wgpy.cli.proxy import raise_open_files_limit
+from wgpy.core.constants import DEFAULT_MTU
 from wgpy.lab.netns import configured_daemon, ip, unique_ifname
 from wgpy.lab.proxy import (
     NOBODY,
@@ -172,11 +173,14 @@ def direct_rows(lab: ProxyLab, stack: str) -> list[Row]:
 @contextlib.contextmanager
 def tun_mode(lab: ProxyLab) -> Iterator[None]:
     """wgpy on a TUN in the proxy's namespace, configured from the proxy's wg-quick file, with
+    its MTU (1420 by default, as the stacks and wgpy run have it; a TUN is born with 1500) and
     routes to the services through it."""
     config = wgconfig.load(lab.config)
     ifname = unique_ifname("wgt")
     addresses = [str(address) for address in config.interface.address]
     with configured_daemon(lab.client, WGPY, ifname, wgconfig.strip(config), *addresses):
+        mtu = config.interface.mtu or DEFAULT_MTU
+        ip("-n", lab.client.name, "link", "set", ifname, "mtu", str(mtu))
         for service in (f"{SERVICE_V4}/32", f"{SERVICE_V6}/128"):
             ip("-n", lab.client.name, "route", "add", service, "dev", ifname)
         yield
