@@ -256,6 +256,18 @@ def test_a_published_udp_port_carries_datagrams_both_ways(lab: ProxyLab, runtime
                           STARTUP_TIMEOUT, interval=0.2)  # fmt: skip
 
 
+def test_a_port_that_cannot_be_published_ends_the_run_in_one_line(
+    lab: ProxyLab, runtime: Path
+) -> None:
+    with lab.client.entered(), socket.create_server(("127.0.0.1", PUBLISHED_PORT)):
+        run = wgpy_run(lab, runtime, "sleep", "60", options=("-p", f"{PUBLISHED_PORT}:80"))
+        result = run.run()
+
+    assert result.returncode == 1
+    assert result.stderr == "wgpy run: -p: Address already in use\n"
+    assert run.leftovers() == []
+
+
 def test_wgpy_show_reads_the_running_interface(lab: ProxyLab, runtime: Path) -> None:
     run = wgpy_run(lab, runtime, "sleep", "60")
     with run.started():

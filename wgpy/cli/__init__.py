@@ -26,8 +26,8 @@ def argparse_exit_returned(run: Run) -> Run:
 
 def failed(prog: str, error: Exception) -> int:
     """Print why `prog` cannot go on, in one line (an OSError by its file), and return 1."""
-    if isinstance(error, OSError) and error.filename is not None:
-        print(f"{prog}: {error.filename}: {error.strerror}", file=sys.stderr)
-    else:
-        print(f"{prog}: {error}", file=sys.stderr)
+    detail = str(error)
+    if isinstance(error, OSError) and error.strerror:
+        detail = error.strerror if error.filename is None else f"{error.filename}: {error.strerror}"
+    print(f"{prog}: {detail}", file=sys.stderr)
     return 1

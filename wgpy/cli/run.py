@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 import re
 import signal
@@ -26,6 +27,7 @@ from wgpy import config as wgconfig
 from wgpy.cli import argparse_exit_returned, failed
 from wgpy.cli.daemon import configure_logging
 from wgpy.errors import ConfigError
+from wgpy.io import userns
 from wgpy.io.tun import valid_name
 from wgpy.proxy.spec import Forward, SpecError, parse_local_forward
 from wgpy.resolver import resolve as resolve_endpoint
@@ -56,6 +58,8 @@ def run(argv: list[str]) -> int:
     command = command or [os.environ.get("SHELL", "/bin/sh")]
     name = args.name or interface_name(args.config)
     try:
+        if (reason := userns.unavailable_reason()) is not None:
+            raise RunError(reason)
         if not valid_name(name):
             raise RunError(f"invalid interface name {name!r}: give --name")
         publish = [parse_publish(value) for value in args.publish]
@@ -71,7 +75,11 @@ def run(argv: list[str]) -> int:
         print(f"{PROG}: {error}", file=sys.stderr)
         return error.status
     dns = [str(server) for server in config.interface.dns]
-    publisher = Publisher(session, publish, dns) if publish else None
+    try:
+        publisher = Publisher(session, publish, dns) if publish else None
+    except OSError as error:
+        session.close()  # COMMAND is ended with the namespace
+        return failed(PROG, error)
     try:
         return wait_forwarding_signals(session)
     finally:
@@ -99,7 +107,8 @@ def parse_publish(value: str) -> Forward:
 
 
 class Publisher:
-    """-p's forwards (wgpy.proxy's -L) over the namespace's sockets, on a loop of their own."""
+    """-p's forwards (wgpy.proxy's -L) over the namespace's sockets, on a loop of their own.
+    Raises OSError if one cannot listen."""
 
     def __init__(self, session: Session, forwards: list[Forward], dns: list[str]) -> None:
         from wgpy.proxy.namespace_network import NamespaceNetwork
@@ -114,7 +123,9 @@ class Publisher:
         self._thread.start()
         self._started.wait()
         if self._error is not None:
-            print(f"{PROG}: -p {self._error.strerror}", file=sys.stderr)
+            self.stop()
+            code = self._error.errno or errno.EADDRINUSE
+            raise OSError(code, f"-p: {os.strerror(code)}")
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
