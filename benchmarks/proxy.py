@@ -1,18 +1,24 @@
-"""`wgpy proxy`'s figures: throughput through its relay, connection setup, memory per connection.
+"""`wgpy proxy`'s figures: throughput through its relay, connection setup, memory per connection;
+and `wgpy run`'s beside root TUN mode.
 
-    python benchmarks/proxy.py                 # both stacks, about two minutes
+    python benchmarks/proxy.py                 # every stack and wgpy run, about five minutes
     python benchmarks/proxy.py --stack userspace --json proxy.json
 
-Each stack in its lab (wgpy/lab/proxy.py): `kernel` runs the proxy beside the services on this
-machine's own stack, so its figures are the proxy's own cost with no tunnel; `userspace` runs it
-on wgpy.tunnel through a wireguard-go server, as a rootless user would (issue 17's targets). The
-figures: iperf3 through a `-L` forward (the relay SOCKS5 CONNECT uses too; iperf3 speaks no
-SOCKS) with one flow each way and with 16 flows; a SOCKS5 CONNECT plus the first echoed byte;
-the proxy's RSS with 1,000 idle SOCKS5 connections open. Beside each stack's figures, the same
-flows and connects without the proxy: straight to the services on the kernel stack, and through
-wgpy on a TUN (TUN mode, as root, same key and server) for the user-space stack. The machine is
-shared: alternate runs to compare. Each flow through the proxy also gives the share of a core the
-proxy used, and so its Mbit/s per core: what it would carry with a core to itself.
+Each stack in its lab (wgpy/lab/proxy.py): `host` runs the proxy beside the services on this
+machine's own stack, so its figures are the proxy's own cost with no tunnel; `kernel` and
+`userspace` run it through a wireguard-go server, on Linux's stack in a namespace of its own with
+a TUN and on wgpy.tunnel, as a rootless user would (issues 18 and 17). The figures: iperf3
+through a `-L` forward (the relay SOCKS5 CONNECT uses too; iperf3 speaks no SOCKS) with one flow
+each way and with 16 flows; a SOCKS5 CONNECT plus the first echoed byte; the proxy's RSS (with
+the kernel stack's namespace process) with 1,000 idle SOCKS5 connections open. Beside each
+stack's figures, the same flows and connects without the proxy: straight to the services on the
+host stack, and through wgpy on a TUN (TUN mode, as root, same key and server) for the others.
+
+`run`: iperf3 one flow each way as `wgpy run CONFIG -- iperf3` (nobody, no capability) and in
+TUN mode in the same namespace to the same server, alternated ROUNDS times; the medians, and
+run's share of TUN mode's. The machine is shared: alternate runs to compare. Each flow through
+the proxy also gives the share of a core the proxy used, and so its Mbit/s per core: what it
+would carry with a core to itself.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ from pathlib import Path
 
 from wgpy.cli.proxy import raise_open_files_limit
 from wgpy.lab.proxy import (
+    NOBODY,
     SERVICE_V4,
     TCP_ECHO,
+    UNPRIVILEGED,
     ProxyLab,
     proxy_lab,
     rootless_lab,
@@ -43,16 +51,20 @@ from wgpy.proxy.relay import close_quietly
 SOCKS, FORWARD, IPERF = 1100, 5202, 5201
 Row = tuple[str, float, str]  # figure, value, how measured
 SECONDS = 5
+ROUNDS = 3
+STACKS = ("host", "kernel", "userspace", "run")
 CONNECTS = 200
 IDLE_CONNECTIONS = 1000
 
 
-def iperf(lab: ProxyLab, host: str, port: int, *options: str) -> float:
-    """Mbit/s received, as iperf3's JSON says, from a client in the proxy's namespace. A server
-    still busy with the last test is asked again."""
+def iperf(
+    lab: ProxyLab, host: str, port: int, *options: str, wrapper: tuple[str, ...] = ()
+) -> float:
+    """Mbit/s received, as iperf3's JSON says, from a client in the proxy's namespace (run by
+    `wrapper`, if any). A server still busy with the last test is asked again."""
     for _ in range(3):
-        out = lab.client.run("iperf3", "-c", host, "-p", str(port), "-t", str(SECONDS), "-J",
-                             *options, check=False).stdout  # fmt: skip
+        out = lab.client.run(*wrapper, "iperf3", "-c", host, "-p", str(port), "-t", str(SECONDS),
+                             "-J", *options, check=False).stdout  # fmt: skip
         result = json.loads(out)
         if "error" not in result:
             return float(result["end"]["sum_received"]["bits_per_second"]) / 1e6
@@ -60,6 +72,7 @@ def iperf(lab: ProxyLab, host: str, port: int, *options: str) -> float:
     raise RuntimeError(f"iperf3 {' '.join(options)} to {host}:{port}: {result['error']}")
 
 
+WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")
 FLOWS = (("one flow, up", ()), ("one flow, down", ("-R",)), ("16 flows, up", ("-P", "16")))
 
 
@@ -121,6 +134,12 @@ async def idle_rss(pid: int) -> tuple[float, float]:
 
 
 def _rss_mb(pid: int) -> float:
+    """The RSS of `pid` and its children (the kernel stack's namespace process)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sum(_own_rss_mb(process) for process in [pid, *map(int, children)])
+
+
+def _own_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
@@ -128,8 +147,10 @@ def _rss_mb(pid: int) -> float:
 
 
 def measure(stack: str) -> list[Row]:
+    if stack == "run":
+        return measure_run()
     raise_open_files_limit()  # this process holds the 1,000 idle connections' client ends
-    with proxy_lab() if stack == "kernel" else rootless_lab() as lab:
+    with proxy_lab() if stack == "host" else rootless_lab(stack) as lab:
         lab.ns.popen("iperf3", "-s", "-B", SERVICE_V4, "-p", str(IPERF),
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         proxy = lab.start_proxy("--socks5", str(SOCKS),
@@ -151,11 +172,11 @@ def measure(stack: str) -> list[Row]:
 
 
 def direct_rows(lab: ProxyLab, stack: str) -> list[Row]:
-    """The same flows and connects with no proxy: on the kernel stack straight to the services;
-    for the user-space stack through wgpy on a TUN with the proxy's key (TUN mode, as root)."""
-    label = "no proxy" if stack == "kernel" else "TUN mode"
+    """The same flows and connects with no proxy: on the host stack straight to the services;
+    for the others through wgpy on a TUN with the proxy's key (TUN mode, as root)."""
+    label = "no proxy" if stack == "host" else f"TUN mode beside {stack}"
     with contextlib.ExitStack() as tun:
-        if stack == "userspace":
+        if stack != "host":
             tun.enter_context(tun_mode(lab))
         rows = flows(lab, label, SERVICE_V4, IPERF, "straight")
         with lab.client.entered():
@@ -164,12 +185,47 @@ def direct_rows(lab: ProxyLab, stack: str) -> list[Row]:
     return rows
 
 
+def measure_run() -> list[Row]:
+    """`wgpy run -- iperf3` as nobody and TUN mode as root, one flow each way, alternated."""
+    with rootless_lab("kernel") as lab:
+        lab.ns.popen("iperf3", "-s", "-B", SERVICE_V4, "-p", str(IPERF),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        runtime = lab.files / "runtime"
+        runtime.mkdir()
+        os.chown(runtime, NOBODY, NOBODY)
+        run = ("env", f"XDG_RUNTIME_DIR={runtime}", *UNPRIVILEGED, *WGPY, "run", str(lab.config),
+               "--")  # fmt: skip
+        figures: dict[str, list[float]] = {}
+        time.sleep(0.5)  # iperf3's server
+        for _ in range(ROUNDS):
+            with tun_mode(lab):
+                for direction, options in (("up", ()), ("down", ("-R",))):
+                    figures.setdefault(f"tun {direction}", []).append(
+                        iperf(lab, SERVICE_V4, IPERF, *options)
+                    )
+            for direction, options in (("up", ()), ("down", ("-R",))):
+                figures.setdefault(f"run {direction}", []).append(
+                    iperf(lab, SERVICE_V4, IPERF, *options, wrapper=run)
+                )
+    rows = []
+    how = f"iperf3 one flow, median of {ROUNDS} alternated"
+    for direction in ("up", "down"):
+        tun = statistics.median(figures[f"tun {direction}"])
+        run_figure = statistics.median(figures[f"run {direction}"])
+        rows += [
+            (f"TUN mode: one flow, {direction} (Mbit/s)", tun, how),
+            (f"wgpy run: one flow, {direction} (Mbit/s)", run_figure,
+             f"{how}; {run_figure / tun:.2f}x TUN mode"),
+        ]  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stack", choices=("kernel", "userspace", "both"), default="both")
+    parser.add_argument("--stack", choices=(*STACKS, "all"), default="all")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
-    stacks = ("kernel", "userspace") if args.stack == "both" else (args.stack,)
+    stacks = STACKS if args.stack == "all" else (args.stack,)
     rows = [row for stack in stacks for row in measure(stack)]
     print("| figure | value | how |\n|---|---|---|")
     for name, value, how in rows:

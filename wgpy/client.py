@@ -7,8 +7,9 @@ Every command that talks to a running interface does so here: `wgpy show|set|...
 
 RUN_DIR is /var/run/wireguard, where wireguard-go and wg keep their sockets, unless WGPY_RUN_DIR
 moves it (for wgpy only: wireguard-go and wg know no such variable). A user other than root, who
-cannot write there, has it in their runtime directory instead ($XDG_RUNTIME_DIR/wireguard, when
-that directory is theirs): where `wgpy proxy --name` serves as that user. Connecting fails with wg's
+cannot write there, has it in their runtime directory instead ($XDG_RUNTIME_DIR/wireguard, or
+/run/user/UID/wireguard, when that directory is theirs): where `wgpy proxy --name` and `wgpy run`
+serve as that user, and where `wg` does not look. Connecting fails with wg's
 errno (OSError); a refusal from the device raises UapiError with the errno it replied.
 """
 
@@ -35,6 +36,7 @@ from wgpy.uapi import (
 )
 
 DEFAULT_RUN_DIR: Final = Path("/var/run/wireguard")
+USER_RUNTIME_DIRS: Final = Path("/run/user")  # pam_systemd's, one per uid
 SOCKET_SUFFIX: Final = ".sock"
 # How long one read or write may wait on the device (wg waits for ever).
 TIMEOUT: Final = 10.0
@@ -44,9 +46,11 @@ def run_dir() -> Path:
     moved = os.environ.get("WGPY_RUN_DIR")
     if moved:
         return Path(moved)
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if os.geteuid() != 0 and runtime and _owned(Path(runtime)):
-        return Path(runtime) / "wireguard"
+    if os.geteuid() == 0:
+        return DEFAULT_RUN_DIR
+    for runtime in (os.environ.get("XDG_RUNTIME_DIR"), USER_RUNTIME_DIRS / str(os.geteuid())):
+        if runtime and _owned(Path(runtime)):
+            return Path(runtime) / "wireguard"
     return DEFAULT_RUN_DIR
 
 

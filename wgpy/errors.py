@@ -17,6 +17,7 @@ dropped and counted (see `wgpy.core.drops.DropReason`). System calls at the edge
         CaptureError       why `wgpy capture` could not run                       (cli.capture)
         QuickError         why `wgpy-quick` cannot go on                          (quick)
             StepFailed                                                            (quick.execute)
+        RunError           why `wgpy run` could not make its namespace            (run.session)
         CommandFailed      a command the namespace lab ran exited nonzero         (lab.netns)
         HookFailed         why a WGPY_PEER_HOOK answer refuses a key             (io.peer_hook)
         TcpError           a use of a connection its state does not allow         (netstack.tcp)

@@ -1,8 +1,8 @@
-"""`wgpy proxy` on this machine's own stack (`--stack kernel`, HostNetwork), run as nobody with
-every capability dropped, in a namespace with an echo service, an HTTP server and dnsmasq
-(wgpy/lab/proxy.py): curl through SOCKS5 and HTTP, forwards both ways, UDP ASSOCIATE, many
-connections at once, refusing and silent servers, and a clean stop. The same proxy over the
-user-space stack is tests/netns/test_tunnel*.py's (issue 17's STACK)."""
+"""`wgpy proxy` run as nobody with every capability dropped, before an echo service, an HTTP
+server and dnsmasq (wgpy/lab/proxy.py): curl through SOCKS5 and HTTP, forwards both ways, UDP
+ASSOCIATE, many connections at once, refusing and silent servers, and a clean stop. The proxy's
+own behaviour on this machine's stack (`--stack host`, beside the services); through wireguard-go
+on both stacks, `kernel` (Linux's, in a namespace with a TUN) and `userspace` (wgpy.tunnel)."""
 
 from __future__ import annotations
 
@@ -55,20 +55,20 @@ NAME = f"wgpx{os.getpid() % 100000}"  # the user-space proxy's configuration soc
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[ProxyLab]:
-    """The proxy lab on the kernel stack, for the tests that start proxies of their own."""
+    """The proxy lab on the host stack, for the tests that start proxies of their own."""
     with proxy_lab() as lab:
         yield lab
 
 
-@pytest.fixture(scope="module", params=["kernel", "userspace"])
+@pytest.fixture(scope="module", params=["host", "kernel", "userspace"])
 def proxy(request: pytest.FixtureRequest) -> Iterator[ProxyLab]:
-    """One proxy with every kind of listener, on this machine's stack and on wgpy.tunnel through
-    wireguard-go (the rootless lab), for the tests that only use it."""
+    """One proxy with every kind of listener, on this machine's stack beside the services, and
+    through wireguard-go (the rootless lab) on both stacks, for the tests that only use it."""
     with contextlib.ExitStack() as stack:
-        if request.param == "kernel":
+        if request.param == "host":
             lab = request.getfixturevalue("lab")
         else:
-            lab = stack.enter_context(rootless_lab())
+            lab = stack.enter_context(rootless_lab(request.param))
         process = lab.start_proxy(
             "--socks5", str(SOCKS), "--http", str(HTTP),
             "-L", f"tcp:{LOCAL_TCP}:{SERVICE_NAME}:{TCP_ECHO}",
@@ -140,7 +140,7 @@ def test_the_dns_stub_resolves_through_the_labs_dns_server(lab: ProxyLab) -> Non
 
 def forward_entry(lab: ProxyLab, direction: str) -> tuple[Namespace, str]:
     """Where a forward's listener is reached from: -L on this machine's loopback, -R on the
-    tunnel address from the server's side (the lab's own loopback on the kernel stack)."""
+    tunnel address from the server's side (the lab's own loopback on the host stack)."""
     return (lab.client, "127.0.0.1") if direction == "-L" else (lab.ns, lab.tunnel_address)
 
 

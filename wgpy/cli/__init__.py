@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 
 Run = Callable[[list[str]], int]
@@ -26,3 +27,12 @@ def argparse_exit_returned(run: Run) -> Run:
             return exit_.code if isinstance(exit_.code, int) else 2
 
     return returning
+
+
+def failed(prog: str, error: Exception) -> int:
+    """Print why `prog` cannot go on, in one line (an OSError by its file), and return 1."""
+    detail = str(error)
+    if isinstance(error, OSError) and error.strerror:
+        detail = error.strerror if error.filename is None else f"{error.filename}: {error.strerror}"
+    print(f"{prog}: {detail}", file=sys.stderr)
+    return 1

@@ -7,8 +7,11 @@ unless an address is given, and a non-loopback one is refused without --socks5-a
 SIGINT close the listeners and give open connections 5 seconds to end. LOG_LEVEL=verbose logs
 each connection opened and closed, with its bytes.
 
-`--stack kernel` serves over this machine's own network (what issue 18 builds on: a kernel
-WireGuard interface brought up beside it); `userspace` (and for now `auto`) over wgpy.tunnel.
+`--stack kernel` serves over Linux's stack in a namespace of the caller's with a TUN (as `wgpy
+run` makes one): the listeners here, the connections made inside. `userspace` serves over
+wgpy.tunnel's stack, which needs no namespace and no TUN. `auto` (the default) takes kernel
+where this machine allows it, and says which at LOG_LEVEL=verbose. `host` serves over this
+machine's own network, no tunnel at all (the proxy alone, for measuring and testing it).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import resource
 import signal
@@ -26,9 +30,10 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 from wgpy import config as wgconfig
-from wgpy.cli import argparse_exit_returned
+from wgpy.cli import argparse_exit_returned, failed
 from wgpy.cli.daemon import configure_logging
 from wgpy.errors import ConfigError
+from wgpy.io import userns
 from wgpy.proxy.network import HostNetwork, Network
 from wgpy.proxy.relay import CLOSE_GRACE
 from wgpy.proxy.service import Proxy, ProxySpec
@@ -43,8 +48,11 @@ from wgpy.proxy.spec import (
 from wgpy.proxy.upstream import CONNECT_TIMEOUT
 
 PROG: Final = "wgpy proxy"
-STACKS: Final = ("auto", "userspace", "kernel")
+STACKS: Final = ("auto", "userspace", "kernel", "host")
 STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+# The TUN's name inside the kernel stack's namespace, which is the proxy's alone.
+KERNEL_STACK_NAME: Final = "wgpy"
+log = logging.getLogger("wgpy")
 
 
 class CommandError(Exception):
@@ -77,17 +85,10 @@ def run(argv: list[str]) -> int:
         spec = proxy_spec(args)
         config = wgconfig.load(args.config)
         wgconfig.require_private_key(config, args.config)
-    except (CommandError, SpecError, ConfigError) as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"{PROG}: {error.filename}: {error.strerror}", file=sys.stderr)
-        return 1
+    except (CommandError, SpecError, ConfigError, OSError) as error:
+        return failed(PROG, error)
     _warn_unused(args.config, config)
     raise_open_files_limit()
-    if args.name is not None and args.stack == "kernel":
-        print(f"{PROG}: --name serves the user-space stack's socket: ignored with --stack kernel",
-              file=sys.stderr)  # fmt: skip
     try:
         asyncio.run(serve(args.config, args.stack, args.name, spec))
     except (CommandError, ConfigError, OSError) as error:
@@ -158,12 +159,26 @@ def _warn_unused(path: str, config: wgconfig.Config) -> None:
               file=sys.stderr)  # fmt: skip
 
 
+def choose_stack(stack: str) -> str:
+    """`auto` made kernel or userspace, as this machine allows."""
+    if stack != "auto":
+        return stack
+    reason = userns.unavailable_reason()
+    log.info("--stack auto: %s", "kernel" if reason is None else f"userspace, as {reason}")
+    return "kernel" if reason is None else "userspace"
+
+
 @contextlib.asynccontextmanager
 async def open_network(config_path: str, stack: str, name: str | None) -> AsyncIterator[Network]:
-    """The network the proxy serves over: this machine's (`kernel`), or the tunnel's user-space
-    stack (`userspace`, and `auto` until issue 18 chooses)."""
-    if stack == "kernel":
+    """The network the proxy serves over: Linux's in a namespace (`kernel`), the tunnel's
+    user-space stack (`userspace`), or this machine's (`host`)."""
+    stack = choose_stack(stack)
+    if stack == "host":
         yield HostNetwork()
+        return
+    if stack == "kernel":
+        async with kernel_network(config_path, name) as network:
+            yield network
         return
     from wgpy import tunnel
 
@@ -172,6 +187,28 @@ async def open_network(config_path: str, stack: str, name: str | None) -> AsyncI
         opening = tunnel.open(config_path, name=name)
     async with opening as network:
         yield network
+
+
+@contextlib.asynccontextmanager
+async def kernel_network(config_path: str, name: str | None) -> AsyncIterator[Network]:
+    """A namespace as `wgpy run` makes one, with no command, for as long as the proxy serves."""
+    from wgpy.proxy.namespace_network import NamespaceNetwork
+    from wgpy.resolver import resolve as resolve_endpoint
+    from wgpy.run.session import RunError, start
+
+    loop = asyncio.get_running_loop()
+    config = wgconfig.load(config_path)  # checked by run() before
+    update = await loop.run_in_executor(
+        None, lambda: wgconfig.to_device_update(config, resolve_endpoint, file=config_path)
+    )
+    try:
+        session = start(config, update, name or KERNEL_STACK_NAME, None, name is not None)
+    except RunError as error:
+        raise CommandError(f"--stack kernel: {error}") from None
+    try:
+        yield NamespaceNetwork(session.broker, [str(server) for server in config.interface.dns])
+    finally:
+        await loop.run_in_executor(None, session.close)
 
 
 async def serve(config_path: str, stack: str, name: str | None, spec: ProxySpec) -> None:

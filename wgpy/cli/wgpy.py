@@ -25,6 +25,7 @@ Usage: wgpy [-f/--foreground] IFNAME
   capture     write an interface's decrypted packets as pcapng (and optionally a key log)
   metrics     serve an interface's status as Prometheus text on a local address
   proxy       SOCKS5, HTTP and port forwards into a tunnel, as any user, no TUN
+  run         CONFIG -- COMMAND: COMMAND's network through a tunnel, as any user
   genkey      print a new private key
   genpsk      print a new preshared key
   pubkey      read a private key on stdin, print its public key
@@ -42,6 +43,7 @@ OWN_COMMANDS = {
     "capture": ("wgpy.cli.capture", "run"),
     "metrics": ("wgpy.cli.metrics", "run"),
     "proxy": ("wgpy.cli.proxy", "run"),
+    "run": ("wgpy.cli.run", "run"),
     "demo": ("wgpy.demo", "main"),
     "install-files": ("wgpy.cli.install", "run"),
 }

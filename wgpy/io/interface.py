@@ -14,6 +14,7 @@ the housekeeping tick follows the interface through its file (see tun.py), where
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import logging
@@ -54,8 +55,16 @@ GET_SLICE = 200
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+# Opens the UDP sockets for (port, fwmark), non-blocking; raises OSError (EADDRINUSE).
+SocketOpener = Callable[[int, int], list[socket.socket]]
+
+
 class Interface:
-    """`offloads=False` keeps to the plain path: one packet per system call each way."""
+    """`offloads=False` keeps to the plain path: one packet per system call each way.
+
+    `sockets` are UDP sockets already open (wgpy run opens them in another namespace), and
+    `open_sockets` opens new ones when the port or fwmark changes (by default, here). Without
+    `configuration_socket` (the kernel-stack proxy with no --name) none is served."""
 
     def __init__(
         self,
@@ -65,9 +74,13 @@ class Interface:
         offloads: bool = True,
         under_load_threshold: int = UNDER_LOAD_THRESHOLD,
         peer_hook: HookSettings | None = None,
+        sockets: list[socket.socket] | None = None,
+        open_sockets: SocketOpener | None = None,
+        configuration_socket: bool = True,
     ) -> None:
         """`peer_hook` decides on the keys the device does not know (see peer_hook.py)."""
         self.name = tun.name
+        self._open_sockets = open_sockets or open_udp_nonblocking
         self._under_load_threshold = under_load_threshold
         self._peer_hook_settings = peer_hook
         tun_offloads: TunOffloads | None = None
@@ -76,7 +89,9 @@ class Interface:
             tun, tun_offloads = enable_offloads(tun)
         self.tun = tun
         try:
-            self._open(rng, tun_offloads, offloads)
+            self._open(rng, tun_offloads, offloads, sockets)
+            if configuration_socket:
+                self._serve_configuration()
         except BaseException:
             tun.close()
             raise
@@ -84,7 +99,13 @@ class Interface:
     def _log_event(self, peer: bytes, event: Event, detail: object = None) -> None:
         log.debug("(%s) %s - %s", self.name, short_peer(peer), event.describe(detail))
 
-    def _open(self, rng: Callable[[int], bytes], tun: TunOffloads | None, offloads: bool) -> None:
+    def _open(
+        self,
+        rng: Callable[[int], bytes],
+        tun: TunOffloads | None,
+        offloads: bool,
+        sockets: list[socket.socket] | None,
+    ) -> None:
         self.device = Device(
             rng,
             mtu=self.tun.mtu(),
@@ -96,7 +117,7 @@ class Interface:
             self.device.events = self._log_event
         self._lock = DeviceLock()
         self.fwmark = 0
-        self._sockets = _open_sockets(0, 0)
+        self._sockets = sockets or self._open_sockets(0, 0)
         self.listen_port = self._sockets[0].getsockname()[1]
         self._udp = UdpBatches(
             gso=offloads and all(supports_gso(s) for s in self._sockets),
@@ -120,23 +141,26 @@ class Interface:
         self._running = True
         self._next_housekeeping = 0.0
         self._mtu_known = True
-        self._server = uapi_server.listen(self.name)
-        self._socket_path = client.socket_path(self.name)
-        self._socket_inode = self._socket_path.stat().st_ino
-        self._selector.register(self._server, selectors.EVENT_READ, self._on_accept)
+        self._server: socket.socket | None = None
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._wakeup_r.setblocking(False)
         self._wakeup_w.setblocking(False)
         self._selector.register(self._wakeup_r, selectors.EVENT_READ, self._on_wakeup)
 
+    def _serve_configuration(self) -> None:
+        self._server = uapi_server.listen(self.name)
+        self._socket_path = client.socket_path(self.name)
+        self._socket_inode = self._socket_path.stat().st_ino
+        self._selector.register(self._server, selectors.EVENT_READ, self._on_accept)
+
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, stop_signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> None:
         """Serve until stopped by a signal, by `stop()`, or by the interface or socket vanishing.
-        One of STOP_SIGNALS that came, blocked, while the interface started is handled here."""
+        One of `stop_signals` that came, blocked, while the interface started is handled here."""
         previous = signal.set_wakeup_fd(self._wakeup_w.fileno(), warn_on_full_buffer=False)
-        handlers = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        handlers = {s: signal.signal(s, self._on_signal) for s in stop_signals}
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         self._datapath.start()
         try:
             while self._running:
@@ -172,12 +196,11 @@ class Interface:
         self._capture.close()
         for sock in self._sockets:
             sock.close()
-        self._server.close()
-        try:
-            if self._socket_path.stat().st_ino == self._socket_inode:
-                self._socket_path.unlink()
-        except FileNotFoundError:
-            pass
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(FileNotFoundError):
+                if self._socket_path.stat().st_ino == self._socket_inode:
+                    self._socket_path.unlink()
         self._wakeup_r.close()
         self._wakeup_w.close()
         self.tun.close()
@@ -222,6 +245,8 @@ class Interface:
             self.device.mtu = mtu
 
     def _socket_alive(self) -> bool:
+        if self._server is None:
+            return True
         try:
             return self._socket_path.stat().st_ino == self._socket_inode
         except FileNotFoundError:
@@ -247,7 +272,7 @@ class Interface:
 
     def _bind(self, port: int, fwmark: int) -> None:
         """Move to a new port; on failure (EADDRINUSE) the old sockets stay as they were."""
-        sockets = _open_sockets(port, fwmark)
+        sockets = self._open_sockets(port, fwmark)
         if self._udp.gro:
             for sock in sockets:
                 enable_gro(sock)
@@ -320,6 +345,10 @@ class Interface:
             yield text
         yield uapi.format_errno(0)
 
+    def configure(self, update: uapi.DeviceUpdate) -> None:
+        """Apply `update` as a `set` would; raises UapiError."""
+        self._set(update)
+
     def _set(self, update: uapi.DeviceUpdate) -> None:
         """The request was parsed and checked whole as it arrived; the port is moved (which may
         fail), then the rest applied: a failing `set` changes nothing."""
@@ -384,7 +413,7 @@ def _out_of_collector_sight() -> None:
     gc.freeze()
 
 
-def _open_sockets(port: int, fwmark: int) -> list[socket.socket]:
+def open_udp_nonblocking(port: int, fwmark: int) -> list[socket.socket]:
     """Non-blocking: the data path waits for them itself."""
     sockets = [s for s in open_udp(port, fwmark) if s is not None]
     for sock in sockets:

@@ -12,6 +12,7 @@ at it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import shutil
@@ -28,6 +29,7 @@ from typing import IO
 import h11
 
 from wgpy import config as wgconfig
+from wgpy.core.constants import DEFAULT_MTU
 from wgpy.errors import WgpyError
 from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
@@ -61,7 +63,8 @@ UNPRIVILEGED = (
     "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
     "--inh-caps=-all", "--bounding-set=-all",
 )  # fmt: skip
-# A wg-quick file: the kernel stack uses none of it but the parsing.
+TUN = Path("/dev/net/tun")
+# A wg-quick file: the host stack uses none of it but the parsing.
 CONFIG = """\
 [Interface]
 PrivateKey = oK56DE9Ue9zK76rAc8pBl6opph+1v36lm7cXXsQKrQM=
@@ -85,7 +88,7 @@ class ProxyLab:
         self.files = files  # readable by nobody
         self.config = files / "proxy.conf"
         self.config.write_text(CONFIG.format(dns=SERVICE_V4))
-        self.client, self.stack, self.tunnel_address = ns, "kernel", "127.0.0.1"
+        self.client, self.stack, self.tunnel_address = ns, "host", "127.0.0.1"
         self.server: Daemon | None = None
         self.logs: dict[int, IO[bytes]] = {}  # by pid: what each proxy wrote
 
@@ -152,13 +155,24 @@ def proxy_lab() -> Iterator[ProxyLab]:
 
 
 @contextmanager
-def rootless_lab() -> Iterator[ProxyLab]:
+def tun_open_to_all() -> Iterator[None]:
+    """/dev/net/tun 0666 (udev's default on desktops) for the block, its mode restored after."""
+    mode = TUN.stat().st_mode & 0o777
+    TUN.chmod(0o666)
+    try:
+        yield
+    finally:
+        TUN.chmod(mode)
+
+
+@contextmanager
+def rootless_lab(stack: str = "userspace") -> Iterator[ProxyLab]:
     """The proxy lab behind a WireGuard server (wireguard-go in `ns`, tunnel addresses
     SERVER_TUNNEL and SERVER_TUNNEL_V6), and a client namespace joined to it by a veth pair,
-    with an echo service of its own (for -R) and no TUN, where the proxy runs on the user-space
-    stack."""
+    with an echo service of its own (for -R) and no TUN, where the proxy runs on `stack`."""
     server, client = wg_genkey(), wg_genkey()
-    with proxy_lab() as lab, namespace("wgpyproxy17c") as client_ns:
+    tun = tun_open_to_all() if stack == "kernel" else contextlib.nullcontext()
+    with tun, proxy_lab() as lab, namespace("wgpyproxy17c") as client_ns:
         join(lab.ns, client_ns)
         _start_echo(client_ns)
         allowed = f"{CLIENT_TUNNEL}/32, {CLIENT_TUNNEL_V6}/128"
@@ -175,7 +189,7 @@ def rootless_lab() -> Iterator[ProxyLab]:
                 f"AllowedIPs = {SERVER_TUNNEL}/32, {SERVICE_V4}/32, {SERVICE_V6}/128\n"
                 f"Endpoint = {lab.ns.ipv4}:{WG_PORT}\n"
             )  # a test key, for nobody to read
-            lab.client, lab.stack, lab.tunnel_address = client_ns, "userspace", CLIENT_TUNNEL
+            lab.client, lab.stack, lab.tunnel_address = client_ns, stack, CLIENT_TUNNEL
             lab.server = daemon
             yield lab
 
@@ -183,13 +197,16 @@ def rootless_lab() -> Iterator[ProxyLab]:
 @contextmanager
 def tun_mode(lab: ProxyLab) -> Iterator[str]:
     """wgpy on a TUN in the proxy's namespace (TUN mode, as root), configured from the proxy's
-    wg-quick file, with routes to the services through it; yields the interface's name. Not
+    wg-quick file, with its MTU (1420 by default, as the stacks and wgpy run have it; a TUN is
+    born with 1500) and routes to the services through it; yields the interface's name. Not
     while a proxy with the same key runs: the server would see one peer at two endpoints."""
     config = wgconfig.load(lab.config)
     ifname = unique_ifname("wgt")
     addresses = [str(address) for address in config.interface.address]
     wgpy = (sys.executable, "-m", "wgpy.cli.wgpy")
     with configured_daemon(lab.client, wgpy, ifname, wgconfig.strip(config), *addresses):
+        mtu = config.interface.mtu or DEFAULT_MTU
+        ip("-n", lab.client.name, "link", "set", ifname, "mtu", str(mtu))
         for service in (f"{SERVICE_V4}/32", f"{SERVICE_V6}/128"):
             ip("-n", lab.client.name, "route", "add", service, "dev", ifname)
         yield ifname

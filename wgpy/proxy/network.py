@@ -48,19 +48,31 @@ class Network(Protocol):
 
 
 class HostNetwork:
-    """`Network` over the host's own sockets and resolver."""
+    """`Network` over the host's own sockets and resolver. A subclass that makes its sockets
+    elsewhere (`socket`) has the same network there (wgpy.proxy.namespace_network)."""
+
+    async def socket(self, family: int, kind: int, protocol: int = 0) -> socket.socket:
+        """A new non-blocking socket of this network."""
+        sock = socket.socket(family, kind, protocol)
+        sock.setblocking(False)
+        return sock
 
     async def open_connection(
         self, host: str, port: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """To each of the name's addresses in turn; the first failure is raised if all fail, so
         its errno (ECONNREFUSED...) tells the proxy's client what happened."""
+        loop = asyncio.get_running_loop()
         first_error: OSError | None = None
         for address in await self.resolve(host):
+            sock = await self.socket(family_of(address), socket.SOCK_STREAM)
             try:
-                return await asyncio.open_connection(address, port)
+                await loop.sock_connect(sock, (address, port))
             except OSError as error:
+                sock.close()
                 first_error = first_error or error
+                continue
+            return await asyncio.open_connection(sock=sock)
         raise first_error or OSError(f"{host}: no address")
 
     async def create_datagram_endpoint(
@@ -69,11 +81,22 @@ class HostNetwork:
         local_addr: tuple[str, int] | None = None,
         remote_addr: tuple[str, int] | None = None,
     ) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol]:
+        """Bound to `local_addr` and connected to `remote_addr` where given (names resolved)."""
         loop = asyncio.get_running_loop()
-        family = _family(remote_addr or local_addr)
-        return await loop.create_datagram_endpoint(
-            protocol_factory, local_addr=local_addr, remote_addr=remote_addr, family=family
-        )
+        local_addr = local_addr and ((await self.resolve(local_addr[0]))[0], local_addr[1])
+        remote_addr = remote_addr and ((await self.resolve(remote_addr[0]))[0], remote_addr[1])
+        address = remote_addr or local_addr
+        family = family_of(address[0]) if address is not None else socket.AF_INET
+        sock = await self.socket(family, socket.SOCK_DGRAM)
+        try:
+            if local_addr is not None:
+                sock.bind(local_addr)
+            if remote_addr is not None:
+                await loop.sock_connect(sock, remote_addr)
+        except BaseException:
+            sock.close()
+            raise
+        return await loop.create_datagram_endpoint(protocol_factory, sock=sock)
 
     async def resolve(self, name: str) -> list[str]:
         if is_address(name):
@@ -97,8 +120,7 @@ class HostNetwork:
             if version == 4
             else (socket.AF_INET6, socket.IPPROTO_ICMPV6, 128)
         )
-        with socket.socket(family, socket.SOCK_DGRAM, protocol) as sock:
-            sock.setblocking(False)
+        with await self.socket(family, socket.SOCK_DGRAM, protocol) as sock:
             payload = os.urandom(16)
             # The kernel sets the identifier and, for ping sockets, the checksum.
             await loop.sock_sendto(sock, struct.pack("!BBHHH", request_type, 0, 0, 0, 1) + payload,
@@ -117,10 +139,8 @@ def is_address(host: str) -> bool:
     return False
 
 
-def _family(address: tuple[str, int] | None) -> int:
-    if address is None or not is_address(address[0]):
-        return 0
-    return socket.AF_INET6 if ipaddress.ip_address(address[0]).version == 6 else socket.AF_INET
+def family_of(address: str) -> int:
+    return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
 
 
 def describe(address: Any) -> str:
