@@ -173,8 +173,10 @@ class Device:
     # -- entry points ----------------------------------------------------------------------
 
     def handle_tun_packet(self, packet: bytes, now: float, wall: float) -> list[Action]:
-        """An outbound inner packet: `handle_tun_packets` with a batch of one."""
-        return self.handle_tun_packets((packet,), now, wall)
+        """An outbound inner packet: `handle_tun_packets` with a batch of one, without its loop
+        (through which a lone packet, a ping's, costs ~4% more CPU instructions)."""
+        peer = self._route(ippacket.destination(packet))
+        return NOTHING if peer is None else self._stage_and_send(peer, [packet], now, wall)
 
     def handle_datagram(
         self,
@@ -198,20 +200,19 @@ class Device:
         peer: Peer | None = None
         for packet in packets:
             destination = ippacket.destination(packet)
-            if destination != destination_seen:  # A batch is mostly one flow: route it once.
+            # A batch is mostly one flow: route it once. (A packet that cannot be sent is
+            # routed, and its drop counted, each time.)
+            if destination != destination_seen or peer is None:
                 destination_seen = destination
-                peer = self.allowed_ips.lookup(destination) if destination is not None else None
-            if peer is None:
-                self._drop(DropReason.NO_ROUTE)
+                peer = self._route(destination)
+                if peer is None:
+                    continue
+            if peer is run:
+                batch.append(packet)
                 continue
-            if peer.endpoint is None:
-                self._drop(DropReason.NO_ENDPOINT, peer)
-                continue
-            if peer is not run:
-                if run is not None:
-                    actions += self._stage_and_send(run, batch, now, wall)
-                run, batch = peer, []
-            batch.append(packet)
+            if run is not None:
+                actions += self._stage_and_send(run, batch, now, wall)
+            run, batch = peer, [packet]
         if run is not None:
             actions += self._stage_and_send(run, batch, now, wall)
         return actions
@@ -324,17 +325,31 @@ class Device:
 
     # -- sending (the kernel's send.c) -----------------------------------------------------
 
+    def _route(self, destination: bytes | None) -> Peer | None:
+        """The peer whose allowed IPs hold `destination`, if it has an endpoint to send to; if
+        not, None, and the drop counted (the kernel's wg_xmit)."""
+        peer = self.allowed_ips.lookup(destination) if destination is not None else None
+        if peer is None:
+            self._drop(DropReason.NO_ROUTE)
+        elif peer.endpoint is None:
+            self._drop(DropReason.NO_ENDPOINT, peer)
+            return None
+        return peer
+
     def _stage_and_send(
         self, peer: Peer, packets: list[bytes], now: float, wall: float
     ) -> list[Action]:
         """`packets` for `peer`, which has an endpoint, in order behind any staged before them
         (the kernel's wg_xmit stages them, then wg_packet_send_staged_packets sends)."""
         keypair = peer.keypairs.current
-        if not peer.staged and keypair is not None and keypair.can_send(now, len(packets)):
-            # Nothing waits before them: they go at once, without the staging queue. (On a
-            # ping's lone packet, a cold CPU spends ~20 us more through the queue.)
+        # Nothing waits before them (the slot is read, not the property that makes the queue,
+        # which costs a lone packet ~0.15 us): they go at once, without the staging queue. (On
+        # a ping's lone packet, a cold CPU spends ~20 us more through the queue.)
+        if not peer._staged and keypair is not None and keypair.can_send(now, len(packets)):
             actions = self._send_packets(peer, keypair, packets, now, wall)
-            return actions + self._keep_key_fresh_on_send(peer, keypair, now, wall)
+            if keypair.needs_rekey_on_send(now):  # the kernel's keep_key_fresh
+                actions += self._send_queued_handshake_initiation(peer, now, wall, is_retry=False)
+            return actions
         actions = []
         staged = peer.staged
         for packet in packets:
@@ -360,7 +375,9 @@ class Device:
         actions = self._send_packets(peer, keypair, packets, now, wall)
         if staged:  # The counter ran out mid-batch: the rest waits for a new session.
             return actions + self._send_queued_handshake_initiation(peer, now, wall, False)
-        return actions + self._keep_key_fresh_on_send(peer, keypair, now, wall)
+        if keypair.needs_rekey_on_send(now):  # the kernel's keep_key_fresh
+            actions += self._send_queued_handshake_initiation(peer, now, wall, is_retry=False)
+        return actions
 
     def _send_packets(
         self, peer: Peer, keypair: Keypair, packets: list[bytes], now: float, wall: float
@@ -380,13 +397,6 @@ class Device:
         if any(packets):
             timers.data_sent(now, self._jitter)
         return actions
-
-    def _keep_key_fresh_on_send(
-        self, peer: Peer, keypair: Keypair, now: float, wall: float
-    ) -> list[Action]:
-        if keypair.needs_rekey_on_send(now):
-            return self._send_queued_handshake_initiation(peer, now, wall, is_retry=False)
-        return NOTHING
 
     def _send_keepalive(self, peer: Peer, now: float, wall: float) -> list[Action]:
         """Send what is staged, or an empty packet when nothing is."""
@@ -579,8 +589,16 @@ class Device:
         Two calls of `data_received` stand for any more: the second only sets
         need_another_keepalive, and so does every one after it."""
         peer.endpoint, peer.local = source, local
-        actions = self._keep_key_fresh_on_receive(peer, now, wall)
         timers = peer.timers
+        keypair = peer.keypairs.current
+        actions = NOTHING
+        if (
+            not timers.sent_lastminute_handshake
+            and keypair is not None
+            and keypair.needs_rekey_on_receive(now)
+        ):  # keep_key_fresh: one handshake, the last minute's
+            timers.sent_lastminute_handshake = True
+            actions = self._send_queued_handshake_initiation(peer, now, wall, is_retry=False)
         timers.any_authenticated_packet_received()
         timers.any_authenticated_packet_traversal(now)
         peer.rx_bytes += octets
@@ -589,19 +607,6 @@ class Device:
             if data_packets > 1:
                 timers.data_received(now)
         return actions
-
-    def _keep_key_fresh_on_receive(self, peer: Peer, now: float, wall: float) -> list[Action]:
-        """Start one handshake, the last minute's, once the current keypair needs it on
-        receive."""
-        keypair = peer.keypairs.current
-        if (
-            peer.timers.sent_lastminute_handshake
-            or keypair is None
-            or not keypair.needs_rekey_on_receive(now)
-        ):
-            return NOTHING
-        peer.timers.sent_lastminute_handshake = True
-        return self._send_queued_handshake_initiation(peer, now, wall, is_retry=False)
 
     # -- timers (the kernel's timers.c expiry handlers) ------------------------------------
 
