@@ -281,7 +281,7 @@ class Device:
                 self._drop(DropReason.INVALID_INNER_PACKET, peer)
                 continue
             length, inner_source = found
-            packet = plaintext[:length] if length < len(plaintext) else plaintext
+            packet = plaintext[:length]  # without its padding (or itself, if it has none)
             if inner_source not in routes:
                 routes[inner_source] = self.allowed_ips.lookup(inner_source)
             if routes[inner_source] is not peer:
