@@ -239,7 +239,8 @@ class Device:
         datagrams hold, it never raises."""
         actions: list[Action] = []
         packets: list[bytes] = []  # for the TUN
-        routes: dict[bytes, Peer | None] = {}  # inner source -> its peer, for the batch
+        source_seen: bytes | None = None  # the last inner source looked up,
+        owner: Peer | None = None  # and the peer whose allowed IPs hold it
         live: Keypair | None = None  # the last keypair found within its lifetime
         run: Peer | None = None  # the peer of the current run of authenticated messages
         octets = data_packets = 0  # what the run holds
@@ -287,9 +288,12 @@ class Device:
                 continue
             length, inner_source = found
             packet = plaintext[:length]  # without its padding (or itself, if it has none)
-            if inner_source not in routes:
-                routes[inner_source] = self.allowed_ips.lookup(inner_source)
-            if routes[inner_source] is not peer:
+            # A batch is mostly one flow, or runs of one (a TSO super-packet each), as the
+            # sending side: look each run's source up once. (A dict of them cost a lone
+            # datagram ~1.5% more CPU instructions.)
+            if inner_source != source_seen:
+                source_seen, owner = inner_source, self.allowed_ips.lookup(inner_source)
+            if owner is not peer:
                 self._drop(DropReason.DISALLOWED_SOURCE, peer)
                 continue
             if observer is not None:
