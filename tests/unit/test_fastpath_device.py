@@ -93,17 +93,20 @@ def test_packets_without_a_route_or_endpoint_are_dropped_in_a_batch_as_one_by_on
     for link in (twins.one, twins.batched):
         peer = link.a.device.add_peer(b"\x09" * 32)  # a peer with no endpoint
         link.a.device.allowed_ips.insert(ipaddress.ip_network("10.9.0.0/16"), peer)
+    no_route, no_endpoint = ipv4_packet("10.0.0.1", "10.8.0.1"), ipv4_packet("10.0.0.1", "10.9.0.1")
     packets = [
         A_TO_B,
-        ipv4_packet("10.0.0.1", "10.8.0.1"),  # no route
+        no_route,
+        no_route,  # each drop counts, though the batch routes a destination once
         b"\x45garbage",  # not IP
-        ipv4_packet("10.0.0.1", "10.9.0.1"),  # no endpoint
+        no_endpoint,
+        no_endpoint,
         ipv6_packet("fd00::1", "fd00::2", b"six"),
         A_TO_B,
     ]
     twins.tun("a", packets)
     drops = twins.batched.a.device.drops
-    assert drops[DropReason.NO_ROUTE] == 2 and drops[DropReason.NO_ENDPOINT] == 1
+    assert drops[DropReason.NO_ROUTE] == 3 and drops[DropReason.NO_ENDPOINT] == 2
 
 
 def test_a_batch_before_the_handshake_is_staged_and_overflows_as_one_by_one() -> None:

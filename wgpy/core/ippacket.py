@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Callable
 from typing import Final
 
 Packet = bytes | bytearray | memoryview
@@ -50,26 +51,27 @@ def version(packet: Packet) -> int | None:
     return None
 
 
-def source(packet: Packet) -> bytes | None:
-    """The source address: 4 raw bytes for IPv4, 16 for IPv6."""
-    return _address(packet, _IPV4_SOURCE, _IPV6_SOURCE)
+def _address_reader(ipv4_at: int, ipv6_at: int) -> Callable[[Packet], bytes | None]:
+    """A reader of the address at `ipv4_at` or `ipv6_at`, by the packet's version. It runs once
+    per packet, so it repeats version's checks rather than call it."""
+
+    def address(packet: Packet) -> bytes | None:
+        if len(packet) >= IPV4_HEADER_LEN:
+            number = packet[0] >> 4
+            if number == 4:
+                return bytes(packet[ipv4_at : ipv4_at + 4])
+            if number == 6 and len(packet) >= IPV6_HEADER_LEN:
+                return bytes(packet[ipv6_at : ipv6_at + 16])
+        return None
+
+    return address
 
 
-def destination(packet: Packet) -> bytes | None:
-    """The destination address: 4 raw bytes for IPv4, 16 for IPv6."""
-    return _address(packet, _IPV4_DESTINATION, _IPV6_DESTINATION)
-
-
-def _address(packet: Packet, ipv4_at: int, ipv6_at: int) -> bytes | None:
-    """The address at `ipv4_at` or `ipv6_at`, by the packet's version. It runs once per packet,
-    so it repeats version's checks rather than call it."""
-    if len(packet) >= IPV4_HEADER_LEN:
-        number = packet[0] >> 4
-        if number == 4:
-            return bytes(packet[ipv4_at : ipv4_at + 4])
-        if number == 6 and len(packet) >= IPV6_HEADER_LEN:
-            return bytes(packet[ipv6_at : ipv6_at + 16])
-    return None
+# The source and the destination address: 4 raw bytes for IPv4, 16 for IPv6. (Each is one call,
+# not a call of a shared reader with the offsets: the send path reads the destination of every
+# packet.)
+source = _address_reader(_IPV4_SOURCE, _IPV6_SOURCE)
+destination = _address_reader(_IPV4_DESTINATION, _IPV6_DESTINATION)
 
 
 def inner_length(packet: Packet) -> int | None:
