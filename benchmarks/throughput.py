@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from wgpy.client import socket_path
+from wgpy.io.uapi_server import is_live
 from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
     WG_PORT,
@@ -218,7 +219,7 @@ def start_daemon(
         env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "error", **own_env, **(env or {})},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    if not wait_until(socket_path(ifname).exists, STARTUP_TIMEOUT):
+    if not wait_until(lambda: is_live(socket_path(ifname)), STARTUP_TIMEOUT):
         ns.stop(process)
         raise RuntimeError(f"{implementation} did not start on {ifname}")
     return process

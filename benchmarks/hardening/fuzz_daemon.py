@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO
 
 from wgpy.client import socket_path
+from wgpy.io.uapi_server import is_live
 from wgpy.lab.netns import Namespace, wait_until
 
 WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")
@@ -23,14 +24,15 @@ def start_daemon(
     output: IO[bytes] | int,
     environment: dict[str, str],
 ) -> subprocess.Popen[bytes]:
-    """`command --foreground IFNAME` in `ns`, once its configuration socket exists."""
+    """`command --foreground IFNAME` in `ns`, once its configuration socket accepts (the file
+    is there a moment before the daemon listens on it)."""
     process = ns.popen(
         *command, "--foreground", ifname, stdout=output, stderr=output,
         env={**os.environ, **environment},
     )  # fmt: skip
     uapi_socket = socket_path(ifname)
-    wait_until(lambda: uapi_socket.exists() or process.poll() is not None, STARTUP_TIMEOUT)
-    if not uapi_socket.exists():
+    wait_until(lambda: is_live(uapi_socket) or process.poll() is not None, STARTUP_TIMEOUT)
+    if not is_live(uapi_socket):
         raise RuntimeError(f"{command[0]} did not start on {ifname}")
     return process
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from wgpy.io.uapi_server import is_live
 from wgpy.lab.netns import STARTUP_TIMEOUT, Namespace, unique_ifname, wait_until
 from wgpy.lab.proxy import (
     HTTP_PORT,
@@ -93,7 +94,7 @@ class Run:
         which it passes on to COMMAND)."""
         process = subprocess.Popen(self.args, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL)
         try:
-            assert wait_until(lambda: self.socket.exists() or process.poll() is not None,
+            assert wait_until(lambda: is_live(self.socket) or process.poll() is not None,
                               STARTUP_TIMEOUT), "wgpy run did not start"  # fmt: skip
             assert process.poll() is None
             yield process

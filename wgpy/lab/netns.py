@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 from wgpy.client import socket_path
 from wgpy.errors import WgpyError
+from wgpy.io.uapi_server import is_live
 
 NETNS_DIR = Path("/run/netns")
 
@@ -273,8 +274,9 @@ def start_daemon(ns: Namespace, command: Sequence[str], ifname: str) -> subproce
     uapi_socket = socket_path(ifname)
     with tempfile.TemporaryFile() as log:
         process = ns.popen(*command, "--foreground", ifname, stdout=log, stderr=log)
-        wait_until(lambda: uapi_socket.exists() or process.poll() is not None, STARTUP_TIMEOUT)
-        if not uapi_socket.exists():
+        # The file is there a moment before the daemon listens on it: wait until it accepts.
+        wait_until(lambda: is_live(uapi_socket) or process.poll() is not None, STARTUP_TIMEOUT)
+        if not is_live(uapi_socket):
             ns.stop(process)
             log.seek(0)
             raise RuntimeError(f"{command[0]} did not start on {ifname}: {log.read().decode()}")

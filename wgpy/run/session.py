@@ -14,10 +14,12 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Final
 
+from wgpy.client import socket_path
 from wgpy.config import Config
 from wgpy.errors import WgpyError
 from wgpy.io import socket_broker, userns
 from wgpy.io.interface import open_udp_nonblocking
+from wgpy.io.uapi_server import is_live
 from wgpy.run import inside
 from wgpy.uapi import DeviceUpdate
 
@@ -67,6 +69,9 @@ def start(
     reason = userns.unavailable_reason()
     if reason is not None:
         raise RunError(reason)
+    # Before the port, which a running namesake would hold too: the name is the clearer reason.
+    if configuration_socket and is_live(socket_path(name)):
+        raise RunError(f"{socket_path(name)} is served by another process")
     try:
         sockets = open_udp_nonblocking(config.interface.listen_port or 0, 0)
     except OSError as error:
