@@ -19,7 +19,7 @@ dropped and counted (see `wgpy.core.drops.DropReason`). System calls at the edge
             StepFailed                                                            (quick.execute)
         RunError           why `wgpy run` could not make its namespace            (run.session)
         CommandFailed      a command the namespace lab ran exited nonzero         (lab.netns)
-        HookFailed         why a WGPY_PEER_HOOK answer refuses a key             (io.peer_hook)
+        HookFailed         why a WGPY_PEER_HOOK answer refuses a key              (io.peer_hook)
         TcpError           a use of a connection its state does not allow         (netstack.tcp)
         NotAppliedWarning  a wg-quick key a tunnel without an interface ignores   (tunnel)
         ResolutionFailed   no DNS server of the tunnel answered for a name        (proxy.resolve)
