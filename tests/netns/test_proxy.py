@@ -193,10 +193,12 @@ def test_udp_associate_relays_datagrams_with_their_socks5_headers(proxy: ProxyLa
 def test_200_concurrent_connections_each_echo_their_own_bytes(proxy: ProxyLab) -> None:
     async def one(index: int) -> bool:
         reader, writer, _ = await socks5_open(("127.0.0.1", SOCKS), SERVICE_V4, TCP_ECHO)
-        payload = random.Random(index).randbytes(20_000 + index)
-        writer.write(payload)
-        back = await reader.readexactly(len(payload))
-        await close_quietly(writer)
+        try:  # closed however it ends: a failure must not leave 199 open transports to others
+            payload = random.Random(index).randbytes(20_000 + index)
+            writer.write(payload)
+            back = await reader.readexactly(len(payload))
+        finally:
+            await close_quietly(writer)
         return back == payload
 
     async def many() -> list[bool]:

@@ -30,13 +30,21 @@ async def _tcp_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
     writer.close()
 
 
+LISTEN_BACKLOG = 1024
+
+
 async def serve(tcp_port: int | None, udp_port: int | None, hosts: list[str]) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     closing: list[asyncio.Server | asyncio.BaseTransport] = []
     if tcp_port is not None:
-        closing.append(await asyncio.start_server(_tcp_echo, ["0.0.0.0", "::"], tcp_port))
+        # asyncio's default backlog (100) would overflow under the tests' 200 connections at
+        # once: Linux then drops their handshakes' last ACKs, and the lab, not the proxy, fails.
+        server = await asyncio.start_server(
+            _tcp_echo, ["0.0.0.0", "::"], tcp_port, backlog=LISTEN_BACKLOG
+        )
+        closing.append(server)
     if udp_port is not None:
         for host in hosts:
             transport, _ = await loop.create_datagram_endpoint(
