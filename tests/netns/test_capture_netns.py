@@ -42,6 +42,16 @@ def finished(process: subprocess.Popen[bytes], timeout: float = 20.0) -> tuple[i
     return process.returncode, stderr.decode(errors="replace")
 
 
+def _transport_messages(capture: Path) -> int:
+    """How many WireGuard transport messages the capture file being written holds so far."""
+    result = subprocess.run(
+        ["tshark", "-r", str(capture), "-d", f"udp.port=={WG_PORT},wg", "-Y", "wg.type == 4",
+         "-T", "fields", "-e", "frame.number"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return len(result.stdout.split())
+
+
 def tshark(*args: str) -> list[list[str]]:
     result = subprocess.run(
         ["tshark", *args, "-T", "fields"], capture_output=True, text=True, timeout=60, check=True
@@ -99,6 +109,9 @@ def test_the_key_log_lets_tshark_decrypt_the_outer_traffic(
         ping(*((a, b) if initiator == "a" else (b, a)))
         capture.send_signal(signal.SIGINT)
         status, stderr = finished(capture)
+        # The recorder writes what it captured a moment later, and drops what it has not
+        # written when stopped: stop it once the pings' transport messages are in its file.
+        wait_until(lambda: _transport_messages(outer) >= 2 * PINGS, timeout=10.0, interval=0.2)
         recorder.send_signal(signal.SIGINT)
         recorder.wait(STOP_TIMEOUT)
 
