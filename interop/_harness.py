@@ -1,4 +1,4 @@
-"""The one place interop/ takes the namespace harness from."""
+"""The one place interop/ takes the namespace harness (and the proxy lab's helpers) from."""
 
 from wgpy.lab.netns import (
     Namespace,
@@ -9,11 +9,16 @@ from wgpy.lab.netns import (
     wait_until,
     wg_genkey,
 )
+from wgpy.lab.proxy import NOBODY, UNPRIVILEGED, listened_ports, listening
 
 __all__ = [
+    "NOBODY",
+    "UNPRIVILEGED",
     "Namespace",
     "WgKeys",
     "ip",
+    "listened_ports",
+    "listening",
     "unique_ifname",
     "veth_pair",
     "wait_until",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -29,7 +29,16 @@ class Context:
 
     def link(self, **options: Any) -> Link:
         """A configured tunnel (see LinkOptions), removed when the scenario ends."""
-        link = build_link(self.local, self.remote, LinkOptions(**options))
+        return self._keep(build_link(self.local, self.remote, LinkOptions(**options)))
+
+    def proxy_link(self, proxy_options: Sequence[str], **options: Any) -> Link:
+        """A tunnel (see LinkOptions) whose wgpy side is `wgpy proxy` with `proxy_options` on
+        its user-space stack, as nobody with no capabilities (see ProxyHost), removed when the
+        scenario ends."""
+        local = self.lab.proxy_host(self.peer, proxy_options)
+        return self._keep(build_link(local, self.remote, LinkOptions(**options)))
+
+    def _keep(self, link: Link) -> Link:
         self._links.append(link)
         self._cleanup.callback(teardown_link, link)
         return link

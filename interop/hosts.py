@@ -7,12 +7,22 @@ addresses, `wg setconf`) is the same for every implementation and lives in inter
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from interop._harness import Namespace, wait_until
+from interop._harness import (
+    NOBODY,
+    UNPRIVILEGED,
+    Namespace,
+    listened_ports,
+    listening,
+    wait_until,
+)
 from interop.errors import ScenarioFailure
 from interop.shell import NamespaceShell, Shell
 from interop.vm import Guest
@@ -139,3 +149,57 @@ class WgpyHost(DaemonHost):
         # This checkout's wgpy, whether or not it is installed.
         path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         return {**super().environment(), "PYTHONPATH": path}
+
+
+class ProxyHost(WgpyHost):
+    """`wgpy proxy` on wgpy's user-space stack, as nobody with every capability dropped: no TUN
+    and no interface, the tunnel ends in the proxy's own TCP/IP stack. It takes its WireGuard
+    side from a wg-quick file (Address included), so it starts once configured (`start`), not at
+    `add_interface`; `--name` serves its configuration socket in its runtime directory."""
+
+    implementation = "wgpy proxy"
+
+    def __init__(
+        self, ns: Namespace, busybox_dir: Path, logs: Path, underlay_ifname: str,
+        underlay: tuple[str, str], options: Sequence[str],
+    ) -> None:  # fmt: skip
+        super().__init__(ns, busybox_dir, logs, underlay_ifname, underlay)
+        self.options = tuple(options)  # its listeners and forwards
+        self._runtime: dict[str, Path] = {}
+
+    def add_interface(self, ifname: str) -> None:
+        """Nothing yet: the proxy needs its whole configuration to start."""
+
+    def start(self, ifname: str, config: str) -> None:
+        """Run the proxy with the wg-quick file `config` until its listeners stand."""
+        runtime = self._runtime[ifname] = self._runtime_directory(ifname)
+        path = runtime / f"{ifname}.conf"
+        path.write_text(config)
+        path.chmod(0o600)
+        os.chown(path, NOBODY, NOBODY)
+        command = [
+            *UNPRIVILEGED, sys.executable, "-m", "wgpy.cli.wgpy", "proxy", str(path),
+            "--stack", "userspace", "--name", ifname, *self.options,
+        ]  # fmt: skip
+        env = {**self.environment(), "XDG_RUNTIME_DIR": str(runtime)}
+        with open(self.log_path(ifname), "wb") as log:
+            process = self.ns.popen(*command, stdout=log, stderr=log, env=env)
+        self._processes[ifname] = process
+        ports = listened_ports(self.options)
+        wait_until(lambda: process.poll() is not None or listening(self.ns, ports), STARTUP_TIMEOUT)
+        if process.poll() is not None or not listening(self.ns, ports):
+            self.remove_interface(ifname)
+            raise ScenarioFailure(f"wgpy proxy did not start:\n{self.log_tail(ifname)}")
+
+    def remove_interface(self, ifname: str) -> None:
+        super().remove_interface(ifname)
+        runtime = self._runtime.pop(ifname, None)
+        if runtime is not None:
+            shutil.rmtree(runtime, ignore_errors=True)
+
+    def _runtime_directory(self, ifname: str) -> Path:
+        """nobody's own (0700), as a login makes XDG_RUNTIME_DIR: it holds the config, whose
+        private key no one else may read, and the configuration socket."""
+        runtime = Path(tempfile.mkdtemp(prefix=f"wgpy-interop-{ifname}-"))
+        os.chown(runtime, NOBODY, NOBODY)
+        return runtime

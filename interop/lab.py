@@ -10,6 +10,7 @@ them when it ends, so the namespaces and the guest (which takes seconds to boot)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TypeVar
@@ -17,7 +18,14 @@ from typing import TypeVar
 from interop._harness import Namespace, ip, veth_pair, wait_until
 from interop.errors import ScenarioFailure
 from interop.guest import Image
-from interop.hosts import DaemonHost, Host, KernelHost, WgpyHost, WireguardGoHost
+from interop.hosts import (
+    DaemonHost,
+    Host,
+    KernelHost,
+    ProxyHost,
+    WgpyHost,
+    WireguardGoHost,
+)
 from interop.shell import NamespaceShell
 from interop.vm import Guest
 
@@ -75,15 +83,23 @@ class Lab:
 
     def hosts(self, peer: str) -> tuple[WgpyHost, Host]:
         """The wgpy under test in W, and the host of `peer` it faces."""
+        local = self._daemons(WgpyHost, self.w, *self._local_underlay(peer))
         if peer == "kernel":
             guest = self._running_guest()
-            remote: Host = KernelHost(guest, GUEST_UNDERLAY_IFNAME, _addresses(TAP_GUEST))
-            return self._daemons(WgpyHost, self.w, TAP, _addresses(TAP_LOCAL)), remote
+            return local, KernelHost(guest, GUEST_UNDERLAY_IFNAME, _addresses(TAP_GUEST))
         userspace = {"wireguard-go": WireguardGoHost, "wgpy": WgpyHost}[peer]
-        return (
-            self._daemons(WgpyHost, self.w, VETH, (self.w.ipv4, self.w.ipv6)),
-            self._daemons(userspace, self.p, VETH, (self.p.ipv4, self.p.ipv6)),
-        )
+        return local, self._daemons(userspace, self.p, VETH, (self.p.ipv4, self.p.ipv6))
+
+    def proxy_host(self, peer: str, options: Sequence[str]) -> ProxyHost:
+        """`wgpy proxy` with `options` in W, facing `peer` (see ProxyHost)."""
+        ifname, underlay = self._local_underlay(peer)
+        return ProxyHost(self.w, self.image.bin_dir, self.workdir, ifname, underlay, options)
+
+    def _local_underlay(self, peer: str) -> tuple[str, tuple[str, str]]:
+        """Where W reaches `peer`: the tap to the guest, or the veth pair to P."""
+        if peer == "kernel":
+            return TAP, _addresses(TAP_LOCAL)
+        return VETH, (self.w.ipv4, self.w.ipv6)
 
     def _daemons(
         self, kind: type[HostT], ns: Namespace, ifname: str, underlay: tuple[str, str]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from interop._harness import WgKeys, unique_ifname, wg_genkey
 from interop.errors import ScenarioFailure
-from interop.hosts import Host
+from interop.hosts import Host, ProxyHost
 
 LOCAL_INNER = ("192.0.2.1", "fd00:2::1")
 LOCAL_PREFIXES = ("192.0.2.1/24", "fd00:2::1/64")
@@ -162,6 +162,11 @@ def _configure_local(link: Link) -> None:
             )
         )
     local = link.local
+    if isinstance(local.host, ProxyHost):
+        # A wg-quick file: the proxy's stack takes its addresses, and routes by AllowedIPs.
+        address = f"Address = {', '.join(LOCAL_PREFIXES)}\n"
+        local.host.start(local.ifname, _config(local, peers, address))
+        return
     extra_routes = [p for _, p in options.extra_remote_addresses if p and _needs_route(p)]
     script = "set -e\n" + _setconf(local, peers) + _addresses(local, LOCAL_PREFIXES)
     script += "".join(f"ip route add {prefix} dev {local.ifname}\n" for prefix in extra_routes)
@@ -186,11 +191,14 @@ def _configure_remote(link: Link, index: int) -> None:
 
 
 def _setconf(interface: Interface, peers: Sequence[PeerEntry]) -> str:
-    config = (
-        f"[Interface]\nPrivateKey = {interface.keys.private}\nListenPort = {interface.port}\n\n"
-        + "\n".join(peer.render() for peer in peers)
-    )
+    config = _config(interface, peers)
     return f"wg setconf {interface.ifname} /dev/stdin <<'@@END'\n{config}@@END\n"
+
+
+def _config(interface: Interface, peers: Sequence[PeerEntry], more: str = "") -> str:
+    """`interface`'s configuration file, with `more` lines in its [Interface] section."""
+    head = f"[Interface]\nPrivateKey = {interface.keys.private}\nListenPort = {interface.port}\n"
+    return head + more + "\n" + "\n".join(peer.render() for peer in peers)
 
 
 def _addresses(interface: Interface, prefixes: Sequence[str]) -> str:

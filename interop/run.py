@@ -28,7 +28,10 @@ from interop.guest import build_image
 from interop.lab import PEERS, Lab
 from interop.scenarios import FAST, LONG, Scenario, select
 
-TOOLS = ("ip", "wg", "wireguard-go", "qemu-system-x86_64", "tshark", "iperf3", "apt-get", "ldd")
+TOOLS = (
+    "ip", "wg", "wireguard-go", "qemu-system-x86_64", "tshark", "iperf3", "apt-get", "ldd",
+    "curl", "setpriv", "ss",
+)  # fmt: skip
 
 
 @dataclass

@@ -14,6 +14,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +134,87 @@ def _read_all(conn: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+# Through `wgpy proxy`: a file served by the peer's Linux, fetched by curl in W.
+
+
+@dataclass(frozen=True)
+class Served:
+    """A file of random bytes on the peer's HTTP server."""
+
+    port: int
+    path: str  # the URL's path
+    size: int
+    sha256: str
+
+
+@contextmanager
+def http_service(remote: Interface, size: int) -> Iterator[Served]:
+    """busybox httpd on `remote`'s host, on every address (its tunnel addresses among them),
+    serving `size` random bytes: Linux's TCP answers, in the guest or in namespace P."""
+    port = next(_tcp_ports)
+    home = f"/tmp/wgpy-interop-www-{port}"
+    shell = remote.host.shell
+    prepared = shell.run(
+        f"mkdir -p {home} && head -c {size} /dev/urandom > {home}/data && sha256sum {home}/data"
+    ).check("making the file to serve")
+    job = shell.start(f"busybox httpd -f -p {port} -h {home}")
+    try:
+        _wait_listening(shell, port, "busybox httpd on the peer")
+        yield Served(port, "/data", size, prepared.split()[0])
+    finally:
+        job.stop()
+        shell.run(f"rm -rf {home}")
+
+
+def fetch(w_shell: Shell, proxy: str, url: str, served: Served, download: Path) -> float:
+    """curl in W fetches `url` with the proxy options `proxy`, into `download`; fails unless
+    it has `served`'s bytes. Returns the seconds the fetch took."""
+    result = w_shell.run(
+        f"curl --silent --show-error --fail --max-time {TRANSFER_TIMEOUT:.0f} {proxy}"
+        f" --output {download} --write-out '%{{time_total}}' {url}",
+        timeout=TRANSFER_TIMEOUT + 10,
+    ).check(f"curl {proxy} {url}")
+    try:
+        data = download.read_bytes()
+    finally:
+        download.unlink(missing_ok=True)
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != served.size or digest != served.sha256:
+        raise ScenarioFailure(
+            f"curl {proxy} {url}: got {len(data)} bytes with SHA-256 {digest},"
+            f" the peer served {served.size} with {served.sha256}"
+        )
+    return float(result.strip())
+
+
+def pull_through_forward(
+    w_shell: Shell, remote: Interface, forward: str, port: int, size: int, data: Path
+) -> float:
+    """The peer reads `size` random bytes from `forward` (ADDR PORT, a forward of the proxy's
+    to `port` in W, where busybox nc serves them from the file `data`) and hashes them; fails
+    unless its SHA-256 is ours. Returns the seconds that took, the peer's shell included."""
+    content = os.urandom(size)
+    data.write_bytes(content)
+    job = w_shell.start(f"busybox nc -l -p {port} -e cat {data}")
+    try:
+        _wait_listening(w_shell, port, "busybox nc in W")
+        started = time.monotonic()
+        answer = remote.host.shell.run(
+            f"busybox nc {forward} </dev/null | sha256sum", timeout=TRANSFER_TIMEOUT
+        ).check(f"busybox nc {forward} on the peer")
+        seconds = time.monotonic() - started
+    finally:
+        job.stop()
+        data.unlink(missing_ok=True)
+    expected = hashlib.sha256(content).hexdigest()
+    if answer.split()[:1] != [expected]:
+        raise ScenarioFailure(
+            f"{size} bytes through {forward}: the peer's SHA-256 is {answer.strip()!r},"
+            f" ours {expected}"
+        )
+    return seconds
+
+
 # What `wg show IFNAME dump` says.
 
 
@@ -195,7 +278,7 @@ def iperf3(w_shell: Shell, remote: Interface, seconds: int) -> list[Interval]:
     port = next(_tcp_ports)
     server = remote.host.shell.start(f"iperf3 -s -1 -p {port}")
     try:
-        _wait_listening(remote, port)
+        _wait_listening(remote.host.shell, port)
         client = w_shell.run(
             f"iperf3 -c {remote.inner[0]} -p {port} -t {seconds} -i 1 --bidir -J",
             timeout=seconds + 60,
@@ -240,11 +323,13 @@ def quiet_seconds(intervals: list[Interval]) -> int:
     return sum(1 for i in intervals if i.sent == 0 or i.received == 0)
 
 
-def _wait_listening(remote: Interface, port: int, timeout: float = 15.0) -> None:
+def _wait_listening(
+    shell: Shell, port: int, what: str = "iperf3 on the peer", timeout: float = 15.0
+) -> None:
     deadline = time.monotonic() + timeout
-    while remote.host.shell.run(f"netstat -ltn | grep -q ':{port} '").status != 0:
+    while shell.run(f"netstat -ltn | grep -q ':{port} '").status != 0:
         if time.monotonic() > deadline:
-            raise ScenarioFailure(f"iperf3 on the peer did not listen on port {port}")
+            raise ScenarioFailure(f"{what} did not listen on port {port}")
         time.sleep(0.2)
 
 

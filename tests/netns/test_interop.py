@@ -37,7 +37,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield shared
 
 
-@pytest.mark.netns("qemu-system-x86_64", "wireguard-go", "wg", "tshark", "iperf3")
+@pytest.mark.netns(
+    "qemu-system-x86_64", "wireguard-go", "wg", "tshark", "iperf3", "curl", "setpriv"
+)
 @pytest.mark.parametrize("case", CASES, ids=[_case_id(case) for case in CASES])
 def test_wgpy_interoperates(lab: Lab, case: tuple[Scenario, str]) -> None:
     scenario, peer = case

@@ -195,6 +195,30 @@ def test_a_tcp_stream_carries_data_both_ways_with_a_half_close() -> None:
     assert run(test) == b"HELLO TUNNEL " * 100_000
 
 
+@pytest.mark.parametrize("drained", [True, False], ids=["drained", "all-at-once"])
+def test_what_is_written_after_the_peers_eof_all_arrives_before_ours(drained: bool) -> None:
+    # A reply sent after the request's EOF (as a forward relays one): its end must not wait on
+    # the connection's send buffer and be lost with the transport (issue 17's -R pull hung so).
+    size = 3 << 20
+    data = random.Random(size).randbytes(size)
+
+    async def reply_after_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.write(data)  # more than the send buffer takes at once
+        if drained:
+            await writer.drain()  # down to WRITE_HIGH: some is still waiting here
+        writer.write_eof()
+
+    async def test() -> bytes:
+        async with tunnel_pair() as (a, b):
+            await b.start_server(reply_after_eof, 7)
+            reader, writer = await a.open_connection(B4, 7)
+            writer.write_eof()
+            return await reader.read()
+
+    assert run(test) == data
+
+
 def test_a_slow_reader_stops_the_writer_through_the_window_not_by_buffering() -> None:
     async def test() -> tuple[int, int]:
         async with tunnel_pair() as (a, b):

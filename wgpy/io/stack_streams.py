@@ -103,7 +103,7 @@ class StackStreamTransport(asyncio.Transport):
             keep_open = self._protocol.eof_received()
             if not keep_open and not self._eof_written:
                 self.close()
-            elif self._eof_written:
+            elif self._eof_written and not self._pending:
                 self._lose(None)
 
     def _ended(self, error: OSError | None) -> None:
@@ -160,7 +160,8 @@ class StackStreamTransport(asyncio.Transport):
         if not self._pending and (self._closing or self._eof_written):
             self._conn.close(orphan=self._closing)
             self._wake()
-            if self._closing:
+            # Done both ways only now: lost earlier, what still waited here would never go.
+            if self._closing or self._eof_received:
                 self._lose(None)
 
     def write_eof(self) -> None:
@@ -168,8 +169,6 @@ class StackStreamTransport(asyncio.Transport):
             return
         self._eof_written = True
         self._push()
-        if self._eof_received:
-            self._lose(None)
 
     def can_write_eof(self) -> bool:
         return True
