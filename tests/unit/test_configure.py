@@ -123,10 +123,10 @@ def many_peers(count: int) -> str:
 
 
 def test_a_set_applied_in_steps_pauses_every_step_changes_and_ends_as_applied_at_once() -> None:
-    update = uapi.parse_set(many_peers(300).splitlines())
+    lines = many_peers(300).splitlines()
     stepped, whole = Device(os.urandom), Device(os.urandom)
-    steps = sum(1 for _ in update_steps(stepped, update, 0.0))
-    apply_update(whole, update, 0.0)
+    steps = sum(1 for _ in update_steps(stepped, uapi.parse_set(lines), 0.0))
+    apply_update(whole, uapi.parse_set(lines), 0.0)
     assert steps == 300 * 3 // STEP_CHANGES, "a peer, then each of its two allowed IPs"
     assert get_reply(stepped, 0, 0) == get_reply(whole, 0, 0)
 
@@ -137,6 +137,16 @@ def test_a_step_applies_no_more_than_step_changes() -> None:
     next(steps)
     assert len(device.peers) == STEP_CHANGES // 3 + 1
     assert len(device.allowed_ips) == STEP_CHANGES - len(device.peers)
+
+
+def test_each_change_is_let_go_once_applied_not_all_at_the_end() -> None:
+    update = uapi.parse_set(many_peers(300).splitlines())
+    steps = update_steps(Device(os.urandom), update, 0.0)
+    next(steps)
+    assert len(update.peers) == 300 - (STEP_CHANGES // 3 + 1)
+    for _ in steps:
+        pass
+    assert update.peers == []
 
 
 REPLACE_WITH_THE_SAME = f"public_key={PEER_1.hex()}\nreplace_allowed_ips=true\n"
