@@ -107,7 +107,7 @@ class Tunnel:
             None, lambda: wgconfig.to_device_update(self.config, resolve_endpoint, file=self.file)
         )
         addresses = [str(address) for address in self.config.interface.address]
-        stack = Stack(addresses, self.mtu, self._rng)
+        stack = Stack(addresses, self.mtu, self._rng, authenticated=True)  # by the device
         path = RootlessDataPath(device, stack, loop)
         path.bind(self.config.interface.listen_port or 0, self.config.interface.fwmark or 0)
         apply_update(device, update, loop.time())

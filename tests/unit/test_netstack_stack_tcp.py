@@ -134,6 +134,20 @@ def test_a_segment_with_a_bad_checksum_is_dropped_and_counted() -> None:
     assert stack.packets_to_send(0.0) == [] and stack.connections == 0
 
 
+def test_behind_an_authenticated_tunnel_the_checksums_are_not_checked_again() -> None:
+    # As Linux's WireGuard marks what it decrypts CHECKSUM_UNNECESSARY: the device's Poly1305
+    # covered the packet whole, so its sums are the sender's business.
+    stack = Stack([A4], mtu=1420, rng=random.Random(6), authenticated=True)
+    stack.tcp_listen(80)
+    stack.receive(bytes(IP(src=B4, dst=A4, chksum=1) / TCP(dport=80, flags="S", chksum=1)), 0.0)
+    assert stack.drops == {} and stack.connections == 1
+    (syn_ack,) = stack.packets_to_send(0.0)
+    assert IP(syn_ack)[TCP].flags == "SA"  # and its own sums right, as scapy recomputes them
+    fresh = IP(syn_ack)
+    del fresh.chksum, fresh[TCP].chksum
+    assert bytes(fresh) == syn_ack
+
+
 def test_a_syn_flood_of_ten_thousand_half_open_connections_costs_a_bounded_backlog() -> None:
     stack = Stack([A4], mtu=1420, rng=random.Random(7))
     listener = stack.tcp_listen(80)
