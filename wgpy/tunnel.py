@@ -36,7 +36,7 @@ from wgpy.core.device import Device
 from wgpy.errors import ConfigError, UapiError, WgpyError
 from wgpy.io.capture_server import CaptureHub
 from wgpy.io.device_lock import DeviceLock
-from wgpy.io.rootless import RootlessDataPath, serve_configuration
+from wgpy.io.rootless import RootlessDataPath, serve_configuration, stack_splitter
 from wgpy.io.stack_streams import StackStreamTransport
 from wgpy.io.stack_transports import StackDatagramTransport, TunnelResolver, normalized
 from wgpy.netstack.dns import StubResolver
@@ -107,7 +107,9 @@ class Tunnel:
             None, lambda: wgconfig.to_device_update(self.config, resolve_endpoint, file=self.file)
         )
         addresses = [str(address) for address in self.config.interface.address]
-        stack = Stack(addresses, self.mtu, self._rng, authenticated=True)  # by the device
+        stack = Stack(
+            addresses, self.mtu, self._rng, authenticated=True, split=stack_splitter()
+        )  # authenticated by the device
         path = RootlessDataPath(device, stack, loop)
         path.bind(self.config.interface.listen_port or 0, self.config.interface.fwmark or 0)
         apply_update(device, update, loop.time())
