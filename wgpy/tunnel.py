@@ -34,6 +34,7 @@ from wgpy.configure import apply_update, device_stats, format_device, format_pee
 from wgpy.core.constants import DEFAULT_MTU
 from wgpy.core.device import Device
 from wgpy.errors import ConfigError, UapiError, WgpyError
+from wgpy.io import accel
 from wgpy.io.capture_server import CaptureHub
 from wgpy.io.device_lock import DeviceLock
 from wgpy.io.rootless import RootlessDataPath, serve_configuration, stack_splitter
@@ -101,7 +102,8 @@ class Tunnel:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        device = Device(os.urandom, mtu=self.mtu)
+        # As the daemon's (wgpy.io.interface): a batch sealed and opened in one compiled call.
+        device = Device(os.urandom, mtu=self.mtu, batch_cipher=accel.batch_cipher())
         # Endpoint names resolve on the host (as wg does), blocking: not on the loop's thread.
         update = await loop.run_in_executor(
             None, lambda: wgconfig.to_device_update(self.config, resolve_endpoint, file=self.file)
