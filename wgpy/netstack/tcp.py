@@ -347,12 +347,47 @@ class TcpConnection:
 
     def receive(self, segment: TcpSegment, now: float) -> None:
         self._now = now
+        if self._predicted(segment, now):
+            return
         if self.state is TcpState.CLOSED:
             self.drops[TcpDrop.CLOSED] += 1
         elif self.state is TcpState.SYN_SENT:
             self._receive_in_syn_sent(segment, now)
         else:
             self._receive_synchronized(segment, now)
+
+    def _predicted(self, segment: TcpSegment, now: float) -> bool:
+        """Header prediction (Van Jacobson's, Linux's tcp_rcv_established fast path): the next
+        in-order data segment of a bulk transfer, acknowledging nothing new, with the window
+        unchanged, no SACK blocks and a timestamp not older than the last, is taken in a few
+        steps; whatever else it may be, `_receive_synchronized` decides. False when it did not
+        take it."""
+        payload = segment.payload
+        stamps = segment.options.timestamps
+        if (
+            not payload
+            or segment.flags & ~PSH != ACK
+            or self.state is not TcpState.ESTABLISHED
+            or segment.seq != self.rcv_nxt & MASK
+            or segment.ack != self.snd_una & MASK
+            or segment.window << self.snd_scale != self.snd_wnd
+            or self.rcv_nxt + len(payload) > self.rcv_adv
+            or segment.options.sack
+            or self._peer_fin is not None
+            or self._persist_at is not None
+            or self.config.keepalive
+        ):
+            return False
+        if self.timestamps:
+            if stamps is None or (stamps[0] - self.ts_recent) & MASK >= _HALF:
+                return False
+            self.ts_recent = stamps[0]
+        self._heard_at = now
+        seq, ack = self.rcv_nxt, self.snd_una
+        if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
+            self.snd_wl1, self.snd_wl2 = seq, ack
+        self._take_in_order(payload, now)
+        return True
 
     def _receive_in_syn_sent(self, segment: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.3."""
