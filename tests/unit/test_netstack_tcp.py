@@ -172,6 +172,28 @@ def test_ten_mib_each_way_through_loss_reordering_and_duplication_arrives_intact
     assert client.retransmitted == resent(link.client.channel) > 0
 
 
+def test_header_prediction_changes_nothing_a_lossy_transfer_sends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its twin is the full RFC 9293 path alone: every segment of both ends, to the byte and the
+    # timestamp, is the same whether the in-order data segments took the fast path or not.
+    def transfer() -> tuple[list[tuple[float, TcpSegment]], ...]:
+        link = connected(seed=11)
+        for channel in (link.client.channel, link.down):
+            channel.loss = channel.duplicate = channel.reorder = 0.02
+        data = random.Random(12).randbytes(2 * MiB)
+        link.client.to_write += data
+        server(link).to_write += data[::-1]
+        link.client.close_when_written = server(link).close_when_written = True
+        link.run(lambda: closed(link.client) and closed(server(link)), limit=3600)
+        assert server(link).read == data and link.client.read == data[::-1]
+        return link.client.channel.sent, link.down.sent
+
+    predicted = transfer()
+    monkeypatch.setattr(TcpConnection, "_predicted", lambda *_: False)
+    assert transfer() == predicted
+
+
 def resent(channel: Channel) -> int:
     """How many segments carrying data or FIN started below the highest one sent before."""
     count, highest = 0, 0
