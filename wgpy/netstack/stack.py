@@ -490,7 +490,7 @@ def _run_end(segments: Sequence[TcpSegment], at: int) -> int:
             or segment.flags & ~(PSH | FIN) != ACK
             or segment.ack != first.ack
             or segment.window != first.window
-            or segment.options != first.options
+            or (segment.options is not first.options and segment.options != first.options)
             or total > MAX_SUPER_PAYLOAD
         ):
             break

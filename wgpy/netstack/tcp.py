@@ -25,7 +25,17 @@ from wgpy.netstack.tcp_congestion import NewReno
 from wgpy.netstack.tcp_reassembly import Reassembly
 from wgpy.netstack.tcp_rtt import RttEstimator
 from wgpy.netstack.tcp_scoreboard import Scoreboard
-from wgpy.netstack.tcp_segment import ACK, FIN, PSH, RST, SYN, Options, TcpSegment, options_length
+from wgpy.netstack.tcp_segment import (
+    ACK,
+    FIN,
+    NO_OPTIONS,
+    PSH,
+    RST,
+    SYN,
+    Options,
+    TcpSegment,
+    options_length,
+)
 
 MASK: Final = 0xFFFFFFFF
 _HALF: Final = 1 << 31
@@ -220,6 +230,7 @@ class TcpConnection:
         self._unacked = 0  # bytes received in order since our last ACK
         self._probe = False
         self._control: list[TcpSegment] = []  # RSTs and duplicate ACKs, ahead of the rest
+        self._stamped = NO_OPTIONS  # the last timestamps-only options made (see _options)
         self._events: list[TcpEvent] = []
         self._want_writable = False
         self._challenged_at = -CHALLENGE_ACK_INTERVAL
@@ -809,12 +820,13 @@ class TcpConnection:
         window_end = self.snd_una + self.snd_wnd
         if nxt == self.snd_una < self.snd_max:  # the head goes again even into a zero window
             window_end = max(window_end, nxt + self.mss)
-        for left, right in self.scoreboard.holes(nxt):
-            nxt = left  # go-back-N skips what the receiver SACKed
-            window_end = min(window_end, right)
-            break
-        else:
-            nxt = max(nxt, self.scoreboard.highest or nxt)
+        if self.scoreboard:  # (mostly empty: no generator made per segment)
+            for left, right in self.scoreboard.holes(nxt):
+                nxt = left  # go-back-N skips what the receiver SACKed
+                window_end = min(window_end, right)
+                break
+            else:
+                nxt = max(nxt, self.scoreboard.highest or nxt)
         if nxt < end_of_data:
             end = min(end_of_data, window_end, nxt + self.mss)
             if end <= nxt:
@@ -898,13 +910,16 @@ class TcpConnection:
         return TcpSegment(self.local.port, self.remote.port, seq, 0, flags, 0)
 
     def _options(self, now: float) -> Options:
-        if not self.timestamps and not (self.sack and self._ooo):
-            return Options()
+        sacking = self.sack and self._ooo
+        if not self.timestamps and not sacking:
+            return NO_OPTIONS
         timestamps = (self._tsval(now), self.ts_recent) if self.timestamps else None
-        sack: tuple[tuple[int, int], ...] = ()
-        if self.sack and self._ooo:
-            limit = 3 if self.timestamps else 4
-            sack = tuple((left & MASK, right & MASK) for left, right in self._ooo.blocks(limit))
+        if not sacking:  # the segments of one poll share their stamps: one Options for all
+            if self._stamped.timestamps != timestamps:
+                self._stamped = Options(timestamps=timestamps)
+            return self._stamped
+        limit = 3 if self.timestamps else 4
+        sack = tuple((left & MASK, right & MASK) for left, right in self._ooo.blocks(limit))
         return Options(timestamps=timestamps, sack=sack)
 
     def _tsval(self, now: float) -> int:
