@@ -290,9 +290,11 @@ class TcpConnection:
         if self._fin_seq is not None or self.state not in _WRITABLE:
             raise TcpError(f"cannot send in {self.state.value} or after close()")
         taken = min(len(data), self.config.send_buffer - len(self._send_buf))
-        self._send_buf += data[:taken]
         if taken < len(data):
+            self._send_buf += memoryview(data)[:taken]  # no copy of the part first
             self._want_writable = True
+        else:
+            self._send_buf += data
         return taken
 
     def receive_data(self, max_bytes: int) -> bytes:
