@@ -172,11 +172,12 @@ def test_ten_mib_each_way_through_loss_reordering_and_duplication_arrives_intact
     assert client.retransmitted == resent(link.client.channel) > 0
 
 
-def test_header_prediction_changes_nothing_a_lossy_transfer_sends(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("fast_path", ["_predicted", "_full_segments"])
+def test_the_fast_paths_change_nothing_a_lossy_transfer_sends(
+    fast_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Its twin is the full RFC 9293 path alone: every segment of both ends, to the byte and the
-    # timestamp, is the same whether the in-order data segments took the fast path or not.
+    # Header prediction (receiving) and bulk sending, each against its twin, the full RFC 9293
+    # path alone: every segment of both ends, to the byte and the timestamp, is the same.
     def transfer() -> tuple[list[tuple[float, TcpSegment]], ...]:
         link = connected(seed=11)
         for channel in (link.client.channel, link.down):
@@ -189,9 +190,20 @@ def test_header_prediction_changes_nothing_a_lossy_transfer_sends(
         assert server(link).read == data and link.client.read == data[::-1]
         return link.client.channel.sent, link.down.sent
 
-    predicted = transfer()
-    monkeypatch.setattr(TcpConnection, "_predicted", lambda *_: False)
-    assert transfer() == predicted
+    taken = 0
+    fast = getattr(TcpConnection, fast_path)
+
+    def counted(*args: object) -> bool:
+        nonlocal taken
+        took: bool = fast(*args)
+        taken += took
+        return took
+
+    monkeypatch.setattr(TcpConnection, fast_path, counted)
+    with_it = transfer()
+    assert taken > 100  # the transfer did go the fast way often
+    monkeypatch.setattr(TcpConnection, fast_path, lambda *_: False)
+    assert transfer() == with_it
 
 
 def resent(channel: Channel) -> int:

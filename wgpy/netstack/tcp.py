@@ -778,6 +778,8 @@ class TcpConnection:
                 self.high_rxt = hole[0] + segment.length
                 out.append(segment)
                 continue
+            if not self.in_recovery and self._full_segments(now, out):
+                continue  # the checks again, for what follows the run
             new = self._next_new_segment(now)
             if new is None:
                 break
@@ -790,6 +792,38 @@ class TcpConnection:
             and self.snd_max == self.snd_una
         ):
             self._persist_at = now + self.rtt.rto  # zero window: probe (RFC 9293 3.8.6.1)
+
+    def _full_segments(self, now: float, out: list[TcpSegment]) -> bool:
+        """Bulk sending: the full-sized segments of new data, none the last of the data, that
+        window and cwnd allow, each exactly the one _next_new_segment would build, in fewer
+        steps (one poll's segments share options, window and acknowledgment). False when the
+        next segment is not such a one."""
+        nxt, mss = self.snd_nxt, self.mss
+        # Each one's end at SND.NXT + MSS within the window and before the end of the data: no
+        # sliver, no PSH, no FIN (_next_new_segment's rules).
+        last_start = min(self.snd_una + self.snd_wnd, self._send_seq + len(self._send_buf)) - mss
+        cwnd_end = self.snd_una + self.congestion.cwnd  # sent while the pipe is below cwnd
+        if nxt != self.snd_max or nxt > last_start or nxt >= cwnd_end or self.scoreboard:
+            return False
+        options = self._options(now)
+        room = mss - options_length(options)
+        first = nxt
+        with memoryview(self._send_buf) as view:
+            offset = nxt - self._send_seq
+            head = self._finish_segment(nxt, ACK, options, bytes(view[offset : offset + room]))
+            out.append(head)
+            port, remote_port, ack, window = head.src_port, head.dst_port, head.ack, head.window
+            nxt += room
+            while nxt <= last_start and nxt < cwnd_end:
+                offset = nxt - self._send_seq
+                payload = bytes(view[offset : offset + room])
+                out.append(TcpSegment(port, remote_port, nxt & MASK, ack, ACK, window, options,
+                                      payload))  # fmt: skip
+                nxt += room
+        if self._rtt_timing is None:
+            self._rtt_timing = (first + room, now)
+        self._sent_through(nxt, now)
+        return True
 
     def _pipe(self) -> int:
         """RFC 6675 4's estimate of what is in the network, simplified: outside recovery what
