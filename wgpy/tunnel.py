@@ -34,9 +34,10 @@ from wgpy.configure import apply_update, device_stats, format_device, format_pee
 from wgpy.core.constants import DEFAULT_MTU
 from wgpy.core.device import Device
 from wgpy.errors import ConfigError, UapiError, WgpyError
+from wgpy.io import accel
 from wgpy.io.capture_server import CaptureHub
 from wgpy.io.device_lock import DeviceLock
-from wgpy.io.rootless import RootlessDataPath, serve_configuration
+from wgpy.io.rootless import RootlessDataPath, serve_configuration, stack_splitter
 from wgpy.io.stack_streams import StackStreamTransport
 from wgpy.io.stack_transports import StackDatagramTransport, TunnelResolver, normalized
 from wgpy.netstack.dns import StubResolver
@@ -101,13 +102,16 @@ class Tunnel:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        device = Device(os.urandom, mtu=self.mtu)
+        # As the daemon's (wgpy.io.interface): a batch sealed and opened in one compiled call.
+        device = Device(os.urandom, mtu=self.mtu, batch_cipher=accel.batch_cipher())
         # Endpoint names resolve on the host (as wg does), blocking: not on the loop's thread.
         update = await loop.run_in_executor(
             None, lambda: wgconfig.to_device_update(self.config, resolve_endpoint, file=self.file)
         )
         addresses = [str(address) for address in self.config.interface.address]
-        stack = Stack(addresses, self.mtu, self._rng)
+        stack = Stack(
+            addresses, self.mtu, self._rng, authenticated=True, split=stack_splitter()
+        )  # authenticated by the device
         path = RootlessDataPath(device, stack, loop)
         path.bind(self.config.interface.listen_port or 0, self.config.interface.fwmark or 0)
         apply_update(device, update, loop.time())

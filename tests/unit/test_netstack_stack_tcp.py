@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, IPerror
 from scapy.layers.inet6 import IPv6
 
+from wgpy.io.vnet import segment
 from wgpy.netstack import ip, tcp_segment
 from wgpy.netstack.drops import Drop
 from wgpy.netstack.stack import SYN_BACKLOG, Listener, Stack
@@ -134,6 +135,20 @@ def test_a_segment_with_a_bad_checksum_is_dropped_and_counted() -> None:
     assert stack.packets_to_send(0.0) == [] and stack.connections == 0
 
 
+def test_behind_an_authenticated_tunnel_the_checksums_are_not_checked_again() -> None:
+    # As Linux's WireGuard marks what it decrypts CHECKSUM_UNNECESSARY: the device's Poly1305
+    # covered the packet whole, so its sums are the sender's business.
+    stack = Stack([A4], mtu=1420, rng=random.Random(6), authenticated=True)
+    stack.tcp_listen(80)
+    stack.receive(bytes(IP(src=B4, dst=A4, chksum=1) / TCP(dport=80, flags="S", chksum=1)), 0.0)
+    assert stack.drops == {} and stack.connections == 1
+    (syn_ack,) = stack.packets_to_send(0.0)
+    assert IP(syn_ack)[TCP].flags == "SA"  # and its own sums right, as scapy recomputes them
+    fresh = IP(syn_ack)
+    del fresh.chksum, fresh[TCP].chksum
+    assert bytes(fresh) == syn_ack
+
+
 def test_a_syn_flood_of_ten_thousand_half_open_connections_costs_a_bounded_backlog() -> None:
     stack = Stack([A4], mtu=1420, rng=random.Random(7))
     listener = stack.tcp_listen(80)
@@ -218,3 +233,60 @@ def test_hostile_segments_from_the_tunnel_never_raise_and_state_stays_bounded(
         link.b.packets_to_send(link.now)
     link.settle(until=link.now + 600)  # every timer runs out
     assert link.b.connections <= 1 + 8  # the accepted one, and at most the SYN backlog
+
+
+def pure_tso(packet: bytes, size: int) -> list[bytes]:
+    """wgpy.io.vnet.segment's reference TSO as the Stack's `split` (the tunnel gives the
+    accelerator's twin, which tests/unit/test_accel.py holds to it)."""
+    ipv4 = packet[0] >> 4 == 4
+    gso = (segment.GSO_TCPV4, 20) if ipv4 else (segment.GSO_TCPV6, 40)
+    header = segment.VnetHdr(segment.F_NEEDS_CSUM, gso[0], 0, size, gso[1], 16)
+    return segment.segment(packet, header, pure=True)
+
+
+def without_ip_id(packet: bytes) -> bytes:
+    """The packet with its IPv4 ID and header checksum zeroed: a cutter numbers its pieces, a
+    single segment goes out with ID 0 (the IDs of DF packets mean nothing, RFC 6864)."""
+    if packet[0] >> 4 != 4:
+        return packet
+    return packet[:4] + bytes(2) + packet[6:10] + bytes(2) + packet[12:]
+
+
+@pytest.mark.parametrize("remote", [B4, B6], ids=["ipv4", "ipv6"])
+def test_runs_cut_by_a_splitter_are_the_segments_the_stack_would_send_one_by_one(
+    remote: str,
+) -> None:
+    sent: dict[bool, list[bytes]] = {}
+    cut: list[int] = []
+
+    def splitter(packet: bytes, size: int) -> list[bytes]:
+        pieces = pure_tso(packet, size)
+        cut.append(len(pieces))
+        return pieces
+
+    for split in (False, True):
+        a = Stack([A4, A6], mtu=1420, rng=random.Random(1), split=splitter if split else None)
+        b = Stack([B4, B6], mtu=1420, rng=random.Random(2))
+        listener = b.tcp_listen(80)
+        client = a.tcp_connect(remote, 80, 0.0)
+        data, received, packets = random.Random(3).randbytes(300_000), bytearray(), []
+        client.send(data)
+        for step in range(1, 60):
+            if step == 3:  # established: the FIN follows the data
+                client.close()
+                a.wake(client)
+            for packet in a.packets_to_send(step / 1000):
+                packets.append(packet)
+                b.receive(packet, step / 1000)
+            for packet in b.packets_to_send(step / 1000):
+                a.receive(packet, step / 1000)
+            server = listener.ready[0] if listener.ready else None
+            if server is not None:
+                received += server.receive_data(1 << 20)
+                b.wake(server)
+        assert bytes(received) == data and not b.drop_counts()
+        sent[split] = packets
+    assert list(map(without_ip_id, sent[True])) == list(map(without_ip_id, sent[False]))
+    assert sum(cut) > 150 and max(cut) > 10  # most of the 220 data segments went in runs
+    fin_run = sent[True][-1]  # the last piece of the last run carries the FIN
+    assert fin_run[(20 if remote == B4 else 40) + 13] & Flags.FIN

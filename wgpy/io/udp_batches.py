@@ -46,6 +46,7 @@ _SEGMENT_SIZE = struct.Struct("=H")
 _GRO_SIZE = struct.Struct("=i")
 # Room for what a receive reports: UDP_GRO's size and the larger (IPv6) of the packet infos.
 _CONTROL_SPACE: Final = socket.CMSG_SPACE(_GRO_SIZE.size) + socket.CMSG_SPACE(IN6_PKTINFO_SIZE)
+_MSG_TRUNC: Final = int(socket.MSG_TRUNC)  # a plain int: IntFlag's & is a Python call a receive
 
 # A received datagram: the bytes a receive returned, or a view into them when it held several.
 Datagram = bytes | memoryview
@@ -202,7 +203,7 @@ class UdpBatches:
         # The source is (host, port) of the address: IPv6's flowinfo and scope_id stay behind.
         data, control, flags, address = sock.recvmsg(RECEIVE_BUFFER, _CONTROL_SPACE)
         source = Endpoint(address[0], address[1])
-        if flags & socket.MSG_TRUNC:
+        if flags & _MSG_TRUNC:
             log.debug("UDP receive truncated: %d bytes dropped", len(data))
             return [], source, None
         return split_gro(data, control), source, local_in(control)

@@ -15,7 +15,7 @@ import heapq
 import ipaddress
 import random
 from collections import Counter, deque
-from collections.abc import Container
+from collections.abc import Callable, Container, Sequence
 from typing import Final, NamedTuple
 
 from wgpy.core.ippacket import IPV4_HEADER_LEN, IPV6_HEADER_LEN
@@ -30,7 +30,7 @@ from wgpy.netstack.tcp import (
     TcpDrop,
     TcpState,
 )
-from wgpy.netstack.tcp_segment import Flags, TcpSegment
+from wgpy.netstack.tcp_segment import ACK, FIN, PSH, Flags, TcpSegment
 from wgpy.netstack.udp import UdpDatagram, UdpSocket
 
 EPHEMERAL_PORTS: Final = range(49152, 65536)  # RFC 6335's dynamic ports
@@ -42,6 +42,10 @@ TCP_HEADER_ROOM: Final = tcp_segment.HEADER_LEN
 
 # A connection by its four-tuple, addresses raw: (local, local port, remote, remote port).
 FourTuple = tuple[bytes, int, bytes, int]
+# Cuts a TCP super-packet (IP and TCP headers, then payloads of `size` bytes end to end; its
+# lengths and checksums unset) into the packets it stands for, as a NIC's TSO does.
+Splitter = Callable[[bytes, int], list[bytes]]
+MAX_SUPER_PAYLOAD: Final = 0xFFFF - 100  # an IP length field's worth, less the headers
 
 _ICMP_KINDS: Final = {
     icmp.Unreachable.PORT: IcmpKind.PORT_UNREACHABLE,
@@ -80,13 +84,23 @@ Event = UdpSocket | EchoReplied | TcpConnection | Listener
 
 
 class Stack:
-    def __init__(self, addresses: list[str], mtu: int, rng: random.Random) -> None:
+    """`authenticated`: every packet `receive` gets was authenticated on its way (WireGuard's
+    Poly1305 covers it whole), so its IPv4 and TCP checksums are not checked again, as Linux's
+    WireGuard marks what it decrypts CHECKSUM_UNNECESSARY; the TCP sum is a third of a data
+    segment's cost. What the stack sends is always checksummed."""
+
+    def __init__(
+        self, addresses: list[str], mtu: int, rng: random.Random, *, authenticated: bool = False,
+        split: Splitter | None = None,
+    ) -> None:  # fmt: skip
         interfaces = [ipaddress.ip_interface(address) for address in addresses]
         self.addresses: list[bytes] = [interface.ip.packed for interface in interfaces]
         if not self.addresses:
             raise ValueError("the stack needs at least one tunnel address")
         self.mtu = mtu
         self.rng = rng
+        self.authenticated = authenticated
+        self.split = split
         self.drops: Counter[Drop] = Counter()
         self._udp: dict[int, UdpSocket] = {}
         self._outbox: list[bytes] = []
@@ -108,7 +122,7 @@ class Stack:
 
     def receive(self, packet: bytes, now: float) -> None:
         """An IP packet from the tunnel. Never raises: what the stack cannot use is counted."""
-        parsed = ip.parse(packet)
+        parsed = ip.parse(packet, verify_checksum=not self.authenticated)
         if isinstance(parsed, Drop):
             self._drop(parsed)
         elif parsed.destination not in self.addresses:
@@ -205,7 +219,10 @@ class Stack:
         return total
 
     def _receive_tcp(self, packet: ip.IpPacket, now: float) -> None:
-        segment = tcp_segment.decode(packet.payload, packet.source, packet.destination)
+        segment = tcp_segment.decode(
+            packet.payload, packet.source, packet.destination,
+            verify_checksum=not self.authenticated,
+        )  # fmt: skip
         if not isinstance(segment, TcpSegment):
             self._drop(Drop.BAD_TCP_SEGMENT)
             return
@@ -287,13 +304,32 @@ class Stack:
         if key is None:
             return
         local, _, remote, _ = key
-        for segment in conn.segments_to_send(now):
-            wire = tcp_segment.serialize(segment, local, remote)
-            self._outbox.append(ip.build(local, remote, ip.TCP, wire))
+        segments = conn.segments_to_send(now)
+        at = 0
+        while at < len(segments):
+            end = _run_end(segments, at) if self.split is not None else at + 1
+            if end - at > 1:
+                self._outbox += self._super_packet(segments[at:end], local, remote)
+            else:
+                wire = tcp_segment.serialize(segments[at], local, remote)
+                self._outbox.append(ip.build(local, remote, ip.TCP, wire))
+            at = end
         if conn.state is TcpState.CLOSED:
             self._remove(conn, key)
         else:
             self._schedule(conn)
+
+    def _super_packet(self, run: Sequence[TcpSegment], local: bytes, remote: bytes) -> list[bytes]:
+        """The run as one segment with every payload, cut by `split` (FIN and PSH, which only
+        the last may carry, stay on the last piece)."""
+        assert self.split is not None
+        first = run[0]
+        whole = TcpSegment(
+            first.src_port, first.dst_port, first.seq, first.ack, run[-1].flags, first.window,
+            first.options, b"".join([segment.payload for segment in run]),
+        )  # fmt: skip
+        wire = tcp_segment.serialize(whole, local, remote, checksummed=False)
+        return self.split(ip.build(local, remote, ip.TCP, wire), len(first.payload))
 
     def _schedule(self, conn: TcpConnection) -> None:
         """Keep an entry in the heap at `conn`'s deadline, unless an earlier one is there: when
@@ -433,6 +469,35 @@ class Stack:
 
     def _drop(self, reason: Drop) -> None:
         self.drops[reason] += 1
+
+
+def _run_end(segments: Sequence[TcpSegment], at: int) -> int:
+    """Where the run of segments from `at` ends that one super-packet can stand for: each
+    continuing the last's sequence with the same acknowledgment, window and options, each but
+    the last full-sized and carrying ACK alone."""
+    first = segments[at]
+    size = len(first.payload)
+    if not size or first.flags & ~(PSH | FIN) != ACK:
+        return at + 1
+    end, seq, total = at + 1, first.seq, size
+    while end < len(segments) and segments[end - 1].flags == ACK:
+        segment = segments[end]
+        seq = (seq + size) & 0xFFFFFFFF
+        total += len(segment.payload)
+        if (
+            segment.seq != seq
+            or not 0 < len(segment.payload) <= size
+            or segment.flags & ~(PSH | FIN) != ACK
+            or segment.ack != first.ack
+            or segment.window != first.window
+            or (segment.options is not first.options and segment.options != first.options)
+            or total > MAX_SUPER_PAYLOAD
+        ):
+            break
+        end += 1
+        if len(segment.payload) < size:
+            break
+    return end
 
 
 def _text(address: bytes) -> str:

@@ -25,7 +25,17 @@ from wgpy.netstack.tcp_congestion import NewReno
 from wgpy.netstack.tcp_reassembly import Reassembly
 from wgpy.netstack.tcp_rtt import RttEstimator
 from wgpy.netstack.tcp_scoreboard import Scoreboard
-from wgpy.netstack.tcp_segment import ACK, FIN, PSH, RST, SYN, Options, TcpSegment, options_length
+from wgpy.netstack.tcp_segment import (
+    ACK,
+    FIN,
+    NO_OPTIONS,
+    PSH,
+    RST,
+    SYN,
+    Options,
+    TcpSegment,
+    options_length,
+)
 
 MASK: Final = 0xFFFFFFFF
 _HALF: Final = 1 << 31
@@ -220,6 +230,7 @@ class TcpConnection:
         self._unacked = 0  # bytes received in order since our last ACK
         self._probe = False
         self._control: list[TcpSegment] = []  # RSTs and duplicate ACKs, ahead of the rest
+        self._stamped = NO_OPTIONS  # the last timestamps-only options made (see _options)
         self._events: list[TcpEvent] = []
         self._want_writable = False
         self._challenged_at = -CHALLENGE_ACK_INTERVAL
@@ -279,9 +290,11 @@ class TcpConnection:
         if self._fin_seq is not None or self.state not in _WRITABLE:
             raise TcpError(f"cannot send in {self.state.value} or after close()")
         taken = min(len(data), self.config.send_buffer - len(self._send_buf))
-        self._send_buf += data[:taken]
         if taken < len(data):
+            self._send_buf += memoryview(data)[:taken]  # no copy of the part first
             self._want_writable = True
+        else:
+            self._send_buf += data
         return taken
 
     def receive_data(self, max_bytes: int) -> bytes:
@@ -347,12 +360,47 @@ class TcpConnection:
 
     def receive(self, segment: TcpSegment, now: float) -> None:
         self._now = now
+        if self._predicted(segment, now):
+            return
         if self.state is TcpState.CLOSED:
             self.drops[TcpDrop.CLOSED] += 1
         elif self.state is TcpState.SYN_SENT:
             self._receive_in_syn_sent(segment, now)
         else:
             self._receive_synchronized(segment, now)
+
+    def _predicted(self, segment: TcpSegment, now: float) -> bool:
+        """Header prediction (Van Jacobson's, Linux's tcp_rcv_established fast path): the next
+        in-order data segment of a bulk transfer, acknowledging nothing new, with the window
+        unchanged, no SACK blocks and a timestamp not older than the last, is taken in a few
+        steps; whatever else it may be, `_receive_synchronized` decides. False when it did not
+        take it."""
+        payload = segment.payload
+        stamps = segment.options.timestamps
+        if (
+            not payload
+            or segment.flags & ~PSH != ACK
+            or self.state is not TcpState.ESTABLISHED
+            or segment.seq != self.rcv_nxt & MASK
+            or segment.ack != self.snd_una & MASK
+            or segment.window << self.snd_scale != self.snd_wnd
+            or self.rcv_nxt + len(payload) > self.rcv_adv
+            or segment.options.sack
+            or self._peer_fin is not None
+            or self._persist_at is not None
+            or self.config.keepalive
+        ):
+            return False
+        if self.timestamps:
+            if stamps is None or (stamps[0] - self.ts_recent) & MASK >= _HALF:
+                return False
+            self.ts_recent = stamps[0]
+        self._heard_at = now
+        seq, ack = self.rcv_nxt, self.snd_una
+        if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
+            self.snd_wl1, self.snd_wl2 = seq, ack
+        self._take_in_order(payload, now)
+        return True
 
     def _receive_in_syn_sent(self, segment: TcpSegment, now: float) -> None:
         """RFC 9293 3.10.7.3."""
@@ -730,6 +778,8 @@ class TcpConnection:
                 self.high_rxt = hole[0] + segment.length
                 out.append(segment)
                 continue
+            if not self.in_recovery and self._full_segments(now, out):
+                continue  # the checks again, for what follows the run
             new = self._next_new_segment(now)
             if new is None:
                 break
@@ -742,6 +792,38 @@ class TcpConnection:
             and self.snd_max == self.snd_una
         ):
             self._persist_at = now + self.rtt.rto  # zero window: probe (RFC 9293 3.8.6.1)
+
+    def _full_segments(self, now: float, out: list[TcpSegment]) -> bool:
+        """Bulk sending: the full-sized segments of new data, none the last of the data, that
+        window and cwnd allow, each exactly the one _next_new_segment would build, in fewer
+        steps (one poll's segments share options, window and acknowledgment). False when the
+        next segment is not such a one."""
+        nxt, mss = self.snd_nxt, self.mss
+        # Each one's end at SND.NXT + MSS within the window and before the end of the data: no
+        # sliver, no PSH, no FIN (_next_new_segment's rules).
+        last_start = min(self.snd_una + self.snd_wnd, self._send_seq + len(self._send_buf)) - mss
+        cwnd_end = self.snd_una + self.congestion.cwnd  # sent while the pipe is below cwnd
+        if nxt != self.snd_max or nxt > last_start or nxt >= cwnd_end or self.scoreboard:
+            return False
+        options = self._options(now)
+        room = mss - options_length(options)
+        first = nxt
+        with memoryview(self._send_buf) as view:
+            offset = nxt - self._send_seq
+            head = self._finish_segment(nxt, ACK, options, bytes(view[offset : offset + room]))
+            out.append(head)
+            port, remote_port, ack, window = head.src_port, head.dst_port, head.ack, head.window
+            nxt += room
+            while nxt <= last_start and nxt < cwnd_end:
+                offset = nxt - self._send_seq
+                payload = bytes(view[offset : offset + room])
+                out.append(TcpSegment(port, remote_port, nxt & MASK, ack, ACK, window, options,
+                                      payload))  # fmt: skip
+                nxt += room
+        if self._rtt_timing is None:
+            self._rtt_timing = (first + room, now)
+        self._sent_through(nxt, now)
+        return True
 
     def _pipe(self) -> int:
         """RFC 6675 4's estimate of what is in the network, simplified: outside recovery what
@@ -774,12 +856,13 @@ class TcpConnection:
         window_end = self.snd_una + self.snd_wnd
         if nxt == self.snd_una < self.snd_max:  # the head goes again even into a zero window
             window_end = max(window_end, nxt + self.mss)
-        for left, right in self.scoreboard.holes(nxt):
-            nxt = left  # go-back-N skips what the receiver SACKed
-            window_end = min(window_end, right)
-            break
-        else:
-            nxt = max(nxt, self.scoreboard.highest or nxt)
+        if self.scoreboard:  # (mostly empty: no generator made per segment)
+            for left, right in self.scoreboard.holes(nxt):
+                nxt = left  # go-back-N skips what the receiver SACKed
+                window_end = min(window_end, right)
+                break
+            else:
+                nxt = max(nxt, self.scoreboard.highest or nxt)
         if nxt < end_of_data:
             end = min(end_of_data, window_end, nxt + self.mss)
             if end <= nxt:
@@ -863,13 +946,16 @@ class TcpConnection:
         return TcpSegment(self.local.port, self.remote.port, seq, 0, flags, 0)
 
     def _options(self, now: float) -> Options:
-        if not self.timestamps and not (self.sack and self._ooo):
-            return Options()
+        sacking = self.sack and self._ooo
+        if not self.timestamps and not sacking:
+            return NO_OPTIONS
         timestamps = (self._tsval(now), self.ts_recent) if self.timestamps else None
-        sack: tuple[tuple[int, int], ...] = ()
-        if self.sack and self._ooo:
-            limit = 3 if self.timestamps else 4
-            sack = tuple((left & MASK, right & MASK) for left, right in self._ooo.blocks(limit))
+        if not sacking:  # the segments of one poll share their stamps: one Options for all
+            if self._stamped.timestamps != timestamps:
+                self._stamped = Options(timestamps=timestamps)
+            return self._stamped
+        limit = 3 if self.timestamps else 4
+        sack = tuple((left & MASK, right & MASK) for left, right in self._ooo.blocks(limit))
         return Options(timestamps=timestamps, sack=sack)
 
     def _tsval(self, now: float) -> int:

@@ -22,6 +22,7 @@ PROTOCOL: Final = 6  # IANA protocol number of TCP, in the pseudo-header
 # nibble), flags, window, checksum, urgent pointer.
 _HEADER: Final = struct.Struct("!HHIIBBHHH")
 _CHECKSUM_AT: Final = 16
+_CHECKSUM: Final = struct.Struct("!H")
 
 # Option kinds (IANA "TCP Option Kind Numbers").
 _END: Final = 0
@@ -32,6 +33,11 @@ _SACK_PERMITTED: Final = 4
 _SACK: Final = 5
 _TIMESTAMPS: Final = 8
 _LENGTHS: Final = {_MSS: 4, _WINDOW_SCALE: 3, _SACK_PERMITTED: 2, _TIMESTAMPS: 10}
+_TIMESTAMPS_ONLY: Final = bytes((_NOP, _NOP, _TIMESTAMPS, 10))
+_TIMESTAMPS_ONLY_LEN: Final = 12
+# The header with only the timestamps option, NOP-aligned as encode_options writes it.
+_STAMPED: Final = struct.Struct("!HHIIBBHHH4BII")
+_STAMPED_OFFSET: Final = (HEADER_LEN + _TIMESTAMPS_ONLY_LEN) << 2
 
 
 class Flags(IntFlag):
@@ -122,25 +128,47 @@ def parse(data: bytes, src_ip: bytes, dst_ip: bytes) -> TcpSegment | None:
     return segment if isinstance(segment, TcpSegment) else None
 
 
-def serialize(segment: TcpSegment, src_ip: bytes, dst_ip: bytes) -> bytes:
-    """The segment on the wire, checksummed over the pseudo-header of the two raw addresses."""
-    options = encode_options(segment.options)
-    if len(options) > MAX_OPTIONS_LEN:
-        raise ValueError(f"TCP options need {len(options)} bytes, the header holds 40")
-    header = _HEADER.pack(
-        segment.src_port, segment.dst_port, segment.seq, segment.ack,
-        (HEADER_LEN + len(options)) << 2, segment.flags, segment.window, 0, 0,
-    )  # fmt: skip
-    header += options
+def serialize(
+    segment: TcpSegment, src_ip: bytes, dst_ip: bytes, *, checksummed: bool = True
+) -> bytes:
+    """The segment on the wire, checksummed over the pseudo-header of the two raw addresses
+    (unless not `checksummed`: for a super-segment whose cutter sums each piece itself)."""
+    options = segment.options
+    stamps = options.timestamps
+    if (
+        stamps is not None
+        and not options.sack
+        and options.mss is None
+        and options.window_scale is None
+        and not options.sack_permitted
+    ):  # most segments: header and option in one pack
+        header = bytearray(_STAMPED.pack(
+            segment.src_port, segment.dst_port, segment.seq, segment.ack, _STAMPED_OFFSET,
+            segment.flags, segment.window, 0, 0, *_TIMESTAMPS_ONLY, *stamps,
+        ))  # fmt: skip
+    else:
+        encoded = encode_options(options)
+        if len(encoded) > MAX_OPTIONS_LEN:
+            raise ValueError(f"TCP options need {len(encoded)} bytes, the header holds 40")
+        header = bytearray(_HEADER.pack(
+            segment.src_port, segment.dst_port, segment.seq, segment.ack,
+            (HEADER_LEN + len(encoded)) << 2, segment.flags, segment.window, 0, 0,
+        ))  # fmt: skip
+        header += encoded
     payload = segment.payload
-    pseudo = pseudo_header(src_ip, dst_ip, len(header) + len(payload))
-    # The pseudo-header's protocol makes the sum nonzero: 0 modulo 0xffff means 0xffff.
-    total = (_sum(pseudo) + _sum(header) + _sum(payload)) % 0xFFFF or 0xFFFF
-    checksum = (0xFFFF - total).to_bytes(2, "big")
-    return b"".join((header[:_CHECKSUM_AT], checksum, header[_CHECKSUM_AT + 2 :], payload))
+    if not checksummed:
+        return b"".join((header, payload))
+    # The pseudo-header's words (RFC 9293 3.1, RFC 8200 8.1), summed modulo 0xffff without
+    # being built: the addresses, the protocol, the length (its high word is 1 * 2**16).
+    pseudo = int.from_bytes(src_ip + dst_ip, "big") + PROTOCOL + len(header) + len(payload)
+    # The protocol makes the sum nonzero: 0 modulo 0xffff means 0xffff. The payload's number is
+    # reduced alone: adding to a number of a segment's size copies it (~1 us).
+    total = (pseudo + _sum(header) + _sum(payload) % 0xFFFF) % 0xFFFF or 0xFFFF
+    _CHECKSUM.pack_into(header, _CHECKSUM_AT, 0xFFFF - total)
+    return b"".join((header, payload))
 
 
-def _sum(data: bytes) -> int:
+def _sum(data: bytes | bytearray) -> int:
     """A number congruent, modulo 0xffff, to the one's-complement sum of the 16-bit words of
     `data` padded to even length (RFC 1071; as 2**16 is 1 modulo 0xffff). Pieces summed apart
     add up when each starts at an even offset."""
@@ -186,10 +214,6 @@ def _append(out: bytearray, option: bytes) -> None:
     """`option` after the NOPs that make it end on a 4-byte boundary."""
     out += bytes((_NOP,)) * (-(len(out) + len(option)) % 4)
     out += option
-
-
-_TIMESTAMPS_ONLY: Final = bytes((_NOP, _NOP, _TIMESTAMPS, 10))
-_TIMESTAMPS_ONLY_LEN: Final = 12
 
 
 def _decode_options(data: bytes) -> Options | None:
