@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import struct
 from collections.abc import Sequence
 from unittest.mock import patch
 
@@ -20,12 +21,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import keys32
 
+from wgpy.core import ippacket
 from wgpy.core.constants import REJECT_AFTER_MESSAGES, TRANSPORT_HEADER_SIZE
 from wgpy.core.endpoint import Endpoint
-from wgpy.core.ippacket import ipv4_packet
+from wgpy.core.ippacket import ipv4_packet, ipv6_packet
 from wgpy.core.keypair import Keypair
 from wgpy.core.noise import TransportKeys
-from wgpy.core.transport import decrypt_packet, encrypt_packets
+from wgpy.core.transport import decrypt_packet, encrypt_packets, transport_run
 from wgpy.io import accel
 from wgpy.io.vnet import coalesce as coalesce_module
 from wgpy.io.vnet import segment as segment_module
@@ -155,6 +157,71 @@ def test_accelerated_devices_send_and_receive_the_same(
         assert outcome(results[0]) == outcome(results[1])
         assert state(pure.b.device) == state(fast.b.device)
         assert state(pure.a.device) == state(fast.a.device)
+
+
+# -- headers of a batch ------------------------------------------------------------------------
+
+
+@st.composite
+def transport_batches(draw: st.DrawFn) -> list[bytes]:
+    """Datagrams that mostly make a run (one receiver, counters in turn, from near 2**64 at
+    times), broken here and there by another type, receiver or counter, or a short length."""
+    receiver = draw(st.sampled_from([0, 7, 2**32 - 1]))
+    counter = draw(st.integers(0, 2**64 - 1) | st.integers(2**64 - 4, 2**64 - 1))
+    batch = []
+    for index in range(draw(st.integers(0, 8))):
+        kind, to, number = 4, receiver, (counter + index) % 2**64
+        match draw(st.integers(0, 9)):
+            case 0:
+                kind = draw(st.integers(0, 2**32 - 1))
+            case 1:
+                to = draw(indices)
+            case 2:
+                number = draw(st.integers(0, 2**64 - 1))
+        header = struct.pack("<IIQ", kind, to, number)
+        batch.append(header + bytes(draw(st.sampled_from([16, 0, 15, 1400]))))
+    return batch
+
+
+@given(transport_batches())
+def test_a_batch_s_run_of_transport_messages_is_read_the_same(batch: list[bytes]) -> None:
+    assert accel.CompiledCipher().transport_run(gro_buffer(batch)) == transport_run(batch)
+
+
+@st.composite
+def plaintexts(draw: st.DrawFn) -> bytes | None:
+    """An opened message: an IPv4 or IPv6 packet, padded, its length field at times wrong;
+    a keepalive; a failure; or bytes of no version."""
+    match draw(st.integers(0, 5)):
+        case 0:
+            return None
+        case 1:
+            return draw(st.binary(max_size=48))
+    payload = draw(st.binary(max_size=64))
+    packet = bytearray(
+        ipv4_packet("10.0.0.1", "10.0.0.2", payload)
+        if draw(st.booleans())
+        else ipv6_packet("fd00::1", "fd00::2", payload)
+    )
+    if draw(st.booleans()):
+        at = 2 if packet[0] == 0x45 else 4
+        packet[at : at + 2] = draw(st.integers(0, 0xFFFF)).to_bytes(2, "big")
+    return bytes(packet) + bytes(draw(st.integers(0, 15)))
+
+
+@given(st.lists(plaintexts(), max_size=6) | st.lists(plaintexts().filter(bool), max_size=6))
+def test_a_batch_s_inner_packets_are_read_the_same(batch: list[bytes | None]) -> None:
+    assert accel.CompiledCipher().inner_packets(batch) == ippacket.inner_packets(batch)
+
+
+@given(
+    st.lists(st.sampled_from([b"", b"E" + bytes(18), b"`" + bytes(38)]) | plaintexts())
+    | st.lists(st.sampled_from([ipv4_packet("10.0.0.1", "10.0.0.2"), b"E" + bytes(19)]))
+)
+def test_a_batch_s_common_destination_is_read_the_same(batch: list[bytes | None]) -> None:
+    packets = [packet or b"" for packet in batch]
+    compiled = accel.CompiledCipher().common_destination(packets)
+    assert compiled == ippacket.common_destination(packets)
 
 
 # -- segmentation ------------------------------------------------------------------------------

@@ -78,10 +78,14 @@ static int open_one(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char
     return EVP_DecryptFinal_ex(ctx, out + sealed, &written) == 1;
 }
 
+/* The cipher, fetched from the provider once (PyInit__accel): EVP_chacha20_poly1305() would be
+ * looked up by name, under a lock, in every context it initialises. */
+static EVP_CIPHER *chacha20_poly1305;
+
 static EVP_CIPHER_CTX *new_context(int encrypt, const unsigned char *key) {
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     if (ctx == NULL) return NULL;
-    if (EVP_CipherInit_ex(ctx, EVP_chacha20_poly1305(), NULL, key, NULL, encrypt) != 1) {
+    if (EVP_CipherInit_ex(ctx, chacha20_poly1305, NULL, key, NULL, encrypt) != 1) {
         EVP_CIPHER_CTX_free(ctx);
         return NULL;
     }
@@ -235,10 +239,9 @@ static PyObject *accel_open(PyObject *module, PyObject *args) {
         PyList_SET_ITEM(plaintexts, i, plaintext);
     }
     Py_BEGIN_ALLOW_THREADS
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    EVP_CIPHER_CTX *ctx = new_context(0, NULL);
     const unsigned char *current = NULL;  /* the key `ctx` holds */
-    failed = ctx == NULL ||
-             EVP_DecryptInit_ex(ctx, EVP_chacha20_poly1305(), NULL, NULL, NULL) != 1;
+    failed = ctx == NULL;
     for (Py_ssize_t i = 0; !failed && i < count; i++) {
         if (key_of[i] == NULL) continue;
         if (current == NULL || memcmp(current, key_of[i], KEY_SIZE) != 0) {
@@ -274,6 +277,146 @@ done:
     return plaintexts;
 }
 
+/* -- headers of a batch -------------------------------------------------------------------- */
+
+static uint32_t get_le32(const unsigned char *in) {
+    return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 24;
+}
+
+PyDoc_STRVAR(transport_run_doc,
+"transport_run(datagrams) -> (count, receiver, counter)\n\n"
+"How many of `datagrams` (buffers), from the first on, are transport messages (type 4 and at\n"
+"least 32 bytes) to one receiver index under consecutive counters, the first's receiver and\n"
+"counter (0 and 0 when none is): as transport.transport_run.");
+
+static PyObject *accel_transport_run(PyObject *module, PyObject *datagrams) {
+    PyObject *fast = PySequence_Fast(datagrams, "datagrams must be a sequence");
+    if (fast == NULL) return NULL;
+    Py_ssize_t count = 0, total = PySequence_Fast_GET_SIZE(fast);
+    uint32_t receiver = 0;
+    uint64_t counter = 0;
+    for (; count < total; count++) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(fast, count), &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+        const unsigned char *data = view.buf;
+        int follows = view.len >= HEADER_SIZE + TAG_SIZE && get_le32(data) == MESSAGE_TRANSPORT;
+        if (follows && count == 0) {
+            receiver = get_le32(data + 4);
+            counter = counter_of(data);
+        } else if (follows) {
+            uint64_t expected = counter + (uint64_t)count;  /* not past 2**64: Python's sum */
+            follows = expected > counter && get_le32(data + 4) == receiver &&
+                      counter_of(data) == expected;
+        }
+        PyBuffer_Release(&view);
+        if (!follows) break;
+    }
+    Py_DECREF(fast);
+    return Py_BuildValue("(nkK)", count, (unsigned long)receiver, (unsigned long long)counter);
+}
+
+/* An IP packet's length by its header and where its source address is (4 or 16 bytes long),
+ * or a length of 0 when the header is cut short or claims more than `length` bytes: as
+ * ippacket.inner_length_and_source. */
+static Py_ssize_t inner_length(const unsigned char *packet, Py_ssize_t length, Py_ssize_t *source,
+                               Py_ssize_t *source_len) {
+    Py_ssize_t inner = 0;
+    if (length >= 20 && packet[0] >> 4 == 4) {
+        inner = packet[2] << 8 | packet[3];
+        if (inner < 20) inner = 0;
+        *source = 12, *source_len = 4;
+    } else if (length >= 40 && packet[0] >> 4 == 6) {
+        inner = 40 + (packet[4] << 8 | packet[5]);
+        *source = 8, *source_len = 16;
+    }
+    return inner <= length ? inner : 0;
+}
+
+PyDoc_STRVAR(inner_packets_doc,
+"inner_packets(plaintexts) -> (packets, sources) or None\n\n"
+"Each of `plaintexts` (bytes, or None) cut to its IP header's length, and its source address;\n"
+"None when one is None or empty, or its header is cut short or claims more bytes than it has:\n"
+"as ippacket.inner_packets.");
+
+static PyObject *accel_inner_packets(PyObject *module, PyObject *plaintexts) {
+    PyObject *fast = PySequence_Fast(plaintexts, "plaintexts must be a sequence");
+    if (fast == NULL) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(fast);
+    PyObject *packets = PyList_New(count), *sources = PyList_New(count), *result = NULL;
+    if (packets == NULL || sources == NULL) goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *plaintext = PySequence_Fast_GET_ITEM(fast, i);
+        if (!PyBytes_Check(plaintext)) {
+            result = Py_None;
+            goto done;
+        }
+        const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(plaintext);
+        Py_ssize_t length = PyBytes_GET_SIZE(plaintext), source = 0, source_len = 0;
+        Py_ssize_t inner = inner_length(data, length, &source, &source_len);
+        if (inner == 0) {
+            result = Py_None;
+            goto done;
+        }
+        PyObject *packet = plaintext;  /* itself when it has no padding, as plaintext[:length] */
+        if (inner < length) {
+            packet = PyBytes_FromStringAndSize((const char *)data, inner);
+            if (packet == NULL) goto done;
+        } else {
+            Py_INCREF(packet);
+        }
+        PyList_SET_ITEM(packets, i, packet);
+        PyObject *address = PyBytes_FromStringAndSize((const char *)data + source, source_len);
+        if (address == NULL) goto done;
+        PyList_SET_ITEM(sources, i, address);
+    }
+    result = PyTuple_Pack(2, packets, sources);
+done:
+    Py_XINCREF(result == Py_None ? result : NULL);
+    Py_XDECREF(packets);
+    Py_XDECREF(sources);
+    Py_DECREF(fast);
+    return result;
+}
+
+PyDoc_STRVAR(common_destination_doc,
+"common_destination(packets) -> bytes or None\n\n"
+"The destination address all of `packets` (buffers) have, or None when one has none or they\n"
+"differ: as ippacket.common_destination.");
+
+static PyObject *accel_common_destination(PyObject *module, PyObject *packets) {
+    PyObject *fast = PySequence_Fast(packets, "packets must be a sequence");
+    if (fast == NULL) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(fast), length = 0;
+    unsigned char first[16];
+    int same = count > 0;
+    for (Py_ssize_t i = 0; same && i < count; i++) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(fast, i), &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+        const unsigned char *data = view.buf;
+        Py_ssize_t at = 0, size = 0;
+        if (view.len >= 20 && data[0] >> 4 == 4) {
+            at = 16, size = 4;
+        } else if (view.len >= 40 && data[0] >> 4 == 6) {
+            at = 24, size = 16;
+        }
+        if (i == 0 && size) {
+            memcpy(first, data + at, size);
+            length = size;
+        }
+        same = size && size == length && memcmp(first, data + at, size) == 0;
+        PyBuffer_Release(&view);
+    }
+    Py_DECREF(fast);
+    if (!same) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize((const char *)first, length);
+}
+
 /* -- segmentation ------------------------------------------------------------------------ */
 
 #define TCP_FIN 0x01
@@ -293,13 +436,30 @@ static uint32_t get_be32(const unsigned char *in) {
     return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];
 }
 
-/* The big-endian 16-bit words of data (an odd last byte padded with zero), added up. */
+/* A number congruent, modulo 0xffff, to the sum of data's big-endian 16-bit words (an odd last
+ * byte padded with zero), and 0 only if that sum is: what the one's complement sum needs. It
+ * adds eight bytes a step as two 32-bit words in the host's order, which is the same sum with
+ * its bytes swapped on a little-endian host (RFC 1071, section 2(B)). */
 static uint64_t word_sum(const unsigned char *data, Py_ssize_t length) {
-    uint64_t total = 0;
+    uint64_t total = 0, word;
     Py_ssize_t i = 0;
-    for (; i + 1 < length; i += 2) total += (uint32_t)data[i] << 8 | data[i + 1];
+    for (; i + 8 <= length; i += 8) {
+        memcpy(&word, data + i, 8);
+        total += (word & 0xFFFFFFFF) + (word >> 32);
+    }
+    for (; i + 1 < length; i += 2) {
+        uint16_t half;
+        memcpy(&half, data + i, 2);
+        total += half;
+    }
+#if PY_BIG_ENDIAN
     if (i < length) total += (uint32_t)data[i] << 8;
     return total;
+#else
+    if (i < length) total += data[i];
+    while (total >> 16) total = (total & 0xFFFF) + (total >> 16);
+    return (total >> 8 | total << 8) & 0xFFFF;
+#endif
 }
 
 /* The one's complement sum of `total`'s words: 0 only if `total` is. */
@@ -430,6 +590,9 @@ done:
 static PyMethodDef accel_methods[] = {
     {"seal", accel_seal, METH_VARARGS, seal_doc},
     {"open", accel_open, METH_VARARGS, open_doc},
+    {"transport_run", accel_transport_run, METH_O, transport_run_doc},
+    {"inner_packets", accel_inner_packets, METH_O, inner_packets_doc},
+    {"common_destination", accel_common_destination, METH_O, common_destination_doc},
     {"split", accel_split, METH_VARARGS, split_doc},
     {"checksums_valid", accel_checksums_valid, METH_VARARGS, checksums_valid_doc},
     {NULL, NULL, 0, NULL},
@@ -442,6 +605,11 @@ static struct PyModuleDef accel_module = {
 };
 
 PyMODINIT_FUNC PyInit__accel(void) {
+    chacha20_poly1305 = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+    if (chacha20_poly1305 == NULL) {
+        PyErr_SetString(PyExc_ImportError, "OpenSSL has no ChaCha20-Poly1305");
+        return NULL;
+    }
     PyObject *module = PyModule_Create(&accel_module);
     if (module == NULL) return NULL;
     if (PyModule_AddStringConstant(module, "openssl", OpenSSL_version(OPENSSL_VERSION)) < 0) {

@@ -1,8 +1,10 @@
 """The optional accelerator: transport messages sealed and opened a whole batch per call, in C
 (wgpy/io/_accel.c) over OpenSSL's libcrypto, TSO super-packets cut into segments, and the
-checksums of segments to be coalesced verified, with the GIL released for the batch.
+checksums of segments to be coalesced verified, with the GIL released for the batch; and the
+headers of a batch read in one call, so that the device checks a batch at once.
 
-wgpy/core/transport.py, wgpy/io/vnet/segment.py and coalesce.py are the references, which this
+wgpy/core/transport.py, ippacket.py, wgpy/io/vnet/segment.py and coalesce.py are the
+references, which this
 matches byte for byte (tests/unit/test_accel.py holds them to it); the device takes the cipher as
 its `batch_cipher`, `segment` calls `compiled_split`, `coalesce` `compiled_checksums_valid`. The
 module is built by `pip install .` where a C compiler and the headers of Python and OpenSSL are
@@ -94,6 +96,20 @@ class CompiledCipher:
             ]
         opened: list[bytes | None] = _accel.open(keys, datagrams, REJECT_AFTER_MESSAGES)
         return opened
+
+    def transport_run(self, datagrams: Sequence[bytes | memoryview]) -> tuple[int, int, int]:
+        run: tuple[int, int, int] = _accel.transport_run(datagrams)
+        return run
+
+    def inner_packets(
+        self, plaintexts: Sequence[bytes | None]
+    ) -> tuple[list[bytes], list[bytes]] | None:
+        inner: tuple[list[bytes], list[bytes]] | None = _accel.inner_packets(plaintexts)
+        return inner
+
+    def common_destination(self, packets: Sequence[bytes]) -> bytes | None:
+        destination: bytes | None = _accel.common_destination(packets)
+        return destination
 
 
 def _counter(data: bytes | memoryview) -> int:
