@@ -275,3 +275,25 @@ def test_the_checksums_of_a_run_to_coalesce_are_judged_the_same(
     (merged,) = run._merged(segments)
     with patch.object(coalesce_module, "compiled_checksums_valid", accel._accel.checksums_valid):
         assert run._checksums_valid(merged) == run._checksums_valid(merged, pure=True)
+
+
+@settings(max_examples=300)
+@given(st.lists(super_packets(min_segments=1), min_size=1, max_size=3), st.booleans(), st.data())
+def test_segments_coalesce_into_the_same_super_packets(
+    cases: list[tuple[bytes, VnetHdr]], udp: bool, data: st.DataObject
+) -> None:
+    """The segments of a few super-packets, some with a header byte changed, some swapped with
+    their neighbour, coalesced with runs followed on in C and with the reference, `_Run.follows`
+    and `append` one packet at a time: the same buffers for the TUN."""
+    packets = [packet for case in cases for packet in segment(*case, pure=True)]
+    for index in data.draw(st.sets(st.sampled_from(range(len(packets))))):
+        changed = bytearray(packets[index])
+        at = data.draw(st.integers(0, min(len(changed), 80) - 1))
+        changed[at] ^= data.draw(st.sampled_from([0x01, 0x08, 0x10, 0x80]))
+        packets[index] = bytes(changed)
+    for index in data.draw(st.sets(st.integers(1, len(packets)), max_size=3)):
+        packets[index - 1 : index + 1] = packets[index - 1 : index + 1][::-1]
+    with patch.object(coalesce_module, "compiled_follow_on", accel._accel.follow_on):
+        compiled = coalesce_module.coalesce(packets, udp=udp)
+    with patch.object(coalesce_module, "compiled_follow_on", None):
+        assert compiled == coalesce_module.coalesce(packets, udp=udp)

@@ -587,6 +587,80 @@ done:
     return valid;
 }
 
+/* -- coalescing ---------------------------------------------------------------------------- */
+
+#define TCP_ACK 0x10
+
+static unsigned get_be16(const unsigned char *in) { return (unsigned)in[0] << 8 | in[1]; }
+
+/* Whether the header bytes every segment of a run shares with its first agree: all but the
+ * lengths, the IPv4 ID, the checksums, the TCP sequence number and flags, as
+ * coalesce._fixed_mask spans them. */
+static int fixed_bytes_agree(const unsigned char *a, const unsigned char *b, Py_ssize_t l4,
+                             Py_ssize_t header_len, int tcp) {
+    if (l4 == 20) {
+        if (memcmp(a, b, 2) || memcmp(a + 6, b + 6, 4) || memcmp(a + 12, b + 12, l4 + 4 - 12))
+            return 0;
+    } else if (memcmp(a, b, 4) || memcmp(a + 6, b + 6, l4 + 4 - 6)) {
+        return 0;
+    }
+    return !tcp || (!memcmp(a + l4 + 8, b + l4 + 8, 5) && !memcmp(a + l4 + 14, b + l4 + 14, 2) &&
+                    !memcmp(a + l4 + 18, b + l4 + 18, header_len - l4 - 18));
+}
+
+PyDoc_STRVAR(follow_on_doc,
+"follow_on(packets, start, first, l4_start, header_len, tcp, length, next_sequence) -> count\n\n"
+"How many of `packets` (bytes) from `start` on may be appended, in turn, to a run of segments\n"
+"that begins with `first`, is `length` bytes long and expects `next_sequence` (TCP): as\n"
+"coalesce._Run.follows and append, the run not yet ended.");
+
+static PyObject *accel_follow_on(PyObject *module, PyObject *args) {
+    PyObject *packets, *fast;
+    Py_buffer first;
+    Py_ssize_t start, l4, header_len, length, count = 0;
+    unsigned long long next_sequence;
+    int tcp;
+    if (!PyArg_ParseTuple(args, "Ony*nnpnK:follow_on", &packets, &start, &first, &l4, &header_len,
+                          &tcp, &length, &next_sequence))
+        return NULL;
+    fast = PySequence_Fast(packets, "packets must be a sequence");
+    Py_ssize_t gso_size = first.len - header_len;
+    if (fast == NULL || start < 0 || l4 < 20 || header_len < l4 + (tcp ? 20 : 8) ||
+        gso_size <= 0) {
+        if (fast != NULL) PyErr_SetString(PyExc_ValueError, "not a run's first segment");
+        goto done;
+    }
+    const unsigned char *head = first.buf;
+    uint32_t sequence = (uint32_t)next_sequence;
+    for (Py_ssize_t i = start; i < PySequence_Fast_GET_SIZE(fast); i++, count++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
+        if (!PyBytes_Check(item)) break;
+        const unsigned char *packet = (const unsigned char *)PyBytes_AS_STRING(item);
+        Py_ssize_t total = PyBytes_GET_SIZE(item), size = total - header_len;
+        if (!(0 < size && size <= gso_size) || length + size > 0xFFFF) break;
+        unsigned flags = tcp ? packet[l4 + 13] : 0;
+        if (tcp) {
+            if ((flags | TCP_PSH) != (TCP_ACK | TCP_PSH) || get_be32(packet + l4 + 4) != sequence)
+                break;
+        } else if ((Py_ssize_t)get_be16(packet + l4 + 4) != total - l4) {
+            break;
+        }
+        if (!fixed_bytes_agree(head, packet, l4, header_len, tcp)) break;
+        Py_ssize_t stated = packet[0] >> 4 == 4 ? get_be16(packet + 2) : 40 + get_be16(packet + 4);
+        if (stated != total) break;
+        length += size;
+        sequence += (uint32_t)size;
+        if (size < gso_size || (tcp && flags & TCP_PSH)) {  /* it ends the run */
+            count++;
+            break;
+        }
+    }
+done:
+    Py_XDECREF(fast);
+    PyBuffer_Release(&first);
+    return PyErr_Occurred() ? NULL : PyLong_FromSsize_t(count);
+}
+
 static PyMethodDef accel_methods[] = {
     {"seal", accel_seal, METH_VARARGS, seal_doc},
     {"open", accel_open, METH_VARARGS, open_doc},
@@ -594,6 +668,7 @@ static PyMethodDef accel_methods[] = {
     {"inner_packets", accel_inner_packets, METH_O, inner_packets_doc},
     {"common_destination", accel_common_destination, METH_O, common_destination_doc},
     {"split", accel_split, METH_VARARGS, split_doc},
+    {"follow_on", accel_follow_on, METH_VARARGS, follow_on_doc},
     {"checksums_valid", accel_checksums_valid, METH_VARARGS, checksums_valid_doc},
     {NULL, NULL, 0, NULL},
 };

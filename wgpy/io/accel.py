@@ -66,6 +66,13 @@ compiled_checksums_valid: Callable[[list[bytes], int, int], list[bool]] | None =
 )
 
 
+# Its twin of coalesce._Run.follows and append in turn: (packets, start, first, l4_start,
+# header_len, tcp, length, next_sequence) -> how many of packets from start on follow the run.
+compiled_follow_on: Callable[[list[bytes], int, bytes, int, int, bool, int, int], int] | None = (
+    _accel.follow_on if in_use() else None
+)
+
+
 def batch_cipher() -> BatchCipher | None:
     """The device's batch cipher: the compiled one when in use, else None (the pure path)."""
     return CompiledCipher() if in_use() else None
