@@ -438,14 +438,26 @@ static uint32_t get_be32(const unsigned char *in) {
 
 /* A number congruent, modulo 0xffff, to the sum of data's big-endian 16-bit words (an odd last
  * byte padded with zero), and 0 only if that sum is: what the one's complement sum needs. It
- * adds eight bytes a step as two 32-bit words in the host's order, which is the same sum with
- * its bytes swapped on a little-endian host (RFC 1071, section 2(B)). */
-static uint64_t word_sum(const unsigned char *data, Py_ssize_t length) {
-    uint64_t total = 0, word;
+ * adds four bytes a step as a 32-bit word in the host's order, which is the same sum with its
+ * bytes swapped on a little-endian host (RFC 1071, section 2(B)), in a loop the compiler
+ * vectorises (-O3). With `out`, the bytes are copied there as they are summed: one pass. */
+static inline uint64_t sum_words(unsigned char *out, const unsigned char *data,
+                                 Py_ssize_t length) {
+    uint64_t total = 0;
+    uint32_t word;
     Py_ssize_t i = 0;
-    for (; i + 8 <= length; i += 8) {
-        memcpy(&word, data + i, 8);
-        total += (word & 0xFFFFFFFF) + (word >> 32);
+    if (out != NULL) {
+        for (; i + 4 <= length; i += 4) {
+            memcpy(&word, data + i, 4);
+            memcpy(out + i, &word, 4);
+            total += word;
+        }
+        memcpy(out + i, data + i, length - i);
+    } else {
+        for (; i + 4 <= length; i += 4) {
+            memcpy(&word, data + i, 4);
+            total += word;
+        }
     }
     for (; i + 1 < length; i += 2) {
         uint16_t half;
@@ -460,6 +472,10 @@ static uint64_t word_sum(const unsigned char *data, Py_ssize_t length) {
     while (total >> 16) total = (total & 0xFFFF) + (total >> 16);
     return (total >> 8 | total << 8) & 0xFFFF;
 #endif
+}
+
+static uint64_t word_sum(const unsigned char *data, Py_ssize_t length) {
+    return sum_words(NULL, data, length);
 }
 
 /* The one's complement sum of `total`'s words: 0 only if `total` is. */
@@ -481,8 +497,10 @@ static void cut_one(const Cut *cut, const unsigned char *packet, Py_ssize_t inde
     Py_ssize_t l4 = cut->l4_start, l4_length = length - l4;
     Py_ssize_t checksum_at = l4 + (cut->tcp ? 16 : 6);
     memcpy(out, packet, cut->header_len);
-    memcpy(out + cut->header_len, packet + cut->header_len + index * cut->size,
-           length - cut->header_len);
+    /* The transport header is a whole number of 16-bit words: the payload sums on its own. */
+    uint64_t payload_sum = sum_words(out + cut->header_len,
+                                     packet + cut->header_len + index * cut->size,
+                                     length - cut->header_len);
     if (cut->ipv4) {
         put_be16(out + 2, (unsigned)length);
         put_be16(out + 4, (unsigned)((out[4] << 8 | out[5]) + index) & 0xFFFF);
@@ -500,7 +518,8 @@ static void cut_one(const Cut *cut, const unsigned char *packet, Py_ssize_t inde
     put_be16(out + checksum_at, 0);
     uint64_t pseudo = cut->ipv4 ? word_sum(out + 12, 8) : word_sum(out + 8, 32);
     pseudo += (cut->tcp ? 6 : 17) + (uint64_t)l4_length;
-    unsigned field = ~fold(pseudo + word_sum(out + l4, l4_length)) & 0xFFFF;
+    uint64_t header_sum = word_sum(out + l4, cut->header_len - l4);
+    unsigned field = ~fold(pseudo + header_sum + payload_sum) & 0xFFFF;
     put_be16(out + checksum_at, field ? field : 0xFFFF);  /* zero would mean "none" for UDP */
 }
 
