@@ -566,44 +566,69 @@ done:
     return segments;
 }
 
-PyDoc_STRVAR(checksums_valid_doc,
-"checksums_valid(segments, l4_start, pseudo) -> list of bool\n\n"
-"Whether each of `segments` (IP packets of one flow) has a transport checksum that holds: its\n"
+PyDoc_STRVAR(merge_doc,
+"merge(headers, segments, header_len, l4_start, pseudo) -> (bytes, list of bool)\n\n"
+"`headers` followed by the payload of each of `segments` (IP packets of one flow, each with\n"
+"`header_len` bytes of headers), and whether each segment's transport checksum holds: its\n"
 "bytes from `l4_start` on, with `pseudo` (the pseudo-header's sum but its length) and its\n"
-"length, sum to 0xffff. As coalesce._Run._checksums_valid.");
+"length, sum to 0xffff. Each payload is summed as it is copied. As coalesce._Run._merged and\n"
+"_checksums_valid.");
 
-static PyObject *accel_checksums_valid(PyObject *module, PyObject *args) {
-    PyObject *segments, *fast, *valid = NULL;
-    Py_ssize_t l4_start;
+static PyObject *accel_merge(PyObject *module, PyObject *args) {
+    Py_buffer headers;
+    PyObject *segments, *fast = NULL, *merged = NULL, *valid = NULL, *result = NULL;
+    Py_ssize_t header_len, l4_start, length;
     unsigned long long pseudo;
     Views views = {0, NULL};
     char *holds = NULL;
-    if (!PyArg_ParseTuple(args, "OnK:checksums_valid", &segments, &l4_start, &pseudo))
+    if (!PyArg_ParseTuple(args, "y*OnnK:merge", &headers, &segments, &header_len, &l4_start,
+                          &pseudo))
         return NULL;
     fast = PySequence_Fast(segments, "segments must be a sequence");
     if (fast == NULL || take_views(fast, &views) < 0) goto done;
+    length = headers.len;
+    for (Py_ssize_t i = 0; i < views.count; i++) {
+        if (l4_start < 0 || header_len < l4_start || (header_len - l4_start) % 2 ||
+            views.views[i].len < header_len) {
+            PyErr_SetString(PyExc_ValueError, "a segment shorter than its headers");
+            goto release;
+        }
+        length += views.views[i].len - header_len;
+    }
     holds = PyMem_Calloc(views.count ? views.count : 1, 1);
-    if (holds == NULL) {
-        PyErr_NoMemory();
+    merged = PyBytes_FromStringAndSize(NULL, length);
+    if (holds == NULL || merged == NULL) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
         goto release;
     }
     Py_BEGIN_ALLOW_THREADS
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(merged);
+    memcpy(out, headers.buf, headers.len);
+    out += headers.len;
     for (Py_ssize_t i = 0; i < views.count; i++) {
-        Py_ssize_t length = views.views[i].len - l4_start;
-        if (l4_start < 0 || length < 0) continue;
-        const unsigned char *l4 = (const unsigned char *)views.views[i].buf + l4_start;
-        holds[i] = fold(pseudo + (uint64_t)length + word_sum(l4, length)) == 0xFFFF;
+        const unsigned char *segment = views.views[i].buf;
+        Py_ssize_t size = views.views[i].len - header_len;
+        /* The transport header is a whole number of 16-bit words: the payload sums apart. */
+        uint64_t total = pseudo + (uint64_t)(views.views[i].len - l4_start) +
+                         word_sum(segment + l4_start, header_len - l4_start) +
+                         sum_words(out, segment + header_len, size);
+        holds[i] = fold(total) == 0xFFFF;
+        out += size;
     }
     Py_END_ALLOW_THREADS
     valid = PyList_New(views.count);
     for (Py_ssize_t i = 0; valid != NULL && i < views.count; i++)
         PyList_SET_ITEM(valid, i, PyBool_FromLong(holds[i]));
+    if (valid != NULL) result = PyTuple_Pack(2, merged, valid);
 release:
     release_views(&views);
 done:
+    Py_XDECREF(merged);
+    Py_XDECREF(valid);
     PyMem_Free(holds);
     Py_XDECREF(fast);
-    return valid;
+    PyBuffer_Release(&headers);
+    return result;
 }
 
 /* -- coalescing ---------------------------------------------------------------------------- */
@@ -688,7 +713,7 @@ static PyMethodDef accel_methods[] = {
     {"common_destination", accel_common_destination, METH_O, common_destination_doc},
     {"split", accel_split, METH_VARARGS, split_doc},
     {"follow_on", accel_follow_on, METH_VARARGS, follow_on_doc},
-    {"checksums_valid", accel_checksums_valid, METH_VARARGS, checksums_valid_doc},
+    {"merge", accel_merge, METH_VARARGS, merge_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -6,7 +6,8 @@ headers of a batch read in one call, so that the device checks a batch at once.
 wgpy/core/transport.py, ippacket.py, wgpy/io/vnet/segment.py and coalesce.py are the
 references, which this
 matches byte for byte (tests/unit/test_accel.py holds them to it); the device takes the cipher as
-its `batch_cipher`, `segment` calls `compiled_split`, `coalesce` `compiled_checksums_valid`. The
+its `batch_cipher`, `segment` calls `compiled_split`, `coalesce` `compiled_merge` and
+`compiled_follow_on`. The
 module is built by `pip install .` where a C compiler and the headers of Python and OpenSSL are
 present; without it, or with WGPY_PURE=1 in the environment, wgpy runs on the pure path.
 
@@ -59,10 +60,10 @@ compiled_split: Callable[[Buffer, int, int, int, bool, bool], list[bytes]] | Non
 )
 
 
-# Its twin of coalesce._Run._checksums_valid: (segments, l4_start, pseudo-header sum below
-# 2**64) -> whether each holds.
-compiled_checksums_valid: Callable[[list[bytes], int, int], list[bool]] | None = (
-    _accel.checksums_valid if in_use() else None
+# Its twin of coalesce._Run._merged and _checksums_valid at once: (headers, segments, header_len,
+# l4_start, pseudo-header sum below 2**64) -> the super-packet, whether each checksum holds.
+compiled_merge: Callable[[bytes, list[bytes], int, int, int], tuple[bytes, list[bool]]] | None = (
+    _accel.merge if in_use() else None
 )
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Final
 
-from wgpy.io.accel import compiled_checksums_valid, compiled_follow_on
+from wgpy.io.accel import compiled_follow_on, compiled_merge
 from wgpy.io.vnet.checksum import fold, ipv4_header_checksum, pseudo_header_sum, strided_sums, sums
 from wgpy.io.vnet.segment import (
     F_NEEDS_CSUM,
@@ -148,8 +148,16 @@ class _Run:
         fails goes alone, for the kernel to drop, and splits the super-packet around it."""
         if len(self.packets) == 1:
             return [NO_OFFLOAD + self.first]  # The kernel checks a lone packet itself.
-        (merged,) = self._merged(self.packets)
-        valid = self._checksums_valid(merged)
+        if compiled_merge is not None:
+            # One pass: each payload summed as it is copied. C takes the pseudo-header sum (a
+            # big integer, checksum.pseudo_header_sum) reduced, as the one's complement allows.
+            merged, valid = compiled_merge(
+                self._headers(self.packets), self.packets, self.header_len, self.l4_start,
+                self.pseudo % 0xFFFF,
+            )  # fmt: skip
+        else:
+            (merged,) = self._merged(self.packets)
+            valid = self._checksums_valid(merged)
         if all(valid):
             return [merged]
         out: list[bytes] = []
@@ -163,17 +171,13 @@ class _Run:
                 stretch = []
         return out + self._merged(stretch)
 
-    def _checksums_valid(self, merged: bytes, *, pure: bool = False) -> list[bool]:
+    def _checksums_valid(self, merged: bytes) -> list[bool]:
         """Whether each segment, with the pseudo-header and its checksum field, sums to 0xffff.
         A segment's transport header is summed on its own, its payload where it lies in the
         super-packet `merged` made of them all: end to end, so without another copy. (Transport
         headers are a whole number of 16-bit words long, so the two sums add up.) The
-        accelerator's twin sums each segment whole, unless `pure` asks for this, the reference."""
+        accelerator's twin (compiled_merge) sums each payload as it copies it into `merged`."""
         l4_start, header_len = self.l4_start, self.header_len
-        if compiled_checksums_valid is not None and not pure:
-            # The pseudo-header sum is a big integer (checksum.pseudo_header_sum): C takes it
-            # reduced, which the one's complement sum allows.
-            return compiled_checksums_valid(self.packets, l4_start, self.pseudo % 0xFFFF)
         headers = sums([packet[l4_start:header_len] for packet in self.packets])
         payloads = strided_sums(merged, VNET_HDR_LEN + header_len, self.gso_size)
         pseudo = self.pseudo
@@ -188,6 +192,11 @@ class _Run:
         applyUDPCoalesceAccounting)."""
         if len(packets) < 2:
             return [NO_OFFLOAD + packet for packet in packets]
+        payloads = [memoryview(packet)[self.header_len :] for packet in packets]
+        return [b"".join((self._headers(packets), *payloads))]
+
+    def _headers(self, packets: list[bytes]) -> bytes:
+        """The virtio-net header and the IP and transport headers of `packets` merged."""
         first, last, l4_start, header_len = packets[0], packets[-1], self.l4_start, self.header_len
         length = sum(map(len, packets)) - (len(packets) - 1) * header_len
         header = bytearray(first[:header_len])
@@ -211,8 +220,7 @@ class _Run:
         _U16.pack_into(header, l4_start + checksum_offset, pseudo)
         hdr = VnetHdr(F_NEEDS_CSUM, gso_type, header_len, len(first) - header_len, l4_start,
                       checksum_offset)  # fmt: skip
-        payloads = [memoryview(packet)[header_len:] for packet in packets]
-        return [b"".join((hdr.pack(), header, *payloads))]
+        return hdr.pack() + header
 
 
 def coalesce(packets: Iterable[bytes], *, udp: bool = False) -> list[bytes]:
