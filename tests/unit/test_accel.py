@@ -28,6 +28,7 @@ from wgpy.core.endpoint import Endpoint
 from wgpy.core.ippacket import ipv4_packet, ipv6_packet
 from wgpy.core.keypair import Keypair
 from wgpy.core.noise import TransportKeys
+from wgpy.core.observer import Direction, HandshakeSecrets
 from wgpy.core.transport import decrypt_packet, encrypt_packets, transport_run
 from wgpy.io import accel
 from wgpy.io.vnet import coalesce as coalesce_module
@@ -136,20 +137,28 @@ def test_accelerated_devices_send_and_receive_the_same(
     batches: list[list[bytes]], data: st.DataObject
 ) -> None:
     """Super-packets' worth of packets sealed by a, and opened by b from GRO buffers in which
-    some datagrams are forged (a flipped bit) or replayed: the same datagrams, packets, drops,
-    counters and timers on both links after every batch."""
+    some datagrams are forged (a flipped bit, in their place or as copies after them) or
+    replayed: the same datagrams, packets, drops,
+    counters and timers on both links after every batch, and the same shown to a capture."""
     pure, fast = accelerated_twins()
     source = Endpoint("192.0.2.1", 51820)
+    seen: tuple[list[object], list[object]] = ([], [])
+    for link, record in zip((pure, fast), seen, strict=True):
+        link.b.device.observer = Recorder(record)
     for packets in batches:
         sent = [
             link.a.device.handle_tun_packets(packets, link.now, link.wall) for link in (pure, fast)
         ]
         assert outcome(sent[0]) == outcome(sent[1])
         received = [datagram for datagram, _ in outcome(sent[0])[0]]
+        in_place = data.draw(st.booleans())  # a forgery amid an in-order run, or after it
         for index in data.draw(st.sets(st.integers(0, max(0, len(received) - 1)))):
             forged = bytearray(received[index])
             forged[-1 - index % 16] ^= 1
-            received.append(bytes(forged))
+            if in_place:
+                received[index] = bytes(forged)
+            else:
+                received.append(bytes(forged))
         received += received[: data.draw(st.integers(0, 2))]  # replays
         results = [
             link.b.device.handle_datagrams(gro_buffer(received), source, link.now, link.wall)
@@ -158,6 +167,20 @@ def test_accelerated_devices_send_and_receive_the_same(
         assert outcome(results[0]) == outcome(results[1])
         assert state(pure.b.device) == state(fast.b.device)
         assert state(pure.a.device) == state(fast.a.device)
+        assert seen[0] == seen[1]  # what a capture is shown, in order
+
+
+class Recorder:
+    """An observer that notes what it is shown."""
+
+    def __init__(self, record: list[object]) -> None:
+        self.record = record
+
+    def inner_packet(self, peer: bytes, direction: Direction, packet: bytes, wall: float) -> None:
+        self.record.append((peer, direction, packet, wall))
+
+    def handshake_secrets(self, secrets: HandshakeSecrets, wall: float) -> None:
+        self.record.append((secrets, wall))
 
 
 # -- headers of a batch ------------------------------------------------------------------------

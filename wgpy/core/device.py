@@ -277,7 +277,8 @@ class Device:
     def handle_tun_packets(self, packets: Iterable[bytes], now: float, wall: float) -> list[Action]:
         """Outbound inner packets, as one TUN read hands them over: each is routed by its
         destination to a peer (the kernel's wg_xmit), and each run of them to one peer is sent
-        together."""
+        together. (With a BatchCipher, a batch whose packets share a destination, as a TSO
+        super-packet's segments do, is routed once.)"""
         if self.batch_cipher is not None:
             packets = list(packets)
             if len(packets) > 1:
@@ -324,7 +325,9 @@ class Device:
         wg_packet_consume_data and wg_packet_consume_data_done), anything else is
         `_receive_handshake_packet`'s. The bookkeeping that follows authenticated transport
         messages (endpoint and local, timers, byte count, key freshness) is done once for each
-        run of them from one peer, which ends before anything else is handled. Whatever the
+        run of them from one peer, which ends before anything else is handled. With a
+        BatchCipher, a batch that is one in-order run of them is taken at once where the loop
+        would take each (`_open_run`, `_accept_run`). Whatever the
         datagrams hold, it never raises."""
         actions: list[Action] = []
         packets: list[bytes] = []  # for the TUN
@@ -454,8 +457,9 @@ class Device:
         peer, lookup = run.peer, self.allowed_ips.lookup
         if any(lookup(inner_source) is not peer for inner_source in set(sources)):
             return None
-        accepted = run.keypair.replay.validate_run(run.counter, len(packets))
-        assert accepted  # as _open_run found, and nothing since has moved the window
+        # In order, as _open_run found, and nothing since has moved the window: it takes them.
+        if not run.keypair.replay.validate_run(run.counter, len(packets)):
+            return None
         if self.observer is not None:
             for packet in packets:
                 self.observer.inner_packet(peer.public_key, Direction.INBOUND, packet, wall)
