@@ -10,7 +10,7 @@ setup(
             "wgpy.io._accel",
             ["wgpy/io/_accel.c"],
             libraries=["crypto"],
-            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            extra_compile_args=["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         )
     ]

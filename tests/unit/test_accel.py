@@ -2,14 +2,16 @@
 and wgpy/io/vnet/: for random batches, keys and counters, the same transport messages byte for
 byte, the same packets opened, and a failed tag (a flipped bit, the wrong key, a counter past
 REJECT_AFTER_MESSAGES) reported the same; random TSO and USO super-packets cut into the same
-segments, whose checksums, some damaged, are judged the same before coalescing; and two links,
-one accelerated, in step through whole batches, forgeries among them.
+segments, which, some damaged, are merged the same when coalesced, runs of them followed on
+the same; a batch's headers read the same; and two links, one accelerated, in step through
+whole batches, forgeries among them.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import struct
 from collections.abc import Sequence
 from unittest.mock import patch
 
@@ -20,12 +22,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import keys32
 
+from wgpy.core import ippacket
 from wgpy.core.constants import REJECT_AFTER_MESSAGES, TRANSPORT_HEADER_SIZE
 from wgpy.core.endpoint import Endpoint
-from wgpy.core.ippacket import ipv4_packet
+from wgpy.core.ippacket import ipv4_packet, ipv6_packet
 from wgpy.core.keypair import Keypair
 from wgpy.core.noise import TransportKeys
-from wgpy.core.transport import decrypt_packet, encrypt_packets
+from wgpy.core.observer import Direction, HandshakeSecrets
+from wgpy.core.transport import decrypt_packet, encrypt_packets, transport_run
 from wgpy.io import accel
 from wgpy.io.vnet import coalesce as coalesce_module
 from wgpy.io.vnet import segment as segment_module
@@ -133,20 +137,28 @@ def test_accelerated_devices_send_and_receive_the_same(
     batches: list[list[bytes]], data: st.DataObject
 ) -> None:
     """Super-packets' worth of packets sealed by a, and opened by b from GRO buffers in which
-    some datagrams are forged (a flipped bit) or replayed: the same datagrams, packets, drops,
-    counters and timers on both links after every batch."""
+    some datagrams are forged (a flipped bit, in their place or as copies after them) or
+    replayed: the same datagrams, packets, drops,
+    counters and timers on both links after every batch, and the same shown to a capture."""
     pure, fast = accelerated_twins()
     source = Endpoint("192.0.2.1", 51820)
+    seen: tuple[list[object], list[object]] = ([], [])
+    for link, record in zip((pure, fast), seen, strict=True):
+        link.b.device.observer = Recorder(record)
     for packets in batches:
         sent = [
             link.a.device.handle_tun_packets(packets, link.now, link.wall) for link in (pure, fast)
         ]
         assert outcome(sent[0]) == outcome(sent[1])
         received = [datagram for datagram, _ in outcome(sent[0])[0]]
+        in_place = data.draw(st.booleans())  # a forgery amid an in-order run, or after it
         for index in data.draw(st.sets(st.integers(0, max(0, len(received) - 1)))):
             forged = bytearray(received[index])
             forged[-1 - index % 16] ^= 1
-            received.append(bytes(forged))
+            if in_place:
+                received[index] = bytes(forged)
+            else:
+                received.append(bytes(forged))
         received += received[: data.draw(st.integers(0, 2))]  # replays
         results = [
             link.b.device.handle_datagrams(gro_buffer(received), source, link.now, link.wall)
@@ -155,6 +167,85 @@ def test_accelerated_devices_send_and_receive_the_same(
         assert outcome(results[0]) == outcome(results[1])
         assert state(pure.b.device) == state(fast.b.device)
         assert state(pure.a.device) == state(fast.a.device)
+        assert seen[0] == seen[1]  # what a capture is shown, in order
+
+
+class Recorder:
+    """An observer that notes what it is shown."""
+
+    def __init__(self, record: list[object]) -> None:
+        self.record = record
+
+    def inner_packet(self, peer: bytes, direction: Direction, packet: bytes, wall: float) -> None:
+        self.record.append((peer, direction, packet, wall))
+
+    def handshake_secrets(self, secrets: HandshakeSecrets, wall: float) -> None:
+        self.record.append((secrets, wall))
+
+
+# -- headers of a batch ------------------------------------------------------------------------
+
+
+@st.composite
+def transport_batches(draw: st.DrawFn) -> list[bytes]:
+    """Datagrams that mostly make a run (one receiver, counters in turn, from near 2**64 at
+    times), broken here and there by another type, receiver or counter, or a short length."""
+    receiver = draw(st.sampled_from([0, 7, 2**32 - 1]))
+    counter = draw(st.integers(0, 2**64 - 1) | st.integers(2**64 - 4, 2**64 - 1))
+    batch = []
+    for index in range(draw(st.integers(0, 8))):
+        kind, to, number = 4, receiver, (counter + index) % 2**64
+        match draw(st.integers(0, 9)):
+            case 0:
+                kind = draw(st.integers(0, 2**32 - 1))
+            case 1:
+                to = draw(indices)
+            case 2:
+                number = draw(st.integers(0, 2**64 - 1))
+        header = struct.pack("<IIQ", kind, to, number)
+        batch.append(header + bytes(draw(st.sampled_from([16, 0, 15, 1400]))))
+    return batch
+
+
+@given(transport_batches())
+def test_a_batch_s_run_of_transport_messages_is_read_the_same(batch: list[bytes]) -> None:
+    assert accel.CompiledCipher().transport_run(gro_buffer(batch)) == transport_run(batch)
+
+
+@st.composite
+def plaintexts(draw: st.DrawFn) -> bytes | None:
+    """An opened message: an IPv4 or IPv6 packet, padded, its length field at times wrong;
+    a keepalive; a failure; or bytes of no version."""
+    match draw(st.integers(0, 5)):
+        case 0:
+            return None
+        case 1:
+            return draw(st.binary(max_size=48))
+    payload = draw(st.binary(max_size=64))
+    packet = bytearray(
+        ipv4_packet("10.0.0.1", "10.0.0.2", payload)
+        if draw(st.booleans())
+        else ipv6_packet("fd00::1", "fd00::2", payload)
+    )
+    if draw(st.booleans()):
+        at = 2 if packet[0] == 0x45 else 4
+        packet[at : at + 2] = draw(st.integers(0, 0xFFFF)).to_bytes(2, "big")
+    return bytes(packet) + bytes(draw(st.integers(0, 15)))
+
+
+@given(st.lists(plaintexts(), max_size=6) | st.lists(plaintexts().filter(bool), max_size=6))
+def test_a_batch_s_inner_packets_are_read_the_same(batch: list[bytes | None]) -> None:
+    assert accel.CompiledCipher().inner_packets(batch) == ippacket.inner_packets(batch)
+
+
+@given(
+    st.lists(st.sampled_from([b"", b"E" + bytes(18), b"`" + bytes(38)]) | plaintexts())
+    | st.lists(st.sampled_from([ipv4_packet("10.0.0.1", "10.0.0.2"), b"E" + bytes(19)]))
+)
+def test_a_batch_s_common_destination_is_read_the_same(batch: list[bytes | None]) -> None:
+    packets = [packet or b"" for packet in batch]
+    compiled = accel.CompiledCipher().common_destination(packets)
+    assert compiled == ippacket.common_destination(packets)
 
 
 # -- segmentation ------------------------------------------------------------------------------
@@ -193,10 +284,12 @@ def test_a_super_packet_is_cut_into_the_same_segments(case: tuple[bytes, VnetHdr
 
 
 @given(super_packets(min_segments=2), st.data())
-def test_the_checksums_of_a_run_to_coalesce_are_judged_the_same(
+def test_a_run_to_coalesce_is_merged_and_its_checksums_judged_the_same(
     case: tuple[bytes, VnetHdr], data: st.DataObject
 ) -> None:
-    """A super-packet's segments, some with a flipped bit, as a run to merge on receive."""
+    """A super-packet's segments, some with a flipped bit, as a run to merge on receive: the
+    same buffers from the compiled merge (payloads summed as they are copied) as from the
+    reference (_merged, then _checksums_valid)."""
     packet, hdr = case
     segments = segment(packet, hdr, pure=True)
     for index in data.draw(st.sets(st.sampled_from(range(len(segments))))):
@@ -205,6 +298,29 @@ def test_the_checksums_of_a_run_to_coalesce_are_judged_the_same(
         segments[index] = bytes(damaged)
     run = _Run(segments[0], hdr.csum_start, hdr.hdr_len, hdr.gso_type != GSO_UDP_L4)
     run.packets = segments
-    (merged,) = run._merged(segments)
-    with patch.object(coalesce_module, "compiled_checksums_valid", accel._accel.checksums_valid):
-        assert run._checksums_valid(merged) == run._checksums_valid(merged, pure=True)
+    with patch.object(coalesce_module, "compiled_merge", accel._accel.merge):
+        compiled = run.build()
+    with patch.object(coalesce_module, "compiled_merge", None):
+        assert compiled == run.build()
+
+
+@settings(max_examples=300)
+@given(st.lists(super_packets(min_segments=1), min_size=1, max_size=3), st.booleans(), st.data())
+def test_segments_coalesce_into_the_same_super_packets(
+    cases: list[tuple[bytes, VnetHdr]], udp: bool, data: st.DataObject
+) -> None:
+    """The segments of a few super-packets, some with a header byte changed, some swapped with
+    their neighbour, coalesced with runs followed on in C and with the reference, `_Run.follows`
+    and `append` one packet at a time: the same buffers for the TUN."""
+    packets = [packet for case in cases for packet in segment(*case, pure=True)]
+    for index in data.draw(st.sets(st.sampled_from(range(len(packets))))):
+        changed = bytearray(packets[index])
+        at = data.draw(st.integers(0, min(len(changed), 80) - 1))
+        changed[at] ^= data.draw(st.sampled_from([0x01, 0x08, 0x10, 0x80]))
+        packets[index] = bytes(changed)
+    for index in data.draw(st.sets(st.integers(1, len(packets)), max_size=3)):
+        packets[index - 1 : index + 1] = packets[index - 1 : index + 1][::-1]
+    with patch.object(coalesce_module, "compiled_follow_on", accel._accel.follow_on):
+        compiled = coalesce_module.coalesce(packets, udp=udp)
+    with patch.object(coalesce_module, "compiled_follow_on", None):
+        assert compiled == coalesce_module.coalesce(packets, udp=udp)

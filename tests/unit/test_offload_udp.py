@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from wgpy.io.udp_batches import MAX_SEGMENTS, SOL_UDP, UDP_GRO, gso_runs, split_gro
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wgpy.io.udp_batches import MAX_SEGMENTS, MAX_SEND, SOL_UDP, UDP_GRO, gso_runs, split_gro
 
 
 def sizes(runs: Iterable[Sequence[bytes]]) -> list[list[int]]:
@@ -44,3 +47,30 @@ def test_a_gro_receive_is_split_at_the_size_in_its_control_message() -> None:
 
 def test_a_receive_without_the_control_message_is_one_datagram() -> None:
     assert [bytes(d) for d in split_gro(b"abc", [])] == [b"abc"]
+
+
+def model_runs(lengths: list[int], limit: int) -> list[list[int]]:
+    """gso_runs stated a datagram at a time: a run takes the next while it is no longer than
+    the run's first, fits MAX_SEGMENTS and `limit`, and ends after a shorter one."""
+    runs: list[list[int]] = []
+    for length in lengths:
+        run = runs[-1] if runs else []
+        if (
+            run
+            and length <= run[0]
+            and len(run) < MAX_SEGMENTS
+            and sum(run) + length <= limit
+            and run[-1] == run[0]
+        ):
+            run.append(length)
+        else:
+            runs.append([length])
+    return runs
+
+
+@given(
+    st.lists(st.sampled_from([10, 60, 100, 1000]), max_size=150),
+    st.sampled_from([MAX_SEND, 3000, 1100, 640]),
+)
+def test_runs_are_cut_as_the_rule_says(lengths: list[int], limit: int) -> None:
+    assert sizes(gso_runs([bytes(n) for n in lengths], limit)) == model_runs(lengths, limit)

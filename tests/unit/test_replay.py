@@ -206,3 +206,27 @@ def test_filter_agrees_with_the_model(start: int, steps: list[tuple[int, int]]) 
             assert replay.validate(in_order) == model.validate(in_order), in_order
             assert replay.greatest == model.greatest
         counter = max(0, (model.greatest or 0) + step)
+
+
+@given(
+    start=_STARTS,
+    steps=st.lists(st.tuples(st.just(0) | _STEPS, _RUNS), max_size=60),
+)
+def test_a_run_validated_at_once_is_its_counters_validated_in_turn(
+    start: int, steps: list[tuple[int, int]]
+) -> None:
+    """Twin filters, one given each run of counters at once (validate_run), the other each
+    counter in turn: a run is taken when it is the next in order, and leaves the same window;
+    any other run is refused whole, and its first counter then goes to both one at a time."""
+    at_once, in_turn = ReplayFilter(), ReplayFilter()
+    counter = start
+    for step, run in steps:
+        if at_once.validate_run(counter, run):
+            expected = 0 if in_turn.greatest is None else in_turn.greatest + 1
+            assert run and counter == expected
+            assert all(in_turn.validate(fresh) for fresh in range(counter, counter + run))
+        else:
+            assert not at_once.in_order(counter, run)
+            assert at_once.validate(counter) == in_turn.validate(counter)
+        assert at_once._bitmap == in_turn._bitmap and at_once.greatest == in_turn.greatest
+        counter = max(0, (in_turn.greatest or 0) + 1 + step)

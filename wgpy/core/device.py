@@ -101,6 +101,16 @@ _SHORT = (None, 0, 0)
 _NOT_AHEAD = repeat((None, None))
 
 
+class _OpenedRun(NamedTuple):
+    """A batch of transport messages to `peer` under `keypair`, from `counter` on in turn, as
+    `_open_run` opened them: each plaintext, or None where it failed to authenticate."""
+
+    peer: Peer
+    keypair: Keypair
+    counter: int
+    opened: list[bytes | None]
+
+
 def datagrams_of(actions: Iterable[Action]) -> list[bytes]:
     """The datagrams `actions` send, in order, whatever their endpoints."""
     return [data for a in actions if isinstance(a, SendDatagrams) for data in a.datagrams]
@@ -267,12 +277,22 @@ class Device:
     def handle_tun_packets(self, packets: Iterable[bytes], now: float, wall: float) -> list[Action]:
         """Outbound inner packets, as one TUN read hands them over: each is routed by its
         destination to a peer (the kernel's wg_xmit), and each run of them to one peer is sent
-        together."""
+        together. (With a BatchCipher, a batch whose packets share a destination, as a TSO
+        super-packet's segments do, is routed once.)"""
+        if self.batch_cipher is not None:
+            packets = list(packets)
+            if len(packets) > 1:
+                # A TSO super-packet's segments, routed at once when they can be sent: the loop
+                # below counts the drop of each that cannot.
+                destination = self.batch_cipher.common_destination(packets)
+                peer = self.allowed_ips.lookup(destination) if destination is not None else None
+                if peer is not None and peer.endpoint is not None:
+                    return self._stage_and_send(peer, packets, now, wall)
         actions: list[Action] = []
         run: Peer | None = None  # the peer of the current run of packets
         batch: list[bytes] = []  # the run's packets
         destination_seen: bytes | None = None
-        peer: Peer | None = None
+        peer = None
         for packet in packets:
             destination = ippacket.destination(packet)
             # A batch is mostly one flow: route it once. (A packet that cannot be sent is
@@ -305,7 +325,9 @@ class Device:
         wg_packet_consume_data and wg_packet_consume_data_done), anything else is
         `_receive_handshake_packet`'s. The bookkeeping that follows authenticated transport
         messages (endpoint and local, timers, byte count, key freshness) is done once for each
-        run of them from one peer, which ends before anything else is handled. Whatever the
+        run of them from one peer, which ends before anything else is handled. With a
+        BatchCipher, a batch that is one in-order run of them is taken at once where the loop
+        would take each (`_open_run`, `_accept_run`). Whatever the
         datagrams hold, it never raises."""
         actions: list[Action] = []
         packets: list[bytes] = []  # for the TUN
@@ -320,7 +342,14 @@ class Device:
             datagrams = list(datagrams)
             # A lone datagram (ping, a handshake) costs less opened in line than looked ahead.
             if len(datagrams) > 1:
-                ahead = self._open_ahead(self.batch_cipher, datagrams)
+                opened_run = self._open_run(self.batch_cipher, datagrams, now)
+                if opened_run is None:
+                    ahead = self._open_ahead(self.batch_cipher, datagrams)
+                else:
+                    accepted = self._accept_run(opened_run, datagrams, source, local, now, wall)
+                    if accepted is not None:
+                        return accepted
+                    ahead = zip(repeat(opened_run.keypair), opened_run.opened)
         for data, (opened_with, opened) in zip(datagrams, ahead, strict=False):
             # The type's word holds its three reserved zero bytes too, as the kernel reads it.
             kind, receiver, counter = (
@@ -385,6 +414,58 @@ class Device:
         if packets:
             actions.append(WriteTun(packets))
         return actions
+
+    def _open_run(
+        self, cipher: BatchCipher, datagrams: Sequence[bytes | memoryview], now: float
+    ) -> _OpenedRun | None:
+        """A batch that is one run of transport messages (`transport_run`) under a live keypair
+        that is its peer's current one, whose counters are the next its replay window expects:
+        opened in one call, to be taken at once. None for any other batch."""
+        count, receiver, counter = cipher.transport_run(datagrams)
+        if count != len(datagrams):
+            return None
+        peer, keypair = self._indices.get(receiver, (None, None))
+        if (
+            peer is None
+            or keypair is None
+            or keypair is peer.keypairs.next
+            or not keypair.can_receive(now)
+            or not keypair.replay.in_order(counter, count)
+        ):
+            return None
+        return _OpenedRun(peer, keypair, counter, cipher.open([keypair] * count, datagrams))
+
+    def _accept_run(
+        self,
+        run: _OpenedRun,
+        datagrams: Sequence[bytes | memoryview],
+        source: Endpoint,
+        local: Local | None,
+        now: float,
+        wall: float,
+    ) -> list[Action] | None:
+        """What the loop of `handle_datagrams` does with an opened run in which every message
+        is authentic and carries a packet from an address its peer owns, done for the run at
+        once: the counters marked seen, the run settled, the packets written. None, with
+        nothing done, when one of them needs the loop: a forgery, a keepalive, a malformed or
+        disallowed packet."""
+        assert self.batch_cipher is not None
+        inner = self.batch_cipher.inner_packets(run.opened)
+        if inner is None:
+            return None
+        packets, sources = inner
+        peer, lookup = run.peer, self.allowed_ips.lookup
+        if any(lookup(inner_source) is not peer for inner_source in set(sources)):
+            return None
+        # In order, as _open_run found, and nothing since has moved the window: it takes them.
+        if not run.keypair.replay.validate_run(run.counter, len(packets)):
+            return None
+        if self.observer is not None:
+            for packet in packets:
+                self.observer.inner_packet(peer.public_key, Direction.INBOUND, packet, wall)
+        octets = sum(map(len, datagrams))
+        actions = self._settle_run(peer, octets, len(packets), source, local, now, wall)
+        return [*actions, WriteTun(packets)]
 
     def _open_ahead(
         self, cipher: BatchCipher, datagrams: Sequence[bytes | memoryview]

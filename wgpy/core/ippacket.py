@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 Packet = bytes | bytearray | memoryview
@@ -101,6 +101,32 @@ def inner_length_and_source(packet: Packet) -> tuple[int, bytes] | None:
         if length <= len(packet):
             return length, bytes(packet[_IPV6_SOURCE : _IPV6_SOURCE + 16])
     return None
+
+
+def inner_packets(plaintexts: Sequence[bytes | None]) -> tuple[list[bytes], list[bytes]] | None:
+    """Each of a batch's `plaintexts` cut to its own length, without its padding, and its
+    source: `inner_length_and_source` of them all at once, for the receive path to check a batch
+    in one go. None when one of them is None or empty (a keepalive), or has no length by its
+    header. (The accelerator's twin: wgpy/io/accel.py.)"""
+    packets, sources = [], []
+    for plaintext in plaintexts:
+        found = inner_length_and_source(plaintext) if plaintext else None
+        if found is None:
+            return None
+        assert plaintext is not None
+        packets.append(plaintext[: found[0]])
+        sources.append(found[1])
+    return packets, sources
+
+
+def common_destination(packets: Sequence[Packet]) -> bytes | None:
+    """The `destination` every one of `packets` has; None when one has none, or they differ, or
+    there are none. A TSO super-packet's segments share it: the send path routes them at once.
+    (The accelerator's twin: wgpy/io/accel.py.)"""
+    first = destination(packets[0]) if packets else None
+    if first is None or any(destination(packet) != first for packet in packets):
+        return None
+    return first
 
 
 def ipv4_packet(

@@ -59,6 +59,29 @@ class ReplayFilter:
             return True
         return self._validate_out_of_order(counter)
 
+    def in_order(self, counter: int, count: int) -> bool:
+        """Whether `count` counters from `counter` on are the next ones the window expects, in
+        order: what `validate_run` accepts."""
+        return counter == self._next and count > 0 and counter + count <= REJECT_AFTER_MESSAGES
+
+    def validate_run(self, counter: int, count: int) -> bool:
+        """`validate` of `count` counters from `counter` on, in turn, when they are `in_order`
+        (then each is fresh): True, and all are marked seen, a word of the ring at a time.
+        Otherwise False, and nothing changes."""
+        if not self.in_order(counter, count):
+            return False
+        position, last = counter + 1, counter + count
+        self._next = last
+        while position <= last:
+            bit = position & _BIT_MASK
+            top = min(last, position | _BIT_MASK)  # the run's last position in this word
+            bits = ((1 << (top - position + 1)) - 1) << bit
+            word = (position >> _WORD_SHIFT) & _WORD_MASK
+            # As in `validate`: a word the window enters at its first bit starts zeroed.
+            self._bitmap[word] = self._bitmap[word] | bits if bit else bits
+            position = top + 1
+        return True
+
     def _validate_out_of_order(self, counter: int) -> bool:
         # The kernel also rejects once receive.counter > REJECT_AFTER_MESSAGES, which this first
         # test already rules out: no accepted position exceeds REJECT_AFTER_MESSAGES.

@@ -13,7 +13,12 @@ from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 
-from wgpy.core.constants import MESSAGE_TRANSPORT, PADDING_MULTIPLE, REJECT_AFTER_MESSAGES
+from wgpy.core.constants import (
+    MESSAGE_TRANSPORT,
+    PADDING_MULTIPLE,
+    REJECT_AFTER_MESSAGES,
+    TRANSPORT_MIN_SIZE,
+)
 from wgpy.core.keypair import Keypair
 from wgpy.core.messages import TRANSPORT_HEADER
 
@@ -23,7 +28,23 @@ _ZEROS = bytes(PADDING_MULTIPLE)
 
 class BatchCipher(Protocol):
     """Seals and opens whole batches of transport messages, with the results of
-    `encrypt_packets` and `decrypt_packet`; it holds no protocol state."""
+    `encrypt_packets` and `decrypt_packet`, and reads a batch's headers, with the results of
+    `transport_run`, ippacket.inner_packets and ippacket.common_destination; it holds no
+    protocol state."""
+
+    def transport_run(self, datagrams: Sequence[bytes | memoryview]) -> tuple[int, int, int]:
+        """As `transport_run`."""
+        ...
+
+    def inner_packets(
+        self, plaintexts: Sequence[bytes | None]
+    ) -> tuple[list[bytes], list[bytes]] | None:
+        """As ippacket.inner_packets."""
+        ...
+
+    def common_destination(self, packets: Sequence[bytes]) -> bytes | None:
+        """As ippacket.common_destination."""
+        ...
 
     def seal(self, keypair: Keypair, packets: Sequence[bytes], mtu: int) -> list[bytes]:
         """As `encrypt_packets`, the keypair's counter advanced alike."""
@@ -36,6 +57,26 @@ class BatchCipher(Protocol):
         what `decrypt_packet` gives under the keypair at the same place; None where that is
         None (no keypair to open it)."""
         ...
+
+
+def transport_run(datagrams: Sequence[bytes | memoryview]) -> tuple[int, int, int]:
+    """(count, receiver, counter): how many of `datagrams`, from the first on, are transport
+    messages (at least TRANSPORT_MIN_SIZE long) to one receiver index under consecutive
+    counters, and the first one's receiver index and counter (0 and 0 when there is none). A
+    UDP_GRO batch is usually one such run, which the receive path can take at once."""
+    count = receiver = counter = 0
+    for data in datagrams:
+        if len(data) < TRANSPORT_MIN_SIZE:
+            break
+        kind, index, number = TRANSPORT_HEADER.unpack_from(data)
+        if kind != MESSAGE_TRANSPORT:
+            break
+        if not count:
+            receiver, counter = index, number
+        elif index != receiver or number != counter + count:
+            break
+        count += 1
+    return count, receiver, counter
 
 
 def pad(packet: bytes, mtu: int) -> bytes:

@@ -78,10 +78,14 @@ static int open_one(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char
     return EVP_DecryptFinal_ex(ctx, out + sealed, &written) == 1;
 }
 
+/* The cipher, fetched from the provider once (PyInit__accel): EVP_chacha20_poly1305() would be
+ * looked up by name, under a lock, in every context it initialises. */
+static EVP_CIPHER *chacha20_poly1305;
+
 static EVP_CIPHER_CTX *new_context(int encrypt, const unsigned char *key) {
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     if (ctx == NULL) return NULL;
-    if (EVP_CipherInit_ex(ctx, EVP_chacha20_poly1305(), NULL, key, NULL, encrypt) != 1) {
+    if (EVP_CipherInit_ex(ctx, chacha20_poly1305, NULL, key, NULL, encrypt) != 1) {
         EVP_CIPHER_CTX_free(ctx);
         return NULL;
     }
@@ -235,10 +239,9 @@ static PyObject *accel_open(PyObject *module, PyObject *args) {
         PyList_SET_ITEM(plaintexts, i, plaintext);
     }
     Py_BEGIN_ALLOW_THREADS
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    EVP_CIPHER_CTX *ctx = new_context(0, NULL);
     const unsigned char *current = NULL;  /* the key `ctx` holds */
-    failed = ctx == NULL ||
-             EVP_DecryptInit_ex(ctx, EVP_chacha20_poly1305(), NULL, NULL, NULL) != 1;
+    failed = ctx == NULL;
     for (Py_ssize_t i = 0; !failed && i < count; i++) {
         if (key_of[i] == NULL) continue;
         if (current == NULL || memcmp(current, key_of[i], KEY_SIZE) != 0) {
@@ -274,6 +277,146 @@ done:
     return plaintexts;
 }
 
+/* -- headers of a batch -------------------------------------------------------------------- */
+
+static uint32_t get_le32(const unsigned char *in) {
+    return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 24;
+}
+
+PyDoc_STRVAR(transport_run_doc,
+"transport_run(datagrams) -> (count, receiver, counter)\n\n"
+"How many of `datagrams` (buffers), from the first on, are transport messages (type 4 and at\n"
+"least 32 bytes) to one receiver index under consecutive counters, the first's receiver and\n"
+"counter (0 and 0 when none is): as transport.transport_run.");
+
+static PyObject *accel_transport_run(PyObject *module, PyObject *datagrams) {
+    PyObject *fast = PySequence_Fast(datagrams, "datagrams must be a sequence");
+    if (fast == NULL) return NULL;
+    Py_ssize_t count = 0, total = PySequence_Fast_GET_SIZE(fast);
+    uint32_t receiver = 0;
+    uint64_t counter = 0;
+    for (; count < total; count++) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(fast, count), &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+        const unsigned char *data = view.buf;
+        int follows = view.len >= HEADER_SIZE + TAG_SIZE && get_le32(data) == MESSAGE_TRANSPORT;
+        if (follows && count == 0) {
+            receiver = get_le32(data + 4);
+            counter = counter_of(data);
+        } else if (follows) {
+            uint64_t expected = counter + (uint64_t)count;  /* not past 2**64: Python's sum */
+            follows = expected > counter && get_le32(data + 4) == receiver &&
+                      counter_of(data) == expected;
+        }
+        PyBuffer_Release(&view);
+        if (!follows) break;
+    }
+    Py_DECREF(fast);
+    return Py_BuildValue("(nkK)", count, (unsigned long)receiver, (unsigned long long)counter);
+}
+
+/* An IP packet's length by its header and where its source address is (4 or 16 bytes long),
+ * or a length of 0 when the header is cut short or claims more than `length` bytes: as
+ * ippacket.inner_length_and_source. */
+static Py_ssize_t inner_length(const unsigned char *packet, Py_ssize_t length, Py_ssize_t *source,
+                               Py_ssize_t *source_len) {
+    Py_ssize_t inner = 0;
+    if (length >= 20 && packet[0] >> 4 == 4) {
+        inner = packet[2] << 8 | packet[3];
+        if (inner < 20) inner = 0;
+        *source = 12, *source_len = 4;
+    } else if (length >= 40 && packet[0] >> 4 == 6) {
+        inner = 40 + (packet[4] << 8 | packet[5]);
+        *source = 8, *source_len = 16;
+    }
+    return inner <= length ? inner : 0;
+}
+
+PyDoc_STRVAR(inner_packets_doc,
+"inner_packets(plaintexts) -> (packets, sources) or None\n\n"
+"Each of `plaintexts` (bytes, or None) cut to its IP header's length, and its source address;\n"
+"None when one is None or empty, or its header is cut short or claims more bytes than it has:\n"
+"as ippacket.inner_packets.");
+
+static PyObject *accel_inner_packets(PyObject *module, PyObject *plaintexts) {
+    PyObject *fast = PySequence_Fast(plaintexts, "plaintexts must be a sequence");
+    if (fast == NULL) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(fast);
+    PyObject *packets = PyList_New(count), *sources = PyList_New(count), *result = NULL;
+    if (packets == NULL || sources == NULL) goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *plaintext = PySequence_Fast_GET_ITEM(fast, i);
+        if (!PyBytes_Check(plaintext)) {
+            result = Py_None;
+            goto done;
+        }
+        const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(plaintext);
+        Py_ssize_t length = PyBytes_GET_SIZE(plaintext), source = 0, source_len = 0;
+        Py_ssize_t inner = inner_length(data, length, &source, &source_len);
+        if (inner == 0) {
+            result = Py_None;
+            goto done;
+        }
+        PyObject *packet = plaintext;  /* itself when it has no padding, as plaintext[:length] */
+        if (inner < length) {
+            packet = PyBytes_FromStringAndSize((const char *)data, inner);
+            if (packet == NULL) goto done;
+        } else {
+            Py_INCREF(packet);
+        }
+        PyList_SET_ITEM(packets, i, packet);
+        PyObject *address = PyBytes_FromStringAndSize((const char *)data + source, source_len);
+        if (address == NULL) goto done;
+        PyList_SET_ITEM(sources, i, address);
+    }
+    result = PyTuple_Pack(2, packets, sources);
+done:
+    Py_XINCREF(result == Py_None ? result : NULL);
+    Py_XDECREF(packets);
+    Py_XDECREF(sources);
+    Py_DECREF(fast);
+    return result;
+}
+
+PyDoc_STRVAR(common_destination_doc,
+"common_destination(packets) -> bytes or None\n\n"
+"The destination address all of `packets` (buffers) have, or None when one has none or they\n"
+"differ: as ippacket.common_destination.");
+
+static PyObject *accel_common_destination(PyObject *module, PyObject *packets) {
+    PyObject *fast = PySequence_Fast(packets, "packets must be a sequence");
+    if (fast == NULL) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(fast), length = 0;
+    unsigned char first[16];
+    int same = count > 0;
+    for (Py_ssize_t i = 0; same && i < count; i++) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(fast, i), &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+        const unsigned char *data = view.buf;
+        Py_ssize_t at = 0, size = 0;
+        if (view.len >= 20 && data[0] >> 4 == 4) {
+            at = 16, size = 4;
+        } else if (view.len >= 40 && data[0] >> 4 == 6) {
+            at = 24, size = 16;
+        }
+        if (i == 0 && size) {
+            memcpy(first, data + at, size);
+            length = size;
+        }
+        same = size && size == length && memcmp(first, data + at, size) == 0;
+        PyBuffer_Release(&view);
+    }
+    Py_DECREF(fast);
+    if (!same) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize((const char *)first, length);
+}
+
 /* -- segmentation ------------------------------------------------------------------------ */
 
 #define TCP_FIN 0x01
@@ -293,13 +436,46 @@ static uint32_t get_be32(const unsigned char *in) {
     return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];
 }
 
-/* The big-endian 16-bit words of data (an odd last byte padded with zero), added up. */
-static uint64_t word_sum(const unsigned char *data, Py_ssize_t length) {
+/* A number congruent, modulo 0xffff, to the sum of data's big-endian 16-bit words (an odd last
+ * byte padded with zero), and 0 only if that sum is: what the one's complement sum needs. It
+ * adds four bytes a step as a 32-bit word in the host's order, which is the same sum with its
+ * bytes swapped on a little-endian host (RFC 1071, section 2(B)), in a loop the compiler
+ * vectorises (-O3). With `out`, the bytes are copied there as they are summed: one pass. */
+static inline uint64_t sum_words(unsigned char *out, const unsigned char *data,
+                                 Py_ssize_t length) {
     uint64_t total = 0;
+    uint32_t word;
     Py_ssize_t i = 0;
-    for (; i + 1 < length; i += 2) total += (uint32_t)data[i] << 8 | data[i + 1];
+    if (out != NULL) {
+        for (; i + 4 <= length; i += 4) {
+            memcpy(&word, data + i, 4);
+            memcpy(out + i, &word, 4);
+            total += word;
+        }
+        memcpy(out + i, data + i, length - i);
+    } else {
+        for (; i + 4 <= length; i += 4) {
+            memcpy(&word, data + i, 4);
+            total += word;
+        }
+    }
+    for (; i + 1 < length; i += 2) {
+        uint16_t half;
+        memcpy(&half, data + i, 2);
+        total += half;
+    }
+#if PY_BIG_ENDIAN
     if (i < length) total += (uint32_t)data[i] << 8;
     return total;
+#else
+    if (i < length) total += data[i];
+    while (total >> 16) total = (total & 0xFFFF) + (total >> 16);
+    return (total >> 8 | total << 8) & 0xFFFF;
+#endif
+}
+
+static uint64_t word_sum(const unsigned char *data, Py_ssize_t length) {
+    return sum_words(NULL, data, length);
 }
 
 /* The one's complement sum of `total`'s words: 0 only if `total` is. */
@@ -321,8 +497,10 @@ static void cut_one(const Cut *cut, const unsigned char *packet, Py_ssize_t inde
     Py_ssize_t l4 = cut->l4_start, l4_length = length - l4;
     Py_ssize_t checksum_at = l4 + (cut->tcp ? 16 : 6);
     memcpy(out, packet, cut->header_len);
-    memcpy(out + cut->header_len, packet + cut->header_len + index * cut->size,
-           length - cut->header_len);
+    /* The transport header is a whole number of 16-bit words: the payload sums on its own. */
+    uint64_t payload_sum = sum_words(out + cut->header_len,
+                                     packet + cut->header_len + index * cut->size,
+                                     length - cut->header_len);
     if (cut->ipv4) {
         put_be16(out + 2, (unsigned)length);
         put_be16(out + 4, (unsigned)((out[4] << 8 | out[5]) + index) & 0xFFFF);
@@ -340,7 +518,8 @@ static void cut_one(const Cut *cut, const unsigned char *packet, Py_ssize_t inde
     put_be16(out + checksum_at, 0);
     uint64_t pseudo = cut->ipv4 ? word_sum(out + 12, 8) : word_sum(out + 8, 32);
     pseudo += (cut->tcp ? 6 : 17) + (uint64_t)l4_length;
-    unsigned field = ~fold(pseudo + word_sum(out + l4, l4_length)) & 0xFFFF;
+    uint64_t header_sum = word_sum(out + l4, cut->header_len - l4);
+    unsigned field = ~fold(pseudo + header_sum + payload_sum) & 0xFFFF;
     put_be16(out + checksum_at, field ? field : 0xFFFF);  /* zero would mean "none" for UDP */
 }
 
@@ -387,51 +566,154 @@ done:
     return segments;
 }
 
-PyDoc_STRVAR(checksums_valid_doc,
-"checksums_valid(segments, l4_start, pseudo) -> list of bool\n\n"
-"Whether each of `segments` (IP packets of one flow) has a transport checksum that holds: its\n"
+PyDoc_STRVAR(merge_doc,
+"merge(headers, segments, header_len, l4_start, pseudo) -> (bytes, list of bool)\n\n"
+"`headers` followed by the payload of each of `segments` (IP packets of one flow, each with\n"
+"`header_len` bytes of headers), and whether each segment's transport checksum holds: its\n"
 "bytes from `l4_start` on, with `pseudo` (the pseudo-header's sum but its length) and its\n"
-"length, sum to 0xffff. As coalesce._Run._checksums_valid.");
+"length, sum to 0xffff. Each payload is summed as it is copied. As coalesce._Run._merged and\n"
+"_checksums_valid.");
 
-static PyObject *accel_checksums_valid(PyObject *module, PyObject *args) {
-    PyObject *segments, *fast, *valid = NULL;
-    Py_ssize_t l4_start;
+static PyObject *accel_merge(PyObject *module, PyObject *args) {
+    Py_buffer headers;
+    PyObject *segments, *fast = NULL, *merged = NULL, *valid = NULL, *result = NULL;
+    Py_ssize_t header_len, l4_start, length;
     unsigned long long pseudo;
     Views views = {0, NULL};
     char *holds = NULL;
-    if (!PyArg_ParseTuple(args, "OnK:checksums_valid", &segments, &l4_start, &pseudo))
+    if (!PyArg_ParseTuple(args, "y*OnnK:merge", &headers, &segments, &header_len, &l4_start,
+                          &pseudo))
         return NULL;
     fast = PySequence_Fast(segments, "segments must be a sequence");
     if (fast == NULL || take_views(fast, &views) < 0) goto done;
+    length = headers.len;
+    for (Py_ssize_t i = 0; i < views.count; i++) {
+        if (l4_start < 0 || header_len < l4_start || (header_len - l4_start) % 2 ||
+            views.views[i].len < header_len) {
+            PyErr_SetString(PyExc_ValueError, "a segment shorter than its headers");
+            goto release;
+        }
+        length += views.views[i].len - header_len;
+    }
     holds = PyMem_Calloc(views.count ? views.count : 1, 1);
-    if (holds == NULL) {
-        PyErr_NoMemory();
+    merged = PyBytes_FromStringAndSize(NULL, length);
+    if (holds == NULL || merged == NULL) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
         goto release;
     }
     Py_BEGIN_ALLOW_THREADS
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(merged);
+    memcpy(out, headers.buf, headers.len);
+    out += headers.len;
     for (Py_ssize_t i = 0; i < views.count; i++) {
-        Py_ssize_t length = views.views[i].len - l4_start;
-        if (l4_start < 0 || length < 0) continue;
-        const unsigned char *l4 = (const unsigned char *)views.views[i].buf + l4_start;
-        holds[i] = fold(pseudo + (uint64_t)length + word_sum(l4, length)) == 0xFFFF;
+        const unsigned char *segment = views.views[i].buf;
+        Py_ssize_t size = views.views[i].len - header_len;
+        /* The transport header is a whole number of 16-bit words: the payload sums apart. */
+        uint64_t total = pseudo + (uint64_t)(views.views[i].len - l4_start) +
+                         word_sum(segment + l4_start, header_len - l4_start) +
+                         sum_words(out, segment + header_len, size);
+        holds[i] = fold(total) == 0xFFFF;
+        out += size;
     }
     Py_END_ALLOW_THREADS
     valid = PyList_New(views.count);
     for (Py_ssize_t i = 0; valid != NULL && i < views.count; i++)
         PyList_SET_ITEM(valid, i, PyBool_FromLong(holds[i]));
+    if (valid != NULL) result = PyTuple_Pack(2, merged, valid);
 release:
     release_views(&views);
 done:
+    Py_XDECREF(merged);
+    Py_XDECREF(valid);
     PyMem_Free(holds);
     Py_XDECREF(fast);
-    return valid;
+    PyBuffer_Release(&headers);
+    return result;
+}
+
+/* -- coalescing ---------------------------------------------------------------------------- */
+
+#define TCP_ACK 0x10
+
+static unsigned get_be16(const unsigned char *in) { return (unsigned)in[0] << 8 | in[1]; }
+
+/* Whether the header bytes every segment of a run shares with its first agree: all but the
+ * lengths, the IPv4 ID, the checksums, the TCP sequence number and flags, as
+ * coalesce._fixed_mask spans them. */
+static int fixed_bytes_agree(const unsigned char *a, const unsigned char *b, Py_ssize_t l4,
+                             Py_ssize_t header_len, int tcp) {
+    if (l4 == 20) {
+        if (memcmp(a, b, 2) || memcmp(a + 6, b + 6, 4) || memcmp(a + 12, b + 12, l4 + 4 - 12))
+            return 0;
+    } else if (memcmp(a, b, 4) || memcmp(a + 6, b + 6, l4 + 4 - 6)) {
+        return 0;
+    }
+    return !tcp || (!memcmp(a + l4 + 8, b + l4 + 8, 5) && !memcmp(a + l4 + 14, b + l4 + 14, 2) &&
+                    !memcmp(a + l4 + 18, b + l4 + 18, header_len - l4 - 18));
+}
+
+PyDoc_STRVAR(follow_on_doc,
+"follow_on(packets, start, first, l4_start, header_len, tcp, length, next_sequence) -> count\n\n"
+"How many of `packets` (bytes) from `start` on may be appended, in turn, to a run of segments\n"
+"that begins with `first`, is `length` bytes long and expects `next_sequence` (TCP): as\n"
+"coalesce._Run.follows and append, the run not yet ended.");
+
+static PyObject *accel_follow_on(PyObject *module, PyObject *args) {
+    PyObject *packets, *fast;
+    Py_buffer first;
+    Py_ssize_t start, l4, header_len, length, count = 0;
+    unsigned long long next_sequence;
+    int tcp;
+    if (!PyArg_ParseTuple(args, "Ony*nnpnK:follow_on", &packets, &start, &first, &l4, &header_len,
+                          &tcp, &length, &next_sequence))
+        return NULL;
+    fast = PySequence_Fast(packets, "packets must be a sequence");
+    Py_ssize_t gso_size = first.len - header_len;
+    if (fast == NULL || start < 0 || l4 < 20 || header_len < l4 + (tcp ? 20 : 8) ||
+        gso_size <= 0) {
+        if (fast != NULL) PyErr_SetString(PyExc_ValueError, "not a run's first segment");
+        goto done;
+    }
+    const unsigned char *head = first.buf;
+    uint32_t sequence = (uint32_t)next_sequence;
+    for (Py_ssize_t i = start; i < PySequence_Fast_GET_SIZE(fast); i++, count++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
+        if (!PyBytes_Check(item)) break;
+        const unsigned char *packet = (const unsigned char *)PyBytes_AS_STRING(item);
+        Py_ssize_t total = PyBytes_GET_SIZE(item), size = total - header_len;
+        if (!(0 < size && size <= gso_size) || length + size > 0xFFFF) break;
+        unsigned flags = tcp ? packet[l4 + 13] : 0;
+        if (tcp) {
+            if ((flags | TCP_PSH) != (TCP_ACK | TCP_PSH) || get_be32(packet + l4 + 4) != sequence)
+                break;
+        } else if ((Py_ssize_t)get_be16(packet + l4 + 4) != total - l4) {
+            break;
+        }
+        if (!fixed_bytes_agree(head, packet, l4, header_len, tcp)) break;
+        Py_ssize_t stated = packet[0] >> 4 == 4 ? get_be16(packet + 2) : 40 + get_be16(packet + 4);
+        if (stated != total) break;
+        length += size;
+        sequence += (uint32_t)size;
+        if (size < gso_size || (tcp && flags & TCP_PSH)) {  /* it ends the run */
+            count++;
+            break;
+        }
+    }
+done:
+    Py_XDECREF(fast);
+    PyBuffer_Release(&first);
+    return PyErr_Occurred() ? NULL : PyLong_FromSsize_t(count);
 }
 
 static PyMethodDef accel_methods[] = {
     {"seal", accel_seal, METH_VARARGS, seal_doc},
     {"open", accel_open, METH_VARARGS, open_doc},
+    {"transport_run", accel_transport_run, METH_O, transport_run_doc},
+    {"inner_packets", accel_inner_packets, METH_O, inner_packets_doc},
+    {"common_destination", accel_common_destination, METH_O, common_destination_doc},
     {"split", accel_split, METH_VARARGS, split_doc},
-    {"checksums_valid", accel_checksums_valid, METH_VARARGS, checksums_valid_doc},
+    {"follow_on", accel_follow_on, METH_VARARGS, follow_on_doc},
+    {"merge", accel_merge, METH_VARARGS, merge_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -442,6 +724,11 @@ static struct PyModuleDef accel_module = {
 };
 
 PyMODINIT_FUNC PyInit__accel(void) {
+    chacha20_poly1305 = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+    if (chacha20_poly1305 == NULL) {
+        PyErr_SetString(PyExc_ImportError, "OpenSSL has no ChaCha20-Poly1305");
+        return NULL;
+    }
     PyObject *module = PyModule_Create(&accel_module);
     if (module == NULL) return NULL;
     if (PyModule_AddStringConstant(module, "openssl", OpenSSL_version(OPENSSL_VERSION)) < 0) {

@@ -1,10 +1,13 @@
 """The optional accelerator: transport messages sealed and opened a whole batch per call, in C
 (wgpy/io/_accel.c) over OpenSSL's libcrypto, TSO super-packets cut into segments, and the
-checksums of segments to be coalesced verified, with the GIL released for the batch.
+checksums of segments to be coalesced verified, with the GIL released for the batch; and the
+headers of a batch read in one call, so that the device checks a batch at once.
 
-wgpy/core/transport.py, wgpy/io/vnet/segment.py and coalesce.py are the references, which this
+wgpy/core/transport.py, ippacket.py, wgpy/io/vnet/segment.py and coalesce.py are the
+references, which this
 matches byte for byte (tests/unit/test_accel.py holds them to it); the device takes the cipher as
-its `batch_cipher`, `segment` calls `compiled_split`, `coalesce` `compiled_checksums_valid`. The
+its `batch_cipher`, `segment` calls `compiled_split`, `coalesce` `compiled_merge` and
+`compiled_follow_on`. The
 module is built by `pip install .` where a C compiler and the headers of Python and OpenSSL are
 present; without it, or with WGPY_PURE=1 in the environment, wgpy runs on the pure path.
 
@@ -57,10 +60,17 @@ compiled_split: Callable[[Buffer, int, int, int, bool, bool], list[bytes]] | Non
 )
 
 
-# Its twin of coalesce._Run._checksums_valid: (segments, l4_start, pseudo-header sum below
-# 2**64) -> whether each holds.
-compiled_checksums_valid: Callable[[list[bytes], int, int], list[bool]] | None = (
-    _accel.checksums_valid if in_use() else None
+# Its twin of coalesce._Run._merged and _checksums_valid at once: (headers, segments, header_len,
+# l4_start, pseudo-header sum below 2**64) -> the super-packet, whether each checksum holds.
+compiled_merge: Callable[[bytes, list[bytes], int, int, int], tuple[bytes, list[bool]]] | None = (
+    _accel.merge if in_use() else None
+)
+
+
+# Its twin of coalesce._Run.follows and append in turn: (packets, start, first, l4_start,
+# header_len, tcp, length, next_sequence) -> how many of packets from start on follow the run.
+compiled_follow_on: Callable[[list[bytes], int, bytes, int, int, bool, int, int], int] | None = (
+    _accel.follow_on if in_use() else None
 )
 
 
@@ -94,6 +104,20 @@ class CompiledCipher:
             ]
         opened: list[bytes | None] = _accel.open(keys, datagrams, REJECT_AFTER_MESSAGES)
         return opened
+
+    def transport_run(self, datagrams: Sequence[bytes | memoryview]) -> tuple[int, int, int]:
+        run: tuple[int, int, int] = _accel.transport_run(datagrams)
+        return run
+
+    def inner_packets(
+        self, plaintexts: Sequence[bytes | None]
+    ) -> tuple[list[bytes], list[bytes]] | None:
+        inner: tuple[list[bytes], list[bytes]] | None = _accel.inner_packets(plaintexts)
+        return inner
+
+    def common_destination(self, packets: Sequence[bytes]) -> bytes | None:
+        destination: bytes | None = _accel.common_destination(packets)
+        return destination
 
 
 def _counter(data: bytes | memoryview) -> int:

@@ -77,6 +77,13 @@ def gso_runs(datagrams: Sequence[bytes], limit: int = MAX_SEND) -> Iterator[Sequ
     start = 0
     while start < len(datagrams):
         size = len(datagrams[start])
+        # A sealed super-packet: datagrams of one size, the last maybe shorter. Their lengths
+        # are checked at once; the loop below takes any other batch a datagram at a time.
+        end = min(len(datagrams), start + MAX_SEGMENTS, start + limit // max(size, 1))
+        if end - start > 1 and _one_size(datagrams, start, end, size, limit):
+            yield datagrams[start:end]
+            start = end
+            continue
         end, total = start + 1, size
         while end < len(datagrams) and end - start < MAX_SEGMENTS:
             length = len(datagrams[end])
@@ -87,6 +94,18 @@ def gso_runs(datagrams: Sequence[bytes], limit: int = MAX_SEND) -> Iterator[Sequ
                 break
         yield datagrams[start:end]
         start = end
+
+
+def _one_size(datagrams: Sequence[bytes], start: int, end: int, size: int, limit: int) -> bool:
+    """Whether `gso_runs`' loop would take datagrams[start:end] as a run, all of `size` bytes
+    but the last, which may be shorter: they are, and the run ends there."""
+    lengths = list(map(len, datagrams[start:end]))
+    if lengths[:-1].count(size) < len(lengths) - 1 or lengths[-1] > size:
+        return False
+    if lengths[-1] < size or end == len(datagrams) or end - start == MAX_SEGMENTS:
+        return True
+    following = len(datagrams[end])
+    return following > size or size * len(lengths) + following > limit
 
 
 def split_gro(buffer: bytes, control: list[tuple[int, int, bytes]]) -> list[Datagram]:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Final
 
-from wgpy.io.accel import compiled_checksums_valid
+from wgpy.io.accel import compiled_follow_on, compiled_merge
 from wgpy.io.vnet.checksum import fold, ipv4_header_checksum, pseudo_header_sum, strided_sums, sums
 from wgpy.io.vnet.segment import (
     F_NEEDS_CSUM,
@@ -112,14 +113,51 @@ class _Run:
         if self.tcp and packet[self.l4_start + 13] & TCP_PSH:
             self.ended = True
 
+    def follow_on(self, packets: list[bytes], start: int, *, pure: bool = False) -> int:
+        """Append as many of `packets` from `start` on as follow the run, in turn: how many.
+        The accelerator's twin reads their headers in one call, unless `pure` asks for
+        `follows` and `append`, the reference."""
+        if compiled_follow_on is None or pure:
+            index = start
+            while index < len(packets) and self.follows(packets[index]):
+                self.append(packets[index])
+                index += 1
+            return index - start
+        if self.ended:
+            return 0
+        count = compiled_follow_on(
+            packets, start, self.first, self.l4_start, self.header_len, self.tcp, self.length,
+            self.next_sequence,
+        )  # fmt: skip
+        if count:
+            taken = packets[start : start + count]
+            size = sum(map(len, taken)) - count * self.header_len
+            self.packets += taken
+            self.length += size
+            self.next_sequence = (self.next_sequence + size) & 0xFFFFFFFF
+            # As `append`: only the last of them can have ended the run.
+            last = taken[-1]
+            self.ended = len(last) - self.header_len < self.gso_size or (
+                self.tcp and bool(last[self.l4_start + 13] & TCP_PSH)
+            )
+        return count
+
     def build(self) -> list[bytes]:
         """The run as buffers behind their virtio-net headers: one super-packet when every
         segment's checksum holds, as it almost always does; otherwise a packet whose checksum
         fails goes alone, for the kernel to drop, and splits the super-packet around it."""
         if len(self.packets) == 1:
             return [NO_OFFLOAD + self.first]  # The kernel checks a lone packet itself.
-        (merged,) = self._merged(self.packets)
-        valid = self._checksums_valid(merged)
+        if compiled_merge is not None:
+            # One pass: each payload summed as it is copied. C takes the pseudo-header sum (a
+            # big integer, checksum.pseudo_header_sum) reduced, as the one's complement allows.
+            merged, valid = compiled_merge(
+                self._headers(self.packets), self.packets, self.header_len, self.l4_start,
+                self.pseudo % 0xFFFF,
+            )  # fmt: skip
+        else:
+            (merged,) = self._merged(self.packets)
+            valid = self._checksums_valid(merged)
         if all(valid):
             return [merged]
         out: list[bytes] = []
@@ -133,17 +171,13 @@ class _Run:
                 stretch = []
         return out + self._merged(stretch)
 
-    def _checksums_valid(self, merged: bytes, *, pure: bool = False) -> list[bool]:
+    def _checksums_valid(self, merged: bytes) -> list[bool]:
         """Whether each segment, with the pseudo-header and its checksum field, sums to 0xffff.
         A segment's transport header is summed on its own, its payload where it lies in the
         super-packet `merged` made of them all: end to end, so without another copy. (Transport
         headers are a whole number of 16-bit words long, so the two sums add up.) The
-        accelerator's twin sums each segment whole, unless `pure` asks for this, the reference."""
+        accelerator's twin (compiled_merge) sums each payload as it copies it into `merged`."""
         l4_start, header_len = self.l4_start, self.header_len
-        if compiled_checksums_valid is not None and not pure:
-            # The pseudo-header sum is a big integer (checksum.pseudo_header_sum): C takes it
-            # reduced, which the one's complement sum allows.
-            return compiled_checksums_valid(self.packets, l4_start, self.pseudo % 0xFFFF)
         headers = sums([packet[l4_start:header_len] for packet in self.packets])
         payloads = strided_sums(merged, VNET_HDR_LEN + header_len, self.gso_size)
         pseudo = self.pseudo
@@ -158,8 +192,13 @@ class _Run:
         applyUDPCoalesceAccounting)."""
         if len(packets) < 2:
             return [NO_OFFLOAD + packet for packet in packets]
+        payloads = [memoryview(packet)[self.header_len :] for packet in packets]
+        return [b"".join((self._headers(packets), *payloads))]
+
+    def _headers(self, packets: list[bytes]) -> bytes:
+        """The virtio-net header and the IP and transport headers of `packets` merged."""
         first, last, l4_start, header_len = packets[0], packets[-1], self.l4_start, self.header_len
-        length = header_len + sum(len(packet) - header_len for packet in packets)
+        length = sum(map(len, packets)) - (len(packets) - 1) * header_len
         header = bytearray(first[:header_len])
         if l4_start == IPV4_HEADER_LEN:
             _U16.pack_into(header, 2, length)
@@ -181,8 +220,7 @@ class _Run:
         _U16.pack_into(header, l4_start + checksum_offset, pseudo)
         hdr = VnetHdr(F_NEEDS_CSUM, gso_type, header_len, len(first) - header_len, l4_start,
                       checksum_offset)  # fmt: skip
-        payloads = [memoryview(packet)[header_len:] for packet in packets]
-        return [b"".join((hdr.pack(), header, *payloads))]
+        return hdr.pack() + header
 
 
 def coalesce(packets: Iterable[bytes], *, udp: bool = False) -> list[bytes]:
@@ -191,24 +229,24 @@ def coalesce(packets: Iterable[bytes], *, udp: bool = False) -> list[bytes]:
     datagrams) merged into super-packets, everything else alone. Order is kept within a flow."""
     out: list[bytes | _Run] = []
     runs: dict[bytes, _Run] = {}
-    recent: _Run | None = None  # where the last packet went: most likely where the next goes
-    for packet in packets:
-        if recent is not None and recent.follows(packet):
-            run = recent
+    packets = list(packets)
+    index = 0
+    while index < len(packets):
+        packet = packets[index]
+        index += 1
+        candidate = _candidate(packet, udp)
+        if candidate is None:
+            out.append(NO_OFFLOAD + packet)
+            continue
+        key, l4_start, header_len, tcp = candidate
+        run = runs.get(key)
+        if run is None or not run.follows(packet):
+            run = runs[key] = _Run(packet, l4_start, header_len, tcp)
+            out.append(run)
         else:
-            candidate = _candidate(packet, udp)
-            if candidate is None:
-                out.append(NO_OFFLOAD + packet)
-                continue
-            key, l4_start, header_len, tcp = candidate
-            found = runs.get(key)
-            if found is None or not found.follows(packet):
-                recent = runs[key] = _Run(packet, l4_start, header_len, tcp)
-                out.append(recent)
-                continue
-            run = found
-        run.append(packet)
-        recent = run
+            run.append(packet)
+        # The next packets most likely follow the same run: all that do join it at once.
+        index += run.follow_on(packets, index)
     buffers: list[bytes] = []
     for item in out:
         if isinstance(item, bytes):
@@ -260,6 +298,7 @@ def _length_field(packet: bytes) -> int:
     return IPV6_HEADER_LEN + (packet[4] << 8 | packet[5])
 
 
+@lru_cache(maxsize=64)  # a few shapes of header: one per IP version, option length and protocol
 def _fixed_mask(l4_start: int, header_len: int, tcp: bool) -> int:
     """A mask over the headers, read as one big-endian int, of the bytes every segment of a run
     shares with the first: all but the lengths, the IPv4 ID, the checksums, the TCP sequence

@@ -100,11 +100,10 @@ def segment(packet: Buffer, hdr: VnetHdr, *, pure: bool = False) -> list[bytes]:
     if version not in (4, 6) or gso_type == (GSO_TCPV6 if version == 4 else GSO_TCPV4):
         raise OffloadError(f"GSO type {hdr.gso_type} on an IPv{version} packet")
     tcp, ipv4 = gso_type != GSO_UDP_L4, version == 4
-    template = _template(packet, hdr, tcp=tcp, ipv4=ipv4)
     if compiled_split is not None and not pure:
-        return compiled_split(
-            packet, template.l4_start, template.header_len, hdr.gso_size, tcp, ipv4
-        )
+        header_len = _header_len(packet, hdr, tcp=tcp, ipv4=ipv4)
+        return compiled_split(packet, hdr.csum_start, header_len, hdr.gso_size, tcp, ipv4)
+    template = _template(packet, hdr, tcp=tcp, ipv4=ipv4)
     return _split(packet, hdr.gso_size, template, tcp=tcp, ipv4=ipv4)
 
 
@@ -136,7 +135,9 @@ class _Template(NamedTuple):
     sequence: int
 
 
-def _template(packet: Buffer, hdr: VnetHdr, *, tcp: bool, ipv4: bool) -> _Template:
+def _header_len(packet: Buffer, hdr: VnetHdr, *, tcp: bool, ipv4: bool) -> int:
+    """The length of a super-packet's IP and transport headers, which its transport header
+    starts at hdr.csum_start; OffloadError when they do not fit it."""
     l4_start = hdr.csum_start
     # hdr_len is not trusted: on a forwarding path the kernel may set it to a whole packet
     # (wireguard-go's handleVirtioRead reads the header lengths from the packet instead).
@@ -144,13 +145,20 @@ def _template(packet: Buffer, hdr: VnetHdr, *, tcp: bool, ipv4: bool) -> _Templa
         if len(packet) < l4_start + TCP_HEADER_LEN:
             raise OffloadError("super-packet shorter than its headers")
         header_len = l4_start + (packet[l4_start + 12] >> 4) * 4
-        checksum_at, protocol = l4_start + TCP_CHECKSUM_OFFSET, IPPROTO_TCP
     else:
         header_len = l4_start + UDP_HEADER_LEN
-        checksum_at, protocol = l4_start + UDP_CHECKSUM_OFFSET, IPPROTO_UDP
     minimum = IPV4_HEADER_LEN if ipv4 else IPV6_HEADER_LEN
     if l4_start < minimum or header_len - l4_start < (20 if tcp else 8) or len(packet) < header_len:
         raise OffloadError("super-packet shorter than its headers")
+    return header_len
+
+
+def _template(packet: Buffer, hdr: VnetHdr, *, tcp: bool, ipv4: bool) -> _Template:
+    l4_start, header_len = hdr.csum_start, _header_len(packet, hdr, tcp=tcp, ipv4=ipv4)
+    if tcp:
+        checksum_at, protocol = l4_start + TCP_CHECKSUM_OFFSET, IPPROTO_TCP
+    else:
+        checksum_at, protocol = l4_start + UDP_CHECKSUM_OFFSET, IPPROTO_UDP
 
     last = bytearray(packet[:header_len])
     ip_id = _U16.unpack_from(last, 4)[0] if ipv4 else 0
