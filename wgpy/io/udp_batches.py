@@ -108,7 +108,7 @@ def split_gro(buffer: bytes, size: int | None) -> list[Datagram]:
 
 class UdpBatches:
     """Sends and receives batches on non-blocking sockets; with `gso` or `gro` off, one datagram
-    a system call that way."""
+    a system call that way. One thread's: receives remember the last one's source."""
 
     def __init__(self, gso: bool, gro: bool) -> None:
         self.gso = gso
