@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from wgpy.core.endpoint import Endpoint
+from wgpy.io import pktinfo
 from wgpy.io.readiness import input_waiting
 from wgpy.io.udp_batches import UdpBatches, enable_gro, supports_gso
 from wgpy.lab.netns import Namespace
@@ -93,6 +94,47 @@ def test_a_wake_up_takes_what_waits_as_runs_from_one_source_each(
         ([b"a1", b"a2"], a),
         ([b"b1"], b),
         ([b"a3"], a),
+    ]
+
+
+def test_a_lone_datagram_after_a_gro_batch_from_the_same_source_is_one_datagram(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    sender, receiver = pair
+    assert enable_gro(receiver)
+    batches = UdpBatches(gso=False, gro=True)  # one, as the data path keeps it
+    datagrams = sent_as_one_run(sender, receiver)
+    received: list[bytes] = []
+    while len(received) < len(datagrams):
+        received += [bytes(d) for d in batches.receive_one(receiver)[0]]
+
+    sender.sendto(b"x" * 3000, receiver.getsockname())  # longer than the batch's size
+
+    assert received == datagrams
+    assert batches.receive_one(receiver)[0] == [b"x" * 3000]
+
+
+def test_each_receive_reports_the_local_address_it_arrived_on(
+    pair: tuple[socket.socket, socket.socket], netns: Namespace
+) -> None:
+    sender, _ = pair
+    with netns.entered():
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with receiver:
+        receiver.bind(("0.0.0.0", 0))
+        receiver.settimeout(5)
+        pktinfo.enable(receiver)
+        port = receiver.getsockname()[1]
+        batches = UdpBatches(gso=False, gro=False)  # one, as the data path keeps it
+        locals_ = []
+        for address in ("127.0.0.1", "127.0.0.2", "127.0.0.2", "127.0.0.1"):
+            sender.sendto(address.encode(), (address, port))
+            (data,), _, local = batches.receive_one(receiver)
+            assert local is not None
+            locals_.append((data, pktinfo.local_address(local)))
+
+    assert locals_ == [
+        (a.encode(), a) for a in ("127.0.0.1", "127.0.0.2", "127.0.0.2", "127.0.0.1")
     ]
 
 

@@ -9,7 +9,15 @@ from collections.abc import Iterable, Sequence
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wgpy.io.udp_batches import MAX_SEGMENTS, MAX_SEND, SOL_UDP, UDP_GRO, gso_runs, split_gro
+from wgpy.io.udp_batches import (
+    MAX_SEGMENTS,
+    MAX_SEND,
+    SOL_UDP,
+    UDP_GRO,
+    gro_size,
+    gso_runs,
+    split_gro,
+)
 
 
 def sizes(runs: Iterable[Sequence[bytes]]) -> list[list[int]]:
@@ -38,7 +46,8 @@ def test_no_datagrams_make_no_runs() -> None:
 def test_a_gro_receive_is_split_at_the_size_in_its_control_message() -> None:
     buffer = bytes(range(250))
     control = [(SOL_UDP, UDP_GRO, (100).to_bytes(4, "little"))]
-    assert [bytes(d) for d in split_gro(buffer, control)] == [
+    assert gro_size(control) == 100
+    assert [bytes(d) for d in split_gro(buffer, gro_size(control))] == [
         buffer[:100],
         buffer[100:200],
         buffer[200:],
@@ -46,7 +55,12 @@ def test_a_gro_receive_is_split_at_the_size_in_its_control_message() -> None:
 
 
 def test_a_receive_without_the_control_message_is_one_datagram() -> None:
-    assert [bytes(d) for d in split_gro(b"abc", [])] == [b"abc"]
+    assert gro_size([]) is None
+    assert [bytes(d) for d in split_gro(b"abc", None)] == [b"abc"]
+
+
+def test_a_size_as_large_as_the_buffer_is_one_datagram() -> None:
+    assert split_gro(b"abc", 3) == [b"abc"]
 
 
 def model_runs(lengths: list[int], limit: int) -> list[list[int]]:
