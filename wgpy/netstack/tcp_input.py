@@ -138,36 +138,18 @@ class TcpInput(TcpAckProcessing):
             self._ack_now = True
             return
         if not self._acceptable(seq, segment.length):
-            if flags & RST:
-                self.drops[TcpDrop.RST_OUT_OF_WINDOW] += 1
-                return
-            self.drops[TcpDrop.OUT_OF_WINDOW] += 1
-            self._ack_now = True
-            if self.state is TcpState.TIME_WAIT and flags & FIN:
-                self._time_wait_at = now + self.config.time_wait  # its FIN again: re-ACK, wait
+            self._refuse_unacceptable(flags, now)
             return
         self._heard_at = now
-        if flags & RST:
-            if seq == self.rcv_nxt:
-                self._finish(TcpEvent.RESET)
-            else:
-                self.drops[TcpDrop.RST_NOT_EXACT] += 1
-                self._challenge(now)
-            return
-        if flags & SYN:
-            self.drops[TcpDrop.SYN_SYNCHRONIZED] += 1
-            self._challenge(now)
+        if flags & (RST | SYN):
+            self._take_rst_or_syn(flags, seq, now)
             return
         if not flags & ACK:
             self.drops[TcpDrop.NO_ACK] += 1
             return
         ack = unwrap(segment.ack, self.snd_una)
-        if ack > self.snd_max:
-            self.drops[TcpDrop.ACK_UNSENT] += 1
-            self._challenge(now)
-            return
-        if ack < self.snd_una - max(self.max_snd_wnd, MAX_WINDOW):
-            self.drops[TcpDrop.ACK_TOO_OLD] += 1
+        if not self.snd_una - max(self.max_snd_wnd, MAX_WINDOW) <= ack <= self.snd_max:
+            self._refuse_ack(ack, now)
             return
         if self.state is TcpState.SYN_RECEIVED:
             if ack <= self.iss:
@@ -182,6 +164,37 @@ class TcpInput(TcpAckProcessing):
         self._process_ack(segment, seq, ack, now)
         if self.state is not TcpState.CLOSED:
             self._process_data(segment, seq, now)
+
+    def _refuse_unacceptable(self, flags: int, now: float) -> None:
+        """A segment outside the receive window: an ACK answers it unless it is a RST."""
+        if flags & RST:
+            self.drops[TcpDrop.RST_OUT_OF_WINDOW] += 1
+            return
+        self.drops[TcpDrop.OUT_OF_WINDOW] += 1
+        self._ack_now = True
+        if self.state is TcpState.TIME_WAIT and flags & FIN:
+            self._time_wait_at = now + self.config.time_wait  # its FIN again: re-ACK, wait
+
+    def _take_rst_or_syn(self, flags: int, seq: int, now: float) -> None:
+        """RST or SYN in the window: only a RST exactly at RCV.NXT resets (RFC 5961 3.2); a RST
+        elsewhere and any SYN (RFC 5961 4.2) draw a challenge ACK instead."""
+        if not flags & RST:
+            self.drops[TcpDrop.SYN_SYNCHRONIZED] += 1
+            self._challenge(now)
+        elif seq == self.rcv_nxt:
+            self._finish(TcpEvent.RESET)
+        else:
+            self.drops[TcpDrop.RST_NOT_EXACT] += 1
+            self._challenge(now)
+
+    def _refuse_ack(self, ack: int, now: float) -> None:
+        """RFC 5961 5.2: an acknowledgment of what was never sent draws a challenge ACK; one
+        older than the window is dropped in silence."""
+        if ack > self.snd_max:
+            self.drops[TcpDrop.ACK_UNSENT] += 1
+            self._challenge(now)
+        else:
+            self.drops[TcpDrop.ACK_TOO_OLD] += 1
 
     def _too_old(self, segment: TcpSegment) -> bool:
         """PAWS (RFC 7323 5.3 R1): a timestamp older than TS.Recent marks an old duplicate,
