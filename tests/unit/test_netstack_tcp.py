@@ -24,6 +24,7 @@ from wgpy.netstack.tcp import (
     window_scale_for,
 )
 from wgpy.netstack.tcp_segment import Flags, Options, TcpSegment
+from wgpy.netstack.tcp_tcb import MAX_WINDOW
 
 MiB = 1 << 20
 _ADDRESSES = (CLIENT, SERVER)
@@ -455,6 +456,22 @@ def test_an_ack_for_data_never_sent_is_dropped_and_answered() -> None:
     bogus = toward(client, Flags.ACK)
     client.receive(TcpSegment(**{**_fields(bogus), "ack": (client.snd_max + 10) & MASK}), 1.0)
     assert client.drops[TcpDrop.ACK_UNSENT] == 1 and len(client.segments_to_send(1.0)) == 1
+
+
+def test_an_ack_older_than_the_window_is_dropped_unanswered() -> None:
+    client = connected().client.conn
+    stale = toward(client, Flags.ACK, payload=b"data")
+    too_old = client.snd_una - max(client.max_snd_wnd, MAX_WINDOW) - 1  # RFC 5961 5.2
+    client.receive(TcpSegment(**{**_fields(stale), "ack": too_old & MASK}), 1.0)
+    assert client.drops[TcpDrop.ACK_TOO_OLD] == 1 and client.readable == 0
+    assert client.segments_to_send(1.0) == []
+
+
+def test_a_segment_without_ack_on_a_synchronized_connection_is_dropped_unanswered() -> None:
+    client = connected().client.conn
+    client.receive(toward(client, Flags(0), payload=b"data"), 1.0)
+    assert client.drops[TcpDrop.NO_ACK] == 1 and client.readable == 0
+    assert client.segments_to_send(1.0) == []
 
 
 def _fields(segment: TcpSegment) -> dict[str, object]:
