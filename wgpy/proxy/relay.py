@@ -41,6 +41,7 @@ async def relay(client: Stream, upstream: Stream, first: bytes = b"") -> Counted
     try:
         up.start()
         down.start()
+        link.started()
         await link.ended
     finally:
         link.close()
@@ -51,13 +52,20 @@ async def relay(client: Stream, upstream: Stream, first: bytes = b"") -> Counted
 
 class _Link:
     """The relay's two ends: `ended` once both directions reached their end or either end was
-    lost, `closed` once both transports are."""
+    lost, `closed` once both transports are. Both are closed as the end comes (once the relay
+    holds both), so that they are likely closed when the relay's task wakes."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, counted: Counted) -> None:
         self.counted = counted
         self.ends: list[_End] = []
         self.ended: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
+        self._holding = False  # both transports' protocols are the ends
+
+    def started(self) -> None:
+        self._holding = True
+        if self.ended.done():
+            self.close()
 
     def direction_ended(self) -> None:
         if all(end.at_eof for end in self.ends):
@@ -65,6 +73,8 @@ class _Link:
 
     def end(self) -> None:
         if not self.ended.done():
+            if self._holding:
+                self.close()  # first: their connection_lost comes before the task's wake-up
             self.ended.set_result(None)
 
     def close(self) -> None:
