@@ -164,7 +164,7 @@ def measure(stack: str) -> list[Row]:
         time.sleep(0.5)  # iperf3's server
         rows = flows(lab, stack, "127.0.0.1", FORWARD, "through -L", proxy.pid)
         with lab.client.entered():
-            rows += connect_rows(f"{stack}: SOCKS5 connect + echo", direct=False)
+            rows += connect_rows(f"{stack}: SOCKS5 connect + echo", direct=False, proxy=proxy.pid)
             before, with_idle = asyncio.run(idle_rss(proxy.pid))
         rows += [
             (f"{stack}: RSS idle proxy (MB)", before, ""),
@@ -189,13 +189,25 @@ def direct_rows(lab: ProxyLab, stack: str) -> list[Row]:
     return rows
 
 
-def connect_rows(label: str, direct: bool) -> list[Row]:
-    """The connect figure at each of CONNECT_SPACINGS, in the namespace entered."""
-    return [
-        (f"{label}, {spacing} (ms)", asyncio.run(connect_time(direct, seconds)),
-         f"median of {CONNECTS}")
-        for spacing, seconds in CONNECT_SPACINGS.items()
-    ]  # fmt: skip
+def connect_rows(label: str, direct: bool, proxy: int | None = None) -> list[Row]:
+    """The connect figure at each of CONNECT_SPACINGS, in the namespace entered; with the
+    `proxy`'s pid, also the CPU it spent per connect (steadier than the time on a shared
+    machine)."""
+    rows: list[Row] = []
+    for spacing, seconds in CONNECT_SPACINGS.items():
+        cpu = cpu_nanoseconds(proxy) if proxy else 0
+        median = asyncio.run(connect_time(direct, seconds))
+        how = f"median of {CONNECTS}"
+        if proxy:
+            how += f"; proxy CPU {(cpu_nanoseconds(proxy) - cpu) / CONNECTS / 1000:,.0f} us each"
+        rows.append((f"{label}, {spacing} (ms)", median, how))
+    return rows
+
+
+def cpu_nanoseconds(pid: int) -> int:
+    """The time `pid`'s main thread has run (its schedstat's first field, in ns): clock ticks
+    (cpu_seconds) are too coarse for a connect's ~1 ms."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
 
 
 def measure_run() -> list[Row]:

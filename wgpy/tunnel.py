@@ -234,7 +234,7 @@ class Tunnel:
 
         conn = path.stack.tcp_connect(address, port, loop.time())
         transport = StackStreamTransport(path, conn, protocol, on_open)
-        path.wake()
+        path.run(())  # the SYN now: a wake would wait a turn of the loop, the handshake's time
         try:
             await opened
         except asyncio.CancelledError:

@@ -90,6 +90,38 @@ def test_socks5_connect_relays_to_the_networks_connection_and_back() -> None:
     assert network.opened == [("svc.example", 80)]
 
 
+class SlowNetwork(FakeNetwork):
+    """Connects only after `delay` seconds: what either end sends meanwhile waits in its stream
+    when the relay starts."""
+
+    def __init__(self, origin: Origin, delay: float) -> None:
+        super().__init__(origin)
+        self.delay = delay
+
+    async def open_connection(self, host: str, port: int) -> Stream:
+        stream = await super().open_connection(host, port)
+        await asyncio.sleep(self.delay)
+        return stream
+
+
+async def banner_then_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"banner;")
+    await echo(reader, writer)
+
+
+def test_the_relay_carries_what_both_ends_sent_before_it_started_and_the_clients_end() -> None:
+    async def client(stream: Stream) -> bytes:
+        reader, writer = stream
+        writer.write(b"\x05\x01\x00" + b"\x05\x01\x00" + encode_address("svc.example", 22))
+        await asyncio.sleep(0.05)  # the request's read is over; the connect still waits
+        writer.write(b"late")
+        writer.write_eof()
+        return await reader.read()
+
+    answer = run(Socks5Handler(SlowNetwork(banner_then_echo, 0.2), None, 5.0), client)
+    assert answer[2 + 10 :] == b"banner;late"
+
+
 @pytest.mark.parametrize(
     ("network", "reply"),
     [

@@ -41,6 +41,7 @@ log = logging.getLogger("wgpy")
 
 Handler = Callable[[], None]
 EchoKey = tuple[str, int, int]  # address, identifier, sequence
+PASSES = 4  # of a turn, at most, before what its handlers gave waits for the next one
 
 
 def split_tcp(packet: bytes, size: int) -> list[bytes]:
@@ -76,7 +77,9 @@ class RootlessDataPath:
         self._sockets: list[socket.socket] = []
         self._udp = UdpBatches(gso=False, gro=False)
         self._timer: asyncio.TimerHandle | None = None
-        self._wake_pending = False
+        self._wake: asyncio.Handle | None = None  # a turn called for, not yet run
+        self._running = False  # in run(): a wake asks it for one more pass instead
+        self._again = False
 
     # -- sockets ---------------------------------------------------------------------------
 
@@ -143,19 +146,42 @@ class RootlessDataPath:
     # -- the turn --------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """The application gave the stack something to send: run a turn soon, once."""
-        if not self._wake_pending:
-            self._wake_pending = True
-            self.loop.call_soon(self._on_wake)
+        """The application gave the stack something to send: run a turn soon, once; during a
+        turn (a handler writing, or reading, which may open the window), one more pass of it."""
+        if self._running:
+            self._again = True
+        elif self._wake is None:
+            self._wake = self.loop.call_soon(self._on_wake)
 
     def _on_wake(self) -> None:
-        self._wake_pending = False
+        self._wake = None
         self.run(())
 
     def run(self, actions: Iterable[Action]) -> None:
         """Carry out the device's actions, feed the stack, send what it answers, until both are
-        quiet; then hand out the stack's events and re-arm the timer."""
+        quiet; then hand out the stack's events, again while their handlers give the stack more
+        to send; then re-arm the timer. A turn already called for is this one."""
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
         now, wall = self.loop.time(), time.time()
+        self._running = True
+        try:
+            for _ in range(PASSES):
+                self._exchange(actions, now, wall)
+                self._again = False
+                self._dispatch()
+                if not self._again:
+                    break
+                actions = ()
+        finally:
+            self._running = False
+        if self._again:
+            self.wake()  # handlers that keep giving: the rest in a turn of its own
+        self._rearm()
+
+    def _exchange(self, actions: Iterable[Action], now: float, wall: float) -> None:
+        """The device's actions carried out and the stack fed, until neither has more."""
         stack = self.stack
         while True:
             for action in actions:
@@ -166,10 +192,8 @@ class RootlessDataPath:
                         stack.receive(packet, now)
             packets = stack.packets_to_send(now)
             if not packets:
-                break
+                return
             actions = self.device.handle_tun_packets(packets, now, wall)
-        self._dispatch()
-        self._rearm()
 
     def _dispatch(self) -> None:
         for event in self.stack.events():
@@ -181,7 +205,7 @@ class RootlessDataPath:
                 continue
             handler = self.handlers.get(id(event))
             if handler is not None:
-                handler()  # What it writes wakes the next turn.
+                handler()  # What it writes wakes another pass of this turn.
 
     def _rearm(self) -> None:
         deadlines = (self.device.next_timer(), self.stack.next_deadline())

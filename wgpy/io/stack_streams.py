@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import errno
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from wgpy.io.rootless import RootlessDataPath
 from wgpy.netstack.tcp import TcpConnection, TcpError, TcpEvent
@@ -210,6 +210,12 @@ class StackStreamTransport(asyncio.Transport):
 
     def is_closing(self) -> bool:
         return self._closing or self._lost
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = cast(asyncio.Protocol, protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
