@@ -147,7 +147,7 @@ def wgpy_stats(ifname: str) -> DeviceStats:
 
 
 def drops(stats: DeviceStats, reason: DropReason) -> int:
-    """The device's drops for `reason`, its peers' included (wgpy/core/device.py `_drop`)."""
+    """The device's drops for `reason`, its peers' included (wgpy/core/bookkeeping.py `drop`)."""
     # stats=1 names reasons as wgpy/configure.py device_stats does: the member name, lowercase.
     return stats.drops.get(reason.name.lower(), 0)
 

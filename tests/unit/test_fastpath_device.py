@@ -20,6 +20,7 @@ from wgpy.core.device import Action, datagrams_of, packets_of
 from wgpy.core.drops import DropReason
 from wgpy.core.endpoint import Endpoint
 from wgpy.core.ippacket import ipv4_packet, ipv6_packet
+from wgpy.core.send import send_keepalive, send_queued_handshake_initiation
 from wgpy.core.transport import encrypt_packet, encrypt_packets
 
 A_TO_B = ipv4_packet("10.0.0.1", "10.0.0.2", b"ping")
@@ -168,7 +169,7 @@ def test_keepalives_and_data_in_one_batch_arm_the_same_timers_as_one_by_one() ->
     assert twins.batched.peer_of_a.timers.send_keepalive is None
     keepalive_twins: list[bytes] = []
     for link in (twins.one, twins.batched):
-        actions = link.a.device._send_keepalive(link.peer_of_b, link.now, link.wall)
+        actions = send_keepalive(link.a.device, link.peer_of_b, link.now, link.wall)
         keepalive_twins += datagrams_of(actions)
     assert keepalive_twins[0] == keepalive_twins[1]
     data = data_from_a(twins, [A_TO_B, A_TO_B])
@@ -192,8 +193,8 @@ def test_a_handshake_in_the_middle_of_a_batch_is_handled_in_its_place() -> None:
     for link in (twins.one, twins.batched):
         link.advance(10)  # a's data went unanswered long enough for it to rekey
         peer = link.peer_of_b
-        actions = link.a.device._send_queued_handshake_initiation(
-            peer, link.now, link.wall, is_retry=False
+        actions = send_queued_handshake_initiation(
+            link.a.device, peer, link.now, link.wall, is_retry=False
         )
         initiations += datagrams_of(actions)
     assert initiations[0] == initiations[1]
@@ -207,8 +208,8 @@ def test_the_first_message_on_a_new_session_takes_the_one_by_one_path_within_a_b
     for link in (twins.one, twins.batched):
         link.advance(REKEY_ON_RECEIVE_TIME)
         (initiation,) = datagrams_of(
-            link.b.device._send_queued_handshake_initiation(
-                link.peer_of_a, link.now, link.wall, is_retry=False
+            send_queued_handshake_initiation(
+                link.b.device, link.peer_of_a, link.now, link.wall, is_retry=False
             )
         )
         (response,) = datagrams_of(
