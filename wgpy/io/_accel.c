@@ -736,10 +736,13 @@ static PyObject *accel_seal_lone(PyObject *module, PyObject *const *args, Py_ssi
         return NULL;
     }
     const unsigned char *key = key_argument(args[0]);
+    if (key == NULL) return NULL;
     unsigned long receiver = PyLong_AsUnsignedLong(args[1]);
+    if (receiver == (unsigned long)-1 && PyErr_Occurred()) return NULL;
     unsigned long long counter = PyLong_AsUnsignedLongLong(args[2]);
+    if (counter == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
     Py_ssize_t mtu = PyLong_AsSsize_t(args[4]);
-    if (key == NULL || PyErr_Occurred()) return NULL;
+    if (mtu == -1 && PyErr_Occurred()) return NULL;
     if (receiver > UINT32_MAX) {
         PyErr_SetString(PyExc_OverflowError, "receiver index beyond 32 bits");
         return NULL;
@@ -777,8 +780,9 @@ static PyObject *accel_open_lone(PyObject *module, PyObject *const *args, Py_ssi
         return NULL;
     }
     const unsigned char *key = key_argument(args[0]);
+    if (key == NULL) return NULL;
     unsigned long long limit = PyLong_AsUnsignedLongLong(args[2]);
-    if (key == NULL || PyErr_Occurred()) return NULL;
+    if (limit == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) return NULL;
     const unsigned char *message = view.buf;
