@@ -708,12 +708,13 @@ done:
 /* -- lone messages, over libsodium ------------------------------------------------------- */
 
 /* A ping's packet comes alone, 20 ms after the last, to caches that have forgotten the data
- * path: OpenSSL's EVP sets up a context and looks its cipher up through provider tables for
- * each call (~15 us to seal and ~20-36 us to open, cold), which a batch shares but a lone
- * packet pays in full. libsodium's one-shot functions take the key and nonce as arguments and
- * touch little more than the bytes. Built only where libsodium's headers were found
- * (setup.py defines WGPY_SODIUM); the GIL is kept, as one packet's work is shorter than a
- * handover to another thread. */
+ * path: OpenSSL's EVP sets up a context and goes through its provider's layers for each call,
+ * which a batch shares but a lone packet pays in full. libsodium's one-shot functions take the
+ * key and nonce as arguments and touch little more than the bytes. One 84-byte packet, caches
+ * emptied before each call: 59 us to seal through `seal` (cryptography: 73), 28 through
+ * seal_lone; to open, 60 (63) against 28; warm, 1.5 (2.0) against 0.7 us. Built only where
+ * libsodium's headers were found (setup.py defines WGPY_SODIUM); the GIL is kept, as one
+ * packet's work is shorter than a handover to another thread. */
 #ifdef WGPY_SODIUM
 #include <sodium.h>
 
