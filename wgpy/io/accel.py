@@ -12,8 +12,8 @@ device takes the ciphers as its `batch_cipher` and `lone_cipher`, `segment` call
 `pip install .` where a C compiler and the headers of Python and OpenSSL are present; without
 it, or with WGPY_PURE=1 in the environment, wgpy runs on the pure path.
 
-It is a CPython extension rather than cffi: no dependency beyond the compiler, and the
-Py_buffer and bytes objects it fills are handled without a copy.
+It is a CPython extension rather than cffi: no dependency beyond the compiler (and libsodium,
+where present), and the Py_buffer and bytes objects it fills are handled without a copy.
 """
 
 from __future__ import annotations
