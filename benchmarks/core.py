@@ -38,10 +38,10 @@ A_ENDPOINT, B_ENDPOINT = Endpoint("192.0.2.1", 51820), Endpoint("192.0.2.2", 518
 
 def pair() -> tuple[Device, Device]:
     key_a, key_b = generate_private_key(os.urandom), generate_private_key(os.urandom)
-    cipher = accel.batch_cipher()
+    cipher, lone = accel.batch_cipher(), accel.lone_cipher()
     a, b = (
-        Device(os.urandom, key_a, batch_cipher=cipher),
-        Device(os.urandom, key_b, batch_cipher=cipher),
+        Device(os.urandom, key_a, batch_cipher=cipher, lone_cipher=lone),
+        Device(os.urandom, key_b, batch_cipher=cipher, lone_cipher=lone),
     )
     peer_b = a.add_peer(public_key(key_b), endpoint=B_ENDPOINT)
     peer_a = b.add_peer(public_key(key_a), endpoint=A_ENDPOINT)

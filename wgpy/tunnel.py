@@ -102,8 +102,14 @@ class Tunnel:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        # As the daemon's (wgpy.io.interface): a batch sealed and opened in one compiled call.
-        device = Device(os.urandom, mtu=self.mtu, batch_cipher=accel.batch_cipher())
+        # As the daemon's (wgpy.io.interface): a batch sealed and opened in one compiled call,
+        # a lone packet over libsodium.
+        device = Device(
+            os.urandom,
+            mtu=self.mtu,
+            batch_cipher=accel.batch_cipher(),
+            lone_cipher=accel.lone_cipher(),
+        )
         # Endpoint names resolve on the host (as wg does), blocking: not on the loop's thread.
         update = await loop.run_in_executor(
             None, lambda: wgconfig.to_device_update(self.config, resolve_endpoint, file=self.file)

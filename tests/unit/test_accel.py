@@ -4,7 +4,8 @@ byte, the same packets opened, and a failed tag (a flipped bit, the wrong key, a
 REJECT_AFTER_MESSAGES) reported the same; random TSO and USO super-packets cut into the same
 segments, which, some damaged, are merged the same when coalesced, runs of them followed on
 the same; a batch's headers read the same; and two links, one accelerated, in step through
-whole batches, forgeries among them.
+whole batches, forgeries among them; and a lone message sealed and opened over libsodium as
+the references do it, a forged tag refused.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from wgpy.core.ippacket import ipv4_packet, ipv6_packet
 from wgpy.core.keypair import Keypair
 from wgpy.core.noise import TransportKeys
 from wgpy.core.observer import Direction, HandshakeSecrets
-from wgpy.core.transport import decrypt_packet, encrypt_packets, transport_run
+from wgpy.core.transport import decrypt_packet, encrypt_packet, encrypt_packets, transport_run
 from wgpy.io import accel
 from wgpy.io.vnet import coalesce as coalesce_module
 from wgpy.io.vnet import segment as segment_module
@@ -114,6 +115,86 @@ def test_a_malformed_key_is_refused() -> None:
         accel._accel.open([b"short"], [bytes(32)], REJECT_AFTER_MESSAGES)
 
 
+# -- lone messages, over libsodium ---------------------------------------------------------------
+
+needs_sodium = pytest.mark.skipif(
+    accel.sodium is None, reason="the accelerator was built without libsodium's headers"
+)
+
+
+@needs_sodium
+@given(keys32, indices, st.integers(0, REJECT_AFTER_MESSAGES - 1), st.binary(max_size=1600), mtus)
+def test_a_lone_packet_seals_to_the_same_message(
+    key: bytes, remote: int, counter: int, packet: bytes, mtu: int
+) -> None:
+    pure, compiled = keypair(key, key, remote, counter), keypair(key, key, remote, counter)
+    assert accel.SodiumCipher().seal(compiled, packet, mtu) == encrypt_packet(pure, packet, mtu)
+    assert compiled.send_counter == pure.send_counter == counter + 1
+
+
+@needs_sodium
+@given(keys32, keys32, st.binary(max_size=1500), counters, st.integers(0, 4), st.data())
+def test_a_lone_message_opens_to_the_same_packet_or_failure(
+    key: bytes, wrong: bytes, packet: bytes, counter: int, fate: int, data: st.DataObject
+) -> None:
+    """As the batch's: the message left whole, given a flipped bit, sealed under the wrong key,
+    cut to its header and tag, or opened from a view of a larger buffer: libsodium's open
+    says what decrypt_packet says of it."""
+    sealer = keypair(wrong if fate == 2 else key, key, 7, counter)
+    message = bytearray(encrypt_packets(sealer, [b"" if fate == 3 else packet], 1500)[0])
+    if fate == 1:
+        at = data.draw(st.integers(TRANSPORT_HEADER_SIZE - 8, len(message) - 1))
+        message[at] ^= 1 << data.draw(st.integers(0, 7))
+    view = memoryview(bytes(8) + message)[8:] if fate == 4 else memoryview(message)
+    receiver = keypair(key, key)
+    expected = decrypt_packet(receiver, counter_of(message), bytes(message[16:]))
+    assert accel.SodiumCipher().open(receiver, view) == expected
+
+
+@needs_sodium
+def test_a_lone_message_with_a_forged_tag_is_not_opened() -> None:
+    key = os.urandom(32)
+    message = bytearray(encrypt_packet(keypair(key, key), b"ping", 1420))
+    message[-1] ^= 0x80
+    assert accel.SodiumCipher().open(keypair(key, key), bytes(message)) is None
+
+
+@needs_sodium
+def test_a_lone_message_past_reject_after_messages_is_not_opened() -> None:
+    """Its tag holds, but its counter is one no sender may use (decrypt_packet's check)."""
+    key = os.urandom(32)
+    message = encrypt_packet(keypair(key, key, counter=REJECT_AFTER_MESSAGES), b"", 1420)
+    assert accel.SodiumCipher().open(keypair(key, key), message) is None
+
+
+@needs_sodium
+def test_a_keypair_without_raw_keys_takes_the_pure_path_alone_too() -> None:
+    key = os.urandom(32)
+    bare = keypair(key, key)
+    bare.send_key = bare.receive_key = b""
+    message = accel.SodiumCipher().seal(bare, b"hello", 1420)
+    assert accel.SodiumCipher().open(bare, message) == b"hello" + bytes(11)
+
+
+@needs_sodium
+def test_a_malformed_key_is_refused_alone_too() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        accel._accel.open_lone(b"short", bytes(32), REJECT_AFTER_MESSAGES)
+    with pytest.raises(ValueError, match="32 bytes"):
+        accel._accel.seal_lone(bytearray(32), 0, 0, b"", 1420)
+
+
+def test_the_version_names_the_libraries_in_use() -> None:
+    """`wgpy --version` and the log say which libraries seal and open."""
+    with patch.dict(os.environ, {accel.PURE_VARIABLE: ""}):
+        described = accel.path()
+    assert described.startswith("accelerated (OpenSSL")
+    assert (f"libsodium {accel.sodium} for lone packets" in described) == (accel.sodium is not None)
+    with patch.dict(os.environ, {accel.PURE_VARIABLE: "1"}):
+        assert accel.path() == "pure Python (WGPY_PURE is set)"
+        assert accel.lone_cipher() is None
+
+
 # -- two links in step, one accelerated --------------------------------------------------------
 
 inner = st.lists(
@@ -126,6 +207,7 @@ def accelerated_twins() -> tuple[Link, Link]:
     pure, fast = Link(seed=19), Link(seed=19)
     for node in (fast.a, fast.b):
         node.device.batch_cipher = accel.CompiledCipher()
+        node.device.lone_cipher = accel.SodiumCipher() if accel.sodium is not None else None
     for link in (pure, fast):
         link.send("a", ipv4_packet("10.0.0.1", "10.0.0.2", b"hello"))
     return pure, fast

@@ -1,5 +1,6 @@
 """`pip install .` builds the accelerator where a C compiler and the headers are present, and
-without them goes on without it: wgpy is installed, on its pure path, saying so."""
+without them goes on without it: wgpy is installed, on its pure path, saying so. Without
+libsodium's headers alone, the accelerator is built without its lone-packet functions."""
 
 from __future__ import annotations
 
@@ -64,7 +65,23 @@ def extensions(built: Path) -> list[str]:
 def test_with_a_compiler_the_accelerator_is_built_and_used(tmp_path: Path) -> None:
     built = wheel(tmp_path)
     assert extensions(built) == [f"wgpy/io/_accel{sysconfig.get_config_var('EXT_SUFFIX')}"]
-    assert "data path accelerated (OpenSSL" in installed_path(tmp_path, built)
+    described = installed_path(tmp_path, built)
+    assert "data path accelerated (OpenSSL" in described
+    # scripts/install-deps installs libsodium-dev: lone packets then go over libsodium.
+    assert ("; libsodium " in described) == Path("/usr/include/sodium.h").exists()
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc (scripts/install-deps)")
+def test_without_libsodium_s_headers_the_accelerator_is_built_without_it(tmp_path: Path) -> None:
+    """A sodium.h that fails to compile stands for headers that are not there."""
+    headers = tmp_path / "headers"
+    headers.mkdir()
+    (headers / "sodium.h").write_text("#error no libsodium here\n")
+    built = wheel(tmp_path, CFLAGS=f"-I{headers}")
+    assert extensions(built) == [f"wgpy/io/_accel{sysconfig.get_config_var('EXT_SUFFIX')}"]
+    described = installed_path(tmp_path, built)
+    assert "data path accelerated (OpenSSL" in described
+    assert "libsodium" not in described
 
 
 def test_without_a_compiler_wgpy_installs_on_the_pure_path(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ from wgpy.core.receive import receive_datagrams
 from wgpy.core.receive_handshake import receive_initiation
 from wgpy.core.send import route, send_tun_packets, stage_and_send
 from wgpy.core.timers import TimerQueue
-from wgpy.core.transport import BatchCipher
+from wgpy.core.transport import BatchCipher, LoneCipher
 
 # What the edges import from here: the device, and the actions it returns (actions.py's).
 __all__ = [
@@ -88,6 +88,7 @@ class Device:
         peer_lookup: PeerLookup | None = None,
         ask_for_peers: bool = False,
         batch_cipher: BatchCipher | None = None,
+        lone_cipher: LoneCipher | None = None,
     ) -> None:
         """An initiation from an unknown key is dropped, unless `peer_lookup` is given, which
         is asked at once whether to admit it, or `ask_for_peers`, when the device returns a
@@ -96,6 +97,9 @@ class Device:
         # Seals and opens whole batches (the compiled accelerator); None: transport.py's
         # functions, a message at a time.
         self.batch_cipher = batch_cipher
+        # Seals and opens a packet that comes alone (libsodium, in the accelerator); None:
+        # transport.py's functions.
+        self.lone_cipher = lone_cipher
         # The timers' jitter keeps peers from rekeying in step; it needs no secrecy, so it
         # comes from a generator seeded once, not from a system call for every packet sent. It
         # is a function, not a method: the send path hands it over for every batch, and a

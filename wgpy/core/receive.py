@@ -67,6 +67,7 @@ def receive_datagrams(
     run: Peer | None = None  # the peer of the current run of authenticated messages
     octets = data_packets = 0  # what the run holds
     observer, events, indices = device.observer, device.events, device._indices
+    lone = device.lone_cipher  # opens what no batch opened ahead: a lone datagram, mostly
     ahead: Iterable[tuple[Keypair | None, bytes | None]] = _NOT_AHEAD
     if device.batch_cipher is not None:
         datagrams = list(datagrams)
@@ -102,6 +103,8 @@ def receive_datagrams(
             live = keypair
         if keypair is opened_with:
             plaintext = opened
+        elif lone is not None:
+            plaintext = lone.open(keypair, data)
         else:
             plaintext = decrypt_packet(keypair, counter, data[16:])
         if plaintext is None:

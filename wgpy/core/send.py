@@ -129,7 +129,9 @@ def send_packets(
 ) -> list[Action]:
     """Encrypt `packets` (an empty one is a keepalive) under `keypair`, which can send that
     many, to the peer's endpoint, which is known."""
-    if device.batch_cipher is None or len(packets) == 1:  # one costs less without the call
+    if len(packets) == 1 and device.lone_cipher is not None:
+        messages = [device.lone_cipher.seal(keypair, packets[0], device.mtu)]
+    elif device.batch_cipher is None or len(packets) == 1:  # one costs less without the call
         messages = encrypt_packets(keypair, packets, device.mtu)
     else:
         messages = device.batch_cipher.seal(keypair, packets, device.mtu)

@@ -2,7 +2,7 @@
 
 The replay window is the caller's to consult, after decryption has authenticated the counter.
 These functions are the reference: a `BatchCipher` (the compiled one is wgpy/io/accel.py) does
-the same a batch at a time, byte for byte.
+the same a batch at a time, byte for byte, and a `LoneCipher` a message at a time.
 """
 
 from __future__ import annotations
@@ -56,6 +56,21 @@ class BatchCipher(Protocol):
         """For each transport message of `datagrams` (each at least TRANSPORT_MIN_SIZE long),
         what `decrypt_packet` gives under the keypair at the same place; None where that is
         None (no keypair to open it)."""
+        ...
+
+
+class LoneCipher(Protocol):
+    """Seals and opens one transport message at a time, with the results of `encrypt_packet`
+    and `decrypt_packet`, for the packet that comes alone (a ping), whose cost is mostly the
+    setup a BatchCipher's call shares among a batch. It holds no protocol state."""
+
+    def seal(self, keypair: Keypair, packet: bytes, mtu: int) -> bytes:
+        """As `encrypt_packet`, the keypair's counter advanced alike."""
+        ...
+
+    def open(self, keypair: Keypair, message: bytes | memoryview) -> bytes | None:
+        """What `decrypt_packet` gives of the transport message `message` (at least
+        TRANSPORT_MIN_SIZE long) under its own counter."""
         ...
 
 

@@ -1,18 +1,19 @@
 """The optional accelerator: transport messages sealed and opened a whole batch per call, in C
 (wgpy/io/_accel.c) over OpenSSL's libcrypto, TSO super-packets cut into segments, and the
-checksums of segments to be coalesced verified, with the GIL released for the batch; and the
-headers of a batch read in one call, so that the device checks a batch at once.
+checksums of segments to be coalesced verified, with the GIL released for the batch; the
+headers of a batch read in one call, so that the device checks a batch at once; and, where it
+was built with libsodium's headers, a lone message (a ping's) sealed and opened over libsodium,
+as OpenSSL's setup for each call is most of what one packet costs it.
 
 wgpy/core/transport.py, ippacket.py, wgpy/io/vnet/segment.py and coalesce.py are the
-references, which this
-matches byte for byte (tests/unit/test_accel.py holds them to it); the device takes the cipher as
-its `batch_cipher`, `segment` calls `compiled_split`, `coalesce` `compiled_merge` and
-`compiled_follow_on`. The
-module is built by `pip install .` where a C compiler and the headers of Python and OpenSSL are
-present; without it, or with WGPY_PURE=1 in the environment, wgpy runs on the pure path.
+references, which this matches byte for byte (tests/unit/test_accel.py holds them to it); the
+device takes the ciphers as its `batch_cipher` and `lone_cipher`, `segment` calls
+`compiled_split`, `coalesce` `compiled_merge` and `compiled_follow_on`. The module is built by
+`pip install .` where a C compiler and the headers of Python and OpenSSL are present; without
+it, or with WGPY_PURE=1 in the environment, wgpy runs on the pure path.
 
-It is a CPython extension rather than cffi: no dependency beyond the compiler, and the
-Py_buffer and bytes objects it fills are handled without a copy.
+It is a CPython extension rather than cffi: no dependency beyond the compiler (and libsodium,
+where present), and the Py_buffer and bytes objects it fills are handled without a copy.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from typing import Final
 
 from wgpy.core.constants import REJECT_AFTER_MESSAGES
 from wgpy.core.keypair import Keypair
-from wgpy.core.transport import BatchCipher, decrypt_packet, encrypt_packets
+from wgpy.core.transport import (
+    BatchCipher,
+    LoneCipher,
+    decrypt_packet,
+    encrypt_packet,
+    encrypt_packets,
+)
 
 PURE_VARIABLE: Final = "WGPY_PURE"
 Buffer = bytes | bytearray | memoryview
@@ -37,6 +44,9 @@ except ImportError as error:  # not built: no compiler or headers where wgpy was
 available: Final = _accel is not None
 # Why the accelerator is missing; empty when it is built.
 reason: Final = "" if available else _not_built
+# libsodium's version, where the accelerator was built with it (its headers were found), which
+# seals and opens lone packets; None where not.
+sodium: Final[str | None] = _accel.sodium if available else None
 
 
 def in_use() -> bool:
@@ -46,6 +56,8 @@ def in_use() -> bool:
 
 def path() -> str:
     """Which path is in use and why, for `wgpy --version` and the log."""
+    if in_use() and sodium is not None:
+        return f"accelerated ({_accel.openssl}; libsodium {sodium} for lone packets)"
     if in_use():
         return f"accelerated ({_accel.openssl})"
     if available:
@@ -77,6 +89,32 @@ compiled_follow_on: Callable[[list[bytes], int, bytes, int, int, bool, int, int]
 def batch_cipher() -> BatchCipher | None:
     """The device's batch cipher: the compiled one when in use, else None (the pure path)."""
     return CompiledCipher() if in_use() else None
+
+
+def lone_cipher() -> LoneCipher | None:
+    """The device's lone cipher: libsodium's when in use and built with it, else None."""
+    return SodiumCipher() if in_use() and sodium is not None else None
+
+
+class SodiumCipher:
+    """A LoneCipher on the compiled module's libsodium functions. A keypair without its raw
+    keys goes the pure way."""
+
+    def seal(self, keypair: Keypair, packet: bytes, mtu: int) -> bytes:
+        key = keypair.send_key
+        if not key:
+            return encrypt_packet(keypair, packet, mtu)
+        counter = keypair.send_counter
+        keypair.send_counter = counter + 1
+        message: bytes = _accel.seal_lone(key, keypair.remote_index, counter, packet, mtu)
+        return message
+
+    def open(self, keypair: Keypair, message: bytes | memoryview) -> bytes | None:
+        key = keypair.receive_key
+        if not key:
+            return decrypt_packet(keypair, _counter(message), message[16:])
+        plaintext: bytes | None = _accel.open_lone(key, message, REJECT_AFTER_MESSAGES)
+        return plaintext
 
 
 class CompiledCipher:

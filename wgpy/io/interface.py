@@ -118,6 +118,7 @@ class Interface:
             under_load_threshold=self._under_load_threshold,
             ask_for_peers=self._peer_hook_settings is not None,
             batch_cipher=accel.batch_cipher(),
+            lone_cipher=accel.lone_cipher(),
         )
         if log.isEnabledFor(logging.DEBUG):  # LOG_LEVEL=verbose
             self.device.events = self._log_event
