@@ -145,8 +145,22 @@ class Stack:
         return packets
 
     def next_deadline(self) -> float | None:
-        """When `handle_timer` is next due (it may find nothing due then, and say a later time)."""
-        return self._deadlines[0][0] if self._deadlines else None
+        """When `handle_timer` is next due: the earliest deadline a connection has armed,
+        exactly, so that the edge's timer does not fire for nothing (a connection's delayed ACK
+        that its FIN carried, an RTO its ACK cancelled, a connection gone). Entries that went
+        stale are dropped as they come up; one whose connection re-armed later is filed again."""
+        deadlines, scheduled = self._deadlines, self._scheduled
+        while deadlines:
+            deadline, _, conn = deadlines[0]
+            if scheduled.get(conn) == deadline:
+                if conn.next_deadline() == deadline:
+                    return deadline
+                del scheduled[conn]
+                heapq.heappop(deadlines)
+                self._schedule(conn)
+            else:  # the connection ended, or this entry was popped and filed again
+                heapq.heappop(deadlines)
+        return None
 
     def handle_timer(self, now: float) -> None:
         deadlines = self._deadlines
