@@ -13,7 +13,7 @@ import pytest
 from wgpy.proxy.http_listener import HttpHandler
 from wgpy.proxy.relay import Connections, close_quietly
 from wgpy.proxy.socks5 import Reply, encode_address
-from wgpy.proxy.socks5_listener import Socks5Handler
+from wgpy.proxy.socks5_listener import Socks5Listener
 
 Origin = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -72,6 +72,29 @@ def run(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitabl
     return asyncio.run(both())
 
 
+def run_socks5(
+    network: FakeNetwork, timeout: float, client: Callable[[Stream], Awaitable[bytes]]
+) -> bytes:
+    """`client`'s result, talking to a SOCKS5 listener's protocol on the other end of its
+    connection; the listener's connections have all ended by the time it returns."""
+
+    async def both() -> bytes:
+        connections = Connections()
+        near, far = socket.socketpair()
+        listener = Socks5Listener(network, None, timeout, connections)
+        await asyncio.get_running_loop().connect_accepted_socket(listener, sock=far)
+        stream = await asyncio.open_connection(sock=near)
+        try:
+            async with asyncio.timeout(5):
+                return await client(stream)
+        finally:
+            await close_quietly(stream[1])
+            await connections.drain(grace=5)
+            assert not connections
+
+    return asyncio.run(both())
+
+
 def socks5_connect(host: str, port: int, then: bytes = b"") -> Callable[[Stream], Awaitable[bytes]]:
     async def client(stream: Stream) -> bytes:
         reader, writer = stream
@@ -84,7 +107,7 @@ def socks5_connect(host: str, port: int, then: bytes = b"") -> Callable[[Stream]
 
 def test_socks5_connect_relays_to_the_networks_connection_and_back() -> None:
     network = FakeNetwork(echo)
-    answer = run(Socks5Handler(network, None, 5.0), socks5_connect("svc.example", 80, b"hello"))
+    answer = run_socks5(network, 5.0, socks5_connect("svc.example", 80, b"hello"))
     assert answer[:6] == b"\x05\x00" + b"\x05\x00\x00\x01"  # the method; success, an IPv4 bound
     assert answer[2 + 10 :] == b"hello"
     assert network.opened == [("svc.example", 80)]
@@ -118,7 +141,7 @@ def test_the_relay_carries_what_both_ends_sent_before_it_started_and_the_clients
         writer.write_eof()
         return await reader.read()
 
-    answer = run(Socks5Handler(SlowNetwork(banner_then_echo, 0.2), None, 5.0), client)
+    answer = run_socks5(SlowNetwork(banner_then_echo, 0.2), 5.0, client)
     assert answer[2 + 10 :] == b"banner;late"
 
 
@@ -132,7 +155,7 @@ def test_the_relay_carries_what_both_ends_sent_before_it_started_and_the_clients
     ],
 )
 def test_socks5_reports_why_the_connection_failed(network: FakeNetwork, reply: Reply) -> None:
-    answer = run(Socks5Handler(network, None, 0.2), socks5_connect("198.18.0.7", 80))
+    answer = run_socks5(network, 0.2, socks5_connect("198.18.0.7", 80))
     assert answer[2:4] == bytes([5, reply])
 
 
