@@ -208,15 +208,21 @@ class RootlessDataPath:
                 handler()  # What it writes wakes another pass of this turn.
 
     def _rearm(self) -> None:
-        deadlines = (self.device.next_timer(), self.stack.next_deadline())
-        deadline = min((d for d in deadlines if d is not None), default=None)
-        if self._timer is not None:
-            if deadline is not None and self._timer.when() == deadline:
+        """The timer armed for the earlier deadline of the device's and the stack's, if that
+        is sooner than the one armed. A deadline that moved later (a segment's RTO ended by
+        its ACK, a delayed ACK a segment carried: several times per connection) leaves the
+        timer to fire early once, find nothing due and re-arm: cheaper than a new TimerHandle
+        and a cancelled one in the loop's heap at each move."""
+        device, stack = self.device.next_timer(), self.stack.next_deadline()
+        deadline = device if stack is None or (device is not None and device < stack) else stack
+        if deadline is None:
+            return
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
                 return
-            self._timer.cancel()
-            self._timer = None
-        if deadline is not None:
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+            timer.cancel()
+        self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
