@@ -159,7 +159,9 @@ class _End(asyncio.Protocol):
     def eof_received(self) -> bool:
         if not self.at_eof:
             self.at_eof = True
-            if self.peer.transport.can_write_eof():
+            # When the other way has ended too, the link closes both next: the close sends
+            # the FIN a half-close would, with a shutdown() fewer.
+            if not self.peer.at_eof and self.peer.transport.can_write_eof():
                 self.peer.transport.write_eof()
             self.link.direction_ended()
         return True  # the other direction may go on: the link closes the transport
@@ -205,9 +207,10 @@ class Connections:
         self._held[connection] = abort
 
     def release(self, connection: object) -> None:
-        if self._held.pop(connection, None) is not None and not self._held:
-            if self._emptied is not None and not self._emptied.done():
-                self._emptied.set_result(None)
+        self._held.pop(connection, None)
+        emptied = self._emptied
+        if not self._held and emptied is not None and not emptied.done():
+            emptied.set_result(None)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
