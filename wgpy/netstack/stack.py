@@ -97,6 +97,7 @@ class Stack:
         self.addresses: list[bytes] = [interface.ip.packed for interface in interfaces]
         if not self.addresses:
             raise ValueError("the stack needs at least one tunnel address")
+        self._texts = {interface.ip.packed: str(interface.ip) for interface in interfaces}
         self.mtu = mtu
         self.rng = rng
         self.authenticated = authenticated
@@ -138,9 +139,12 @@ class Stack:
 
     def packets_to_send(self, now: float) -> list[bytes]:
         """The IP packets for the tunnel, in order."""
-        for conn in list(self._active):
-            self._flush(conn, now)
-        self._active.clear()
+        if self._active:
+            for conn in list(self._active):
+                self._flush(conn, now)
+            self._active.clear()
+        elif not self._outbox:
+            return []  # (asked after every step of a turn: most often there is nothing)
         packets, self._outbox = self._outbox, []
         return packets
 
@@ -185,11 +189,12 @@ class Stack:
     def tcp_connect(self, remote_ip: str, port: int, now: float) -> TcpConnection:
         """Open a connection to `remote_ip` (a literal) and `port`; its SYN is sent with the next
         `packets_to_send`, and its events say how it went."""
-        remote = ipaddress.ip_address(remote_ip).packed
+        parsed = ipaddress.ip_address(remote_ip)
+        remote = parsed.packed
         local = self.source_for(remote)
         local_port = self._free_port(self._tcp_ports)
         conn = TcpConnection.connect(
-            Address(_text(local), local_port), Address(_text(remote), port), now,
+            Address(self._texts[local], local_port), Address(str(parsed), port), now,
             iss=self.rng.getrandbits(32), mss=self._mss(remote), config=self.tcp_config,
         )  # fmt: skip
         self._add(conn, (local, local_port, remote, port))
@@ -265,7 +270,7 @@ class Stack:
             return
         local, local_port, remote, remote_port = key
         conn = TcpConnection.accept(
-            syn, Address(_text(local), local_port), Address(_text(remote), remote_port), now,
+            syn, Address(self._texts[local], local_port), Address(_text(remote), remote_port), now,
             iss=self.rng.getrandbits(32), mss=self._mss(remote), config=self.tcp_config,
         )  # fmt: skip
         listener.half_open.add(conn)
