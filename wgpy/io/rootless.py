@@ -42,6 +42,7 @@ log = logging.getLogger("wgpy")
 Handler = Callable[[], None]
 EchoKey = tuple[str, int, int]  # address, identifier, sequence
 PASSES = 4  # of a turn, at most, before what its handlers gave waits for the next one
+_AF_INET, _AF_INET6 = int(socket.AF_INET), int(socket.AF_INET6)
 
 
 def split_tcp(packet: bytes, size: int) -> list[bytes]:
@@ -75,6 +76,8 @@ class RootlessDataPath:
         self.transports: set[asyncio.Transport | asyncio.DatagramTransport] = set()
         self.send_errors: Counter[str] = Counter()
         self._sockets: list[socket.socket] = []
+        # By family, as plain ints: a socket's `family` property makes an enum each read.
+        self._by_family: dict[int, socket.socket] = {}
         self._udp = UdpBatches(gso=False, gro=False)
         self._timer: asyncio.TimerHandle | None = None
         self._wake: asyncio.Handle | None = None  # a turn called for, not yet run
@@ -88,6 +91,7 @@ class RootlessDataPath:
         self.close_sockets()
         sock4, sock6 = open_udp(port, fwmark)
         self._sockets = [sock for sock in (sock4, sock6) if sock is not None]
+        self._by_family = {int(sock.family): sock for sock in self._sockets}
         # Many datagrams per system call each way where the kernel can (UDP_SEGMENT, UDP_GRO).
         self._udp = UdpBatches(
             gso=all(map(supports_gso, self._sockets)), gro=all(map(enable_gro, self._sockets))
@@ -103,6 +107,7 @@ class RootlessDataPath:
             self.loop.remove_reader(sock.fileno())
             sock.close()
         self._sockets = []
+        self._by_family = {}
 
     def close(self) -> None:
         """Abort the transports still open (their peers get a reset), then stop."""
@@ -131,8 +136,7 @@ class RootlessDataPath:
         self.run(actions)
 
     def _send(self, action: SendDatagrams) -> None:
-        family = socket.AF_INET6 if ":" in action.endpoint.host else socket.AF_INET
-        sock = next((s for s in self._sockets if s.family == family), None)
+        sock = self._by_family.get(_AF_INET6 if ":" in action.endpoint.host else _AF_INET)
         if sock is None:
             self.send_errors["no socket of the endpoint's family"] += len(action.datagrams)
             return

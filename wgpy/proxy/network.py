@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import os
 import socket
@@ -132,6 +133,7 @@ class HostNetwork:
             return loop.time() - started
 
 
+@functools.lru_cache(maxsize=64)  # asked of the same few addresses for every connection
 def is_address(host: str) -> bool:
     with contextlib.suppress(ValueError):
         ipaddress.ip_address(host)
