@@ -209,23 +209,33 @@ class Tunnel:
         """asyncio.open_connection through the tunnel: `host` a name (resolved through the
         tunnel) or an address. Each address is tried in turn; the last one's error is raised
         (ConnectionRefusedError, TimeoutError, ...)."""
+        loop = self.path.loop
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport, _ = await self.create_connection(lambda: protocol, host, port)
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    async def create_connection(
+        self, protocol_factory: Callable[[], asyncio.Protocol], host: str, port: int
+    ) -> tuple[asyncio.Transport, asyncio.Protocol]:
+        """loop.create_connection through the tunnel, as open_connection connects: the
+        protocol's connection_made comes as the handshake ends, in the turn that ends it."""
         error: OSError | None = None
         for address in await self.resolve(host):
+            protocol = protocol_factory()
             try:
-                return await self._connect(address, port, limit)
+                return await self._connect(address, port, protocol), protocol
             except OSError as failed:
                 error = failed
         assert error is not None
         raise error
 
     async def _connect(
-        self, address: str, port: int, limit: int
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        self, address: str, port: int, protocol: asyncio.Protocol
+    ) -> asyncio.Transport:
         path = self.path
         loop = path.loop
         address = self._routed(address)
-        reader = asyncio.StreamReader(limit=limit, loop=loop)
-        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         opened: asyncio.Future[None] = loop.create_future()
 
         def on_open(error: OSError | None) -> None:
@@ -240,7 +250,7 @@ class Tunnel:
         except asyncio.CancelledError:
             transport.abort()
             raise
-        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+        return transport
 
     async def start_server(
         self,

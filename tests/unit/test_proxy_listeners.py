@@ -47,6 +47,19 @@ class FakeNetwork:
             await asyncio.Event().wait()  # silent
         return await paired(self.origin)  # type: ignore[arg-type]
 
+    async def create_connection(
+        self, protocol_factory: Callable[[], asyncio.Protocol], host: str, port: int
+    ) -> tuple[asyncio.Transport, asyncio.Protocol]:
+        reader, writer = await self.open_connection(host, port)
+        transport, protocol = writer.transport, protocol_factory()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        # What the origin sent while the connect waited comes next, as a socket's would.
+        buffered = bytes(reader._buffer)  # type: ignore[attr-defined]
+        if buffered:
+            transport.get_protocol().data_received(buffered)  # type: ignore[attr-defined]
+        return transport, protocol
+
 
 async def paired(server: Origin) -> Stream:
     """A stream whose far end `server` serves, as a task."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import cast
 
 from wgpy.proxy.network import Network, describe, ip_address_of, is_address
-from wgpy.proxy.relay import Connections, Counted, Link, Side, side_of, splice
+from wgpy.proxy.relay import Connections, Counted, Link, Side, splice
 from wgpy.proxy.socks5 import (
     Command,
     Rejected,
@@ -22,7 +22,7 @@ from wgpy.proxy.socks5 import (
     parse_udp_datagram,
     udp_datagram,
 )
-from wgpy.proxy.upstream import connect, describe_error, socks5_reply
+from wgpy.proxy.upstream import connect_protocol, describe_error, socks5_reply
 
 log = logging.getLogger("wgpy.proxy")
 NEGOTIATION_TIMEOUT = 30.0  # seconds a client has to send its greeting, login and request
@@ -132,16 +132,23 @@ class Socks5Client(asyncio.Protocol):
         session, transport, listener = self.session, self.transport, self.listener
         assert transport is not None
         target = describe((request.host, request.port))
+        upstream = _Upstream(self, target)
         try:
-            upstream = await connect(
-                listener.network, request.host, request.port, listener.connect_timeout
-            )
+            await connect_protocol(listener.network, lambda: upstream, request.host,
+                                   request.port, listener.connect_timeout)  # fmt: skip
         except (OSError, ValueError) as error:
+            if self._link is not None:
+                return  # it stood as the deadline passed: the relay has it
             log.debug("socks5 %s -> %s: %s", self.peer, target, describe_error(error))
             session.reply(socks5_reply(error))
             transport.write(session.data_to_send())
-            return
-        session.reply(Reply.SUCCEEDED, ip_address_of(upstream[1].get_extra_info("sockname")))
+
+    def _opened(self, upstream: asyncio.Transport, target: str) -> None:
+        """The connection to the destination stands: the reply, and the relay, at once (in
+        the turn that ended the handshake, not one more for the task awaiting it)."""
+        session, transport = self.session, self.transport
+        assert transport is not None
+        session.reply(Reply.SUCCEEDED, ip_address_of(upstream.get_extra_info("sockname")))
         transport.write(session.data_to_send())
         peer = self.peer
         log.debug("socks5 %s -> %s: opened", peer, target)
@@ -152,7 +159,7 @@ class Socks5Client(asyncio.Protocol):
             self.listener.connections.release(self)
 
         client = Side(transport, session.trailing_data())
-        self._link = splice(client, side_of(upstream), b"", closed)
+        self._link = splice(client, Side(upstream), b"", closed)
 
     async def _associate(self, request: Request) -> None:
         """UDP ASSOCIATE: a UDP port beside the TCP listener for as long as the TCP connection
@@ -178,6 +185,18 @@ class Socks5Client(asyncio.Protocol):
             endpoint.close()
             log.debug("socks5 udp associate on %s closed, %d datagrams up, %d down",
                       describe(bound), association.up, association.down)  # fmt: skip
+
+
+class _Upstream(asyncio.Protocol):
+    """A CONNECT's connection to its destination until the relay takes it, which its
+    connection_made starts."""
+
+    def __init__(self, client: Socks5Client, target: str) -> None:
+        self.client = client
+        self.target = target
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.client._opened(cast(asyncio.Transport, transport), self.target)
 
 
 class _Association(asyncio.DatagramProtocol):
