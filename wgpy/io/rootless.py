@@ -81,8 +81,7 @@ class RootlessDataPath:
         self._udp = UdpBatches(gso=False, gro=False)
         self._timer: asyncio.TimerHandle | None = None
         self._wake: asyncio.Handle | None = None  # a turn called for, not yet run
-        self._running = False  # in run(): a wake asks it for one more pass instead
-        self._again = False
+        self._running = False  # in run(): what a wake would send goes in its sends
 
     # -- sockets ---------------------------------------------------------------------------
 
@@ -150,11 +149,9 @@ class RootlessDataPath:
     # -- the turn --------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """The application gave the stack something to send: run a turn soon, once; during a
-        turn (a handler writing, or reading, which may open the window), one more pass of it."""
-        if self._running:
-            self._again = True
-        elif self._wake is None:
+        """The application gave the stack something to send: run a turn soon, once. During a
+        turn (a handler writing, or reading, which may open the window) that turn sends it."""
+        if not self._running and self._wake is None:
             self._wake = self.loop.call_soon(self._on_wake)
 
     def _on_wake(self) -> None:
@@ -162,42 +159,45 @@ class RootlessDataPath:
         self.run(())
 
     def run(self, actions: Iterable[Action]) -> None:
-        """Carry out the device's actions, feed the stack, send what it answers, until both are
-        quiet; then hand out the stack's events, again while their handlers give the stack more
-        to send; then re-arm the timer. A turn already called for is this one."""
+        """Carry out the device's actions (the stack fed, datagrams sent); hand the stack's
+        events to their handlers; then send what the stack and the handlers have to send until
+        the device and the stack are quiet, again while that gave the stack news (PASSES times
+        at most); then re-arm the timer. The handlers go before the sends so that what they
+        write to this machine's sockets (a SOCKS5 reply, an echoed byte) does not wait for the
+        tunnel's (a handshake's ACK, ~40 us a datagram), and what they write to the tunnel goes
+        in the same sends. A turn already called for is this one."""
         if self._wake is not None:
             self._wake.cancel()
             self._wake = None
         now, wall = self.loop.time(), time.time()
+        stack = self.stack
         self._running = True
         try:
+            self._carry_out(actions, now)
             for _ in range(PASSES):
-                self._exchange(actions, now, wall)
-                self._again = False
                 self._dispatch()
-                if not self._again:
+                self._exchange(now, wall)
+                if not stack.has_events:
                     break
-                actions = ()
         finally:
             self._running = False
-        if self._again:
-            self.wake()  # handlers that keep giving: the rest in a turn of its own
+        if stack.has_events:
+            self.wake()  # news that keeps coming: the rest in a turn of its own
         self._rearm()
 
-    def _exchange(self, actions: Iterable[Action], now: float, wall: float) -> None:
-        """The device's actions carried out and the stack fed, until neither has more."""
+    def _carry_out(self, actions: Iterable[Action], now: float) -> None:
         stack = self.stack
-        while True:
-            for action in actions:
-                if isinstance(action, SendDatagrams):
-                    self._send(action)
-                elif isinstance(action, WriteTun):
-                    for packet in action.packets:
-                        stack.receive(packet, now)
-            packets = stack.packets_to_send(now)
-            if not packets:
-                return
-            actions = self.device.handle_tun_packets(packets, now, wall)
+        for action in actions:
+            if isinstance(action, SendDatagrams):
+                self._send(action)
+            elif isinstance(action, WriteTun):
+                for packet in action.packets:
+                    stack.receive(packet, now)
+
+    def _exchange(self, now: float, wall: float) -> None:
+        """What the stack has to send, through the device, until neither has more."""
+        while packets := self.stack.packets_to_send(now):
+            self._carry_out(self.device.handle_tun_packets(packets, now, wall), now)
 
     def _dispatch(self) -> None:
         for event in self.stack.events():
@@ -209,7 +209,7 @@ class RootlessDataPath:
                 continue
             handler = self.handlers.get(id(event))
             if handler is not None:
-                handler()  # What it writes wakes another pass of this turn.
+                handler()  # What it writes goes in this turn's sends.
 
     def _rearm(self) -> None:
         """The timer armed for the earlier deadline of the device's and the stack's, if that

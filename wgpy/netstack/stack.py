@@ -178,6 +178,11 @@ class Stack:
                 conn.handle_timer(now)
             self._touched(conn)
 
+    @property
+    def has_events(self) -> bool:
+        """Whether `events` would give anything."""
+        return bool(self._events)
+
     def events(self) -> list[Event]:
         """What has news since the last call, each once, oldest first."""
         events = list(self._events.values())
