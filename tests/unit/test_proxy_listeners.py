@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 
+from wgpy.proxy import socks5_listener
 from wgpy.proxy.http_listener import HttpHandler
 from wgpy.proxy.relay import Connections, close_quietly
 from wgpy.proxy.socks5 import Reply, encode_address
@@ -217,3 +219,53 @@ def test_stopping_waits_for_open_connections_then_cancels_what_remains() -> None
         return quick.done() and not quick.cancelled(), endless.cancelled()
 
     assert asyncio.run(scenario()) == (True, True)
+
+
+def test_a_socks5_client_silent_past_the_negotiation_timeout_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(socks5_listener, "NEGOTIATION_TIMEOUT", 0.1)
+
+    async def client(stream: Stream) -> bytes:
+        reader, writer = stream
+        writer.write(b"\x05\x01\x00")  # the greeting, then nothing
+        return await reader.read()
+
+    assert run_socks5(FakeNetwork(echo), 5.0, client) == b"\x05\x00"  # then the end
+
+
+def test_a_socks5_client_gone_while_its_connect_waits_is_released_when_the_connect_ends() -> None:
+    network = FakeNetwork()  # silent: the connect waits for its timeout
+
+    async def client(stream: Stream) -> bytes:
+        reader, writer = stream
+        writer.write(b"\x05\x01\x00" + b"\x05\x01\x00" + encode_address("198.18.0.7", 80))
+        return await reader.readexactly(2)  # then it goes
+
+    started = time.monotonic()
+    run_socks5(network, 0.2, client)  # (its drain asserts that the connection released)
+    assert time.monotonic() - started < 2  # at the connect's timeout, not the drain's grace
+    assert network.opened == [("198.18.0.7", 80)]
+
+
+def test_stopping_closes_socks5_connections_still_open_past_the_grace() -> None:
+    async def scenario() -> tuple[bytes, bytes]:
+        connections = Connections()
+        listener = Socks5Listener(FakeNetwork(echo), None, 5.0, connections)
+        loop = asyncio.get_running_loop()
+        ends = []
+        for then in (b"", b"\x05\x01\x00" + encode_address("198.18.0.7", 80)):
+            near, far = socket.socketpair()
+            await loop.connect_accepted_socket(listener, sock=far)
+            reader, writer = await asyncio.open_connection(sock=near)
+            writer.write(b"\x05\x01\x00" + then)  # one negotiating, one relaying
+            ends.append((reader, writer))
+        await asyncio.sleep(0.05)
+        await connections.drain(grace=0.1)
+        answers = [await asyncio.wait_for(reader.read(), 1) for reader, _ in ends]
+        for _, writer in ends:
+            writer.close()
+        assert not connections
+        return answers[0], answers[1][:4]
+
+    assert asyncio.run(scenario()) == (b"\x05\x00", b"\x05\x00\x05\x00")
