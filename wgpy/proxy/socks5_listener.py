@@ -122,6 +122,8 @@ class Socks5Client(asyncio.Protocol):
                 await self._associate(request)
             else:
                 await self._connect(request)
+        except Exception as error:  # (as Connections logs a task's)
+            log.debug("socks5 %s: failed: %r", self.peer, error)
         finally:
             if self._link is None:
                 assert self.transport is not None
