@@ -48,7 +48,12 @@ async def relay(client: Stream, upstream: Stream, first: bytes = b"") -> Counted
     """Copies client to upstream (starting with `first`) and back, until both ends have ended;
     then closes both. A reset on either side ends both directions; so does cancelling."""
     closed: asyncio.Future[Counted] = asyncio.get_running_loop().create_future()
-    link = splice(side_of(client), side_of(upstream), first, closed.set_result)
+
+    def finished(counted: Counted) -> None:
+        if not closed.done():  # (cancelled, if the task was cancelled twice)
+            closed.set_result(counted)
+
+    link = splice(side_of(client), side_of(upstream), first, finished)
     try:
         return await asyncio.shield(closed)
     except asyncio.CancelledError:
