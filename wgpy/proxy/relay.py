@@ -104,8 +104,12 @@ class Link:
             self.close()
 
     def direction_ended(self) -> None:
-        if all(end.at_eof for end in self.ends):
-            self.end()
+        # (Loops rather than all() over a generator: one that stops early is closed by an
+        # exception, and these run for every connection's end.)
+        for end in self.ends:
+            if not end.at_eof:
+                return
+        self.end()
 
     def end(self) -> None:
         if not self.ended:
@@ -121,7 +125,10 @@ class Link:
         self.lost()
 
     def lost(self) -> None:
-        if self._on_closed is not None and all(end.lost for end in self.ends):
+        for end in self.ends:
+            if not end.lost:
+                return
+        if self._on_closed is not None:
             on_closed, self._on_closed = self._on_closed, None
             on_closed(self.counted)
 
