@@ -5,6 +5,7 @@ Network a fake whose connections are socket pairs too, to an echo or a one-shot 
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -269,3 +270,17 @@ def test_stopping_closes_socks5_connections_still_open_past_the_grace() -> None:
         return answers[0], answers[1][:4]
 
     assert asyncio.run(scenario()) == (b"\x05\x00", b"\x05\x00\x05\x00")
+
+
+def test_what_a_socks5_client_sends_past_the_early_data_limit_waits_and_arrives_intact() -> None:
+    payload = random.Random(17).randbytes(4 * socks5_listener.EARLY_DATA_LIMIT)
+
+    async def client(stream: Stream) -> bytes:
+        reader, writer = stream
+        writer.write(b"\x05\x01\x00" + b"\x05\x01\x00" + encode_address("svc.example", 7))
+        writer.write(payload)  # while the connect waits: past the limit, reading pauses
+        writer.write_eof()
+        return await reader.read()
+
+    answer = run_socks5(SlowNetwork(echo, 0.2), 5.0, client)
+    assert answer[2 + 10 :] == payload

@@ -128,6 +128,11 @@ class Socks5Connection:
         self._outgoing += bytes([VERSION, reply, 0]) + encode_address(*bound)
         self.phase = Phase.RELAYING if reply == Reply.SUCCEEDED else Phase.CLOSED
 
+    @property
+    def trailing(self) -> int:
+        """How many bytes trailing_data() holds so far."""
+        return len(self._buffer)
+
     def trailing_data(self) -> bytes:
         """What the client sent after its request: the first bytes to relay."""
         trailing = bytes(self._buffer)

@@ -26,6 +26,9 @@ from wgpy.proxy.upstream import connect_protocol, describe_error, socks5_reply
 
 log = logging.getLogger("wgpy.proxy")
 NEGOTIATION_TIMEOUT = 30.0  # seconds a client has to send its greeting, login and request
+# What a client may send while its CONNECT is under way, kept for the relay; past it, reading
+# pauses (the kernel's buffer holds the rest) until the relay reads.
+EARLY_DATA_LIMIT = 1 << 16
 
 
 class Socks5Listener:
@@ -62,6 +65,8 @@ class Socks5Client(asyncio.Protocol):
         self._deadline = loop.call_later(NEGOTIATION_TIMEOUT, self._negotiation_timed_out)
         self._task: asyncio.Task[None] | None = None  # serving the request
         self._link: Link | None = None  # the CONNECT's relay, once it runs
+        self._connecting = False  # a CONNECT under way: what the client sends is kept
+        self._eof = False  # the client's EOF came meanwhile
 
     @property
     def peer(self) -> str:  # for the log
@@ -75,22 +80,30 @@ class Socks5Client(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         transport = self.transport
         assert transport is not None
+        session = self.session
         if self._task is not None:
-            return  # a UDP association's TCP connection: only its end matters (RFC 1928 7)
-        events = self.session.receive(data)
-        transport.write(self.session.data_to_send())
+            if self._connecting:  # kept for the relay (session.trailing_data)
+                session.receive(data)
+                if session.trailing > EARLY_DATA_LIMIT:
+                    transport.pause_reading()
+            return  # (a UDP association's TCP connection: only its end matters, RFC 1928 7)
+        events = session.receive(data)
+        transport.write(session.data_to_send())
         for event in events:
             self._deadline.cancel()
             if isinstance(event, Rejected):
                 log.debug("socks5 %s: rejected: %s", self.peer, event.reason)
                 transport.close()
-            else:  # the rest waits in the kernel until the relay reads it
-                transport.pause_reading()
+            else:
+                self._connecting = event.command is Command.CONNECT
                 self._task = asyncio.ensure_future(self._serve(event))
 
     def eof_received(self) -> bool:
         if self._task is None:
             log.debug("socks5 %s: rejected: closed before a request", self.peer)
+        elif self._connecting:
+            self._eof = True  # the relay passes it on
+            return True
         return False  # closed: a UDP association ends with its TCP connection
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -141,6 +154,7 @@ class Socks5Client(asyncio.Protocol):
         except (OSError, ValueError) as error:
             if self._link is not None:
                 return  # it stood as the deadline passed: the relay has it
+            self._connecting = False
             log.debug("socks5 %s -> %s: %s", self.peer, target, describe_error(error))
             session.reply(socks5_reply(error))
             transport.write(session.data_to_send())
@@ -160,7 +174,8 @@ class Socks5Client(asyncio.Protocol):
                       counted.down)  # fmt: skip
             self.listener.connections.release(self)
 
-        client = Side(transport, session.trailing_data())
+        self._connecting = False
+        client = Side(transport, session.trailing_data(), self._eof)
         self._link = splice(client, Side(upstream), b"", closed)
 
     async def _associate(self, request: Request) -> None:
@@ -179,7 +194,7 @@ class Socks5Client(asyncio.Protocol):
         session.reply(Reply.SUCCEEDED, (str(bound[0]), int(bound[1])))
         transport.write(session.data_to_send())
         log.debug("socks5 %s: udp associate on %s", self.peer, describe(bound))
-        transport.resume_reading()  # for the TCP connection's end (RFC 1928 section 7)
+        transport.resume_reading()  # (paused if it sent much meanwhile): for its end
         try:
             await asyncio.Future()  # until the client closes: connection_lost cancels
         finally:
