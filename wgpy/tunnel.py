@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import os
 import random
@@ -177,7 +178,7 @@ class Tunnel:
     def _routed(self, address: str) -> str:
         """`address` in the stack's form, once a peer's AllowedIPs are found to hold it: else
         ENETUNREACH at once, as a socket says for no route, not a silence that times out."""
-        parsed = ipaddress.ip_address(address)
+        parsed = ip_literal(address)
         if self.path.device.allowed_ips.lookup(parsed.packed) is None:
             raise OSError(errno.ENETUNREACH, f"{address}: no peer's AllowedIPs hold it")
         return str(parsed)
@@ -310,7 +311,7 @@ class Tunnel:
         the tunnel; an IP literal is itself. socket.gaierror when the name has no address, or
         no server answered."""
         try:
-            return [str(ipaddress.ip_address(name))]
+            return [str(ip_literal(name))]
         except ValueError:
             pass
         if not self.dns_servers:
@@ -394,6 +395,13 @@ class TunnelServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
+
+
+@functools.lru_cache(maxsize=256)
+def ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """`text` as an IP address, or ValueError; kept, as a proxy reaches the same few addresses
+    over and over (a parse costs ~10 Python calls, and each connect asked for three)."""
+    return ipaddress.ip_address(text)
 
 
 def _warn_not_applied(interface: wgconfig.InterfaceConfig, file: str) -> None:

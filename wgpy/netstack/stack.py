@@ -11,6 +11,7 @@ connections' own, `drop_counts()`).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import ipaddress
 import random
@@ -194,7 +195,7 @@ class Stack:
     def tcp_connect(self, remote_ip: str, port: int, now: float) -> TcpConnection:
         """Open a connection to `remote_ip` (a literal) and `port`; its SYN is sent with the next
         `packets_to_send`, and its events say how it went."""
-        parsed = ipaddress.ip_address(remote_ip)
+        parsed = _ip_literal(remote_ip)
         remote = parsed.packed
         local = self.source_for(remote)
         local_port = self._free_port(self._tcp_ports)
@@ -522,6 +523,11 @@ def _run_end(segments: Sequence[TcpSegment], at: int) -> int:
         if len(segment.payload) < size:
             break
     return end
+
+
+@functools.lru_cache(maxsize=256)  # a proxy connects to the same few addresses again and again
+def _ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
 
 
 def _text(address: bytes) -> str:

@@ -271,7 +271,9 @@ def _address(data: bytes | bytearray, at: int) -> tuple[str, int, int] | str | N
     raw = bytes(data[start : start + size])
     (port,) = struct.unpack_from("!H", data, start + size)
     if kind != AddressType.DOMAINNAME:
-        return str(ipaddress.ip_address(raw)), port, end
+        # (IPv4's dotted quad directly: ipaddress takes a dozen calls for it)
+        host = "{}.{}.{}.{}".format(*raw) if size == 4 else str(ipaddress.ip_address(raw))
+        return host, port, end
     try:
         name = raw.decode("ascii")
     except UnicodeDecodeError:
