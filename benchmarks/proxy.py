@@ -173,7 +173,21 @@ def measure(stack: str) -> list[Row]:
         ]  # fmt: skip
         lab.client.stop(proxy)
         rows += direct_rows(lab, stack)
-    return rows
+    return rows + connect_ratios(rows, stack)
+
+
+def connect_ratios(rows: list[Row], stack: str) -> list[Row]:
+    """Issue 17's figure: a connect through the proxy against one without it, at each
+    spacing (the target: within 1.5x of TUN mode)."""
+    label = "no proxy" if stack == "host" else f"TUN mode beside {stack}"
+    values = {name: value for name, value, _ in rows}
+    ratios: list[Row] = []
+    for spacing in CONNECT_SPACINGS:
+        proxied = values[f"{stack}: SOCKS5 connect + echo, {spacing} (ms)"]
+        direct = values[f"{label}: connect + echo, {spacing} (ms)"]
+        ratios.append((f"{stack}: SOCKS5 connect against {label}, {spacing} (x)",
+                       proxied / direct, "the medians' ratio"))  # fmt: skip
+    return ratios
 
 
 def direct_rows(lab: ProxyLab, stack: str) -> list[Row]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import os
 import random
@@ -183,7 +184,7 @@ class Tunnel:
     def _routed(self, address: str) -> str:
         """`address` in the stack's form, once a peer's AllowedIPs are found to hold it: else
         ENETUNREACH at once, as a socket says for no route, not a silence that times out."""
-        parsed = ipaddress.ip_address(address)
+        parsed = ip_literal(address)
         if self.path.device.allowed_ips.lookup(parsed.packed) is None:
             raise OSError(errno.ENETUNREACH, f"{address}: no peer's AllowedIPs hold it")
         return str(parsed)
@@ -215,23 +216,33 @@ class Tunnel:
         """asyncio.open_connection through the tunnel: `host` a name (resolved through the
         tunnel) or an address. Each address is tried in turn; the last one's error is raised
         (ConnectionRefusedError, TimeoutError, ...)."""
+        loop = self.path.loop
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport, _ = await self.create_connection(lambda: protocol, host, port)
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    async def create_connection(
+        self, protocol_factory: Callable[[], asyncio.Protocol], host: str, port: int
+    ) -> tuple[asyncio.Transport, asyncio.Protocol]:
+        """loop.create_connection through the tunnel, as open_connection connects: the
+        protocol's connection_made comes as the handshake ends, in the turn that ends it."""
         error: OSError | None = None
         for address in await self.resolve(host):
+            protocol = protocol_factory()
             try:
-                return await self._connect(address, port, limit)
+                return await self._connect(address, port, protocol), protocol
             except OSError as failed:
                 error = failed
         assert error is not None
         raise error
 
     async def _connect(
-        self, address: str, port: int, limit: int
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        self, address: str, port: int, protocol: asyncio.Protocol
+    ) -> asyncio.Transport:
         path = self.path
         loop = path.loop
         address = self._routed(address)
-        reader = asyncio.StreamReader(limit=limit, loop=loop)
-        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         opened: asyncio.Future[None] = loop.create_future()
 
         def on_open(error: OSError | None) -> None:
@@ -246,7 +257,7 @@ class Tunnel:
         except asyncio.CancelledError:
             transport.abort()
             raise
-        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+        return transport
 
     async def start_server(
         self,
@@ -306,7 +317,7 @@ class Tunnel:
         the tunnel; an IP literal is itself. socket.gaierror when the name has no address, or
         no server answered."""
         try:
-            return [str(ipaddress.ip_address(name))]
+            return [str(ip_literal(name))]
         except ValueError:
             pass
         if not self.dns_servers:
@@ -390,6 +401,13 @@ class TunnelServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
+
+
+@functools.lru_cache(maxsize=256)
+def ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """`text` as an IP address, or ValueError; kept, as a proxy reaches the same few addresses
+    over and over (a parse costs ~10 Python calls, and each connect asked for three)."""
+    return ipaddress.ip_address(text)
 
 
 def _warn_not_applied(interface: wgconfig.InterfaceConfig, file: str) -> None:

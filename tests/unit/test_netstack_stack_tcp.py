@@ -92,6 +92,27 @@ def test_a_connection_opens_carries_bytes_both_ways_and_closes(remote: str) -> N
     assert link.a.connections == link.b.connections == 0
 
 
+def test_the_next_deadline_is_the_earliest_a_connection_still_has_armed() -> None:
+    link = Link()
+    listener = link.b.tcp_listen(80)
+    client = link.a.tcp_connect(B4, 80, link.now)
+    (syn,) = link.a.packets_to_send(link.now)  # and the SYN's retransmission timer
+    assert link.a.next_deadline() == client.next_deadline() == link.now + 1.0
+    link.b.receive(syn, link.now)
+    link.settle()  # its SYN-ACK stops that timer: no deadline left to fire for nothing
+    assert link.a.next_deadline() is None
+    server = accepted(listener)
+    server.send(b"x")
+    link.b.wake(server)
+    link.settle()  # the byte arrives: the client owes a delayed ACK
+    assert link.a.next_deadline() == client.next_deadline() == link.now + 0.040
+    client.close()
+    link.a.wake(client)
+    link.settle()  # the FIN carries that ACK, and the server's ACK stops the FIN's RTO
+    assert client.state is TcpState.FIN_WAIT_2
+    assert link.a.next_deadline() is client.next_deadline() is None
+
+
 def test_a_syn_to_a_port_nobody_listens_on_is_refused_by_rst() -> None:
     link = Link()
     client = link.a.tcp_connect(B4, 81, link.now)

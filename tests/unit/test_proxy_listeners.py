@@ -5,15 +5,18 @@ Network a fake whose connections are socket pairs too, to an echo or a one-shot 
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 
+from wgpy.proxy import socks5_listener
 from wgpy.proxy.http_listener import HttpHandler
 from wgpy.proxy.relay import Connections, close_quietly
 from wgpy.proxy.socks5 import Reply, encode_address
-from wgpy.proxy.socks5_listener import Socks5Handler
+from wgpy.proxy.socks5_listener import Socks5Listener
 
 Origin = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -47,6 +50,19 @@ class FakeNetwork:
             await asyncio.Event().wait()  # silent
         return await paired(self.origin)  # type: ignore[arg-type]
 
+    async def create_connection(
+        self, protocol_factory: Callable[[], asyncio.Protocol], host: str, port: int
+    ) -> tuple[asyncio.Transport, asyncio.Protocol]:
+        reader, writer = await self.open_connection(host, port)
+        transport, protocol = writer.transport, protocol_factory()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        # What the origin sent while the connect waited comes next, as a socket's would.
+        buffered = bytes(reader._buffer)  # type: ignore[attr-defined]
+        if buffered:
+            transport.get_protocol().data_received(buffered)  # type: ignore[attr-defined]
+        return transport, protocol
+
 
 async def paired(server: Origin) -> Stream:
     """A stream whose far end `server` serves, as a task."""
@@ -72,6 +88,29 @@ def run(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitabl
     return asyncio.run(both())
 
 
+def run_socks5(
+    network: FakeNetwork, timeout: float, client: Callable[[Stream], Awaitable[bytes]]
+) -> bytes:
+    """`client`'s result, talking to a SOCKS5 listener's protocol on the other end of its
+    connection; the listener's connections have all ended by the time it returns."""
+
+    async def both() -> bytes:
+        connections = Connections()
+        near, far = socket.socketpair()
+        listener = Socks5Listener(network, None, timeout, connections)
+        await asyncio.get_running_loop().connect_accepted_socket(listener, sock=far)
+        stream = await asyncio.open_connection(sock=near)
+        try:
+            async with asyncio.timeout(5):
+                return await client(stream)
+        finally:
+            await close_quietly(stream[1])
+            await connections.drain(grace=5)
+            assert not connections
+
+    return asyncio.run(both())
+
+
 def socks5_connect(host: str, port: int, then: bytes = b"") -> Callable[[Stream], Awaitable[bytes]]:
     async def client(stream: Stream) -> bytes:
         reader, writer = stream
@@ -84,7 +123,7 @@ def socks5_connect(host: str, port: int, then: bytes = b"") -> Callable[[Stream]
 
 def test_socks5_connect_relays_to_the_networks_connection_and_back() -> None:
     network = FakeNetwork(echo)
-    answer = run(Socks5Handler(network, None, 5.0), socks5_connect("svc.example", 80, b"hello"))
+    answer = run_socks5(network, 5.0, socks5_connect("svc.example", 80, b"hello"))
     assert answer[:6] == b"\x05\x00" + b"\x05\x00\x00\x01"  # the method; success, an IPv4 bound
     assert answer[2 + 10 :] == b"hello"
     assert network.opened == [("svc.example", 80)]
@@ -118,7 +157,7 @@ def test_the_relay_carries_what_both_ends_sent_before_it_started_and_the_clients
         writer.write_eof()
         return await reader.read()
 
-    answer = run(Socks5Handler(SlowNetwork(banner_then_echo, 0.2), None, 5.0), client)
+    answer = run_socks5(SlowNetwork(banner_then_echo, 0.2), 5.0, client)
     assert answer[2 + 10 :] == b"banner;late"
 
 
@@ -132,7 +171,7 @@ def test_the_relay_carries_what_both_ends_sent_before_it_started_and_the_clients
     ],
 )
 def test_socks5_reports_why_the_connection_failed(network: FakeNetwork, reply: Reply) -> None:
-    answer = run(Socks5Handler(network, None, 0.2), socks5_connect("198.18.0.7", 80))
+    answer = run_socks5(network, 0.2, socks5_connect("198.18.0.7", 80))
     assert answer[2:4] == bytes([5, reply])
 
 
@@ -181,3 +220,67 @@ def test_stopping_waits_for_open_connections_then_cancels_what_remains() -> None
         return quick.done() and not quick.cancelled(), endless.cancelled()
 
     assert asyncio.run(scenario()) == (True, True)
+
+
+def test_a_socks5_client_silent_past_the_negotiation_timeout_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(socks5_listener, "NEGOTIATION_TIMEOUT", 0.1)
+
+    async def client(stream: Stream) -> bytes:
+        reader, writer = stream
+        writer.write(b"\x05\x01\x00")  # the greeting, then nothing
+        return await reader.read()
+
+    assert run_socks5(FakeNetwork(echo), 5.0, client) == b"\x05\x00"  # then the end
+
+
+def test_a_socks5_client_gone_while_its_connect_waits_is_released_when_the_connect_ends() -> None:
+    network = FakeNetwork()  # silent: the connect waits for its timeout
+
+    async def client(stream: Stream) -> bytes:
+        reader, writer = stream
+        writer.write(b"\x05\x01\x00" + b"\x05\x01\x00" + encode_address("198.18.0.7", 80))
+        return await reader.readexactly(2)  # then it goes
+
+    started = time.monotonic()
+    run_socks5(network, 0.2, client)  # (its drain asserts that the connection released)
+    assert time.monotonic() - started < 2  # at the connect's timeout, not the drain's grace
+    assert network.opened == [("198.18.0.7", 80)]
+
+
+def test_stopping_closes_socks5_connections_still_open_past_the_grace() -> None:
+    async def scenario() -> tuple[bytes, bytes]:
+        connections = Connections()
+        listener = Socks5Listener(FakeNetwork(echo), None, 5.0, connections)
+        loop = asyncio.get_running_loop()
+        ends = []
+        for then in (b"", b"\x05\x01\x00" + encode_address("198.18.0.7", 80)):
+            near, far = socket.socketpair()
+            await loop.connect_accepted_socket(listener, sock=far)
+            reader, writer = await asyncio.open_connection(sock=near)
+            writer.write(b"\x05\x01\x00" + then)  # one negotiating, one relaying
+            ends.append((reader, writer))
+        await asyncio.sleep(0.05)
+        await connections.drain(grace=0.1)
+        answers = [await asyncio.wait_for(reader.read(), 1) for reader, _ in ends]
+        for _, writer in ends:
+            writer.close()
+        assert not connections
+        return answers[0], answers[1][:4]
+
+    assert asyncio.run(scenario()) == (b"\x05\x00", b"\x05\x00\x05\x00")
+
+
+def test_what_a_socks5_client_sends_past_the_early_data_limit_waits_and_arrives_intact() -> None:
+    payload = random.Random(17).randbytes(4 * socks5_listener.EARLY_DATA_LIMIT)
+
+    async def client(stream: Stream) -> bytes:
+        reader, writer = stream
+        writer.write(b"\x05\x01\x00" + b"\x05\x01\x00" + encode_address("svc.example", 7))
+        writer.write(payload)  # while the connect waits: past the limit, reading pauses
+        writer.write_eof()
+        return await reader.read()
+
+    answer = run_socks5(SlowNetwork(echo, 0.2), 5.0, client)
+    assert answer[2 + 10 :] == payload

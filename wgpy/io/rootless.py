@@ -42,6 +42,7 @@ log = logging.getLogger("wgpy")
 Handler = Callable[[], None]
 EchoKey = tuple[str, int, int]  # address, identifier, sequence
 PASSES = 4  # of a turn, at most, before what its handlers gave waits for the next one
+_AF_INET, _AF_INET6 = int(socket.AF_INET), int(socket.AF_INET6)
 
 
 def split_tcp(packet: bytes, size: int) -> list[bytes]:
@@ -75,11 +76,12 @@ class RootlessDataPath:
         self.transports: set[asyncio.Transport | asyncio.DatagramTransport] = set()
         self.send_errors: Counter[str] = Counter()
         self._sockets: list[socket.socket] = []
+        # By family, as plain ints: a socket's `family` property makes an enum each read.
+        self._by_family: dict[int, socket.socket] = {}
         self._udp = UdpBatches(gso=False, gro=False)
         self._timer: asyncio.TimerHandle | None = None
         self._wake: asyncio.Handle | None = None  # a turn called for, not yet run
-        self._running = False  # in run(): a wake asks it for one more pass instead
-        self._again = False
+        self._running = False  # in run(): what a wake would send goes in its sends
 
     # -- sockets ---------------------------------------------------------------------------
 
@@ -88,6 +90,7 @@ class RootlessDataPath:
         self.close_sockets()
         sock4, sock6 = open_udp(port, fwmark)
         self._sockets = [sock for sock in (sock4, sock6) if sock is not None]
+        self._by_family = {int(sock.family): sock for sock in self._sockets}
         # Many datagrams per system call each way where the kernel can (UDP_SEGMENT, UDP_GRO).
         self._udp = UdpBatches(
             gso=all(map(supports_gso, self._sockets)), gro=all(map(enable_gro, self._sockets))
@@ -103,6 +106,7 @@ class RootlessDataPath:
             self.loop.remove_reader(sock.fileno())
             sock.close()
         self._sockets = []
+        self._by_family = {}
 
     def close(self) -> None:
         """Abort the transports still open (their peers get a reset), then stop."""
@@ -131,8 +135,7 @@ class RootlessDataPath:
         self.run(actions)
 
     def _send(self, action: SendDatagrams) -> None:
-        family = socket.AF_INET6 if ":" in action.endpoint.host else socket.AF_INET
-        sock = next((s for s in self._sockets if s.family == family), None)
+        sock = self._by_family.get(_AF_INET6 if ":" in action.endpoint.host else _AF_INET)
         if sock is None:
             self.send_errors["no socket of the endpoint's family"] += len(action.datagrams)
             return
@@ -146,11 +149,9 @@ class RootlessDataPath:
     # -- the turn --------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """The application gave the stack something to send: run a turn soon, once; during a
-        turn (a handler writing, or reading, which may open the window), one more pass of it."""
-        if self._running:
-            self._again = True
-        elif self._wake is None:
+        """The application gave the stack something to send: run a turn soon, once. During a
+        turn (a handler writing, or reading, which may open the window) that turn sends it."""
+        if not self._running and self._wake is None:
             self._wake = self.loop.call_soon(self._on_wake)
 
     def _on_wake(self) -> None:
@@ -158,42 +159,45 @@ class RootlessDataPath:
         self.run(())
 
     def run(self, actions: Iterable[Action]) -> None:
-        """Carry out the device's actions, feed the stack, send what it answers, until both are
-        quiet; then hand out the stack's events, again while their handlers give the stack more
-        to send; then re-arm the timer. A turn already called for is this one."""
+        """Carry out the device's actions (the stack fed, datagrams sent); hand the stack's
+        events to their handlers; then send what the stack and the handlers have to send until
+        the device and the stack are quiet, again while that gave the stack news (PASSES times
+        at most); then re-arm the timer. The handlers go before the sends so that what they
+        write to this machine's sockets (a SOCKS5 reply, an echoed byte) does not wait for the
+        tunnel's (a handshake's ACK, ~40 us a datagram), and what they write to the tunnel goes
+        in the same sends. A turn already called for is this one."""
         if self._wake is not None:
             self._wake.cancel()
             self._wake = None
         now, wall = self.loop.time(), time.time()
+        stack = self.stack
         self._running = True
         try:
+            self._carry_out(actions, now)
             for _ in range(PASSES):
-                self._exchange(actions, now, wall)
-                self._again = False
                 self._dispatch()
-                if not self._again:
+                self._exchange(now, wall)
+                if not stack.has_events:
                     break
-                actions = ()
         finally:
             self._running = False
-        if self._again:
-            self.wake()  # handlers that keep giving: the rest in a turn of its own
+        if stack.has_events:
+            self.wake()  # news that keeps coming: the rest in a turn of its own
         self._rearm()
 
-    def _exchange(self, actions: Iterable[Action], now: float, wall: float) -> None:
-        """The device's actions carried out and the stack fed, until neither has more."""
+    def _carry_out(self, actions: Iterable[Action], now: float) -> None:
         stack = self.stack
-        while True:
-            for action in actions:
-                if isinstance(action, SendDatagrams):
-                    self._send(action)
-                elif isinstance(action, WriteTun):
-                    for packet in action.packets:
-                        stack.receive(packet, now)
-            packets = stack.packets_to_send(now)
-            if not packets:
-                return
-            actions = self.device.handle_tun_packets(packets, now, wall)
+        for action in actions:
+            if isinstance(action, SendDatagrams):
+                self._send(action)
+            elif isinstance(action, WriteTun):
+                for packet in action.packets:
+                    stack.receive(packet, now)
+
+    def _exchange(self, now: float, wall: float) -> None:
+        """What the stack has to send, through the device, until neither has more."""
+        while packets := self.stack.packets_to_send(now):
+            self._carry_out(self.device.handle_tun_packets(packets, now, wall), now)
 
     def _dispatch(self) -> None:
         for event in self.stack.events():
@@ -205,18 +209,24 @@ class RootlessDataPath:
                 continue
             handler = self.handlers.get(id(event))
             if handler is not None:
-                handler()  # What it writes wakes another pass of this turn.
+                handler()  # What it writes goes in this turn's sends.
 
     def _rearm(self) -> None:
-        deadlines = (self.device.next_timer(), self.stack.next_deadline())
-        deadline = min((d for d in deadlines if d is not None), default=None)
-        if self._timer is not None:
-            if deadline is not None and self._timer.when() == deadline:
+        """The timer armed for the earlier deadline of the device's and the stack's, if that
+        is sooner than the one armed. A deadline that moved later (a segment's RTO ended by
+        its ACK, a delayed ACK a segment carried: several times per connection) leaves the
+        timer to fire early once, find nothing due and re-arm: cheaper than a new TimerHandle
+        and a cancelled one in the loop's heap at each move."""
+        device, stack = self.device.next_timer(), self.stack.next_deadline()
+        deadline = device if stack is None or (device is not None and device < stack) else stack
+        if deadline is None:
+            return
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
                 return
-            self._timer.cancel()
-            self._timer = None
-        if deadline is not None:
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+            timer.cancel()
+        self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -97,7 +97,8 @@ class StackStreamTransport(asyncio.Transport):
             return
         while not self._reading_paused and conn.readable:
             self._protocol.data_received(conn.receive_data(READ_CHUNK))
-            self._wake()  # the window may have opened: an update goes out
+            if conn.ack_due:  # the window opened enough for an update to go out
+                self._wake()
         if conn.at_eof and not self._eof_received and not self._reading_paused:
             self._eof_received = True
             keep_open = self._protocol.eof_received()

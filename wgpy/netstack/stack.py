@@ -11,6 +11,7 @@ connections' own, `drop_counts()`).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import ipaddress
 import random
@@ -97,6 +98,7 @@ class Stack:
         self.addresses: list[bytes] = [interface.ip.packed for interface in interfaces]
         if not self.addresses:
             raise ValueError("the stack needs at least one tunnel address")
+        self._texts = {interface.ip.packed: str(interface.ip) for interface in interfaces}
         self.mtu = mtu
         self.rng = rng
         self.authenticated = authenticated
@@ -138,15 +140,32 @@ class Stack:
 
     def packets_to_send(self, now: float) -> list[bytes]:
         """The IP packets for the tunnel, in order."""
-        for conn in list(self._active):
-            self._flush(conn, now)
-        self._active.clear()
+        if self._active:
+            for conn in list(self._active):
+                self._flush(conn, now)
+            self._active.clear()
+        elif not self._outbox:
+            return []  # (asked after every step of a turn: most often there is nothing)
         packets, self._outbox = self._outbox, []
         return packets
 
     def next_deadline(self) -> float | None:
-        """When `handle_timer` is next due (it may find nothing due then, and say a later time)."""
-        return self._deadlines[0][0] if self._deadlines else None
+        """When `handle_timer` is next due: the earliest deadline a connection has armed,
+        exactly, so that the edge's timer does not fire for nothing (a connection's delayed ACK
+        that its FIN carried, an RTO its ACK cancelled, a connection gone). Entries that went
+        stale are dropped as they come up; one whose connection re-armed later is filed again."""
+        deadlines, scheduled = self._deadlines, self._scheduled
+        while deadlines:
+            deadline, _, conn = deadlines[0]
+            if scheduled.get(conn) == deadline:
+                if conn.next_deadline() == deadline:
+                    return deadline
+                del scheduled[conn]
+                heapq.heappop(deadlines)
+                self._schedule(conn)
+            else:  # the connection ended, or this entry was popped and filed again
+                heapq.heappop(deadlines)
+        return None
 
     def handle_timer(self, now: float) -> None:
         deadlines = self._deadlines
@@ -160,6 +179,11 @@ class Stack:
                 conn.handle_timer(now)
             self._touched(conn)
 
+    @property
+    def has_events(self) -> bool:
+        """Whether `events` would give anything."""
+        return bool(self._events)
+
     def events(self) -> list[Event]:
         """What has news since the last call, each once, oldest first."""
         events = list(self._events.values())
@@ -171,11 +195,12 @@ class Stack:
     def tcp_connect(self, remote_ip: str, port: int, now: float) -> TcpConnection:
         """Open a connection to `remote_ip` (a literal) and `port`; its SYN is sent with the next
         `packets_to_send`, and its events say how it went."""
-        remote = ipaddress.ip_address(remote_ip).packed
+        parsed = _ip_literal(remote_ip)
+        remote = parsed.packed
         local = self.source_for(remote)
         local_port = self._free_port(self._tcp_ports)
         conn = TcpConnection.connect(
-            Address(_text(local), local_port), Address(_text(remote), port), now,
+            Address(self._texts[local], local_port), Address(str(parsed), port), now,
             iss=self.rng.getrandbits(32), mss=self._mss(remote), config=self.tcp_config,
         )  # fmt: skip
         self._add(conn, (local, local_port, remote, port))
@@ -251,7 +276,7 @@ class Stack:
             return
         local, local_port, remote, remote_port = key
         conn = TcpConnection.accept(
-            syn, Address(_text(local), local_port), Address(_text(remote), remote_port), now,
+            syn, Address(self._texts[local], local_port), Address(_text(remote), remote_port), now,
             iss=self.rng.getrandbits(32), mss=self._mss(remote), config=self.tcp_config,
         )  # fmt: skip
         listener.half_open.add(conn)
@@ -498,6 +523,11 @@ def _run_end(segments: Sequence[TcpSegment], at: int) -> int:
         if len(segment.payload) < size:
             break
     return end
+
+
+@functools.lru_cache(maxsize=256)  # a proxy connects to the same few addresses again and again
+def _ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
 
 
 def _text(address: bytes) -> str:

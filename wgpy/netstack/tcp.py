@@ -117,6 +117,11 @@ class TcpConnection(TcpInput, TcpOutput, TcpTimers):
         return len(self._recv_buf)
 
     @property
+    def ack_due(self) -> bool:
+        """An ACK waits for segments_to_send (after a read: a window update)."""
+        return self._ack_now
+
+    @property
     def at_eof(self) -> bool:
         """The peer's FIN arrived and everything before it was read."""
         return self._peer_fin is not None and self.rcv_nxt > self._peer_fin and not self._recv_buf

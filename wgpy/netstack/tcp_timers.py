@@ -12,13 +12,12 @@ from wgpy.netstack.tcp_tcb import TransmissionControlBlock
 
 class TcpTimers(TransmissionControlBlock):
     def next_deadline(self) -> float | None:
-        deadlines = [
-            at
-            for at in (self._rto_at, self._delack_at, self._persist_at, self._keepalive_at,
-                       self._time_wait_at, self._fin_wait_2_at)
-            if at is not None
-        ]  # fmt: skip
-        return min(deadlines, default=None)
+        soonest = None  # (a loop, not min() over a list: this runs a few times a segment)
+        for at in (self._rto_at, self._delack_at, self._persist_at, self._keepalive_at,
+                   self._time_wait_at, self._fin_wait_2_at):  # fmt: skip
+            if at is not None and (soonest is None or at < soonest):
+                soonest = at
+        return soonest
 
     def handle_timer(self, now: float) -> None:
         self._now = now

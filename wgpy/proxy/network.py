@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import os
 import socket
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 
 ClientConnected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
 DatagramFactory = Callable[[], asyncio.DatagramProtocol]
+Socket = socket.socket  # (HostNetwork's method `socket` hides the module in its body)
 PING_TIMEOUT = 5.0
 
 
@@ -30,6 +32,10 @@ class Network(Protocol):
     async def open_connection(
         self, host: str, port: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]: ...
+
+    async def create_connection(
+        self, protocol_factory: Callable[[], asyncio.Protocol], host: str, port: int
+    ) -> tuple[asyncio.Transport, asyncio.Protocol]: ...
 
     async def create_datagram_endpoint(
         self,
@@ -62,6 +68,17 @@ class HostNetwork:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """To each of the name's addresses in turn; the first failure is raised if all fail, so
         its errno (ECONNREFUSED...) tells the proxy's client what happened."""
+        return await asyncio.open_connection(sock=await self._connected(host, port))
+
+    async def create_connection(
+        self, protocol_factory: Callable[[], asyncio.Protocol], host: str, port: int
+    ) -> tuple[asyncio.Transport, asyncio.Protocol]:
+        """open_connection's connection, for a protocol of the caller's (as asyncio's)."""
+        loop = asyncio.get_running_loop()
+        sock = await self._connected(host, port)
+        return await loop.create_connection(protocol_factory, sock=sock)
+
+    async def _connected(self, host: str, port: int) -> Socket:
         loop = asyncio.get_running_loop()
         first_error: OSError | None = None
         for address in await self.resolve(host):
@@ -72,7 +89,7 @@ class HostNetwork:
                 sock.close()
                 first_error = first_error or error
                 continue
-            return await asyncio.open_connection(sock=sock)
+            return sock
         raise first_error or OSError(f"{host}: no address")
 
     async def create_datagram_endpoint(
@@ -132,6 +149,7 @@ class HostNetwork:
             return loop.time() - started
 
 
+@functools.lru_cache(maxsize=64)  # asked of the same few addresses for every connection
 def is_address(host: str) -> bool:
     with contextlib.suppress(ValueError):
         ipaddress.ip_address(host)

@@ -15,7 +15,7 @@ from wgpy.proxy.forwards import Target, TcpForward, UdpForward
 from wgpy.proxy.http_listener import HttpHandler
 from wgpy.proxy.network import HostNetwork, Network, Server
 from wgpy.proxy.relay import CLOSE_GRACE, Connections
-from wgpy.proxy.socks5_listener import Socks5Handler
+from wgpy.proxy.socks5_listener import Socks5Listener
 from wgpy.proxy.spec import Forward, Listen
 from wgpy.proxy.upstream import CONNECT_TIMEOUT
 
@@ -46,9 +46,9 @@ class Proxy:
         after closing those already started."""
         spec, timeout = self.spec, self.spec.connect_timeout
         try:
-            socks5 = Socks5Handler(self.network, spec.credentials, timeout)
+            socks5 = Socks5Listener(self.network, spec.credentials, timeout, self.connections)
             for listen in spec.socks5:
-                await self._listen("socks5", listen, socks5)
+                await self._serve("socks5", listen, socks5)
             http = HttpHandler(self.network, timeout)
             for listen in spec.http:
                 await self._listen("http", listen, http)
@@ -64,8 +64,18 @@ class Proxy:
         def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections.start(handler(reader, writer))
 
+        def protocol() -> asyncio.Protocol:
+            reader = asyncio.StreamReader()
+            return asyncio.StreamReaderProtocol(reader, accepted)
+
+        await self._serve(what, listen, protocol)
+
+    async def _serve(
+        self, what: str, listen: Listen, protocol: Callable[[], asyncio.Protocol]
+    ) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            server = await asyncio.start_server(accepted, listen.host, listen.port)
+            server = await loop.create_server(protocol, listen.host, listen.port)
         except OSError as error:
             raise OSError(
                 error.errno, f"{what} {listen.host}:{listen.port}: {error.strerror}"

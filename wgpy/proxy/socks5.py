@@ -15,6 +15,7 @@ dropped, as the RFC allows.
 from __future__ import annotations
 
 import enum
+import functools
 import hmac
 import ipaddress
 import struct
@@ -127,6 +128,11 @@ class Socks5Connection:
         self._outgoing += bytes([VERSION, reply, 0]) + encode_address(*bound)
         self.phase = Phase.RELAYING if reply == Reply.SUCCEEDED else Phase.CLOSED
 
+    @property
+    def trailing(self) -> int:
+        """How many bytes trailing_data() holds so far."""
+        return len(self._buffer)
+
     def trailing_data(self) -> bytes:
         """What the client sent after its request: the first bytes to relay."""
         trailing = bytes(self._buffer)
@@ -227,15 +233,20 @@ class Socks5Connection:
 
 def encode_address(host: str, port: int) -> bytes:
     """ATYP, the address and the port, as a request, reply or UDP header carries them."""
+    return _host_field(host) + struct.pack("!H", port)
+
+
+@functools.lru_cache(maxsize=64)  # a reply's bound address is one of few: parsed once
+def _host_field(host: str) -> bytes:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         name = host.encode("ascii")  # as the client sent it; no IDNA here
         if not 0 < len(name) < 256:
             raise ValueError(f"{host!r}: a SOCKS5 domain name has 1 to 255 bytes") from None
-        return bytes([AddressType.DOMAINNAME, len(name)]) + name + struct.pack("!H", port)
+        return bytes([AddressType.DOMAINNAME, len(name)]) + name
     kind = AddressType.IPV4 if address.version == 4 else AddressType.IPV6
-    return bytes([kind]) + address.packed + struct.pack("!H", port)
+    return bytes([kind]) + address.packed
 
 
 def _address(data: bytes | bytearray, at: int) -> tuple[str, int, int] | str | None:
@@ -260,7 +271,9 @@ def _address(data: bytes | bytearray, at: int) -> tuple[str, int, int] | str | N
     raw = bytes(data[start : start + size])
     (port,) = struct.unpack_from("!H", data, start + size)
     if kind != AddressType.DOMAINNAME:
-        return str(ipaddress.ip_address(raw)), port, end
+        # (IPv4's dotted quad directly: ipaddress takes a dozen calls for it)
+        host = "{}.{}.{}.{}".format(*raw) if size == 4 else str(ipaddress.ip_address(raw))
+        return host, port, end
     try:
         name = raw.decode("ascii")
     except UnicodeDecodeError:

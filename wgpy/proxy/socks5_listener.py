@@ -1,5 +1,6 @@
 """`--socks5`: a SOCKS5 listener on this machine whose CONNECT and UDP ASSOCIATE go through a
-Network. The negotiation is wgpy.proxy.socks5's; this module carries its decisions out."""
+Network. The negotiation is wgpy.proxy.socks5's; this module carries its decisions out, as an
+asyncio protocol per client connection."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Mapping
-from typing import NamedTuple, cast
+from typing import cast
 
 from wgpy.proxy.network import Network, describe, ip_address_of, is_address
-from wgpy.proxy.relay import close_quietly, relay
+from wgpy.proxy.relay import Connections, Counted, Link, Side, splice
 from wgpy.proxy.socks5 import (
     Command,
     Rejected,
@@ -21,113 +22,198 @@ from wgpy.proxy.socks5 import (
     parse_udp_datagram,
     udp_datagram,
 )
-from wgpy.proxy.upstream import connect, describe_error, socks5_reply
+from wgpy.proxy.upstream import connect_protocol, describe_error, socks5_reply
 
 log = logging.getLogger("wgpy.proxy")
 NEGOTIATION_TIMEOUT = 30.0  # seconds a client has to send its greeting, login and request
-READ_SIZE = 4096
+# What a client may send while its CONNECT is under way, kept for the relay; past it, reading
+# pauses (the kernel's buffer holds the rest) until the relay reads.
+EARLY_DATA_LIMIT = 1 << 16
 
 
-class _Client(NamedTuple):
-    """A client whose request awaits its reply."""
-
-    session: Socks5Connection
-    request: Request
-    stream: tuple[asyncio.StreamReader, asyncio.StreamWriter]
-    peer: str  # for the log
-
-
-class Socks5Handler:
-    """Serves one client connection at a time per call; `credentials` as Socks5Connection's."""
+class Socks5Listener:
+    """A SOCKS5 listener's protocol factory (for loop.create_server): a Socks5Client for each
+    connection, held in `connections` until it ends; `credentials` as Socks5Connection's."""
 
     def __init__(
         self,
         network: Network,
         credentials: Mapping[str, str] | None,
         connect_timeout: float,
+        connections: Connections,
     ) -> None:
         self.network = network
         self.credentials = credentials
         self.connect_timeout = connect_timeout
+        self.connections = connections
 
-    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = describe(writer.get_extra_info("peername"))
+    def __call__(self) -> Socks5Client:
+        return Socks5Client(self)
+
+
+class Socks5Client(asyncio.Protocol):
+    """One client's connection. The negotiation runs in data_received, each answer written as
+    its message arrives; the request is carried out by a task (the connect may wait for a name
+    and a handshake), and a CONNECT's relay then takes the transport. Callbacks rather than a
+    stream read per message: each await was one more turn of the loop (issue 17)."""
+
+    def __init__(self, listener: Socks5Listener) -> None:
+        self.listener = listener
+        self.session = Socks5Connection(listener.credentials)
+        self.transport: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(NEGOTIATION_TIMEOUT, self._negotiation_timed_out)
+        self._task: asyncio.Task[None] | None = None  # serving the request
+        self._link: Link | None = None  # the CONNECT's relay, once it runs
+        self._connecting = False  # a CONNECT under way: what the client sends is kept
+        self._eof = False  # the client's EOF came meanwhile
+
+    @property
+    def peer(self) -> str:  # for the log
+        assert self.transport is not None
+        return describe(self.transport.get_extra_info("peername"))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.listener.connections.hold(self, self._abort)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        session = self.session
+        if self._task is not None:
+            if self._connecting:  # kept for the relay (session.trailing_data)
+                session.receive(data)
+                if session.trailing > EARLY_DATA_LIMIT:
+                    transport.pause_reading()
+            return  # (a UDP association's TCP connection: only its end matters, RFC 1928 7)
+        events = session.receive(data)
+        transport.write(session.data_to_send())
+        for event in events:
+            self._deadline.cancel()
+            if isinstance(event, Rejected):
+                log.debug("socks5 %s: rejected: %s", self.peer, event.reason)
+                transport.close()
+            else:
+                self._connecting = event.command is Command.CONNECT
+                self._task = asyncio.ensure_future(self._serve(event))
+
+    def eof_received(self) -> bool:
+        if self._task is None:
+            log.debug("socks5 %s: rejected: closed before a request", self.peer)
+        elif self._connecting:
+            self._eof = True  # the relay passes it on
+            return True
+        return False  # closed: a UDP association ends with its TCP connection
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._deadline.cancel()
+        if self._task is None:
+            self.listener.connections.release(self)
+        elif not self._task.done():
+            self._task.cancel()  # the client went: a connect under way is given up
+
+    def _negotiation_timed_out(self) -> None:
+        log.debug("socks5 %s: negotiation ended: no request in %gs", self.peer,
+                  NEGOTIATION_TIMEOUT)  # fmt: skip
+        if self.transport is not None:
+            self.transport.close()
+
+    def _abort(self) -> None:
+        """The proxy stops, and its grace is over."""
+        if self._task is not None:
+            self._task.cancel()
+        if self._link is not None:
+            self._link.close()
+        elif self.transport is not None:
+            self.transport.close()
+
+    async def _serve(self, request: Request) -> None:
+        """The request carried out; unless a relay then holds the connection, it is over."""
         try:
-            async with asyncio.timeout(NEGOTIATION_TIMEOUT):
-                session, request = await self._negotiate(reader, writer)
-        except (OSError, TimeoutError) as error:
-            log.debug("socks5 %s: negotiation ended: %s", peer, describe_error(error))
-            await close_quietly(writer)
-            return
-        if request is None:
-            await close_quietly(writer)
-            return
-        client = _Client(session, request, (reader, writer), peer)
-        if request.command == Command.UDP_ASSOCIATE:
-            await self._associate(client)
-        else:
-            await self._connect(client)
+            if request.command == Command.UDP_ASSOCIATE:
+                await self._associate(request)
+            else:
+                await self._connect(request)
+        except Exception as error:  # (as Connections logs a task's)
+            log.debug("socks5 %s: failed: %r", self.peer, error)
+        finally:
+            if self._link is None:
+                assert self.transport is not None
+                self.transport.close()
+                self.listener.connections.release(self)
 
-    async def _negotiate(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> tuple[Socks5Connection, Request | None]:
-        session = Socks5Connection(self.credentials)
-        while True:
-            data = await reader.read(READ_SIZE)
-            events = session.receive(data) if data else [Rejected("closed before a request")]
-            writer.write(session.data_to_send())
-            await writer.drain()
-            for event in events:
-                if isinstance(event, Rejected):
-                    peer = describe(writer.get_extra_info("peername"))
-                    log.debug("socks5 %s: rejected: %s", peer, event.reason)
-                    return session, None
-                return session, event
-
-    async def _connect(self, client: _Client) -> None:
-        session, request, (reader, writer), peer = client
+    async def _connect(self, request: Request) -> None:
+        session, transport, listener = self.session, self.transport, self.listener
+        assert transport is not None
         target = describe((request.host, request.port))
+        upstream = _Upstream(self, target)
         try:
-            upstream = await connect(self.network, request.host, request.port, self.connect_timeout)
+            await connect_protocol(listener.network, lambda: upstream, request.host,
+                                   request.port, listener.connect_timeout)  # fmt: skip
         except (OSError, ValueError) as error:
-            log.debug("socks5 %s -> %s: %s", peer, target, describe_error(error))
+            if self._link is not None:
+                return  # it stood as the deadline passed: the relay has it
+            self._connecting = False
+            log.debug("socks5 %s -> %s: %s", self.peer, target, describe_error(error))
             session.reply(socks5_reply(error))
-            writer.write(session.data_to_send())
-            await close_quietly(writer)
-            return
-        session.reply(Reply.SUCCEEDED, ip_address_of(upstream[1].get_extra_info("sockname")))
-        writer.write(session.data_to_send())
-        log.debug("socks5 %s -> %s: opened", peer, target)
-        counted = await relay((reader, writer), upstream, session.trailing_data())
-        log.debug("socks5 %s -> %s: closed, %d bytes up, %d down", peer, target, counted.up,
-                  counted.down)  # fmt: skip
+            transport.write(session.data_to_send())
 
-    async def _associate(self, client: _Client) -> None:
+    def _opened(self, upstream: asyncio.Transport, target: str) -> None:
+        """The connection to the destination stands: the reply, and the relay, at once (in
+        the turn that ended the handshake, not one more for the task awaiting it)."""
+        session, transport = self.session, self.transport
+        assert transport is not None
+        session.reply(Reply.SUCCEEDED, ip_address_of(upstream.get_extra_info("sockname")))
+        transport.write(session.data_to_send())
+        peer = self.peer
+        log.debug("socks5 %s -> %s: opened", peer, target)
+
+        def closed(counted: Counted) -> None:
+            log.debug("socks5 %s -> %s: closed, %d bytes up, %d down", peer, target, counted.up,
+                      counted.down)  # fmt: skip
+            self.listener.connections.release(self)
+
+        self._connecting = False
+        client = Side(transport, session.trailing_data(), self._eof)
+        self._link = splice(client, Side(upstream), b"", closed)
+
+    async def _associate(self, request: Request) -> None:
         """UDP ASSOCIATE: a UDP port beside the TCP listener for as long as the TCP connection
         lasts; datagrams from the client's address go through the Network, answers come back."""
-        session, request, (reader, writer), peer = client
+        session, transport = self.session, self.transport
+        assert transport is not None
         loop = asyncio.get_running_loop()
-        local_host = str(writer.get_extra_info("sockname")[0])
-        client_host = str(writer.get_extra_info("peername")[0])
-        association = _Association(self.network, client_host, request)
-        transport, _ = await loop.create_datagram_endpoint(
+        local_host = str(transport.get_extra_info("sockname")[0])
+        client_host = str(transport.get_extra_info("peername")[0])
+        association = _Association(self.listener.network, client_host, request)
+        endpoint, _ = await loop.create_datagram_endpoint(
             lambda: association, local_addr=(local_host, 0)
         )
-        bound = transport.get_extra_info("sockname")
+        bound = endpoint.get_extra_info("sockname")
         session.reply(Reply.SUCCEEDED, (str(bound[0]), int(bound[1])))
-        writer.write(session.data_to_send())
-        log.debug("socks5 %s: udp associate on %s", peer, describe(bound))
+        transport.write(session.data_to_send())
+        log.debug("socks5 %s: udp associate on %s", self.peer, describe(bound))
+        transport.resume_reading()  # (paused if it sent much meanwhile): for its end
         try:
-            while await reader.read(READ_SIZE):
-                pass  # RFC 1928 section 7: the association ends with the TCP connection
-        except OSError:
-            pass
+            await asyncio.Future()  # until the client closes: connection_lost cancels
         finally:
             association.close()
-            transport.close()
-            await close_quietly(writer)
-        log.debug("socks5 %s: udp associate closed, %d datagrams up, %d down", peer,
-                  association.up, association.down)  # fmt: skip
+            endpoint.close()
+            log.debug("socks5 udp associate on %s closed, %d datagrams up, %d down",
+                      describe(bound), association.up, association.down)  # fmt: skip
+
+
+class _Upstream(asyncio.Protocol):
+    """A CONNECT's connection to its destination until the relay takes it, which its
+    connection_made starts."""
+
+    def __init__(self, client: Socks5Client, target: str) -> None:
+        self.client = client
+        self.target = target
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.client._opened(cast(asyncio.Transport, transport), self.target)
 
 
 class _Association(asyncio.DatagramProtocol):

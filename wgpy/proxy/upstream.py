@@ -7,6 +7,7 @@ import asyncio
 import errno
 import logging
 import socket
+from collections.abc import Callable
 
 from wgpy.proxy.network import Network
 from wgpy.proxy.socks5 import Reply
@@ -29,6 +30,19 @@ async def connect(
     deadline) or ValueError for a name that cannot be resolved."""
     async with asyncio.timeout(timeout):
         return await network.open_connection(host, port)
+
+
+async def connect_protocol(
+    network: Network,
+    protocol_factory: Callable[[], asyncio.Protocol],
+    host: str,
+    port: int,
+    timeout: float,
+) -> None:
+    """`connect`'s connection for a protocol of the caller's, whose connection_made hears of
+    it; raises as `connect` does."""
+    async with asyncio.timeout(timeout):
+        await network.create_connection(protocol_factory, host, port)
 
 
 def socks5_reply(error: Exception) -> Reply:
