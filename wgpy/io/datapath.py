@@ -31,10 +31,16 @@ from wgpy.core.endpoint import Endpoint, Local
 from wgpy.io.device_lock import DeviceLock
 from wgpy.io.pktinfo import local_address
 from wgpy.io.readiness import input_waiting
+from wgpy.io.thread_name import name_this_thread
 from wgpy.io.tun_batches import INTERFACE_GONE, TunBatches
 from wgpy.io.udp_batches import Received, UdpBatches
+from wgpy.io.writers import Writer, writers_wanted
 
 log = logging.getLogger("wgpy")
+
+# The data path thread's name for the kernel (thread_name.py); its writers' are
+# wgpy-tun-writer and wgpy-udp-writer.
+DATA_THREAD = "wgpy-data"
 
 
 class DataPath:
@@ -47,7 +53,10 @@ class DataPath:
         udp: UdpBatches,
         sockets: Sequence[socket.socket],
         on_interface_gone: Callable[[], None],
+        writers: bool | None = None,
     ) -> None:
+        """`writers`: whether the TUN's and the sockets' writes run on writer threads (by
+        default as writers.writers_wanted() says)."""
         self.name = name
         self._device = device
         self._lock = lock
@@ -57,6 +66,10 @@ class DataPath:
         self._socket_for = {sock.family: sock for sock in sockets}
         self._on_interface_gone = on_interface_gone
         self._thread: threading.Thread | None = None
+        self._writers = writers_wanted() if writers is None else writers
+        # While running with writers: the TUN's and the sockets'.
+        self._tun_writer: Writer | None = None
+        self._udp_writer: Writer | None = None
         self._stop_r, self._stop_w = os.pipe()
         self._stopping = False
         # Where an initiation from an unknown key is reported, when the device asks for peers.
@@ -68,6 +81,11 @@ class DataPath:
 
     def start(self) -> None:
         self._stopping = False
+        if self._writers:
+            self._tun_writer = self._writer("tun")
+            self._udp_writer = self._writer("udp")
+            self._tun_writer.start()
+            self._udp_writer.start()
         # A daemon thread: a process that ends without stop() (exec, a fatal error) is not held.
         self._thread = threading.Thread(target=self._serve, name=f"{self.name}-data", daemon=True)
         self._thread.start()
@@ -80,6 +98,21 @@ class DataPath:
         self._thread.join()
         self._thread = None
         os.read(self._stop_r, 64)
+        for writer in (self._tun_writer, self._udp_writer):
+            if writer is not None:
+                writer.stop()
+        self._tun_writer = self._udp_writer = None
+
+    def _writer(self, destination: str) -> Writer:
+        return Writer(
+            f"{self.name}-{destination}", self._writer_found_interface_gone,
+            kernel_name=f"wgpy-{destination}-writer",
+        )  # fmt: skip
+
+    @property
+    def writer_failures(self) -> int:
+        """Writes that failed on the writers' threads so far (since the last start)."""
+        return sum(w.failures for w in (self._tun_writer, self._udp_writer) if w is not None)
 
     def replace_sockets(self, sockets: Sequence[socket.socket]) -> None:
         """Move to new sockets (a new listen port); the caller closes the old ones after."""
@@ -103,9 +136,9 @@ class DataPath:
         if len(actions) == 1:  # One batch, or a lone packet as in ping: see `_serve`.
             action = actions[0]
             if isinstance(action, WriteTun):
-                self._tun.write(action.packets)
+                self._write_tun(action.packets)
             elif isinstance(action, SendDatagrams):
-                self._send(action.datagrams, action.endpoint, action.local)
+                self._send_datagrams(action.datagrams, action.endpoint, action.local)
             else:
                 self.on_peer_wanted(action)
             return
@@ -119,9 +152,32 @@ class DataPath:
             else:
                 self.on_peer_wanted(action)
         if packets:
-            self._tun.write(packets)
+            self._write_tun(packets)
         for (endpoint, local), batch in datagrams.items():
-            self._send(batch, endpoint, local)
+            self._send_datagrams(batch, endpoint, local)
+
+    def _write_tun(self, packets: Sequence[bytes]) -> None:
+        """`packets` to the TUN: handed to its writer, but a lone packet (a ping's) when the
+        writer has nothing left to write, which is written here at once."""
+        writer = self._tun_writer
+        if writer is None or (len(packets) == 1 and writer.idle()):
+            self._tun.write(packets)
+        else:
+            writer.hand_over(self._tun.write, packets)
+
+    def _send_datagrams(
+        self, datagrams: list[bytes], endpoint: Endpoint, local: Local | None
+    ) -> None:
+        """As `_write_tun`, to the sockets' writer."""
+        writer = self._udp_writer
+        if writer is None or (len(datagrams) == 1 and writer.idle()):
+            self._send(datagrams, endpoint, local)
+        else:
+            writer.hand_over(self._send, datagrams, endpoint, local)
+
+    def _writer_found_interface_gone(self) -> None:
+        if not self._stopping:
+            self._on_interface_gone()
 
     # -- the thread ------------------------------------------------------------------------------
 
@@ -136,6 +192,7 @@ class DataPath:
         0.766 ms a round trip when a batch of one first took these paths and the device's own
         (commit f9bd701), 0.927 -> 0.800 ms when the edges' paths were made shorter (c762ac8).
         The device now has one path for a batch of any size."""
+        name_this_thread(DATA_THREAD)
         batch_from: dict[int, Callable[[], bool]] = {self._tun.fileno(): self._outbound_batch}
         for sock in self._sockets:
             batch_from[sock.fileno()] = partial(self._inbound_batch, sock, input_waiting(sock))

@@ -1,0 +1,120 @@
+"""Writers: one destination's writes (the TUN's, or the UDP sockets') carried out on a thread of
+its own, in the order they were handed over.
+
+The data path's thread hands a batch's writes to a writer and goes on to the next batch while
+the writer's system call runs with the GIL released: the kernel's work in a TUN write (its TCP
+receive) or in a UDP_SEGMENT send then runs on another core than the data path's next receive
+and seal or open. One writer per destination keeps that destination's order. The queue between
+them is short and bounded: when it is full the data path waits for the writer, so nothing
+queues here without bound, and where packets must be dropped, the kernel's bounded buffers
+still drop them.
+
+WGPY_WRITERS=1 turns writers on, 0 off; by default they are on where the process may run on at
+least WRITERS_MIN_CPUS CPUs (see datapath.py for the figures behind the rule).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from wgpy.io.thread_name import name_this_thread
+from wgpy.io.tun_batches import INTERFACE_GONE
+
+log = logging.getLogger("wgpy")
+
+WRITERS_VARIABLE: Final = "WGPY_WRITERS"
+# The CPUs a process needs before writers are on by default: a writer only pays while it runs
+# beside the data path's thread, on a core of its own.
+WRITERS_MIN_CPUS: Final = 2
+# Batches handed over and not yet written, at most, per writer: enough to keep the writer busy
+# while the data path prepares the next, few enough that a full queue holds ~0.5 MB.
+DEPTH: Final = 8
+
+Write = Callable[..., None]
+
+
+def writers_wanted(environ: Mapping[str, str] = os.environ) -> bool:
+    """WGPY_WRITERS as set ("1" on, "0" off), or by default whether this process may run on
+    WRITERS_MIN_CPUS CPUs. Raises ValueError for another value."""
+    value = environ.get(WRITERS_VARIABLE)
+    if value is None:
+        return len(os.sched_getaffinity(0)) >= WRITERS_MIN_CPUS
+    if value not in ("0", "1"):
+        raise ValueError(f"{WRITERS_VARIABLE}={value!r}: not 0 or 1")
+    return value == "1"
+
+
+class Writer:
+    """A thread that carries out the writes handed to it, in order. A write that fails is
+    counted and logged, never raised: the writer goes on with the next. One that finds the
+    interface gone calls `on_gone`, once."""
+
+    def __init__(
+        self, name: str, on_gone: Callable[[], None], depth: int = DEPTH, *, kernel_name: str = ""
+    ) -> None:
+        """`name` is the thread's; `kernel_name` (thread_name.py), the kernel's, if given."""
+        self.name = name
+        self._kernel_name = kernel_name
+        self.failures = 0
+        self._on_gone = on_gone
+        self._gone = False
+        self._queue: queue.Queue[tuple[Write, tuple[object, ...]] | None] = queue.Queue(depth)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Write what was handed over, then end the thread and wait for it."""
+        thread, self._thread = self._thread, None
+        assert thread is not None
+        self._queue.put(None)
+        thread.join()
+
+    def idle(self) -> bool:
+        """Whether everything handed over has been written: a write made now comes after it."""
+        return self._queue.unfinished_tasks == 0
+
+    def hand_over(self, write: Write, *args: object) -> None:
+        """`write(*args)` on the writer's thread, after what was handed over before; waits while
+        DEPTH writes wait already. Once the writer is stopped, the write is made here."""
+        if self._thread is None:
+            write(*args)
+            return
+        self._queue.put((write, args))
+
+    def _serve(self) -> None:
+        if self._kernel_name:
+            name_this_thread(self._kernel_name)
+        while (job := self._queue.get()) is not None:
+            write, args = job
+            try:
+                write(*args)
+            except OSError as error:
+                if error.errno in INTERFACE_GONE:
+                    self._interface_gone()
+                else:
+                    self._failed(error)
+            except Exception as error:
+                self._failed(error)
+            finally:
+                self._queue.task_done()
+
+    def _interface_gone(self) -> None:
+        if not self._gone:
+            self._gone = True
+            self._on_gone()
+
+    def _failed(self, error: Exception) -> None:
+        self.failures += 1
+        log.debug("(%s) write dropped: %r", self.name, error)
