@@ -85,6 +85,8 @@ IMPLEMENTATIONS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "wgpy": (WGPY, {}),
     "wgpy-offloads-off": (WGPY, {"WGPY_OFFLOADS": "0"}),
     "wgpy-pure": (WGPY, {"WGPY_PURE": "1"}),  # not in PAIRS: for --pairs
+    "wgpy-writers-on": (WGPY, {"WGPY_WRITERS": "1"}),  # likewise: the writer threads on
+    "wgpy-writers-off": (WGPY, {"WGPY_WRITERS": "0"}),  # and off
     "wireguard-go": (("wireguard-go", "-f"), {}),
 }
 PAIRS = (
@@ -165,6 +167,11 @@ def describe(implementation: str) -> str:
         return f"wgpy, offloads off, data path {accel.path()}"
     if implementation == "wgpy-pure":
         return "wgpy, offloads on, data path pure Python (WGPY_PURE=1)"
+    if implementation.startswith("wgpy-writers-"):
+        on = IMPLEMENTATIONS[implementation][1]["WGPY_WRITERS"] == "1"
+        return (
+            f"wgpy, offloads on, writer threads {'on' if on else 'off'}, data path {accel.path()}"
+        )
     return f"wgpy, offloads on, data path {accel.path()}"
 
 
