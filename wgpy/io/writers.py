@@ -35,7 +35,7 @@ WRITERS_MIN_CPUS: Final = 2
 # while the data path prepares the next, few enough that a full queue holds ~0.5 MB.
 DEPTH: Final = 8
 
-Write = Callable[..., None]
+Write = Callable[..., object]  # what it returns is not looked at
 
 
 def writers_wanted(environ: Mapping[str, str] = os.environ) -> bool:
