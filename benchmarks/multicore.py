@@ -1,13 +1,14 @@
 """One wgpy daemon serving two peers, two TCP flows at once: how its threads use the cores, with
-the writer threads on and off, and what a 16-core machine would make of it.
+the data path's writer threads for the TUN, for the TUN and the sockets, and none, and what a
+16-core machine would make of it.
 
     python benchmarks/multicore.py                       # 3 rounds of 10-second runs
     python benchmarks/multicore.py --rounds 2 --seconds 5
 
 Three fresh network namespaces in every round and setting: a hub joined by a veth pair to each
-of two peers. The hub runs the wgpy daemon under test (WGPY_WRITERS=1, then 0, or the other way:
-the order is rotated every round); each peer runs a wgpy daemon with its writers off, the same
-in every run. Two iperf3 flows run at once, one to each peer:
+of two peers. The hub runs the wgpy daemon under test with each setting of WGPY_WRITERS in
+turn (tun, tun,udp, none: the order is rotated every round); each peer runs a wgpy daemon with
+its writers off, the same in every run. Two iperf3 flows run at once, one to each peer:
   out   from the hub to the peers: the hub's daemon reads its TUN, seals and sends
   in    the peers to the hub (iperf3 -R): the hub's daemon receives, opens and writes its TUN
 
@@ -68,7 +69,11 @@ from wgpy.lab.netns import (
 ROOT = Path(__file__).resolve().parent.parent
 PY_SPY = shutil.which("py-spy") or "/tmp/toolsvenv/bin/py-spy"
 
-SETTINGS = {"writers on": "wgpy-writers-on", "writers off": "wgpy-writers-off"}
+SETTINGS = {
+    "writers tun": "wgpy-writers-tun",
+    "writers both": "wgpy-writers-both",
+    "writers off": "wgpy-writers-off",
+}
 PEER = "wgpy-writers-off"
 DIRECTIONS = {"out": (), "in": ("-R",)}
 # Underlay: the hub's veth to peer n is 198.18.n.1, the peer's end 198.18.n.2 (RFC 2544 space).

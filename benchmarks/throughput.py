@@ -85,8 +85,10 @@ IMPLEMENTATIONS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "wgpy": (WGPY, {}),
     "wgpy-offloads-off": (WGPY, {"WGPY_OFFLOADS": "0"}),
     "wgpy-pure": (WGPY, {"WGPY_PURE": "1"}),  # not in PAIRS: for --pairs
-    "wgpy-writers-on": (WGPY, {"WGPY_WRITERS": "1"}),  # likewise: the writer threads on
-    "wgpy-writers-off": (WGPY, {"WGPY_WRITERS": "0"}),  # and off
+    # Likewise: the data path's writer threads (wgpy/io/writers.py) for the TUN, both, none.
+    "wgpy-writers-tun": (WGPY, {"WGPY_WRITERS": "tun"}),
+    "wgpy-writers-both": (WGPY, {"WGPY_WRITERS": "tun,udp"}),
+    "wgpy-writers-off": (WGPY, {"WGPY_WRITERS": "none"}),
     "wireguard-go": (("wireguard-go", "-f"), {}),
 }
 PAIRS = (

@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Set
 from typing import Any, cast
 
 import pytest
@@ -22,6 +22,7 @@ from wgpy.io.tun_batches import TunBatches
 from wgpy.io.udp_batches import UdpBatches
 
 PEER = Endpoint("192.0.2.7", 51820)
+BOTH = frozenset({"tun", "udp"})
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:
@@ -95,10 +96,10 @@ def gone() -> list[str]:
 
 
 @pytest.fixture
-def make(tun: FakeTun, udp: FakeUdp, gone: list[str]) -> Iterator[Callable[[bool], DataPath]]:
+def make(tun: FakeTun, udp: FakeUdp, gone: list[str]) -> Iterator[Callable[..., DataPath]]:
     made: list[tuple[DataPath, socket.socket]] = []
 
-    def make(writers: bool) -> DataPath:
+    def make(writers: Set[str] = BOTH) -> DataPath:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
         path = DataPath(
@@ -121,8 +122,8 @@ def thread_names() -> set[str]:
 WRITERS = {"wgtest-tun", "wgtest-udp"}
 
 
-def test_the_writers_start_and_stop_with_the_data_path(make: Callable[[bool], DataPath]) -> None:
-    path = make(True)
+def test_the_writers_start_and_stop_with_the_data_path(make: Callable[..., DataPath]) -> None:
+    path = make()
     path.start()
     assert {"wgtest-data", *WRITERS} <= thread_names()
     path.stop()
@@ -132,18 +133,31 @@ def test_the_writers_start_and_stop_with_the_data_path(make: Callable[[bool], Da
     path.stop()
 
 
-def test_without_writers_no_writer_thread_runs(make: Callable[[bool], DataPath]) -> None:
-    path = make(False)
+def test_without_writers_no_writer_thread_runs(make: Callable[..., DataPath]) -> None:
+    path = make(set())
     path.start()
     assert "wgtest-data" in thread_names()
     assert not WRITERS & thread_names()
     path.stop()
 
 
-def test_a_batch_goes_to_the_writer_and_a_lone_packet_is_written_at_once_when_it_is_idle(
-    make: Callable[[bool], DataPath], tun: FakeTun, udp: FakeUdp
+def test_only_the_destinations_named_get_a_writer(
+    make: Callable[..., DataPath], tun: FakeTun, udp: FakeUdp
 ) -> None:
-    path = make(True)
+    path = make({"tun"})
+    path.start()
+    assert "wgtest-tun" in thread_names()
+    assert "wgtest-udp" not in thread_names()
+    path.carry_out([WriteTun([b"a", b"b"]), SendDatagrams([b"x", b"y"], PEER)])
+    path.stop()
+    assert tun.threads == ["wgtest-tun"]
+    assert udp.sent == [b"x", b"y"]
+
+
+def test_a_batch_goes_to_the_writer_and_a_lone_packet_is_written_at_once_when_it_is_idle(
+    make: Callable[..., DataPath], tun: FakeTun, udp: FakeUdp
+) -> None:
+    path = make()
     path.start()
     path.carry_out([WriteTun([b"a", b"b"]), SendDatagrams([b"x", b"y"], PEER)])
     path.stop()
@@ -156,10 +170,10 @@ def test_a_batch_goes_to_the_writer_and_a_lone_packet_is_written_at_once_when_it
 
 
 def test_each_destination_keeps_its_order_under_a_burst_of_batches_and_lone_packets(
-    make: Callable[[bool], DataPath], tun: FakeTun, udp: FakeUdp
+    make: Callable[..., DataPath], tun: FakeTun, udp: FakeUdp
 ) -> None:
     """A lone packet finds its writer busy with the batches before it: it waits its turn."""
-    path = make(True)
+    path = make()
     path.start()
     tun.delay = 0.0005
     packets = [str(n).encode() for n in range(600)]
@@ -177,9 +191,9 @@ def test_each_destination_keeps_its_order_under_a_burst_of_batches_and_lone_pack
 
 
 def test_a_failing_writer_counts_what_it_dropped_and_the_data_path_goes_on(
-    make: Callable[[bool], DataPath], tun: FakeTun, udp: FakeUdp
+    make: Callable[..., DataPath], tun: FakeTun, udp: FakeUdp
 ) -> None:
-    path = make(True)
+    path = make()
     path.start()
     udp.error = ValueError("a bug in a send")
     path.carry_out([SendDatagrams([b"x", b"y"], PEER)])
@@ -191,9 +205,9 @@ def test_a_failing_writer_counts_what_it_dropped_and_the_data_path_goes_on(
 
 
 def test_an_interface_gone_under_a_writer_shuts_down_and_stop_still_returns(
-    make: Callable[[bool], DataPath], tun: FakeTun, gone: list[str]
+    make: Callable[..., DataPath], tun: FakeTun, gone: list[str]
 ) -> None:
-    path = make(True)
+    path = make()
     path.start()
     tun.error = OSError(errno.EBADFD, "File descriptor in bad state")
     path.carry_out([WriteTun([b"a", b"b"])])
@@ -205,18 +219,18 @@ def test_an_interface_gone_under_a_writer_shuts_down_and_stop_still_returns(
 
 
 def test_a_full_writer_queue_holds_the_data_path_back(
-    make: Callable[[bool], DataPath], tun: FakeTun
+    make: Callable[..., DataPath], tun: FakeTun
 ) -> None:
     """Backpressure: nothing queues beyond the writer's depth; the caller waits instead."""
-    path = make(True)
+    path = make()
     path.start()
     tun.delay = 0.02
     started = time.monotonic()
     for _ in range(20):
         path.carry_out([WriteTun([b"a", b"b"])])
     handed_over_in = time.monotonic() - started
-    queued: Any = path._tun_writer._queue  # type: ignore[union-attr]  # White-box
-    assert queued.qsize() <= queued.maxsize
+    writer: Any = path._tun_writer  # White-box
+    assert writer._jobs.qsize() <= writer._depth
     # 20 writes of 20 ms behind a queue of 8: the last hand-over waited for ~11 of them.
     assert handed_over_in >= 0.15
     path.stop()

@@ -10,9 +10,9 @@ the first message on (tests use this to exercise cookies). WGPY_PEER_HOOK=COMMAN
 on their first handshake (see wgpy/io/peer_hook.py), at most WGPY_PEER_HOOK_LIMIT (default 4)
 hooks at once, each given WGPY_PEER_HOOK_TIMEOUT seconds (default 2). WGPY_OFFLOADS=0 keeps to
 one packet per system call each way (no TSO, GSO or GRO: the benchmarks' baseline),
-WGPY_PURE=1 to the pure-Python data path (wgpy/io/accel.py), and WGPY_WRITERS=1 or 0 turns the
-data path's writer threads on or off (by default on where two CPUs may run the daemon: see
-wgpy/io/datapath.py).
+WGPY_PURE=1 to the pure-Python data path (wgpy/io/accel.py), and WGPY_WRITERS=tun, udp,
+tun,udp or none names the destinations the data path writes to from threads of their own (by
+default the TUN, where two CPUs may run the daemon: see wgpy/io/datapath.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 from wgpy.cli import STANDBY_VARIABLE
@@ -77,7 +77,7 @@ class Options(NamedTuple):
 
     under_load_threshold: int
     peer_hook: HookSettings | None
-    writers: bool
+    writers: Set[str]
 
 
 def _why_invalid(name: str) -> str:

@@ -23,7 +23,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from functools import partial
 
 from wgpy.core.device import Action, Device, PeerWanted, SendDatagrams, WriteTun
@@ -34,7 +34,7 @@ from wgpy.io.readiness import input_waiting
 from wgpy.io.thread_name import name_this_thread
 from wgpy.io.tun_batches import INTERFACE_GONE, TunBatches
 from wgpy.io.udp_batches import Received, UdpBatches
-from wgpy.io.writers import Writer, writers_wanted
+from wgpy.io.writers import TUN, UDP, Writer, writers_wanted
 
 log = logging.getLogger("wgpy")
 
@@ -53,10 +53,10 @@ class DataPath:
         udp: UdpBatches,
         sockets: Sequence[socket.socket],
         on_interface_gone: Callable[[], None],
-        writers: bool | None = None,
+        writers: Set[str] | None = None,
     ) -> None:
-        """`writers`: whether the TUN's and the sockets' writes run on writer threads (by
-        default as writers.writers_wanted() says)."""
+        """`writers`: the destinations (writers.TUN, UDP) whose writes run on a writer thread
+        (by default as writers.writers_wanted() says)."""
         self.name = name
         self._device = device
         self._lock = lock
@@ -67,7 +67,7 @@ class DataPath:
         self._on_interface_gone = on_interface_gone
         self._thread: threading.Thread | None = None
         self._writers = writers_wanted() if writers is None else writers
-        # While running with writers: the TUN's and the sockets'.
+        # While running, the TUN's and the sockets' writers, where they have one.
         self._tun_writer: Writer | None = None
         self._udp_writer: Writer | None = None
         self._stop_r, self._stop_w = os.pipe()
@@ -81,11 +81,10 @@ class DataPath:
 
     def start(self) -> None:
         self._stopping = False
-        if self._writers:
-            self._tun_writer = self._writer("tun")
-            self._udp_writer = self._writer("udp")
-            self._tun_writer.start()
-            self._udp_writer.start()
+        if TUN in self._writers:
+            self._tun_writer = self._writer(TUN)
+        if UDP in self._writers:
+            self._udp_writer = self._writer(UDP)
         # A daemon thread: a process that ends without stop() (exec, a fatal error) is not held.
         self._thread = threading.Thread(target=self._serve, name=f"{self.name}-data", daemon=True)
         self._thread.start()
@@ -104,10 +103,12 @@ class DataPath:
         self._tun_writer = self._udp_writer = None
 
     def _writer(self, destination: str) -> Writer:
-        return Writer(
+        writer = Writer(
             f"{self.name}-{destination}", self._writer_found_interface_gone,
             kernel_name=f"wgpy-{destination}-writer",
         )  # fmt: skip
+        writer.start()
+        return writer
 
     @property
     def writer_failures(self) -> int:

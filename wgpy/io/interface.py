@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Set
 
 from wgpy import client, uapi
 from wgpy.configure import device_stats, format_device, format_peers, update_steps
@@ -83,11 +83,11 @@ class Interface:
         sockets: list[socket.socket] | None = None,
         open_sockets: SocketOpener | None = None,
         configuration_socket: bool = True,
-        writers: bool | None = None,
+        writers: Set[str] | None = None,
     ) -> None:
         """`peer_hook` decides on the keys the device does not know (see peer_hook.py);
-        `writers`, whether the data path writes on writer threads (None: as WGPY_WRITERS or
-        the CPUs say, see writers.py)."""
+        `writers`, the destinations the data path writes to from writer threads (None: as
+        WGPY_WRITERS or the CPUs say, see writers.py)."""
         self._writers = writers
         self.name = tun.name
         self._open_sockets = open_sockets or open_udp_nonblocking

@@ -9,8 +9,9 @@ them is short and bounded: when it is full the data path waits for the writer, s
 queues here without bound, and where packets must be dropped, the kernel's bounded buffers
 still drop them.
 
-WGPY_WRITERS=1 turns writers on, 0 off; by default they are on where the process may run on at
-least WRITERS_MIN_CPUS CPUs (see datapath.py for the figures behind the rule).
+WGPY_WRITERS names the destinations that get a writer: tun, udp, both (tun,udp) or none; by
+default the TUN's alone, where the process may run on at least WRITERS_MIN_CPUS CPUs (see
+datapath.py for the figures behind the rule).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from typing import Final
 
 from wgpy.io.thread_name import name_this_thread
@@ -28,25 +29,33 @@ from wgpy.io.tun_batches import INTERFACE_GONE
 log = logging.getLogger("wgpy")
 
 WRITERS_VARIABLE: Final = "WGPY_WRITERS"
+TUN: Final = "tun"
+UDP: Final = "udp"
+DESTINATIONS: Final = frozenset({TUN, UDP})
+# The writers by default (datapath.py says why the sockets' is not among them).
+DEFAULT: Final = frozenset({TUN})
 # The CPUs a process needs before writers are on by default: a writer only pays while it runs
 # beside the data path's thread, on a core of its own.
 WRITERS_MIN_CPUS: Final = 2
-# Batches handed over and not yet written, at most, per writer: enough to keep the writer busy
-# while the data path prepares the next, few enough that a full queue holds ~0.5 MB.
+# Batches handed over and not yet written (the one being written among them), at most, per
+# writer: enough to keep the writer busy while the data path prepares the next, few enough that
+# they hold ~0.5 MB.
 DEPTH: Final = 8
 
 Write = Callable[..., object]  # what it returns is not looked at
 
 
-def writers_wanted(environ: Mapping[str, str] = os.environ) -> bool:
-    """WGPY_WRITERS as set ("1" on, "0" off), or by default whether this process may run on
-    WRITERS_MIN_CPUS CPUs. Raises ValueError for another value."""
+def writers_wanted(environ: Mapping[str, str] = os.environ) -> Set[str]:
+    """The destinations that get a writer: WGPY_WRITERS's, comma-separated ("none" for none),
+    or by default DEFAULT where this process may run on WRITERS_MIN_CPUS CPUs. Raises
+    ValueError for a name that is not a destination."""
     value = environ.get(WRITERS_VARIABLE)
     if value is None:
-        return len(os.sched_getaffinity(0)) >= WRITERS_MIN_CPUS
-    if value not in ("0", "1"):
-        raise ValueError(f"{WRITERS_VARIABLE}={value!r}: not 0 or 1")
-    return value == "1"
+        return DEFAULT if len(os.sched_getaffinity(0)) >= WRITERS_MIN_CPUS else frozenset()
+    wanted = frozenset(value.replace(" ", "").split(",")) - {"", "none"}
+    if not wanted <= DESTINATIONS:
+        raise ValueError(f"{WRITERS_VARIABLE}={value!r}: not a list of tun, udp or none")
+    return wanted
 
 
 class Writer:
@@ -63,7 +72,15 @@ class Writer:
         self.failures = 0
         self._on_gone = on_gone
         self._gone = False
-        self._queue: queue.Queue[tuple[Write, tuple[object, ...]] | None] = queue.Queue(depth)
+        # Both queues are CPython's C SimpleQueue: a put or a get that waits costs no Python-level
+        # Condition (queue.Queue's cost a quarter of the data path's time in its handovers).
+        # Writes flow through `_jobs`; `_room` holds a token for each write that may still be
+        # handed over, taken by the hand-over and returned once the write is done.
+        self._depth = depth
+        self._jobs: queue.SimpleQueue[tuple[Write, tuple[object, ...]] | None] = queue.SimpleQueue()
+        self._room: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(depth):
+            self._room.put(None)
         self._thread: threading.Thread | None = None
 
     @property
@@ -78,25 +95,26 @@ class Writer:
         """Write what was handed over, then end the thread and wait for it."""
         thread, self._thread = self._thread, None
         assert thread is not None
-        self._queue.put(None)
+        self._jobs.put(None)
         thread.join()
 
     def idle(self) -> bool:
         """Whether everything handed over has been written: a write made now comes after it."""
-        return self._queue.unfinished_tasks == 0
+        return self._room.qsize() == self._depth
 
     def hand_over(self, write: Write, *args: object) -> None:
         """`write(*args)` on the writer's thread, after what was handed over before; waits while
-        DEPTH writes wait already. Once the writer is stopped, the write is made here."""
+        `depth` handed over are not done. Once the writer is stopped, the write is made here."""
         if self._thread is None:
             write(*args)
             return
-        self._queue.put((write, args))
+        self._room.get()
+        self._jobs.put((write, args))
 
     def _serve(self) -> None:
         if self._kernel_name:
             name_this_thread(self._kernel_name)
-        while (job := self._queue.get()) is not None:
+        while (job := self._jobs.get()) is not None:
             write, args = job
             try:
                 write(*args)
@@ -108,7 +126,7 @@ class Writer:
             except Exception as error:
                 self._failed(error)
             finally:
-                self._queue.task_done()
+                self._room.put(None)
 
     def _interface_gone(self) -> None:
         if not self._gone:
