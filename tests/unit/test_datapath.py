@@ -23,6 +23,9 @@ from wgpy.io.udp_batches import UdpBatches
 
 PEER = Endpoint("192.0.2.7", 51820)
 BOTH = frozenset({"tun", "udp"})
+# Two packets of a batch big enough to be handed over, and two ACKs' worth, small enough not.
+BIG = [b"a" * 4096, b"b" * 4096]
+SMALL = [b"a" * 52, b"b" * 52]
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:
@@ -148,25 +151,27 @@ def test_only_the_destinations_named_get_a_writer(
     path.start()
     assert "wgtest-tun" in thread_names()
     assert "wgtest-udp" not in thread_names()
-    path.carry_out([WriteTun([b"a", b"b"]), SendDatagrams([b"x", b"y"], PEER)])
+    path.carry_out([WriteTun(BIG), SendDatagrams(BIG, PEER)])
     path.stop()
     assert tun.threads == ["wgtest-tun"]
-    assert udp.sent == [b"x", b"y"]
+    assert udp.sent == BIG
 
 
-def test_a_batch_goes_to_the_writer_and_a_lone_packet_is_written_at_once_when_it_is_idle(
+def test_a_batch_goes_to_the_writer_and_a_lone_or_small_one_is_written_at_once_when_it_is_idle(
     make: Callable[..., DataPath], tun: FakeTun, udp: FakeUdp
 ) -> None:
     path = make()
     path.start()
-    path.carry_out([WriteTun([b"a", b"b"]), SendDatagrams([b"x", b"y"], PEER)])
+    path.carry_out([WriteTun(BIG), SendDatagrams(BIG, PEER)])
     path.stop()
     assert tun.threads == ["wgtest-tun"]
-    assert udp.sent == [b"x", b"y"]
+    assert udp.sent == BIG
     path.start()
     path.carry_out([WriteTun([b"ping"])])
+    path.carry_out([WriteTun(SMALL)])
     path.stop()
-    assert tun.threads[-1] == threading.current_thread().name
+    here = threading.current_thread().name
+    assert tun.threads == ["wgtest-tun", here, here]
 
 
 def test_each_destination_keeps_its_order_under_a_burst_of_batches_and_lone_packets(
@@ -176,7 +181,7 @@ def test_each_destination_keeps_its_order_under_a_burst_of_batches_and_lone_pack
     path = make()
     path.start()
     tun.delay = 0.0005
-    packets = [str(n).encode() for n in range(600)]
+    packets = [str(n).encode().rjust(5000, b"-") for n in range(600)]
     expected: list[bytes] = []
     for start in range(0, len(packets), 3):
         run = packets[start : start + 3]
@@ -196,11 +201,11 @@ def test_a_failing_writer_counts_what_it_dropped_and_the_data_path_goes_on(
     path = make()
     path.start()
     udp.error = ValueError("a bug in a send")
-    path.carry_out([SendDatagrams([b"x", b"y"], PEER)])
+    path.carry_out([SendDatagrams(BIG, PEER)])
     wait_for(lambda: path.writer_failures == 1)
     udp.error = None
-    path.carry_out([SendDatagrams([b"z", b"w"], PEER)])
-    wait_for(lambda: udp.sent == [b"z", b"w"])
+    path.carry_out([SendDatagrams(BIG, PEER)])
+    wait_for(lambda: udp.sent == BIG)
     path.stop()
 
 
@@ -210,8 +215,8 @@ def test_an_interface_gone_under_a_writer_shuts_down_and_stop_still_returns(
     path = make()
     path.start()
     tun.error = OSError(errno.EBADFD, "File descriptor in bad state")
-    path.carry_out([WriteTun([b"a", b"b"])])
-    path.carry_out([WriteTun([b"c", b"d"])])
+    path.carry_out([WriteTun(BIG)])
+    path.carry_out([WriteTun(BIG)])
     wait_for(lambda: gone)
     path.stop()
     assert gone == ["gone"]
@@ -227,7 +232,7 @@ def test_a_full_writer_queue_holds_the_data_path_back(
     tun.delay = 0.02
     started = time.monotonic()
     for _ in range(20):
-        path.carry_out([WriteTun([b"a", b"b"])])
+        path.carry_out([WriteTun(BIG)])
     handed_over_in = time.monotonic() - started
     writer: Any = path._tun_writer  # White-box
     assert writer._jobs.qsize() <= writer._depth
