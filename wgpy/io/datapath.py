@@ -1,18 +1,47 @@
-"""The data path: one thread between the TUN, the device and the UDP sockets.
+"""The data path: a thread between the TUN, the device and the UDP sockets, and a writer
+thread for the TUN.
 
 The thread waits until the TUN or a socket is readable, then carries one batch from each that
 is: from the TUN, what one wake-up reads, through the device and out as datagrams; from a socket,
 what one source sent (with UDP_GRO), through the device and out as packets written to the TUN
 (and any datagrams, such as handshake replies).
 
-One thread, not one per direction: the GIL lets only one of them run Python at a time anyway,
-and on the 2-core machines measured, a thread per direction lost to one thread in every figure,
-since each handover of the GIL costs a wake-up of the other thread (1.43 against 1.53-1.67
-Gbit/s in one TCP flow, 1.21 against 1.63 both ways, 0.82 against 0.71-0.79 ms ping).
+Where two CPUs may run the daemon, the writes to the TUN are handed to a writer thread
+(writers.py) and the data path's thread goes on with the next batch while the kernel's TCP
+receive, which runs inside the TUN write with the GIL released, uses the other core. A batch
+under HANDOVER_BYTES (a ping's packet, a few ACKs) is written here when the writer is idle: a
+handover costs a wake-up, more than such a write. A writer per destination keeps the order,
+and its queue is short: when it is full this thread waits, so nothing queues without bound.
+
+Why the TUN's writes and not the rest (py-spy, a daemon serving two flows, writers off): of the
+data path's time receiving, 31-45% is the TUN write and 17-23% the open; sending, 29% the seal,
+24% the UDP_SEGMENT send, 8% the TUN read. benchmarks/multicore.py (one daemon, two peers, two
+flows at once, 4 rounds interleaved, load 8-10 on 2 cores), writers for the TUN against none:
+receiving, 1.67 against 1.16 Gbit/s, the daemon 0.333 against 0.402 CPU-s per Gbit/s (the data
+path's thread 0.24 against 0.39); sending, 0.336 against 0.346, the same throughput. A writer
+for the sockets too (WGPY_WRITERS=tun,udp) took the send off this thread (0.27 against 0.31
+CPU-s per Gbit/s on it) but cost the daemon 0.38 against 0.35 in all, so it is off by default:
+worth it only for one daemon bound by its sending thread on a machine with idle cores. A
+seal/open worker would move less than the TUN writer (the open is half the TUN write) with two
+handovers a batch, there and back in order, and the sealing is the device's, under its lock.
+benchmarks/throughput.py, wgpy<->wgpy, 2 rounds (load 8-10): one TCP flow 0.93 and 0.97 Gbit/s
+against 0.60 and 0.62, both ways 1.29 against 0.59, 5.55 against 5.74 CPU-s per GB; ping
+through benchmarks/latency.py the same (0.185 and 0.628 ms against 0.222 and 0.620).
+
+In 2026-11, with the GIL held for all the work, a thread per direction lost to one thread in
+every figure (1.43 against 1.53-1.67 Gbit/s in one TCP flow): each handover of the GIL cost a
+wake-up, and the other thread had little to do without the GIL. Now the accelerator seals and
+opens a batch with the GIL released, and the writer's work is nearly all in the kernel.
+
+The rule for larger machines: the TUN's writer from 2 CPUs on (writers.WRITERS_MIN_CPUS), since
+it pays on 2 and more cores only leave the writer more room; the sockets' writer by choice. One
+daemon is bound by its busiest thread and by the GIL: benchmarks/multicore.py prints both bounds
+from the figures of the machine it runs on (for 16 cores, 3-4 Gbit/s as built, measured here).
 
 The device is not thread-safe: every call into it holds `lock`, which the configuration socket
-and the timers (in the interface's own thread) take too. Nothing queues here: when the thread
-falls behind, packets wait in the kernel's bounded buffers, which drop when full.
+and the timers (in the interface's own thread) take too. Beyond the writers' short queues,
+nothing queues here: when the thread falls behind, packets wait in the kernel's bounded
+buffers, which drop when full.
 """
 
 from __future__ import annotations

@@ -60,7 +60,8 @@ def writers_wanted(environ: Mapping[str, str] = os.environ) -> Set[str]:
 
 class Writer:
     """A thread that carries out the writes handed to it, in order. A write that fails is
-    counted and logged, never raised: the writer goes on with the next. One that finds the
+    counted and logged (a system call's refusal at debug level, a bug with its traceback), never
+    raised: the writer goes on with the next. One that finds the
     interface gone calls `on_gone`, once."""
 
     def __init__(
@@ -122,9 +123,11 @@ class Writer:
                 if error.errno in INTERFACE_GONE:
                     self._interface_gone()
                 else:
-                    self._failed(error)
-            except Exception as error:
-                self._failed(error)
+                    self.failures += 1
+                    log.debug("(%s) write dropped: %s", self.name, error)
+            except Exception:
+                self.failures += 1
+                log.exception("(%s) write dropped", self.name)
             finally:
                 self._room.put(None)
 
@@ -132,7 +135,3 @@ class Writer:
         if not self._gone:
             self._gone = True
             self._on_gone()
-
-    def _failed(self, error: Exception) -> None:
-        self.failures += 1
-        log.debug("(%s) write dropped: %r", self.name, error)
