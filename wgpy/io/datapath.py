@@ -16,17 +16,19 @@ and its queue is short: when it is full this thread waits, so nothing queues wit
 Why the TUN's writes and not the rest (py-spy, a daemon serving two flows, writers off): of the
 data path's time receiving, 31-45% is the TUN write and 17-23% the open; sending, 29% the seal,
 24% the UDP_SEGMENT send, 8% the TUN read. benchmarks/multicore.py (one daemon, two peers, two
-flows at once, 4 rounds interleaved, load 8-10 on 2 cores), writers for the TUN against none:
-receiving, 1.67 against 1.16 Gbit/s, the daemon 0.333 against 0.402 CPU-s per Gbit/s (the data
-path's thread 0.24 against 0.39); sending, 0.336 against 0.346, the same throughput. A writer
-for the sockets too (WGPY_WRITERS=tun,udp) took the send off this thread (0.27 against 0.31
-CPU-s per Gbit/s on it) but cost the daemon 0.38 against 0.35 in all, so it is off by default:
-worth it only for one daemon bound by its sending thread on a machine with idle cores. A
-seal/open worker would move less than the TUN writer (the open is half the TUN write) with two
-handovers a batch, there and back in order, and the sealing is the device's, under its lock.
-benchmarks/throughput.py, wgpy<->wgpy, 2 rounds (load 8-10): one TCP flow 0.93 and 0.97 Gbit/s
-against 0.60 and 0.62, both ways 1.29 against 0.59, 5.55 against 5.74 CPU-s per GB; ping
-through benchmarks/latency.py the same (0.185 and 0.628 ms against 0.222 and 0.620).
+flows at once; 2 runs of 4 interleaved rounds, load 7-10 on 2 cores), writers for the TUN
+against none: receiving, the data path's thread spends 0.25-0.26 CPU-s per Gbit/s against
+0.38-0.40 and the daemon 0.33-0.35 against 0.38-0.40 in all; sending, the writer stays idle and
+the figures are the same (0.32-0.35). A writer for the sockets too (WGPY_WRITERS=tun,udp) took
+a tenth off the sending thread (0.28-0.30 against 0.31-0.33) but cost the daemon 0.38 against
+0.31-0.33 in all, so it is off by default: worth it only for one daemon bound by its sending thread
+on a machine with idle cores. A seal/open worker would move less than the TUN writer (the open
+is half the TUN write) with two handovers a batch, there and back in order, and the sealing is
+the device's, under its lock. Throughput under that load moved by +-40% between rounds of the
+same setting, so the CPU figures are the ones to trust; benchmarks/throughput.py, wgpy<->wgpy,
+2 rounds: one TCP flow 0.93 and 0.97 Gbit/s against 0.60 and 0.62, both ways 1.29 against 0.59,
+5.55 against 5.74 CPU-s per GB (both daemons). Ping takes no handover (benchmarks/latency.py:
+0.185 and 0.628 ms against 0.222 and 0.620, pings 2 and 20 ms apart).
 
 In 2026-11, with the GIL held for all the work, a thread per direction lost to one thread in
 every figure (1.43 against 1.53-1.67 Gbit/s in one TCP flow): each handover of the GIL cost a
@@ -36,7 +38,9 @@ opens a batch with the GIL released, and the writer's work is nearly all in the 
 The rule for larger machines: the TUN's writer from 2 CPUs on (writers.WRITERS_MIN_CPUS), since
 it pays on 2 and more cores only leave the writer more room; the sockets' writer by choice. One
 daemon is bound by its busiest thread and by the GIL: benchmarks/multicore.py prints both bounds
-from the figures of the machine it runs on (for 16 cores, 3-4 Gbit/s as built, measured here).
+from the figures of the machine it runs on (here, for 16 cores: receiving 3.8-4.1 Gbit/s with
+the TUN's writer against 2.6-2.8 without, bound by the data path's thread; sending 3.0-3.2
+either way).
 
 The device is not thread-safe: every call into it holds `lock`, which the configuration socket
 and the timers (in the interface's own thread) take too. Beyond the writers' short queues,
