@@ -20,7 +20,9 @@ For each, the hub's daemon is measured over the flows' time:
                   interface's thread: timers and configuration)
   GIL per thread  the seconds per second in which the thread holds the GIL: py-spy record
                   --gil --nonblocking at RATE samples a second, a thread's samples over the rate
-                  (both settings are sampled alike, so py-spy's own CPU falls on both)
+                  (both settings are sampled alike, so py-spy's own CPU falls on both; on a
+                  loaded machine a holder waiting for a CPU still holds the GIL, so a thread's
+                  GIL time may pass its CPU time: the share is capped at 1)
 Each figure is the median over the rounds.
 
 From these it estimates what one daemon would do on 16 cores, with the peers, iperf3 and the
