@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--count", type=int, default=50, help="pings per interval and round")
     parser.add_argument("--relay", nargs=3, metavar=("IFNAME", "LOCAL", "PEER"), help="internal")
+    parser.add_argument(
+        "--also",
+        default="",
+        help="more of throughput.py's implementations, comma-separated (e.g. wgpy-writers-off)",
+    )
     args = parser.parse_args(argv)
     if args.relay:
         relay(*args.relay)
@@ -112,23 +117,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"needs root and {', '.join(missing) or 'nothing else'}", file=sys.stderr)
         return 2
 
-    samples = {name: {interval: [] for interval in INTERVALS} for name in IMPLEMENTATIONS}
+    implementations = IMPLEMENTATIONS + tuple(n for n in args.also.split(",") if n)
+    unknown = [
+        n for n in implementations[len(IMPLEMENTATIONS) :] if n not in throughput.IMPLEMENTATIONS
+    ]
+    if unknown:
+        raise SystemExit(f"unknown implementations {unknown}: see throughput.IMPLEMENTATIONS")
+    samples = {name: {interval: [] for interval in INTERVALS} for name in implementations}
     for number in range(1, args.rounds + 1):
-        for name in throughput.rotated(IMPLEMENTATIONS, number - 1):
+        for name in throughput.rotated(implementations, number - 1):
             started = time.monotonic()
             for interval, times in measure(name, args.count).items():
                 samples[name][interval] += times
             print(f"round {number} {name} ({time.monotonic() - started:.0f}s)", flush=True)
 
     baseline = samples["wireguard-go"]
-    print(f"{'median rtt, ms':16}" + "".join(f"{f'every {i * 1e3:g} ms':>22}" for i in INTERVALS))
-    for name in IMPLEMENTATIONS:
+    print(f"{'median rtt, ms':18}" + "".join(f"{f'every {i * 1e3:g} ms':>22}" for i in INTERVALS))
+    for name in implementations:
         cells = []
         for interval in INTERVALS:
             median = statistics.median(samples[name][interval])
             ratio = median / statistics.median(baseline[interval])
             cells.append(f"{median:.3f} ({ratio:.2f}x)".rjust(22))
-        print(f"{name:16}" + "".join(cells))
+        print(f"{name:18}" + "".join(cells))
     print("ratios are to wireguard-go's; each figure is the median of every ping of the rounds")
     return 0
 

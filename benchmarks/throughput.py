@@ -85,6 +85,10 @@ IMPLEMENTATIONS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "wgpy": (WGPY, {}),
     "wgpy-offloads-off": (WGPY, {"WGPY_OFFLOADS": "0"}),
     "wgpy-pure": (WGPY, {"WGPY_PURE": "1"}),  # not in PAIRS: for --pairs
+    # Likewise: the data path's writer threads (wgpy/io/writers.py) for the TUN, both, none.
+    "wgpy-writers-tun": (WGPY, {"WGPY_WRITERS": "tun"}),
+    "wgpy-writers-both": (WGPY, {"WGPY_WRITERS": "tun,udp"}),
+    "wgpy-writers-off": (WGPY, {"WGPY_WRITERS": "none"}),
     "wireguard-go": (("wireguard-go", "-f"), {}),
 }
 PAIRS = (
@@ -165,6 +169,11 @@ def describe(implementation: str) -> str:
         return f"wgpy, offloads off, data path {accel.path()}"
     if implementation == "wgpy-pure":
         return "wgpy, offloads on, data path pure Python (WGPY_PURE=1)"
+    if implementation.startswith("wgpy-writers-"):
+        on = IMPLEMENTATIONS[implementation][1]["WGPY_WRITERS"] == "1"
+        return (
+            f"wgpy, offloads on, writer threads {'on' if on else 'off'}, data path {accel.path()}"
+        )
     return f"wgpy, offloads on, data path {accel.path()}"
 
 

@@ -9,8 +9,10 @@ when it answers an initiation without a valid mac2 with a cookie reply; 1 puts i
 the first message on (tests use this to exercise cookies). WGPY_PEER_HOOK=COMMAND admits peers
 on their first handshake (see wgpy/io/peer_hook.py), at most WGPY_PEER_HOOK_LIMIT (default 4)
 hooks at once, each given WGPY_PEER_HOOK_TIMEOUT seconds (default 2). WGPY_OFFLOADS=0 keeps to
-one packet per system call each way (no TSO, GSO or GRO: the benchmarks' baseline), and
-WGPY_PURE=1 to the pure-Python data path (wgpy/io/accel.py).
+one packet per system call each way (no TSO, GSO or GRO: the benchmarks' baseline),
+WGPY_PURE=1 to the pure-Python data path (wgpy/io/accel.py), and WGPY_WRITERS=tun, udp,
+tun,udp or none names the destinations the data path writes to from threads of their own (by
+default the TUN, where two CPUs may run the daemon: see wgpy/io/datapath.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 from wgpy.cli import STANDBY_VARIABLE
@@ -51,9 +53,12 @@ def run(argv: list[str]) -> int:
         return 1
     # Imported only now: it loads the core, which the other commands of `wgpy` need not.
     from wgpy.io.peer_hook import hook_settings
+    from wgpy.io.writers import writers_wanted
 
     try:
-        options = Options(under_load_threshold(os.environ), hook_settings(os.environ))
+        options = Options(
+            under_load_threshold(os.environ), hook_settings(os.environ), writers_wanted(os.environ)
+        )
     except ValueError as error:
         print(f"wgpy: {error}", file=sys.stderr)
         return 1
@@ -72,6 +77,7 @@ class Options(NamedTuple):
 
     under_load_threshold: int
     peer_hook: HookSettings | None
+    writers: Set[str]
 
 
 def _why_invalid(name: str) -> str:
@@ -144,6 +150,7 @@ def _start(name: str, options: Options, report: Reporter) -> int:
             offloads=offloads,
             under_load_threshold=options.under_load_threshold,
             peer_hook=options.peer_hook,
+            writers=options.writers,
         )
     except OSError as error:
         tun.close()

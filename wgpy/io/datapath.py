@@ -1,18 +1,51 @@
-"""The data path: one thread between the TUN, the device and the UDP sockets.
+"""The data path: a thread between the TUN, the device and the UDP sockets, and a writer
+thread for the TUN.
 
 The thread waits until the TUN or a socket is readable, then carries one batch from each that
 is: from the TUN, what one wake-up reads, through the device and out as datagrams; from a socket,
 what one source sent (with UDP_GRO), through the device and out as packets written to the TUN
 (and any datagrams, such as handshake replies).
 
-One thread, not one per direction: the GIL lets only one of them run Python at a time anyway,
-and on the 2-core machines measured, a thread per direction lost to one thread in every figure,
-since each handover of the GIL costs a wake-up of the other thread (1.43 against 1.53-1.67
-Gbit/s in one TCP flow, 1.21 against 1.63 both ways, 0.82 against 0.71-0.79 ms ping).
+Where two CPUs may run the daemon, the writes to the TUN are handed to a writer thread
+(writers.py) and the data path's thread goes on with the next batch while the kernel's TCP
+receive, which runs inside the TUN write with the GIL released, uses the other core. A batch
+under HANDOVER_BYTES (a ping's packet, a few ACKs) is written here when the writer is idle: a
+handover costs a wake-up, more than such a write. A writer per destination keeps the order,
+and its queue is short: when it is full this thread waits, so nothing queues without bound.
+
+Why the TUN's writes and not the rest (py-spy, a daemon serving two flows, writers off): of the
+data path's time receiving, 31-45% is the TUN write and 17-23% the open; sending, 29% the seal,
+24% the UDP_SEGMENT send, 8% the TUN read. benchmarks/multicore.py (one daemon, two peers, two
+flows at once; 2 runs of 4 interleaved rounds, load 7-10 on 2 cores), writers for the TUN
+against none: receiving, the data path's thread spends 0.25-0.26 CPU-s per Gbit/s against
+0.38-0.40 and the daemon 0.33-0.35 against 0.38-0.40 in all; sending, the writer stays idle and
+the figures are the same (0.32-0.35). A writer for the sockets too (WGPY_WRITERS=tun,udp) took
+a tenth off the sending thread (0.28-0.30 against 0.31-0.33) but cost the daemon 0.38 against
+0.31-0.33 in all, so it is off by default: worth it only for one daemon bound by its sending thread
+on a machine with idle cores. A seal/open worker would move less than the TUN writer (the open
+is half the TUN write) with two handovers a batch, there and back in order, and the sealing is
+the device's, under its lock. Throughput under that load moved by +-40% between rounds of the
+same setting, so the CPU figures are the ones to trust; benchmarks/throughput.py, wgpy<->wgpy,
+2 rounds: one TCP flow 0.93 and 0.97 Gbit/s against 0.60 and 0.62, both ways 1.29 against 0.59,
+5.55 against 5.74 CPU-s per GB (both daemons). Ping takes no handover (benchmarks/latency.py:
+0.185 and 0.628 ms against 0.222 and 0.620, pings 2 and 20 ms apart).
+
+In 2026-11, with the GIL held for all the work, a thread per direction lost to one thread in
+every figure (1.43 against 1.53-1.67 Gbit/s in one TCP flow): each handover of the GIL cost a
+wake-up, and the other thread had little to do without the GIL. Now the accelerator seals and
+opens a batch with the GIL released, and the writer's work is nearly all in the kernel.
+
+The rule for larger machines: the TUN's writer from 2 CPUs on (writers.WRITERS_MIN_CPUS), since
+it pays on 2 and more cores only leave the writer more room; the sockets' writer by choice. One
+daemon is bound by its busiest thread and by the GIL: benchmarks/multicore.py prints both bounds
+from the figures of the machine it runs on (here, for 16 cores: receiving 3.8-4.1 Gbit/s with
+the TUN's writer against 2.6-2.8 without, bound by the data path's thread; sending 3.0-3.2
+either way).
 
 The device is not thread-safe: every call into it holds `lock`, which the configuration socket
-and the timers (in the interface's own thread) take too. Nothing queues here: when the thread
-falls behind, packets wait in the kernel's bounded buffers, which drop when full.
+and the timers (in the interface's own thread) take too. Beyond the writers' short queues,
+nothing queues here: when the thread falls behind, packets wait in the kernel's bounded
+buffers, which drop when full.
 """
 
 from __future__ import annotations
@@ -23,7 +56,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from functools import partial
 
 from wgpy.core.device import Action, Device, PeerWanted, SendDatagrams, WriteTun
@@ -31,10 +64,21 @@ from wgpy.core.endpoint import Endpoint, Local
 from wgpy.io.device_lock import DeviceLock
 from wgpy.io.pktinfo import local_address
 from wgpy.io.readiness import input_waiting
+from wgpy.io.thread_name import name_this_thread
 from wgpy.io.tun_batches import INTERFACE_GONE, TunBatches
 from wgpy.io.udp_batches import Received, UdpBatches
+from wgpy.io.writers import TUN, UDP, Writer, writers_wanted
 
 log = logging.getLogger("wgpy")
+
+# The data path thread's name for the kernel (thread_name.py); its writers' are
+# wgpy-tun-writer and wgpy-udp-writer.
+DATA_THREAD = "wgpy-data"
+# A batch smaller than this is written by the data path's thread when the writer is idle: a
+# handover costs more than writing a few ACKs. (Hub sending two flows, 4 rounds: 0.377 CPU-s per
+# Gbit/s with every batch but a lone packet handed over, 0.336 with this, 0.346 without writers;
+# receiving, 0.358 and 0.333 against 0.402.)
+HANDOVER_BYTES = 8192
 
 
 class DataPath:
@@ -47,7 +91,10 @@ class DataPath:
         udp: UdpBatches,
         sockets: Sequence[socket.socket],
         on_interface_gone: Callable[[], None],
+        writers: Set[str] | None = None,
     ) -> None:
+        """`writers`: the destinations (writers.TUN, UDP) whose writes run on a writer thread
+        (by default as writers.writers_wanted() says)."""
         self.name = name
         self._device = device
         self._lock = lock
@@ -57,6 +104,10 @@ class DataPath:
         self._socket_for = {sock.family: sock for sock in sockets}
         self._on_interface_gone = on_interface_gone
         self._thread: threading.Thread | None = None
+        self._writers = writers_wanted() if writers is None else writers
+        # While running, the TUN's and the sockets' writers, where they have one.
+        self._tun_writer: Writer | None = None
+        self._udp_writer: Writer | None = None
         self._stop_r, self._stop_w = os.pipe()
         self._stopping = False
         # Where an initiation from an unknown key is reported, when the device asks for peers.
@@ -68,6 +119,10 @@ class DataPath:
 
     def start(self) -> None:
         self._stopping = False
+        if TUN in self._writers:
+            self._tun_writer = self._writer(TUN)
+        if UDP in self._writers:
+            self._udp_writer = self._writer(UDP)
         # A daemon thread: a process that ends without stop() (exec, a fatal error) is not held.
         self._thread = threading.Thread(target=self._serve, name=f"{self.name}-data", daemon=True)
         self._thread.start()
@@ -80,6 +135,23 @@ class DataPath:
         self._thread.join()
         self._thread = None
         os.read(self._stop_r, 64)
+        for writer in (self._tun_writer, self._udp_writer):
+            if writer is not None:
+                writer.stop()
+        self._tun_writer = self._udp_writer = None
+
+    def _writer(self, destination: str) -> Writer:
+        writer = Writer(
+            f"{self.name}-{destination}", self._writer_found_interface_gone,
+            kernel_name=f"wgpy-{destination}-writer",
+        )  # fmt: skip
+        writer.start()
+        return writer
+
+    @property
+    def writer_failures(self) -> int:
+        """Writes that failed on the writers' threads so far (since the last start)."""
+        return sum(w.failures for w in (self._tun_writer, self._udp_writer) if w is not None)
 
     def replace_sockets(self, sockets: Sequence[socket.socket]) -> None:
         """Move to new sockets (a new listen port); the caller closes the old ones after."""
@@ -103,9 +175,9 @@ class DataPath:
         if len(actions) == 1:  # One batch, or a lone packet as in ping: see `_serve`.
             action = actions[0]
             if isinstance(action, WriteTun):
-                self._tun.write(action.packets)
+                self._write_tun(action.packets)
             elif isinstance(action, SendDatagrams):
-                self._send(action.datagrams, action.endpoint, action.local)
+                self._send_datagrams(action.datagrams, action.endpoint, action.local)
             else:
                 self.on_peer_wanted(action)
             return
@@ -119,9 +191,32 @@ class DataPath:
             else:
                 self.on_peer_wanted(action)
         if packets:
-            self._tun.write(packets)
+            self._write_tun(packets)
         for (endpoint, local), batch in datagrams.items():
-            self._send(batch, endpoint, local)
+            self._send_datagrams(batch, endpoint, local)
+
+    def _write_tun(self, packets: Sequence[bytes]) -> None:
+        """`packets` to the TUN: handed to its writer, but written here at once when they are
+        few (see `_written_here`)."""
+        writer = self._tun_writer
+        if writer is None or _written_here(packets, writer):
+            self._tun.write(packets)
+        else:
+            writer.hand_over(self._tun.write, packets)
+
+    def _send_datagrams(
+        self, datagrams: list[bytes], endpoint: Endpoint, local: Local | None
+    ) -> None:
+        """As `_write_tun`, to the sockets' writer."""
+        writer = self._udp_writer
+        if writer is None or _written_here(datagrams, writer):
+            self._send(datagrams, endpoint, local)
+        else:
+            writer.hand_over(self._send, datagrams, endpoint, local)
+
+    def _writer_found_interface_gone(self) -> None:
+        if not self._stopping:
+            self._on_interface_gone()
 
     # -- the thread ------------------------------------------------------------------------------
 
@@ -136,6 +231,7 @@ class DataPath:
         0.766 ms a round trip when a batch of one first took these paths and the device's own
         (commit f9bd701), 0.927 -> 0.800 ms when the edges' paths were made shorter (c762ac8).
         The device now has one path for a batch of any size."""
+        name_this_thread(DATA_THREAD)
         batch_from: dict[int, Callable[[], bool]] = {self._tun.fileno(): self._outbound_batch}
         for sock in self._sockets:
             batch_from[sock.fileno()] = partial(self._inbound_batch, sock, input_waiting(sock))
@@ -227,6 +323,12 @@ class DataPath:
         )
         with self._lock:
             self._device.forget_local(local)
+
+
+def _written_here(batch: Sequence[bytes], writer: Writer) -> bool:
+    """Whether the data path's thread writes `batch` itself: a lone packet (a ping's), or fewer
+    than HANDOVER_BYTES, when `writer` has written all it was handed (so the order holds)."""
+    return (len(batch) == 1 or sum(map(len, batch)) < HANDOVER_BYTES) and writer.idle()
 
 
 def _ignore(wanted: PeerWanted) -> None:

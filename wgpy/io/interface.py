@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Set
 
 from wgpy import client, uapi
 from wgpy.configure import device_stats, format_device, format_peers, update_steps
@@ -83,8 +83,12 @@ class Interface:
         sockets: list[socket.socket] | None = None,
         open_sockets: SocketOpener | None = None,
         configuration_socket: bool = True,
+        writers: Set[str] | None = None,
     ) -> None:
-        """`peer_hook` decides on the keys the device does not know (see peer_hook.py)."""
+        """`peer_hook` decides on the keys the device does not know (see peer_hook.py);
+        `writers`, the destinations the data path writes to from writer threads (None: as
+        WGPY_WRITERS or the CPUs say, see writers.py)."""
+        self._writers = writers
         self.name = tun.name
         self._open_sockets = open_sockets or open_udp_nonblocking
         self._under_load_threshold = under_load_threshold
@@ -134,7 +138,7 @@ class Interface:
         batches = PlainTun(fd) if tun is None else OffloadTun(fd, udp=tun.udp)
         self._datapath = DataPath(
             self.name, self.device, self._lock, batches, self._udp, self._sockets,
-            self._on_interface_gone,
+            self._on_interface_gone, self._writers,
         )  # fmt: skip
         log.info(
             "(%s) data path: %s; crypto %s", self.name, _describe(tun, self._udp), accel.path()
