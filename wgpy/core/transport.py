@@ -58,6 +58,12 @@ class BatchCipher(Protocol):
         None (no keypair to open it)."""
         ...
 
+    def open_all(
+        self, keypair: Keypair, datagrams: Sequence[bytes | memoryview]
+    ) -> list[bytes | None]:
+        """`open` with `keypair` for every one of `datagrams`: a run under one keypair."""
+        ...
+
 
 def transport_run(datagrams: Sequence[bytes | memoryview]) -> tuple[int, int, int]:
     """(count, receiver, counter): how many of `datagrams`, from the first on, are transport

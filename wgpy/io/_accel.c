@@ -186,9 +186,9 @@ done:
 PyDoc_STRVAR(open_doc,
 "open(keys, datagrams, limit) -> list of bytes or None\n\n"
 "For each transport message in `datagrams` (buffers of at least 32 bytes), opened under the\n"
-"key at the same place in `keys` (32 bytes, or None to skip it): its padded plaintext, or None\n"
-"when it has no key, a counter of `limit` or more, or fails to authenticate. As\n"
-"transport.decrypt_packet.");
+"key at the same place in `keys` (32 bytes, or None to skip it), or under `keys` itself when it\n"
+"is one key (bytes), for them all: its padded plaintext, or None when it has no key, a counter\n"
+"of `limit` or more, or fails to authenticate. As transport.decrypt_packet.");
 
 static PyObject *accel_open(PyObject *module, PyObject *args) {
     unsigned long long limit;
@@ -199,11 +199,13 @@ static PyObject *accel_open(PyObject *module, PyObject *args) {
     Py_ssize_t count;
     int failed = 0;
     if (!PyArg_ParseTuple(args, "OOK:open", &keys, &datagrams, &limit)) return NULL;
-    fast_keys = PySequence_Fast(keys, "keys must be a sequence");
+    /* One key for all (a run under one keypair) spares the caller a list of it. */
+    int one_key = PyBytes_Check(keys);
+    fast_keys = one_key ? Py_NewRef(keys) : PySequence_Fast(keys, "keys must be a sequence");
     fast_data = PySequence_Fast(datagrams, "datagrams must be a sequence");
     if (fast_keys == NULL || fast_data == NULL) goto done;
     count = PySequence_Fast_GET_SIZE(fast_data);
-    if (PySequence_Fast_GET_SIZE(fast_keys) != count) {
+    if (!one_key && PySequence_Fast_GET_SIZE(fast_keys) != count) {
         PyErr_SetString(PyExc_ValueError, "one key for each datagram");
         goto done;
     }
@@ -217,7 +219,7 @@ static PyObject *accel_open(PyObject *module, PyObject *args) {
         goto release;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *key = PySequence_Fast_GET_ITEM(fast_keys, i);
+        PyObject *key = one_key ? keys : PySequence_Fast_GET_ITEM(fast_keys, i);
         Py_ssize_t length = views.views[i].len;
         if (key != Py_None && (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) != KEY_SIZE)) {
             PyErr_SetString(PyExc_ValueError, "a key must be 32 bytes or None");
@@ -244,7 +246,7 @@ static PyObject *accel_open(PyObject *module, PyObject *args) {
     failed = ctx == NULL;
     for (Py_ssize_t i = 0; !failed && i < count; i++) {
         if (key_of[i] == NULL) continue;
-        if (current == NULL || memcmp(current, key_of[i], KEY_SIZE) != 0) {
+        if (current != key_of[i] && (current == NULL || memcmp(current, key_of[i], KEY_SIZE))) {
             if (EVP_DecryptInit_ex(ctx, NULL, NULL, key_of[i], NULL) != 1) {
                 failed = 1;
                 break;
@@ -337,15 +339,17 @@ static Py_ssize_t inner_length(const unsigned char *packet, Py_ssize_t length, P
 
 PyDoc_STRVAR(inner_packets_doc,
 "inner_packets(plaintexts) -> (packets, sources) or None\n\n"
-"Each of `plaintexts` (bytes, or None) cut to its IP header's length, and its source address;\n"
-"None when one is None or empty, or its header is cut short or claims more bytes than it has:\n"
-"as ippacket.inner_packets.");
+"Each of `plaintexts` (bytes, or None) cut to its IP header's length, and their source\n"
+"addresses, one for each run of packets from one source; None when one is None or empty, or\n"
+"its header is cut short or claims more bytes than it has: as ippacket.inner_packets.");
 
 static PyObject *accel_inner_packets(PyObject *module, PyObject *plaintexts) {
     PyObject *fast = PySequence_Fast(plaintexts, "plaintexts must be a sequence");
     if (fast == NULL) return NULL;
     Py_ssize_t count = PySequence_Fast_GET_SIZE(fast);
-    PyObject *packets = PyList_New(count), *sources = PyList_New(count), *result = NULL;
+    PyObject *packets = PyList_New(count), *sources = PyList_New(0), *result = NULL;
+    const unsigned char *last = NULL;  /* the source of the packet before */
+    Py_ssize_t last_len = 0;
     if (packets == NULL || sources == NULL) goto done;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *plaintext = PySequence_Fast_GET_ITEM(fast, i);
@@ -368,9 +372,15 @@ static PyObject *accel_inner_packets(PyObject *module, PyObject *plaintexts) {
             Py_INCREF(packet);
         }
         PyList_SET_ITEM(packets, i, packet);
-        PyObject *address = PyBytes_FromStringAndSize((const char *)data + source, source_len);
-        if (address == NULL) goto done;
-        PyList_SET_ITEM(sources, i, address);
+        if (last != NULL && last_len == source_len && !memcmp(last, data + source, source_len))
+            continue;  /* the run's source, listed already */
+        last = data + source, last_len = source_len;
+        PyObject *address = PyBytes_FromStringAndSize((const char *)last, source_len);
+        if (address == NULL || PyList_Append(sources, address) < 0) {
+            Py_XDECREF(address);
+            goto done;
+        }
+        Py_DECREF(address);
     }
     result = PyTuple_Pack(2, packets, sources);
 done:

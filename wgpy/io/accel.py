@@ -105,6 +105,17 @@ class CompiledCipher:
         opened: list[bytes | None] = _accel.open(keys, datagrams, REJECT_AFTER_MESSAGES)
         return opened
 
+    def open_all(
+        self, keypair: Keypair, datagrams: Sequence[bytes | memoryview]
+    ) -> list[bytes | None]:
+        if not keypair.receive_key:
+            return self.open([keypair] * len(datagrams), datagrams)
+        # The key itself, not a list of it: the C function takes one key for all.
+        opened: list[bytes | None] = _accel.open(
+            keypair.receive_key, datagrams, REJECT_AFTER_MESSAGES
+        )
+        return opened
+
     def transport_run(self, datagrams: Sequence[bytes | memoryview]) -> tuple[int, int, int]:
         run: tuple[int, int, int] = _accel.transport_run(datagrams)
         return run
