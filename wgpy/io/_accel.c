@@ -577,68 +577,45 @@ done:
 }
 
 PyDoc_STRVAR(merge_doc,
-"merge(headers, segments, header_len, l4_start, pseudo) -> (bytes, list of bool)\n\n"
+"merge(headers, segments, header_len) -> bytes\n\n"
 "`headers` followed by the payload of each of `segments` (IP packets of one flow, each with\n"
-"`header_len` bytes of headers), and whether each segment's transport checksum holds: its\n"
-"bytes from `l4_start` on, with `pseudo` (the pseudo-header's sum but its length) and its\n"
-"length, sum to 0xffff. Each payload is summed as it is copied. As coalesce._Run._merged and\n"
-"_checksums_valid.");
+"`header_len` bytes of headers): as coalesce._Run.build's join. Their checksums are not\n"
+"verified (see coalesce.py).");
 
 static PyObject *accel_merge(PyObject *module, PyObject *args) {
     Py_buffer headers;
-    PyObject *segments, *fast = NULL, *merged = NULL, *valid = NULL, *result = NULL;
-    Py_ssize_t header_len, l4_start, length;
-    unsigned long long pseudo;
+    PyObject *segments, *fast = NULL, *merged = NULL;
+    Py_ssize_t header_len, length;
     Views views = {0, NULL};
-    char *holds = NULL;
-    if (!PyArg_ParseTuple(args, "y*OnnK:merge", &headers, &segments, &header_len, &l4_start,
-                          &pseudo))
-        return NULL;
+    if (!PyArg_ParseTuple(args, "y*On:merge", &headers, &segments, &header_len)) return NULL;
     fast = PySequence_Fast(segments, "segments must be a sequence");
     if (fast == NULL || take_views(fast, &views) < 0) goto done;
     length = headers.len;
     for (Py_ssize_t i = 0; i < views.count; i++) {
-        if (l4_start < 0 || header_len < l4_start || (header_len - l4_start) % 2 ||
-            views.views[i].len < header_len) {
+        if (header_len < 0 || views.views[i].len < header_len) {
             PyErr_SetString(PyExc_ValueError, "a segment shorter than its headers");
             goto release;
         }
         length += views.views[i].len - header_len;
     }
-    holds = PyMem_Calloc(views.count ? views.count : 1, 1);
     merged = PyBytes_FromStringAndSize(NULL, length);
-    if (holds == NULL || merged == NULL) {
-        if (!PyErr_Occurred()) PyErr_NoMemory();
-        goto release;
-    }
+    if (merged == NULL) goto release;
     Py_BEGIN_ALLOW_THREADS
     unsigned char *out = (unsigned char *)PyBytes_AS_STRING(merged);
     memcpy(out, headers.buf, headers.len);
     out += headers.len;
     for (Py_ssize_t i = 0; i < views.count; i++) {
-        const unsigned char *segment = views.views[i].buf;
         Py_ssize_t size = views.views[i].len - header_len;
-        /* The transport header is a whole number of 16-bit words: the payload sums apart. */
-        uint64_t total = pseudo + (uint64_t)(views.views[i].len - l4_start) +
-                         word_sum(segment + l4_start, header_len - l4_start) +
-                         sum_words(out, segment + header_len, size);
-        holds[i] = fold(total) == 0xFFFF;
+        memcpy(out, (const unsigned char *)views.views[i].buf + header_len, size);
         out += size;
     }
     Py_END_ALLOW_THREADS
-    valid = PyList_New(views.count);
-    for (Py_ssize_t i = 0; valid != NULL && i < views.count; i++)
-        PyList_SET_ITEM(valid, i, PyBool_FromLong(holds[i]));
-    if (valid != NULL) result = PyTuple_Pack(2, merged, valid);
 release:
     release_views(&views);
 done:
-    Py_XDECREF(merged);
-    Py_XDECREF(valid);
-    PyMem_Free(holds);
     Py_XDECREF(fast);
     PyBuffer_Release(&headers);
-    return result;
+    return merged;
 }
 
 /* -- coalescing ---------------------------------------------------------------------------- */

@@ -1,7 +1,7 @@
 """The optional accelerator: transport messages sealed and opened a whole batch per call, in C
-(wgpy/io/_accel.c) over OpenSSL's libcrypto, TSO super-packets cut into segments, and the
-checksums of segments to be coalesced verified, with the GIL released for the batch; and the
-headers of a batch read in one call, so that the device checks a batch at once.
+(wgpy/io/_accel.c) over OpenSSL's libcrypto, TSO super-packets cut into segments, and segments
+merged when coalesced, with the GIL released for the batch; and the headers of a batch read in
+one call, so that the device checks a batch at once.
 
 wgpy/core/transport.py, ippacket.py, wgpy/io/vnet/segment.py and coalesce.py are the
 references, which this
@@ -60,9 +60,8 @@ compiled_split: Callable[[Buffer, int, int, int, bool, bool], list[bytes]] | Non
 )
 
 
-# Its twin of coalesce._Run._merged and _checksums_valid at once: (headers, segments, header_len,
-# l4_start, pseudo-header sum below 2**64) -> the super-packet, whether each checksum holds.
-compiled_merge: Callable[[bytes, list[bytes], int, int, int], tuple[bytes, list[bool]]] | None = (
+# Its twin of coalesce._Run.build's join: (headers, segments, header_len) -> the super-packet.
+compiled_merge: Callable[[bytes, list[bytes], int], bytes] | None = (
     _accel.merge if in_use() else None
 )
 
