@@ -9,7 +9,9 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -46,6 +48,18 @@ static Py_ssize_t padded_length(Py_ssize_t length, Py_ssize_t mtu) {
     return length + padding;
 }
 
+/* The tag is read and set through the cipher's parameters, as EVP_CIPHER_CTX_ctrl does in
+ * OpenSSL 3, without the ctrl's translation into them: ~100 instructions less a message (of
+ * ~12,000 for a 1420-byte packet sealed and opened; callgrind, OpenSSL 3.0.19). */
+static int tag_param(EVP_CIPHER_CTX *ctx, unsigned char *tag, int get) {
+    OSSL_PARAM params[2] = {
+        OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, TAG_SIZE),
+        OSSL_PARAM_construct_end(),
+    };
+    return (get ? EVP_CIPHER_CTX_get_params(ctx, params) : EVP_CIPHER_CTX_set_params(ctx, params))
+           == 1;
+}
+
 static int seal_one(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char *packet,
                     Py_ssize_t length, Py_ssize_t padded) {
     static const unsigned char zeros[PADDING_MULTIPLE];
@@ -59,7 +73,7 @@ static int seal_one(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char
         EVP_EncryptUpdate(ctx, body + length, &written, zeros, (int)(padded - length)) != 1)
         return 0;
     if (EVP_EncryptFinal_ex(ctx, body + padded, &written) != 1) return 0;
-    return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_SIZE, body + padded) == 1;
+    return tag_param(ctx, body + padded, 1);
 }
 
 /* 1 when the tag holds (the plaintext is in `out`), 0 when not. */
@@ -74,7 +88,7 @@ static int open_one(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char
     if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, nonce) != 1) return 0;
     if (sealed && EVP_DecryptUpdate(ctx, out, &written, message + HEADER_SIZE, (int)sealed) != 1)
         return 0;
-    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_SIZE, tag) != 1) return 0;
+    if (!tag_param(ctx, tag, 0)) return 0;
     return EVP_DecryptFinal_ex(ctx, out + sealed, &written) == 1;
 }
 
