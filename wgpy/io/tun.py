@@ -9,8 +9,9 @@ OTHER [name wg1]` moves it, and the file stays with the process that opened it (
 of putting a container behind a tunnel). So what is learnt about the interface comes through the
 file, never from a name looked up where it was born: TUNGETIFF gives its name now, or EBADFD once
 it is deleted wherever it lives; TUNGETDEVNETNS opens the namespace it is in now. An interface
-ioctl (the MTU) is made by that name through a socket opened in that namespace, by a short-lived
-thread that enters it, so the caller's threads stay where they are.
+ioctl (the MTU), or an rtnetlink request (the size of its super-packets), is made by that name
+through a socket opened in that namespace, by a short-lived thread that enters it, so the
+caller's threads stay where they are.
 
 Nothing of that namespace is kept between two ioctls: a socket held there would keep the
 namespace alive once deleted, and with it the interface (measured). For the same reason there is
