@@ -19,6 +19,7 @@
 #define HEADER_SIZE 16
 #define TAG_SIZE 16
 #define PADDING_MULTIPLE 16
+#define VNET_HDR_SIZE 10
 #define MESSAGE_TRANSPORT 4
 
 static void put_le32(unsigned char *out, uint32_t value) {
@@ -590,34 +591,91 @@ done:
     return segments;
 }
 
+/* struct virtio_net_hdr's values (include/uapi/linux/virtio_net.h), as segment.py names them. */
+#define F_NEEDS_CSUM 1
+#define GSO_TCPV4 1
+#define GSO_TCPV6 4
+#define GSO_UDP_L4 5
+
+/* The virtio-net header and the IP and transport headers of a run of `count` segments of
+ * `length` bytes merged, into `out`: as coalesce._Run._headers. 0 when a length does not fit. */
+static int merged_headers(unsigned char *out, const unsigned char *first, Py_ssize_t first_len,
+                          const unsigned char *last, Py_ssize_t length, Py_ssize_t l4,
+                          Py_ssize_t header_len, int tcp) {
+    unsigned char *header = out + VNET_HDR_SIZE;
+    int ipv4 = l4 == 20, gso_type = ipv4 ? GSO_TCPV4 : GSO_TCPV6;
+    Py_ssize_t segment_length = length - l4;
+    if ((ipv4 ? length : length - 40) > 0xFFFF || segment_length > 0xFFFF ||
+        first_len - header_len > 0xFFFF || header_len > 0xFFFF)
+        return 0;
+    memcpy(header, first, header_len);
+    if (ipv4) {
+        put_be16(header + 2, (unsigned)length);
+        put_be16(header + 10, 0);
+        put_be16(header + 10, ~fold(word_sum(header, l4)) & 0xFFFF);
+    } else {
+        put_be16(header + 4, (unsigned)(length - 40));
+    }
+    Py_ssize_t checksum_offset = tcp ? 16 : 6;
+    if (tcp) {
+        header[l4 + 13] |= last[l4 + 13] & TCP_PSH;
+    } else {
+        gso_type = GSO_UDP_L4;
+        put_be16(header + l4 + 4, (unsigned)segment_length);
+    }
+    /* CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum, the kernel adds the rest. */
+    uint64_t pseudo = (first[0] >> 4 == 4 ? word_sum(first + 12, 8) : word_sum(first + 8, 32)) +
+                      (tcp ? 6 : 17) + (uint64_t)segment_length;
+    put_be16(header + l4 + checksum_offset, fold(pseudo));
+    uint16_t fields[4] = {(uint16_t)header_len, (uint16_t)(first_len - header_len), (uint16_t)l4,
+                          (uint16_t)checksum_offset};
+    out[0] = F_NEEDS_CSUM;
+    out[1] = (unsigned char)gso_type;
+    memcpy(out + 2, fields, sizeof(fields));  /* the host's byte order, as the TUN reads it */
+    return 1;
+}
+
 PyDoc_STRVAR(merge_doc,
-"merge(headers, segments, header_len) -> bytes\n\n"
-"`headers` followed by the payload of each of `segments` (IP packets of one flow, each with\n"
-"`header_len` bytes of headers): as coalesce._Run.build's join. Their checksums are not\n"
-"verified (see coalesce.py).");
+"merge(segments, l4_start, header_len, tcp) -> bytes\n\n"
+"A run of `segments` (IP packets of one flow, each with `header_len` bytes of headers, the\n"
+"transport header from `l4_start` on) as one super-packet behind its virtio-net header: as\n"
+"coalesce._Run.build. Their checksums are not verified (see coalesce.py).");
 
 static PyObject *accel_merge(PyObject *module, PyObject *args) {
-    Py_buffer headers;
     PyObject *segments, *fast = NULL, *merged = NULL;
-    Py_ssize_t header_len, length;
+    Py_ssize_t l4, header_len, length;
+    int tcp;
     Views views = {0, NULL};
-    if (!PyArg_ParseTuple(args, "y*On:merge", &headers, &segments, &header_len)) return NULL;
+    if (!PyArg_ParseTuple(args, "Onnp:merge", &segments, &l4, &header_len, &tcp)) return NULL;
     fast = PySequence_Fast(segments, "segments must be a sequence");
     if (fast == NULL || take_views(fast, &views) < 0) goto done;
-    length = headers.len;
+    length = header_len;
     for (Py_ssize_t i = 0; i < views.count; i++) {
-        if (header_len < 0 || views.views[i].len < header_len) {
+        if (views.views[i].len < header_len) {
             PyErr_SetString(PyExc_ValueError, "a segment shorter than its headers");
             goto release;
         }
         length += views.views[i].len - header_len;
     }
-    merged = PyBytes_FromStringAndSize(NULL, length);
+    if (views.count == 0 || l4 < 20 || header_len < l4 + (tcp ? 20 : 8)) {
+        PyErr_SetString(PyExc_ValueError, "not a run of segments");
+        goto release;
+    }
+    const unsigned char *first = views.views[0].buf, *last = views.views[views.count - 1].buf;
+    if (views.views[0].len < (first[0] >> 4 == 4 ? 20 : 40)) {  /* the pseudo-header's bytes */
+        PyErr_SetString(PyExc_ValueError, "a first segment shorter than its addresses");
+        goto release;
+    }
+    merged = PyBytes_FromStringAndSize(NULL, VNET_HDR_SIZE + length);
     if (merged == NULL) goto release;
-    Py_BEGIN_ALLOW_THREADS
     unsigned char *out = (unsigned char *)PyBytes_AS_STRING(merged);
-    memcpy(out, headers.buf, headers.len);
-    out += headers.len;
+    if (!merged_headers(out, first, views.views[0].len, last, length, l4, header_len, tcp)) {
+        Py_CLEAR(merged);
+        PyErr_SetString(PyExc_ValueError, "a run longer than a super-packet");
+        goto release;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    out += VNET_HDR_SIZE + header_len;
     for (Py_ssize_t i = 0; i < views.count; i++) {
         Py_ssize_t size = views.views[i].len - header_len;
         memcpy(out, (const unsigned char *)views.views[i].buf + header_len, size);
@@ -628,7 +686,6 @@ release:
     release_views(&views);
 done:
     Py_XDECREF(fast);
-    PyBuffer_Release(&headers);
     return merged;
 }
 

@@ -60,8 +60,9 @@ compiled_split: Callable[[Buffer, int, int, int, bool, bool], list[bytes]] | Non
 )
 
 
-# Its twin of coalesce._Run.build's join: (headers, segments, header_len) -> the super-packet.
-compiled_merge: Callable[[bytes, list[bytes], int], bytes] | None = (
+# Its twin of coalesce._Run.build for a run of two or more: (segments, l4_start, header_len,
+# tcp) -> the super-packet behind its virtio-net header (_headers, then the payloads).
+compiled_merge: Callable[[list[bytes], int, int, bool], bytes] | None = (
     _accel.merge if in_use() else None
 )
 

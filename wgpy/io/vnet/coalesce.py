@@ -146,10 +146,10 @@ class _Run:
         make, or a lone segment without offload (the kernel checks a lone packet itself)."""
         if len(self.packets) == 1:
             return NO_OFFLOAD + self.first
-        headers = self._headers(self.packets)
-        if compiled_merge is not None:
-            return compiled_merge(headers, self.packets, self.header_len)
         header_len = self.header_len
+        if compiled_merge is not None:
+            return compiled_merge(self.packets, self.l4_start, header_len, self.tcp)
+        headers = self._headers(self.packets)
         return b"".join([headers, *(memoryview(packet)[header_len:] for packet in self.packets)])
 
     def _headers(self, packets: list[bytes]) -> bytes:
