@@ -387,6 +387,20 @@ def _tunnel_ifname(ns: Namespace) -> str:
     return next(line.split(": ")[1] for line in links if ": wgf" in line)
 
 
+def test_an_interface_with_offloads_caps_its_super_packets_at_one_udp_send(
+    inside: Namespace,
+) -> None:
+    """A 1420-byte MTU's 64 KiB TCP super-packet would be 47 segments, sealed into datagrams
+    that take two UDP_SEGMENT sends (45 and 2): capped, each goes in one."""
+    interface = Interface(open_tun(unique_ifname("wgf")))
+    try:
+        link = inside.run("ip", "-d", "link", "show", interface.name).stdout
+    finally:
+        interface.close()
+    assert interface.device.mtu == 1420
+    assert "gso_max_segs 45 " in link
+
+
 # -- the main loop -----------------------------------------------------------------------------
 
 

@@ -25,9 +25,10 @@ import pytest
 from peers import Family, Implementation, Peer
 
 from wgpy.client import socket_path
-from wgpy.core.constants import DEFAULT_MTU
+from wgpy.core.constants import DEFAULT_MTU, TRANSPORT_MIN_SIZE
 from wgpy.io.interface import HOUSEKEEPING_INTERVAL, Interface
 from wgpy.io.tun import open_tun
+from wgpy.io.udp_batches import datagrams_per_send
 from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
     STOP_TIMEOUT,
@@ -267,6 +268,20 @@ def test_the_device_takes_the_mtu_its_moved_interface_has_now(lab: Lab) -> None:
         interface.close()
 
     assert interface.device.mtu == MOVED_MTU
+
+
+def test_a_moved_interface_s_super_packets_fit_one_send_at_the_mtu_it_has_now(lab: Lab) -> None:
+    with lab.middle.entered():
+        interface = Interface(open_tun(unique_ifname()))
+    try:
+        move(interface.name, lab.middle, lab.one)
+        ip("-n", lab.one.name, "link", "set", interface.name, "mtu", str(MOVED_MTU))
+        serve_for(interface, TWO_TICKS)
+        link = lab.one.run("ip", "-d", "link", "show", interface.name).stdout
+    finally:
+        interface.close()
+
+    assert f"gso_max_segs {datagrams_per_send(MOVED_MTU + TRANSPORT_MIN_SIZE)} " in link
 
 
 def test_a_failing_mtu_lookup_is_logged_once_and_keeps_the_mtu_known_last(

@@ -18,6 +18,7 @@ from wgpy.core.ippacket import (
     destination,
     inner_length,
     inner_length_and_source,
+    inner_packets,
     internet_checksum,
     ipv4_packet,
     ipv6_packet,
@@ -167,6 +168,14 @@ def test_inner_length_recovers_any_packet_from_its_padding(
 ) -> None:
     packet = build(payload)
     assert inner_length(packet + bytes(padding)) == len(packet)
+
+
+def test_a_batch_s_sources_are_listed_once_for_each_run_of_packets_from_one() -> None:
+    """The receive path looks each listed source up: a batch of one flow needs one lookup."""
+    a, b = ipv4_packet("10.0.0.1", "10.0.0.9"), ipv4_packet("10.0.0.2", "10.0.0.9")
+    c = ipv6_packet("fd00::1", "fd00::9")
+    found = inner_packets([a + bytes(12), a, b, b, a, c, c])
+    assert found == ([a, a, b, b, a, c, c], [source(a), source(b), source(a), source(c)])
 
 
 # Building: the packets a TUN would hand over, for the device driven in memory.

@@ -14,6 +14,7 @@ from wgpy.io.udp_batches import (
     MAX_SEND,
     SOL_UDP,
     UDP_GRO,
+    datagrams_per_send,
     gro_size,
     gso_runs,
     split_gro,
@@ -37,6 +38,19 @@ def test_a_longer_datagram_starts_a_new_run() -> None:
 def test_a_run_holds_at_most_the_kernels_segment_limit_and_byte_limit() -> None:
     assert sizes(gso_runs([bytes(10)] * (MAX_SEGMENTS + 1))) == [[10] * MAX_SEGMENTS, [10]]
     assert sizes(gso_runs([bytes(1000)] * 5, limit=3000)) == [[1000] * 3, [1000] * 2]
+
+
+@given(st.integers(1, 2 * MAX_SEND))
+def test_datagrams_per_send_are_one_run_of_gso_runs(size: int) -> None:
+    """What the TUN's super-packets are capped at: one UDP_SEGMENT send of full datagrams."""
+    count = datagrams_per_send(size)
+    assert sizes(gso_runs([bytes(size)] * count)) == [[size] * count]
+    if count > 1:
+        assert len(list(gso_runs([bytes(size)] * (count + 1)))) == 2
+
+
+def test_a_1420_byte_mtu_s_sealed_segments_go_45_to_a_send() -> None:
+    assert datagrams_per_send(1420 + 32) == 45
 
 
 def test_no_datagrams_make_no_runs() -> None:

@@ -104,18 +104,21 @@ def inner_length_and_source(packet: Packet) -> tuple[int, bytes] | None:
 
 
 def inner_packets(plaintexts: Sequence[bytes | None]) -> tuple[list[bytes], list[bytes]] | None:
-    """Each of a batch's `plaintexts` cut to its own length, without its padding, and its
-    source: `inner_length_and_source` of them all at once, for the receive path to check a batch
-    in one go. None when one of them is None or empty (a keepalive), or has no length by its
-    header. (The accelerator's twin: wgpy/io/accel.py.)"""
-    packets, sources = [], []
+    """Each of a batch's `plaintexts` cut to its own length, without its padding, and their
+    sources, one for each run of packets from one source (a batch is mostly one flow: one
+    source to look up): `inner_length_and_source` of them all at once, for the receive path to
+    check a batch in one go. None when one of them is None or empty (a keepalive), or has no
+    length by its header. (The accelerator's twin: wgpy/io/accel.py.)"""
+    packets: list[bytes] = []
+    sources: list[bytes] = []
     for plaintext in plaintexts:
         found = inner_length_and_source(plaintext) if plaintext else None
         if found is None:
             return None
         assert plaintext is not None
         packets.append(plaintext[: found[0]])
-        sources.append(found[1])
+        if not sources or sources[-1] != found[1]:
+            sources.append(found[1])
     return packets, sources
 
 

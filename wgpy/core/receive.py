@@ -167,7 +167,7 @@ def open_run(
         or not keypair.replay.in_order(counter, count)
     ):
         return None
-    return OpenedRun(peer, keypair, counter, cipher.open([keypair] * count, datagrams))
+    return OpenedRun(peer, keypair, counter, cipher.open_all(keypair, datagrams))
 
 
 def accept_run(
@@ -190,7 +190,7 @@ def accept_run(
         return None
     packets, sources = inner
     peer, lookup = run.peer, device.allowed_ips.lookup
-    if any(lookup(inner_source) is not peer for inner_source in set(sources)):
+    if any(lookup(inner_source) is not peer for inner_source in sources):
         return None
     # In order, as open_run found, and nothing since has moved the window: it takes them.
     if not run.keypair.replay.validate_run(run.counter, len(packets)):

@@ -58,6 +58,12 @@ class BatchCipher(Protocol):
         None (no keypair to open it)."""
         ...
 
+    def open_all(
+        self, keypair: Keypair, datagrams: Sequence[bytes | memoryview]
+    ) -> list[bytes | None]:
+        """`open` with `keypair` for every one of `datagrams`: a run under one keypair."""
+        ...
+
 
 class LoneCipher(Protocol):
     """Seals and opens one transport message at a time, with the results of `encrypt_packet`

@@ -1,9 +1,9 @@
 """The optional accelerator: transport messages sealed and opened a whole batch per call, in C
-(wgpy/io/_accel.c) over OpenSSL's libcrypto, TSO super-packets cut into segments, and the
-checksums of segments to be coalesced verified, with the GIL released for the batch; the
-headers of a batch read in one call, so that the device checks a batch at once; and, where it
-was built with libsodium's headers, a lone message (a ping's) sealed and opened over libsodium,
-as OpenSSL's setup for each call is most of what one packet costs it.
+(wgpy/io/_accel.c) over OpenSSL's libcrypto, TSO super-packets cut into segments, and segments
+merged when coalesced, with the GIL released for the batch; the headers of a batch read in one
+call, so that the device checks a batch at once; and, where it was built with libsodium's
+headers, a lone message (a ping's) sealed and opened over libsodium, as OpenSSL's setup for
+each call is most of what one packet costs it.
 
 wgpy/core/transport.py, ippacket.py, wgpy/io/vnet/segment.py and coalesce.py are the
 references, which this matches byte for byte (tests/unit/test_accel.py holds them to it); the
@@ -72,9 +72,9 @@ compiled_split: Callable[[Buffer, int, int, int, bool, bool], list[bytes]] | Non
 )
 
 
-# Its twin of coalesce._Run._merged and _checksums_valid at once: (headers, segments, header_len,
-# l4_start, pseudo-header sum below 2**64) -> the super-packet, whether each checksum holds.
-compiled_merge: Callable[[bytes, list[bytes], int, int, int], tuple[bytes, list[bool]]] | None = (
+# Its twin of coalesce._Run.build for a run of two or more: (segments, l4_start, header_len,
+# tcp) -> the super-packet behind its virtio-net header (_headers, then the payloads).
+compiled_merge: Callable[[list[bytes], int, int, bool], bytes] | None = (
     _accel.merge if in_use() else None
 )
 
@@ -141,6 +141,17 @@ class CompiledCipher:
                 for keypair, data in zip(keypairs, datagrams, strict=True)
             ]
         opened: list[bytes | None] = _accel.open(keys, datagrams, REJECT_AFTER_MESSAGES)
+        return opened
+
+    def open_all(
+        self, keypair: Keypair, datagrams: Sequence[bytes | memoryview]
+    ) -> list[bytes | None]:
+        if not keypair.receive_key:
+            return self.open([keypair] * len(datagrams), datagrams)
+        # The key itself, not a list of it: the C function takes one key for all.
+        opened: list[bytes | None] = _accel.open(
+            keypair.receive_key, datagrams, REJECT_AFTER_MESSAGES
+        )
         return opened
 
     def transport_run(self, datagrams: Sequence[bytes | memoryview]) -> tuple[int, int, int]:

@@ -41,7 +41,7 @@ from wgpy.io.device_lock import DeviceLock
 from wgpy.io.peer_hook import HookSettings, PeerHook
 from wgpy.io.tun import Tun
 from wgpy.io.tun_batches import OffloadTun, PlainTun
-from wgpy.io.tun_offload import TunOffloads, enable_offloads
+from wgpy.io.tun_offload import TunOffloads, enable_offloads, fit_super_packets_to_sends
 from wgpy.io.udp import open_udp, set_fwmark
 from wgpy.io.udp_batches import UdpBatches, enable_gro, supports_gso
 
@@ -134,6 +134,10 @@ class Interface:
             gso=offloads and all(supports_gso(s) for s in self._sockets),
             gro=offloads and all(enable_gro(s) for s in self._sockets),
         )
+        # Super-packets from the TUN are sized to UDP_SEGMENT sends while both offloads are on.
+        self._fit_sends = tun is not None and self._udp.gso
+        if self._fit_sends:
+            fit_super_packets_to_sends(self.tun, self.device.mtu)
         fd = self.tun.fileno()
         batches = PlainTun(fd) if tun is None else OffloadTun(fd, udp=tun.udp)
         self._datapath = DataPath(
@@ -252,6 +256,8 @@ class Interface:
             self._mtu_known = False
             return
         self._mtu_known = True
+        if mtu != self.device.mtu and self._fit_sends:
+            fit_super_packets_to_sends(self.tun, mtu)
         with self._lock:
             self.device.mtu = mtu
 

@@ -9,8 +9,9 @@ OTHER [name wg1]` moves it, and the file stays with the process that opened it (
 of putting a container behind a tunnel). So what is learnt about the interface comes through the
 file, never from a name looked up where it was born: TUNGETIFF gives its name now, or EBADFD once
 it is deleted wherever it lives; TUNGETDEVNETNS opens the namespace it is in now. An interface
-ioctl (the MTU) is made by that name through a socket opened in that namespace, by a short-lived
-thread that enters it, so the caller's threads stay where they are.
+ioctl (the MTU), or an rtnetlink request (the size of its super-packets), is made by that name
+through a socket opened in that namespace, by a short-lived thread that enters it, so the
+caller's threads stay where they are.
 
 Nothing of that namespace is kept between two ioctls: a socket held there would keep the
 namespace alive once deleted, and with it the interface (measured). For the same reason there is
@@ -48,6 +49,19 @@ DEFAULT_FLAGS: Final = IFF_TUN | IFF_NO_PI
 SIOCGIFMTU: Final = 0x8921
 SIOCSIFMTU: Final = 0x8922
 CLONE_NEWNET: Final = 0x40000000
+
+# rtnetlink (include/uapi/linux/netlink.h, rtnetlink.h, if_link.h): what `ip link set` sends.
+NETLINK_ROUTE: Final = 0
+RTM_NEWLINK: Final = 16
+NLMSG_ERROR: Final = 2
+NLM_F_REQUEST: Final = 0x01
+NLM_F_ACK: Final = 0x04
+IFLA_IFNAME: Final = 3
+IFLA_GSO_MAX_SEGS: Final = 40
+_NLMSGHDR = struct.Struct("=IHHII")
+_IFINFOMSG = struct.Struct("=BxHiII")
+_RTATTR = struct.Struct("=HH")
+_NLMSGERR = struct.Struct("=i")
 
 IFNAMSIZ: Final = 16
 MAX_PACKET_SIZE: Final = 65535
@@ -118,6 +132,28 @@ class Tun:
 
     def set_mtu(self, mtu: int) -> None:
         self._ifreq_int_ioctl(SIOCSIFMTU, mtu)
+
+    def set_gso_max_segs(self, segments: int) -> None:
+        """Cap the segments of a super-packet the kernel hands over (TSO, USO) at `segments`:
+        `ip link set dev NAME gso_max_segs SEGMENTS`, over rtnetlink in the interface's namespace
+        now. Raises OSError with the kernel's errno when refused (EPERM without CAP_NET_ADMIN)."""
+        with _socket_in_netns_of(
+            self._fd, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE
+        ) as sock:
+            name = self.current_name()
+            body = (
+                _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+                + _rtattr(IFLA_IFNAME, name.encode() + b"\0")
+                + _rtattr(IFLA_GSO_MAX_SEGS, struct.pack("=I", segments))
+            )
+            header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_NEWLINK,
+                                    NLM_F_REQUEST | NLM_F_ACK, 1, 0)  # fmt: skip
+            sock.send(header + body)  # to the kernel: a netlink socket's default destination
+            reply = sock.recv(4096)
+        _, kind, _, _, _ = _NLMSGHDR.unpack_from(reply)
+        error = -_NLMSGERR.unpack_from(reply, _NLMSGHDR.size)[0] if kind == NLMSG_ERROR else 0
+        if error:
+            raise OSError(error, os.strerror(error), name)
 
     def exists(self) -> bool:
         """Whether the interface still exists, in whatever namespace it now lives.
@@ -204,33 +240,45 @@ def describe(err: OSError) -> str:
     return f"{err.filename}: {reason}" if err.filename else reason
 
 
-def _socket_in_netns_of(tun_fd: int) -> socket.socket:
-    """A socket for interface ioctls (any socket takes them; an AF_INET datagram socket is always
-    available) in the namespace the TUN's interface is in now. Where that is the calling thread's
-    own, no thread is needed, nor the CAP_SYS_ADMIN that entering another one takes."""
+def _socket_in_netns_of(
+    tun_fd: int,
+    family: int = socket.AF_INET,
+    kind: int = socket.SOCK_DGRAM,
+    protocol: int = 0,
+) -> socket.socket:
+    """A socket in the namespace the TUN's interface is in now: by default one for interface
+    ioctls (any socket takes them; an AF_INET datagram socket is always available). Where that
+    namespace is the calling thread's own, no thread is needed, nor the CAP_SYS_ADMIN that
+    entering another one takes."""
     try:
         netns = fcntl.ioctl(tun_fd, TUNGETDEVNETNS)
     except OSError as err:
         if err.errno != errno.EINVAL:
             raise
         # Before Linux 5.2: the caller's namespace, where a moved interface is not found.
-        return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        return socket.socket(family, kind, protocol)
     try:
         if _same_file(os.fstat(netns), os.stat("/proc/thread-self/ns/net")):
-            return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            return socket.socket(family, kind, protocol)
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tun-netns") as thread:
-            return thread.submit(_socket_entering, netns).result()
+            return thread.submit(_socket_entering, netns, family, kind, protocol).result()
     finally:
         os.close(netns)
 
 
-def _socket_entering(netns: int) -> socket.socket:
+def _socket_entering(netns: int, family: int, kind: int, protocol: int) -> socket.socket:
     """In a thread of its own, which ends after: enter `netns` and open a socket there (a
     socket belongs to the namespace it was opened in for good)."""
     if _libc.setns(netns, CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
         raise OSError(code, f"cannot enter the interface's namespace: {os.strerror(code)}")
-    return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    return socket.socket(family, kind, protocol)
+
+
+def _rtattr(kind: int, value: bytes) -> bytes:
+    """A netlink attribute: its length and type, the value, padded to 4 bytes."""
+    length = _RTATTR.size + len(value)
+    return _RTATTR.pack(length, kind) + value + bytes(-length % 4)
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:

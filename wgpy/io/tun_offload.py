@@ -13,7 +13,9 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from wgpy.core.constants import TRANSPORT_MIN_SIZE
 from wgpy.io.tun import IFF_VNET_HDR, TUNGETIFF, Tun, open_tun
+from wgpy.io.udp_batches import datagrams_per_send
 
 log = logging.getLogger("wgpy")
 
@@ -61,6 +63,27 @@ def enable_offloads(tun: Tun) -> tuple[Tun, TunOffloads | None]:
     except OSError:
         return tun, TunOffloads(udp=False)
     return tun, TunOffloads(udp=True)
+
+
+def fit_super_packets_to_sends(tun: Tun, mtu: int) -> int | None:
+    """Cap the TUN's super-packets at the segments one UDP_SEGMENT send carries once sealed
+    (gso_max_segs), so that each goes out in one send and arrives in one UDP_GRO receive. At the
+    default 64 KiB, a 1420-byte MTU's TCP super-packet is 47 segments, which went out as 45 and 2
+    in two sends, received in two receives: per super-packet, a send and a receive (with their
+    system calls and Python) more than needed. Measured in one TCP flow between two wgpy
+    daemons: both daemons' CPU per GB 4.70 -> 4.44 s (three runs each, alternating).
+
+    A full segment is sealed into a datagram of its MTU plus the transport header and tag. The
+    segments of the super-packet become datagrams of that size, the last maybe shorter: the cap
+    is how many of them one send takes. Returns the cap, or None where the kernel refused it
+    (an old one, or without CAP_NET_ADMIN): the super-packets then stay as they were."""
+    segments = datagrams_per_send(mtu + TRANSPORT_MIN_SIZE)
+    try:
+        tun.set_gso_max_segs(segments)
+    except OSError as error:
+        log.debug("(%s) super-packets not capped at %d segments: %s", tun.name, segments, error)
+        return None
+    return segments
 
 
 def flags(tun: Tun) -> int:

@@ -54,6 +54,11 @@ Datagram = bytes | memoryview
 Received = tuple[list[Datagram], Endpoint, Local | None]
 
 
+def datagrams_per_send(size: int) -> int:
+    """How many datagrams of `size` bytes one UDP_SEGMENT send carries at most."""
+    return max(1, min(MAX_SEGMENTS, MAX_SEND // max(size, 1)))
+
+
 def supports_gso(sock: socket.socket) -> bool:
     """Whether the kernel knows UDP_SEGMENT (wireguard-go asks the same way)."""
     try:
