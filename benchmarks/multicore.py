@@ -69,7 +69,8 @@ from wgpy.lab.netns import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-PY_SPY = shutil.which("py-spy") or "/tmp/toolsvenv/bin/py-spy"
+# py-spy comes with wgpy[dev]: on the PATH, or beside the interpreter running this.
+PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
 
 SETTINGS = {
     "writers tun": "wgpy-writers-tun",
