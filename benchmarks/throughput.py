@@ -170,10 +170,8 @@ def describe(implementation: str) -> str:
     if implementation == "wgpy-pure":
         return "wgpy, offloads on, data path pure Python (WGPY_PURE=1)"
     if implementation.startswith("wgpy-writers-"):
-        on = IMPLEMENTATIONS[implementation][1]["WGPY_WRITERS"] == "1"
-        return (
-            f"wgpy, offloads on, writer threads {'on' if on else 'off'}, data path {accel.path()}"
-        )
+        writers = IMPLEMENTATIONS[implementation][1]["WGPY_WRITERS"]
+        return f"wgpy, offloads on, WGPY_WRITERS={writers}, data path {accel.path()}"
     return f"wgpy, offloads on, data path {accel.path()}"
 
 

@@ -90,6 +90,9 @@ WGPY = _wgpy()
 STANDING_IN = WGPY.command != WGPY_MODULE
 # wgpy on its pure-Python data path, the reference the compiled accelerator is held to.
 WGPY_PURE = Implementation("wgpy-pure", WGPY.command, (("WGPY_PURE", "1"),))
+# wgpy with a writer thread for the TUN and one for the sockets (wgpy/io/writers.py), which by
+# default only machines of four CPUs or more run.
+WGPY_WRITERS = Implementation("wgpy-writers", WGPY.command, (("WGPY_WRITERS", "tun,udp"),))
 
 
 PAIRS = [
@@ -97,11 +100,12 @@ PAIRS = [
     pytest.param((WGPY, WIREGUARD_GO), id="wgpy-wireguard-go"),
 ]
 # The pairs again with one end on the pure path, facing the accelerated end and wireguard-go:
-# for the data-path tests, which CI runs both ways (issue 19).
+# for the data-path tests, which CI runs both ways (issue 19); and one end with writer threads.
 DATA_PATH_PAIRS = [
     *PAIRS,
     pytest.param((WGPY_PURE, WGPY), id="wgpy_pure-wgpy"),
     pytest.param((WGPY_PURE, WIREGUARD_GO), id="wgpy_pure-wireguard-go"),
+    pytest.param((WGPY_WRITERS, WIREGUARD_GO), id="wgpy_writers-wireguard-go"),
 ]
 
 

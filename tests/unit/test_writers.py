@@ -135,7 +135,7 @@ def test_stop_writes_what_was_handed_over_and_a_stopped_writer_writes_at_once(
     assert written[-1] == (4, threading.current_thread().name)
 
 
-def test_the_writers_are_the_destinations_set_or_by_default_the_tuns_where_two_cpus_may_run(
+def test_the_writers_are_the_destinations_set_or_by_default_the_tuns_where_four_cpus_may_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert writers_wanted({"WGPY_WRITERS": "tun"}) == {"tun"}
@@ -147,4 +147,6 @@ def test_the_writers_are_the_destinations_set_or_by_default_the_tuns_where_two_c
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
     assert writers_wanted({}) == set()
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    assert writers_wanted({}) == set()
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
     assert writers_wanted({}) == {"tun"}

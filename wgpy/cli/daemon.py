@@ -12,7 +12,7 @@ hooks at once, each given WGPY_PEER_HOOK_TIMEOUT seconds (default 2). WGPY_OFFLO
 one packet per system call each way (no TSO, GSO or GRO: the benchmarks' baseline),
 WGPY_PURE=1 to the pure-Python data path (wgpy/io/accel.py), and WGPY_WRITERS=tun, udp,
 tun,udp or none names the destinations the data path writes to from threads of their own (by
-default the TUN, where two CPUs may run the daemon: see wgpy/io/datapath.py).
+default the TUN, where four CPUs may run the daemon: see wgpy/io/datapath.py).
 """
 
 from __future__ import annotations

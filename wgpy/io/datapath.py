@@ -1,46 +1,38 @@
-"""The data path: a thread between the TUN, the device and the UDP sockets, and a writer
-thread for the TUN.
+"""The data path: a thread between the TUN, the device and the UDP sockets, and where cores
+allow, a writer thread for the TUN.
 
 The thread waits until the TUN or a socket is readable, then carries one batch from each that
 is: from the TUN, what one wake-up reads, through the device and out as datagrams; from a socket,
 what one source sent (with UDP_GRO), through the device and out as packets written to the TUN
 (and any datagrams, such as handshake replies).
 
-Where two CPUs may run the daemon, the writes to the TUN are handed to a writer thread
-(writers.py) and the data path's thread goes on with the next batch while the kernel's TCP
-receive, which runs inside the TUN write with the GIL released, uses the other core. A batch
-under HANDOVER_BYTES (a ping's packet, a few ACKs) is written here when the writer is idle: a
-handover costs a wake-up, more than such a write. A writer per destination keeps the order,
-and its queue is short: when it is full this thread waits, so nothing queues without bound.
+With writers (writers.py: by default where four CPUs may run the daemon, or as WGPY_WRITERS
+says), the writes to the TUN are handed to a writer thread, and this thread goes on with the
+next batch while the kernel's TCP receive, which runs inside the TUN write with the GIL
+released, uses another core. A batch under HANDOVER_BYTES (a ping's packet, a few ACKs) is
+written here when the writer is idle: a handover costs a wake-up, more than such a write. A
+writer per destination keeps the order, and its queue is short: when it is full this thread
+waits, so nothing queues without bound.
 
-Why the TUN's writes and not the rest (py-spy, a daemon serving two flows, writers off): of the
-data path's time receiving, 31-45% is the TUN write and 17-23% the open; sending, 29% the seal,
-24% the UDP_SEGMENT send, 8% the TUN read. benchmarks/multicore.py (one daemon, two peers, two
-flows at once; 2 runs of 4 interleaved rounds, load 7-10 on 2 cores), writers for the TUN
-against none: receiving, the data path's thread spends 0.25-0.26 CPU-s per Gbit/s against
-0.38-0.40 and the daemon 0.33-0.35 against 0.38-0.40 in all; sending, the writer stays idle and
-the figures are the same (0.32-0.35). A writer for the sockets too (WGPY_WRITERS=tun,udp) took
-a tenth off the sending thread (0.28-0.30 against 0.31-0.33) but cost the daemon 0.38 against
-0.31-0.33 in all, so it is off by default: worth it only for one daemon bound by its sending thread
-on a machine with idle cores. A seal/open worker would move less than the TUN writer (the open
-is half the TUN write) with two handovers a batch, there and back in order, and the sealing is
-the device's, under its lock. Throughput under that load moved by +-40% between rounds of the
-same setting, so the CPU figures are the ones to trust; benchmarks/throughput.py, wgpy<->wgpy,
-2 rounds: one TCP flow 0.93 and 0.97 Gbit/s against 0.60 and 0.62, both ways 1.29 against 0.59,
-5.55 against 5.74 CPU-s per GB (both daemons). Ping takes no handover (benchmarks/latency.py:
-0.185 and 0.628 ms against 0.222 and 0.620, pings 2 and 20 ms apart).
+The figures behind the rule, on the 2-core machine measured (quiet, 2026-12). py-spy, writers
+off: of this thread's time receiving, 31-45% is the TUN write and 17-23% the open; sending, 29%
+the seal and 24% the UDP_SEGMENT send, so the TUN's writes are the ones worth moving (a
+seal/open worker would move less, with two handovers a batch). benchmarks/multicore.py, one
+daemon serving two flows to two peers, 3 rounds: receiving, the TUN's writer took this thread
+from 0.76 to 0.65 of a core, which raises what one daemon can do with free cores (its bound,
+from the busiest thread: 4.5 against 3.95 Gbit/s), but cost 0.83 against 0.76 CPU-s/s in all;
+with both cores busy (the peers and iperf3 ran on them), throughput fell: 2.92 against 3.01
+Gbit/s receiving, 2.70 against 2.81 sending. benchmarks/throughput.py (2 rounds): wgpy<->wgpy
+2.9/2.86 against 3.1/3.12 Gbit/s one flow each way, 4.39 against 4.26 CPU-s per GB; wgpy with
+wireguard-go sending to it, 1.44 against 1.80 Gbit/s. So on 2 CPUs there are no writers; from 4
+on, a core is left for the writer beside the data path and one other busy process. A writer
+for the sockets (WGPY_WRITERS=tun,udp) cost more than it moved in every figure (2.51 against
+2.70 Gbit/s sending): it is there by choice, for a daemon bound by its sending thread on a
+machine with idle cores.
 
 In 2026-11, with the GIL held for all the work, a thread per direction lost to one thread in
 every figure (1.43 against 1.53-1.67 Gbit/s in one TCP flow): each handover of the GIL cost a
-wake-up, and the other thread had little to do without the GIL. Now the accelerator seals and
-opens a batch with the GIL released, and the writer's work is nearly all in the kernel.
-
-The rule for larger machines: the TUN's writer from 2 CPUs on (writers.WRITERS_MIN_CPUS), since
-it pays on 2 and more cores only leave the writer more room; the sockets' writer by choice. One
-daemon is bound by its busiest thread and by the GIL: benchmarks/multicore.py prints both bounds
-from the figures of the machine it runs on (here, for 16 cores: receiving 3.8-4.1 Gbit/s with
-the TUN's writer against 2.6-2.8 without, bound by the data path's thread; sending 3.0-3.2
-either way).
+wake-up, and the other thread had little to do without the GIL.
 
 The device is not thread-safe: every call into it holds `lock`, which the configuration socket
 and the timers (in the interface's own thread) take too. Beyond the writers' short queues,

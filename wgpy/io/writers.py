@@ -35,8 +35,10 @@ DESTINATIONS: Final = frozenset({TUN, UDP})
 # The writers by default (datapath.py says why the sockets' is not among them).
 DEFAULT: Final = frozenset({TUN})
 # The CPUs a process needs before writers are on by default: a writer only pays while it runs
-# beside the data path's thread, on a core of its own.
-WRITERS_MIN_CPUS: Final = 2
+# beside the data path's thread on a core of its own. On 2 CPUs, busy with both ends of the
+# flows, it lost (datapath.py); 4 leave it a core beside the data path and one other busy
+# process, but were not measured: this is the rule's guess.
+WRITERS_MIN_CPUS: Final = 4
 # Batches handed over and not yet written (the one being written among them), at most, per
 # writer: enough to keep the writer busy while the data path prepares the next, few enough that
 # they hold ~0.5 MB.
