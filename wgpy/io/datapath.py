@@ -6,13 +6,13 @@ is: from the TUN, what one wake-up reads, through the device and out as datagram
 what one source sent (with UDP_GRO), through the device and out as packets written to the TUN
 (and any datagrams, such as handshake replies).
 
-With writers (writers.py: by default where four CPUs may run the daemon, or as WGPY_WRITERS
-says), the writes to the TUN are handed to a writer thread, and this thread goes on with the
-next batch while the kernel's TCP receive, which runs inside the TUN write with the GIL
-released, uses another core. A batch under HANDOVER_BYTES (a ping's packet, a few ACKs) is
-written here when the writer is idle: a handover costs a wake-up, more than such a write. A
-writer per destination keeps the order, and its queue is short: when it is full this thread
-waits, so nothing queues without bound.
+With writers (writers.py: by default the TUN's, where four CPUs may run the daemon; or those
+WGPY_WRITERS names), the writes to the TUN, or the sockets, are handed to a writer thread each,
+and this thread goes on with the next batch while the kernel's work in the write (its TCP
+receive, in a TUN write), which runs with the GIL released, uses another core. A batch under
+HANDOVER_BYTES (a ping's packet, a few ACKs) is written here when the writer is idle: a
+handover costs a wake-up, more than such a write. A writer per destination keeps the order,
+and its queue is short: when it is full this thread waits, so nothing queues without bound.
 
 The figures behind the rule, on the 2-core machine measured (quiet, 2026-12). py-spy, writers
 off: of this thread's time receiving, 31-45% is the TUN write and 17-23% the open; sending, 29%
