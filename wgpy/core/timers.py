@@ -41,11 +41,11 @@ class TimerQueue:
     bound: the entry's timer may since have been disarmed or re-armed later, and the entry is
     filed again at the peer's true next deadline only once it comes due (`pop_due`). Keeping it
     exact cost a pop and a push on almost every call in request/response traffic, where
-    send_keepalive and new_handshake are armed and disarmed by turns (~5% of the rootless
-    proxy's Python per connect); waking early costs a wake that finds nothing due, at most once
-    per KEEPALIVE_TIMEOUT or so a peer. An entry goes stale when its peer pushes a sooner one or
-    stops; stale entries are dropped as they come up, and all at once when they are half the
-    heap, so that removed peers do not linger in it.
+    send_keepalive and new_handshake are armed and disarmed by turns (4% of the rootless
+    proxy's instructions a SOCKS5 connect); waking early costs a wake that finds nothing due,
+    at most once per KEEPALIVE_TIMEOUT or so a peer. An entry goes stale when its peer pushes a
+    sooner one or stops; stale entries are dropped as they come up, and all at once when they
+    are half the heap, so that removed peers do not linger in it.
     """
 
     def __init__(self) -> None:
@@ -58,8 +58,8 @@ class TimerQueue:
         return len(self._heap)
 
     def next_deadline(self) -> float | None:
-        """No later than the earliest deadline armed on any peer (None: none is armed), and no
-        earlier than the earliest entry: its caller may wake early, never late."""
+        """The soonest entry's deadline: never later than the earliest deadline armed on any
+        peer, sometimes earlier (see the class); None only when none is armed."""
         heap = self._heap
         while heap:
             deadline, _, timers = heap[0]
