@@ -271,6 +271,8 @@ class Device:
         return actions
 
     def next_timer(self) -> float | None:
+        """When to call `handle_timer` next: never later than a timer is due, sometimes
+        earlier (a timer since disarmed or re-armed later), when that call finds nothing due."""
         return self._timers.next_deadline()
 
     def forget_local(self, local: Local) -> None:

@@ -171,17 +171,19 @@ class RootlessDataPath:
             self._wake = None
         now, wall = self.loop.time(), time.time()
         stack = self.stack
+        news = False
         self._running = True
         try:
             self._carry_out(actions, now)
             for _ in range(PASSES):
                 self._dispatch()
                 self._exchange(now, wall)
-                if not stack.has_events:
+                news = stack.has_events
+                if not news:
                     break
         finally:
             self._running = False
-        if stack.has_events:
+        if news:
             self.wake()  # news that keeps coming: the rest in a turn of its own
         self._rearm()
 
