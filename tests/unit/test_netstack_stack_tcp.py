@@ -15,6 +15,7 @@ from scapy.layers.inet6 import IPv6
 
 from wgpy.io.vnet import segment
 from wgpy.netstack import ip, tcp_segment
+from wgpy.netstack import stack as stack_module
 from wgpy.netstack.drops import Drop
 from wgpy.netstack.stack import SYN_BACKLOG, Listener, Stack
 from wgpy.netstack.tcp import TcpConnection, TcpDrop, TcpEvent, TcpState
@@ -111,6 +112,48 @@ def test_the_next_deadline_is_the_earliest_a_connection_still_has_armed() -> Non
     link.settle()  # the FIN carries that ACK, and the server's ACK stops the FIN's RTO
     assert client.state is TcpState.FIN_WAIT_2
     assert link.a.next_deadline() is client.next_deadline() is None
+
+
+def closed_into_time_wait(link: Link, client: TcpConnection, server: TcpConnection) -> None:
+    client.close()  # the client closes first, so its end waits in TIME-WAIT
+    link.a.wake(client)
+    link.settle()
+    server.close()
+    link.b.wake(server)
+    link.settle()
+    assert client.state is TcpState.TIME_WAIT
+
+
+def test_a_port_in_time_wait_towards_one_service_is_free_towards_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stack_module, "EPHEMERAL_PORTS", range(50000, 50002))
+    link = Link()
+    listeners = link.b.tcp_listen(80), link.b.tcp_listen(81)
+    for _ in range(2):
+        client = link.a.tcp_connect(B4, 80, link.now)
+        link.settle()
+        closed_into_time_wait(link, client, accepted(listeners[0]))
+    with pytest.raises(OSError, match="no free port"):
+        link.a.tcp_connect(B4, 80, link.now)  # both four-tuples still wait
+    other = link.a.tcp_connect(B4, 81, link.now)
+    link.settle()
+    assert other.state is TcpState.ESTABLISHED
+    assert other.local.port in (50000, 50001)
+    link.settle(until=link.now + 61)  # past TIME-WAIT: the ports are free towards port 80 again
+    assert link.a.tcp_connect(B4, 80, link.now).local.port in (50000, 50001)
+
+
+def test_a_connect_finds_the_last_free_port_and_never_a_listening_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stack_module, "EPHEMERAL_PORTS", range(50000, 50004))
+    stack = Stack([A4], mtu=1420, rng=random.Random(5))
+    stack.tcp_listen(50001)
+    taken = {stack.tcp_connect(B4, 80, 0.0).local.port for _ in range(3)}
+    assert taken == {50000, 50002, 50003}
+    with pytest.raises(OSError, match="no free port"):
+        stack.tcp_connect(B4, 80, 0.0)
 
 
 def test_a_syn_to_a_port_nobody_listens_on_is_refused_by_rst() -> None:
