@@ -101,55 +101,61 @@ static int aead_start(Aead *aead, const unsigned char *message) {
     return EVP_CipherInit_ex(aead->cipher, NULL, NULL, NULL, iv, -1) == 1;
 }
 
-/* The tag of `length` bytes of ciphertext under the one-time `key`. The zeros to a multiple of
- * 16 and the two lengths go in as one update, from one buffer. */
-static int aead_tag(Aead *aead, const unsigned char *key, const unsigned char *ciphertext,
-                    Py_ssize_t length, unsigned char tag[TAG_SIZE]) {
-    unsigned char lengths[2 * PADDING_MULTIPLE] = {0};
+/* Room after the ciphertext for the rest of what Poly1305 reads: zeros to a multiple of 16 and
+ * the two lengths. */
+#define TAIL_ROOM (2 * PADDING_MULTIPLE)
+
+/* The tag of the `length` bytes of ciphertext at `text` under the one-time `key`. The rest of
+ * Poly1305's input is written into the TAIL_ROOM bytes after them, so that it all goes in as
+ * one update: a second, however short, costs ~170 ns, as OpenSSL's vector Poly1305 sets up
+ * again for it (a 1424-byte message sealed in 707 ns against 879). */
+static int aead_tag(Aead *aead, const unsigned char *key, unsigned char *text, Py_ssize_t length,
+                    unsigned char tag[TAG_SIZE]) {
     size_t padding = (PADDING_MULTIPLE - length % PADDING_MULTIPLE) % PADDING_MULTIPLE, written;
-    put_le64(lengths + padding + 8, (uint64_t)length);
+    memset(text + length, 0, padding + 8);  /* and the additional data's length, 0 */
+    put_le64(text + length + padding + 8, (uint64_t)length);
     return EVP_MAC_init(aead->mac, key, POLY1305_KEY_SIZE, NULL) == 1 &&
-           (!length || EVP_MAC_update(aead->mac, ciphertext, (size_t)length) == 1) &&
-           EVP_MAC_update(aead->mac, lengths, padding + 16) == 1 &&
+           EVP_MAC_update(aead->mac, text, (size_t)length + padding + 16) == 1 &&
            EVP_MAC_final(aead->mac, tag, &written, TAG_SIZE) == 1;
 }
 
 /* Seals the `length` bytes of `packet`, zero-padded to `padded`, into the message at `out`
- * (its header written). Block 0 and the data go through ChaCha20 in one update, in place in
- * `scratch` (64 + `padded` bytes), and are copied out: a 64-byte update of its own costs ~70 ns
- * more than the two copies, as one block alone runs at its rounds' latency. */
+ * (its header written), through `scratch` (64 + `padded` + TAIL_ROOM bytes): block 0 and the
+ * data go through ChaCha20 in one update there, in place, as a 64-byte update of its own costs
+ * ~60 ns more than the copies in and out (one block alone runs at its rounds' latency). */
 static int seal_one(Aead *aead, unsigned char *scratch, unsigned char *out,
                     const unsigned char *packet, Py_ssize_t length, Py_ssize_t padded) {
-    unsigned char *body = out + HEADER_SIZE;
+    unsigned char *body = out + HEADER_SIZE, *text = scratch + BLOCK_SIZE;
     int written, sealed;
     memset(scratch, 0, BLOCK_SIZE);
-    memcpy(scratch + BLOCK_SIZE, packet, length);
-    memset(scratch + BLOCK_SIZE + length, 0, padded - length);
+    memcpy(text, packet, length);
+    memset(text + length, 0, padded - length);
     sealed = aead_start(aead, out) &&
              EVP_CipherUpdate(aead->cipher, scratch, &written, scratch,
-                              (int)(BLOCK_SIZE + padded)) == 1;
-    memcpy(body, scratch + BLOCK_SIZE, padded);
-    sealed = sealed && aead_tag(aead, scratch, body, padded, body + padded);
+                              (int)(BLOCK_SIZE + padded)) == 1 &&
+             aead_tag(aead, scratch, text, padded, body + padded);
     OPENSSL_cleanse(scratch, BLOCK_SIZE);
+    memcpy(body, text, padded);
     return sealed;
 }
 
-/* 1 when the tag holds (the plaintext is then in `out`), 0 when not. The tag is checked before
- * anything is decrypted, so that a forgery costs one Poly1305 pass and no ChaCha20 beyond
- * block 0. */
-static int open_one(Aead *aead, unsigned char *out, const unsigned char *message,
-                    Py_ssize_t length) {
+/* 1 when the tag holds (the plaintext is then in `out`), 0 when not, through `scratch` (the
+ * ciphertext's length + TAIL_ROOM bytes). The tag is checked before anything is decrypted, so
+ * that a forgery costs one Poly1305 pass and ChaCha20's block 0; what is decrypted is the copy
+ * that was authenticated, whatever another thread does to the datagram's buffer meanwhile. */
+static int open_one(Aead *aead, unsigned char *scratch, unsigned char *out,
+                    const unsigned char *message, Py_ssize_t length) {
     static const unsigned char zeros[BLOCK_SIZE];
     unsigned char block[BLOCK_SIZE], tag[TAG_SIZE];
-    const unsigned char *ciphertext = message + HEADER_SIZE;
     Py_ssize_t sealed = length - HEADER_SIZE - TAG_SIZE;
     int written, authentic;
+    memcpy(scratch, message + HEADER_SIZE, sealed);
     authentic = aead_start(aead, message) &&
                 EVP_CipherUpdate(aead->cipher, block, &written, zeros, BLOCK_SIZE) == 1 &&
-                aead_tag(aead, block, ciphertext, sealed, tag);
+                aead_tag(aead, block, scratch, sealed, tag);
     OPENSSL_cleanse(block, BLOCK_SIZE);
-    if (!authentic || CRYPTO_memcmp(tag, ciphertext + sealed, TAG_SIZE) != 0) return 0;
-    return !sealed || EVP_CipherUpdate(aead->cipher, out, &written, ciphertext, (int)sealed) == 1;
+    if (!authentic || CRYPTO_memcmp(tag, message + length - TAG_SIZE, TAG_SIZE) != 0) return 0;
+    return !sealed || EVP_CipherUpdate(aead->cipher, out, &written, scratch, (int)sealed) == 1;
 }
 
 /* Views of a sequence's items, held while the GIL is released. */
@@ -210,7 +216,7 @@ static PyObject *accel_seal(PyObject *module, PyObject *args) {
     for (Py_ssize_t i = 0; i < views.count; i++) {
         Py_ssize_t padded = padded_length(views.views[i].len, mtu);
         PyObject *message = PyBytes_FromStringAndSize(NULL, HEADER_SIZE + padded + TAG_SIZE);
-        if (message == NULL || padded > INT_MAX - BLOCK_SIZE) {
+        if (message == NULL || padded > INT_MAX - BLOCK_SIZE - TAIL_ROOM) {
             Py_XDECREF(message);
             Py_CLEAR(messages);
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "packet too long");
@@ -223,7 +229,7 @@ static PyObject *accel_seal(PyObject *module, PyObject *args) {
         PyList_SET_ITEM(messages, i, message);
         if (padded > longest) longest = padded;
     }
-    scratch = PyMem_Malloc(BLOCK_SIZE + longest);
+    scratch = PyMem_Malloc(BLOCK_SIZE + longest + TAIL_ROOM);
     if (scratch == NULL) {
         Py_CLEAR(messages);
         PyErr_NoMemory();
@@ -265,8 +271,9 @@ static PyObject *accel_open(PyObject *module, PyObject *args) {
     PyObject *keys, *datagrams, *fast_keys = NULL, *fast_data = NULL, *plaintexts = NULL;
     const unsigned char **key_of = NULL;
     char *opened = NULL;
+    unsigned char *scratch = NULL;
     Views views = {0, NULL};
-    Py_ssize_t count;
+    Py_ssize_t count, longest = 0;
     int failed = 0;
     if (!PyArg_ParseTuple(args, "OOK:open", &keys, &datagrams, &limit)) return NULL;
     /* One key for all (a run under one keypair) spares the caller a list of it. */
@@ -290,7 +297,7 @@ static PyObject *accel_open(PyObject *module, PyObject *args) {
     }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *key = one_key ? keys : PySequence_Fast_GET_ITEM(fast_keys, i);
-        Py_ssize_t length = views.views[i].len;
+        Py_ssize_t length = views.views[i].len, sealed = length - HEADER_SIZE - TAG_SIZE;
         if (key != Py_None && (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) != KEY_SIZE)) {
             PyErr_SetString(PyExc_ValueError, "a key must be 32 bytes or None");
             Py_CLEAR(plaintexts);
@@ -300,7 +307,8 @@ static PyObject *accel_open(PyObject *module, PyObject *args) {
         if (key != Py_None && length >= HEADER_SIZE + TAG_SIZE && length <= INT_MAX &&
             counter_of(views.views[i].buf) < limit) {
             key_of[i] = (const unsigned char *)PyBytes_AS_STRING(key);
-            plaintext = PyBytes_FromStringAndSize(NULL, length - HEADER_SIZE - TAG_SIZE);
+            if (sealed > longest) longest = sealed;
+            plaintext = PyBytes_FromStringAndSize(NULL, sealed);
             if (plaintext == NULL) {
                 Py_CLEAR(plaintexts);
                 goto release;
@@ -309,6 +317,12 @@ static PyObject *accel_open(PyObject *module, PyObject *args) {
             Py_INCREF(plaintext);
         }
         PyList_SET_ITEM(plaintexts, i, plaintext);
+    }
+    scratch = PyMem_Malloc(longest + TAIL_ROOM);
+    if (scratch == NULL) {
+        Py_CLEAR(plaintexts);
+        PyErr_NoMemory();
+        goto release;
     }
     Py_BEGIN_ALLOW_THREADS
     Aead aead;
@@ -324,7 +338,7 @@ static PyObject *accel_open(PyObject *module, PyObject *args) {
             current = key_of[i];
         }
         unsigned char *out = (unsigned char *)PyBytes_AS_STRING(PyList_GET_ITEM(plaintexts, i));
-        opened[i] = (char)open_one(&aead, out, views.views[i].buf, views.views[i].len);
+        opened[i] = (char)open_one(&aead, scratch, out, views.views[i].buf, views.views[i].len);
     }
     aead_free(&aead);
     Py_END_ALLOW_THREADS
@@ -336,7 +350,7 @@ static PyObject *accel_open(PyObject *module, PyObject *args) {
     for (Py_ssize_t i = 0; i < count; i++) {
         if (key_of[i] != NULL && !opened[i]) {
             Py_INCREF(Py_None);
-            PyList_SetItem(plaintexts, i, Py_None);  /* drops the unauthenticated bytes */
+            PyList_SetItem(plaintexts, i, Py_None);  /* drops the bytes a forgery left unfilled */
         }
     }
 release:
@@ -344,6 +358,7 @@ release:
 done:
     PyMem_Free(key_of);
     PyMem_Free(opened);
+    PyMem_Free(scratch);
     Py_XDECREF(fast_keys);
     Py_XDECREF(fast_data);
     return plaintexts;
