@@ -1,5 +1,6 @@
 /* The optional accelerator: WireGuard transport messages sealed and opened a whole batch per
- * call, with OpenSSL's EVP ChaCha20-Poly1305 and the GIL released for the batch.
+ * call, with ChaCha20-Poly1305 composed from OpenSSL's ChaCha20 and Poly1305 and the GIL
+ * released for the batch.
  *
  * Byte loops only: counters, replay checks and keypair choice stay in Python (wgpy/io/accel.py
  * wraps this module; wgpy/core/transport.py is the reference it must match byte for byte). The
@@ -51,14 +52,16 @@ static Py_ssize_t padded_length(Py_ssize_t length, Py_ssize_t mtu) {
 /* -- ChaCha20-Poly1305, composed ------------------------------------------------------------
  *
  * RFC 8439 section 2.8 with empty additional data, over OpenSSL's ChaCha20 and Poly1305 rather
- * than its ChaCha20-Poly1305 cipher: the AEAD's provider spends about half of what a 1424-byte
- * message costs in its per-message init and final (OpenSSL 3.0.19, AVX-512), while ChaCha20
- * re-keyed with a nonce and a Poly1305 MAC keyed per message are cheap to start. The one-time
- * Poly1305 key is the first 32 bytes of ChaCha20's block 0 under the nonce, the data is XORed
- * from block 1 on, and the tag is Poly1305(ciphertext, zeros to a multiple of 16, le64 of the
- * additional data's length (0), le64 of the ciphertext's). A 1424-byte message sealed costs
- * ~870 ns against ~1080 through the AEAD, opened ~900 against ~950, and a forgery ~500 against
- * ~950, as only its tag is computed (C microbenchmark, min of 60 rounds of 2000 interleaved). */
+ * than its ChaCha20-Poly1305 cipher, whose provider spends about half of what a 1420-byte
+ * message costs in its per-message init and final (OpenSSL 3.0.19, AVX-512): ChaCha20 given a
+ * new nonce and Poly1305 given a new key are cheap to start. The one-time Poly1305 key is the
+ * first 32 bytes of ChaCha20's block 0 under the nonce, the data is XORed from block 1 on, and
+ * the tag is Poly1305(ciphertext, zeros to a multiple of 16, le64 of the additional data's
+ * length (0), le64 of the ciphertext's). A 1420-byte message at a 1420 MTU is sealed in 706 ns
+ * (1126 through the AEAD), opened in 788 (1002), and a forgery refused in 372 (989), as only
+ * its tag is computed (C microbenchmark, min of 60 interleaved rounds of 2000); a TSO
+ * super-packet through both data paths, 46 segments, takes 150 us against 180
+ * (benchmarks/core.py, medians of 6 interleaved runs). */
 
 #define BLOCK_SIZE 64  /* ChaCha20's: block 0 makes the Poly1305 key, the data starts at 1 */
 #define POLY1305_KEY_SIZE 32
@@ -836,11 +839,12 @@ done:
 /* -- lone messages, over libsodium ------------------------------------------------------- */
 
 /* A ping's packet comes alone, 20 ms after the last, to caches that have forgotten the data
- * path: OpenSSL's EVP sets up a context and goes through its provider's layers for each call,
+ * path: OpenSSL's EVP sets up contexts and goes through its provider's layers for each call,
  * which a batch shares but a lone packet pays in full. libsodium's one-shot functions take the
  * key and nonce as arguments and touch little more than the bytes. One 84-byte packet, caches
- * emptied before each call: 59 us to seal through `seal` (cryptography: 73), 28 through
- * seal_lone; to open, 60 (63) against 28; warm, 1.5 (2.0) against 0.7 us. Built only where
+ * emptied before each call (a 32 MiB copy): 17 us to seal through `seal` (19 through the AEAD
+ * it used before), 8 through seal_lone; to open, 16 against 8; warm, 0.75 (1.2) against
+ * 0.48 us; the same from 32 to 128 bytes (2026-12, load average 2 on 2 CPUs). Built only where
  * libsodium's headers were found (setup.py defines WGPY_SODIUM); the GIL is kept, as one
  * packet's work is shorter than a handover to another thread. */
 #ifdef WGPY_SODIUM
