@@ -60,8 +60,8 @@ static Py_ssize_t padded_length(Py_ssize_t length, Py_ssize_t mtu) {
  * length (0), le64 of the ciphertext's). A 1420-byte message at a 1420 MTU is sealed in 706 ns
  * (1126 through the AEAD), opened in 788 (1002), and a forgery refused in 372 (989), as only
  * its tag is computed (C microbenchmark, min of 60 interleaved rounds of 2000); a TSO
- * super-packet through both data paths, 46 segments, takes 150 us against 180
- * (benchmarks/core.py, medians of 6 interleaved runs). */
+ * super-packet through both data paths, 46 segments, takes 146 us against 178
+ * (benchmarks/core.py, medians of 8 interleaved runs, load average 2 on 2 CPUs). */
 
 #define BLOCK_SIZE 64  /* ChaCha20's: block 0 makes the Poly1305 key, the data starts at 1 */
 #define POLY1305_KEY_SIZE 32
