@@ -59,8 +59,9 @@ static Py_ssize_t padded_length(Py_ssize_t length, Py_ssize_t mtu) {
  * the tag is Poly1305(ciphertext, zeros to a multiple of 16, le64 of the additional data's
  * length (0), le64 of the ciphertext's). A 1420-byte message at a 1420 MTU is sealed in 706 ns
  * (1126 through the AEAD), opened in 788 (1002), and a forgery refused in 372 (989), as only
- * its tag is computed (C microbenchmark, min of 60 interleaved rounds of 2000); a TSO
- * super-packet through both data paths, 46 segments, takes 146 us against 178
+ * its tag is computed (C microbenchmark, min of 60 interleaved rounds of 2000; with AVX-512
+ * masked off, OPENSSL_ia32cap=:~0x10000: sealed in 787 against 879, opened in 834 against
+ * 885). A TSO super-packet through both data paths, 46 segments, takes 146 us against 178
  * (benchmarks/core.py, medians of 8 interleaved runs, load average 2 on 2 CPUs). */
 
 #define BLOCK_SIZE 64  /* ChaCha20's: block 0 makes the Poly1305 key, the data starts at 1 */
@@ -111,7 +112,7 @@ static int aead_start(Aead *aead, const unsigned char *message) {
 /* The tag of the `length` bytes of ciphertext at `text` under the one-time `key`. The rest of
  * Poly1305's input is written into the TAIL_ROOM bytes after them, so that it all goes in as
  * one update: a second, however short, costs ~170 ns, as OpenSSL's vector Poly1305 sets up
- * again for it (a 1424-byte message sealed in 707 ns against 879). */
+ * again for it (a 1420-byte message sealed in 706 ns against 879). */
 static int aead_tag(Aead *aead, const unsigned char *key, unsigned char *text, Py_ssize_t length,
                     unsigned char tag[TAG_SIZE]) {
     size_t padding = (PADDING_MULTIPLE - length % PADDING_MULTIPLE) % PADDING_MULTIPLE, written;
