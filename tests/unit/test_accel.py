@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from strategies import keys32
 
 from wgpy.core import ippacket
-from wgpy.core.constants import REJECT_AFTER_MESSAGES, TRANSPORT_HEADER_SIZE
+from wgpy.core.constants import AEAD_TAG_SIZE, REJECT_AFTER_MESSAGES, TRANSPORT_HEADER_SIZE
 from wgpy.core.endpoint import Endpoint
 from wgpy.core.ippacket import ipv4_packet, ipv6_packet
 from wgpy.core.keypair import Keypair
@@ -117,6 +117,25 @@ def test_a_run_opens_under_one_keypair_as_under_that_keypair_for_each(
     cipher = accel.CompiledCipher()
     expected = cipher.open([receiver] * len(datagrams), datagrams)
     assert cipher.open_all(receiver, datagrams) == expected
+
+
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 17, 1419, 1420])
+def test_a_message_opens_whole_and_not_with_one_tag_byte_changed(length: int) -> None:
+    """The compiled open computes the tag itself and compares all 16 bytes: a copy whose tag
+    differs only in its first, or only in its last, byte is refused. The lengths reach the
+    empty packet (a 32-byte message, no ciphertext), one block and a byte either side, and a
+    packet that fills a 1420-byte MTU, whose ciphertext (not padded to 16) Poly1305 pads."""
+    key = os.urandom(32)
+    packet = os.urandom(length)
+    (message,) = encrypt_packets(keypair(key, key, 7, 5), [packet], 1420)
+    forgeries = []
+    for at in (-AEAD_TAG_SIZE, -1):
+        forged = bytearray(message)
+        forged[at] ^= 0x80
+        forgeries.append(bytes(forged))
+    opened = accel.CompiledCipher().open_all(keypair(key, key), [message, *forgeries])
+    assert opened == [decrypt_packet(keypair(key, key), 5, message[16:]), None, None]
+    assert opened[0] is not None and opened[0][:length] == packet
 
 
 def test_a_keypair_without_raw_keys_takes_the_pure_path() -> None:
