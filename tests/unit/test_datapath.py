@@ -1,6 +1,7 @@
-"""The data path's writers: started and stopped with it, each destination's writes in the order
-the device gave them, a lone packet written at once when its writer is idle, and a writer that
-fails or finds the interface gone never stops the data path."""
+"""The data path: a wake-up serves the sockets before the TUN; the writers start and stop with it,
+each destination's writes go in the order the device gave them, a lone packet is written at once
+when its writer is idle, and a writer that fails or finds the interface gone never stops the
+data path."""
 
 from __future__ import annotations
 
@@ -240,3 +241,49 @@ def test_a_full_writer_queue_holds_the_data_path_back(
     assert handed_over_in >= 0.15
     path.stop()
     assert len(tun.written) == 40
+
+
+class TurnTun(FakeTun):
+    """A TUN with a packet waiting, whose read notes its turn in `turns`."""
+
+    def __init__(self, turns: list[str]) -> None:
+        super().__init__()
+        self.turns = turns
+        os.write(self._w, b"\0")
+
+    def read(self) -> list[bytes]:
+        self.turns.append("tun")
+        os.read(self._r, 1)
+        raise BlockingIOError
+
+
+class TurnUdp(FakeUdp):
+    """Sockets whose receive notes its turn in `turns`, and takes the datagram waiting."""
+
+    def __init__(self, turns: list[str]) -> None:
+        super().__init__()
+        self.turns = turns
+
+    def receive(self, sock: socket.socket, waiting: Callable[[], object]) -> list[object]:
+        self.turns.append("udp")
+        sock.recv(64)
+        raise BlockingIOError
+
+
+def test_a_wake_up_carries_the_sockets_batches_before_the_tuns() -> None:
+    """So that the TUN's read takes, in the same wake-up, what the kernel answered to the
+    packets the sockets' batches wrote to it (a TCP receiver's ACK, a sender's next data)."""
+    turns: list[str] = []
+    tun = TurnTun(turns)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.sendto(b"datagram", sock.getsockname())
+        path = DataPath(
+            "wgtest", cast(Device, None), DeviceLock(), cast(TunBatches, tun),
+            cast(UdpBatches, TurnUdp(turns)), [sock], lambda: None, writers=set(),
+        )  # fmt: skip
+        path.start()
+        wait_for(lambda: len(turns) == 2)
+        path.close()
+    tun.close()
+    assert turns == ["udp", "tun"]

@@ -222,11 +222,23 @@ class DataPath:
         touches then costs tens of microseconds. Ping through wgpy<->wgpy, alternating: 0.814 ->
         0.766 ms a round trip when a batch of one first took these paths and the device's own
         (commit f9bd701), 0.927 -> 0.800 ms when the edges' paths were made shorter (c762ac8).
-        The device now has one path for a batch of any size."""
+        The device now has one path for a batch of any size.
+
+        A wake-up carries the sockets' batches before the TUN's (poll reports the files in the
+        order registered). The kernel answers much of what is written to the TUN within the
+        write: a TCP receiver's ACK for a super-packet, the data that a sender's ACKs let out.
+        The TUN's read then takes that answer in the same wake-up, with whatever else waited,
+        where the TUN first left it to a pass of its own. One TCP flow wgpy<->wgpy, two runs
+        of 6 rounds of 2 GB, alternating (2026-12): the receiving daemon sealed and sent its
+        ACKs in 16-36% fewer batches, the sending daemon received and opened them in 31-41%
+        fewer, and both spent 4.90 -> 4.82 CPU-s per GB on a quiet machine (less in 5 pairs
+        of 6), 4.77 -> 4.65 on a busy one. A ping's packet finds one file readable, and its
+        path is the same."""
         name_this_thread(DATA_THREAD)
-        batch_from: dict[int, Callable[[], bool]] = {self._tun.fileno(): self._outbound_batch}
+        batch_from: dict[int, Callable[[], bool]] = {}
         for sock in self._sockets:
             batch_from[sock.fileno()] = partial(self._inbound_batch, sock, input_waiting(sock))
+        batch_from[self._tun.fileno()] = self._outbound_batch
         poller = select.poll()
         for fd in (*batch_from, self._stop_r):
             poller.register(fd, select.POLLIN)
