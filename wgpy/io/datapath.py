@@ -47,9 +47,9 @@ import os
 import select
 import socket
 import threading
-import time
 from collections.abc import Callable, Sequence, Set
 from functools import partial
+from time import monotonic, time
 
 from wgpy.core.device import Action, Device, PeerWanted, SendDatagrams, WriteTun
 from wgpy.core.endpoint import Endpoint, Local
@@ -296,9 +296,14 @@ class DataPath:
     def _through_device(self, handle: Callable[..., list[Action]], *batch: object) -> None:
         """A batch through the device and out: `handle(*batch, now, wall)` under the lock, the
         I/O outside it. A failure costs the batch, never the thread."""
+        lock = self._lock
         try:
-            with self._lock:
-                actions = handle(*batch, time.monotonic(), time.time())
+            if not lock.take_if_free():
+                lock.take()
+            try:
+                actions = handle(*batch, monotonic(), time())
+            finally:
+                lock.release()
             self.carry_out(actions)
         except OSError as error:
             if error.errno in INTERFACE_GONE:
