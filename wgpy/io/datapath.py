@@ -58,7 +58,7 @@ from wgpy.io.pktinfo import local_address
 from wgpy.io.readiness import input_waiting
 from wgpy.io.thread_name import name_this_thread
 from wgpy.io.tun_batches import INTERFACE_GONE, TunBatches
-from wgpy.io.udp_batches import Received, UdpBatches
+from wgpy.io.udp_batches import Datagram, Received, UdpBatches
 from wgpy.io.writers import TUN, UDP, Writer, writers_wanted
 
 log = logging.getLogger("wgpy")
@@ -277,13 +277,13 @@ class DataPath:
             return True
         if len(batches) == 1 and len(batches[0][0]) == 1:
             (data,), source, local = batches[0]
-            self._through_device(self._handle_one, bytes(data), source, local)
+            self._through_device(self._handle_one, data, source, local)
         elif any(datagrams for datagrams, _, _ in batches):
             self._through_device(self._handle_received, batches)
         return True
 
     def _handle_one(
-        self, data: bytes, source: Endpoint, local: Local | None, now: float, wall: float
+        self, data: Datagram, source: Endpoint, local: Local | None, now: float, wall: float
     ) -> list[Action]:
         return self._device.handle_datagram(data, source, now, wall, local)
 
