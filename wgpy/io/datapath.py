@@ -285,7 +285,7 @@ class DataPath:
     def _handle_one(
         self, data: Datagram, source: Endpoint, local: Local | None, now: float, wall: float
     ) -> list[Action]:
-        return self._device.handle_datagram(data, source, now, wall, local)
+        return self._device.handle_datagrams((data,), source, now, wall, local)
 
     def _handle_received(self, batches: list[Received], now: float, wall: float) -> list[Action]:
         actions: list[Action] = []
