@@ -165,11 +165,18 @@ class DataPath:
         """Write the packets the device returned to the TUN and send its datagrams, a batch per
         endpoint (and local address) in the order given; hand on what asks for a peer."""
         if len(actions) == 1:  # One batch, or a lone packet as in ping: see `_serve`.
+            # Without a writer, straight to the write: a Python call less a pass.
             action = actions[0]
             if isinstance(action, WriteTun):
-                self._write_tun(action.packets)
+                if self._tun_writer is None:
+                    self._tun.write(action.packets)
+                else:
+                    self._write_tun(action.packets)
             elif isinstance(action, SendDatagrams):
-                self._send_datagrams(action.datagrams, action.endpoint, action.local)
+                if self._udp_writer is None:
+                    self._send(action.datagrams, action.endpoint, action.local)
+                else:
+                    self._send_datagrams(action.datagrams, action.endpoint, action.local)
             else:
                 self.on_peer_wanted(action)
             return
