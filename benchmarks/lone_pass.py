@@ -1,6 +1,7 @@
 """A ping's four passes through two data paths, counted: the cost of a lone packet (issue 19).
 
     python benchmarks/lone_pass.py              # hot microseconds a round trip, Python calls
+    python benchmarks/lone_pass.py --cold       # microseconds of each pass on cold caches
     python benchmarks/lone_pass.py --callgrind  # CPU instructions of each pass (valgrind)
 
 Two real DataPaths (wgpy/io/datapath.py) with accelerated devices, as a daemon builds them
@@ -11,11 +12,13 @@ ping's request into A's TUN, A's outbound pass, B's inbound pass, the reply into
 outbound pass, A's inbound pass; poll's wait, which the thread skips, is the only part of a
 daemon's pass left out.
 
-At 20 ms spacing each pass meets cold caches, and its cost follows what it runs and touches:
-the instructions are the figure to compare, and callgrind counts them to a few in 100,000
-from run to run. `--callgrind` runs this script again under valgrind, with collection toggled
-on around each pass alone (a client request from a small library built here with cc and
-valgrind's headers), and prints each pass's instructions less the toggles' own.
+At 20 ms spacing each pass meets cold caches. `--cold` times each pass after writing 32 MiB
+(what the idle gap does to the caches): ~75-90 us a pass on the 2-core VM measured, against
+~7 us hot, so what a pass touches weighs more than what it runs, and the times are noisy on a
+shared machine. The instructions are steady: callgrind counts them to a few in 100,000 from run
+to run. `--callgrind` runs this script again under valgrind, with collection toggled on around
+each pass alone (a client request from a small library built here with cc and valgrind's
+headers), and prints each pass's instructions less the toggles' own.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import pstats
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,6 +143,30 @@ def hot(count: int) -> None:
     assert a.device.drops.total() == b.device.drops.total() == 0
 
 
+def cold(count: int) -> None:
+    a, b = pair()
+    round_trips(a, b, WARM_UP)
+    source, scratch = bytearray(32 << 20), bytearray(32 << 20)
+    clock = time.perf_counter_ns
+    passes: list[list[int]] = [[], [], [], []]
+    for _ in range(count):
+        for index, step in enumerate((a.out, b.into, b.out, a.into)):
+            if index == 0:
+                a.kernel.send(REQUEST)
+            elif index == 2:
+                b.kernel.recv(2048)
+                b.kernel.send(REPLY)
+            scratch[:] = source  # the caches emptied
+            started = clock()
+            step()
+            passes[index].append(clock() - started)
+        a.kernel.recv(2048)
+    medians = [statistics.median(times) / 1000 for times in passes]
+    for name, median in zip(PASSES, medians, strict=True):
+        print(f"{name:6s} {median:6.1f} us cold (median of {count})")
+    print(f"a round trip {sum(medians):6.1f} us")
+
+
 def count_under_valgrind(which: str, count: int) -> None:
     """Run under callgrind with collection off: toggle it on around the passes in `which`
     ('0123', or 'e' for the toggles alone)."""
@@ -201,12 +229,15 @@ def callgrind(count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--cold", action="store_true", help="time each pass on cold caches")
     parser.add_argument("--callgrind", action="store_true", help="count instructions per pass")
     parser.add_argument("--count", type=int, default=None, help="round trips (300; 2000 hot)")
     parser.add_argument("--under-valgrind", metavar="PASSES", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.under_valgrind:
         count_under_valgrind(args.under_valgrind, args.count)
+    elif args.cold:
+        cold(args.count or 300)
     elif args.callgrind:
         print(f"wgpy from {Path(accel.__file__).parent.parent}, crypto {accel.path()}")
         callgrind(args.count or 300)
