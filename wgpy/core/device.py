@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from wgpy.core import ippacket
 from wgpy.core.actions import (
@@ -230,29 +230,14 @@ class Device:
         wall: float,
         local: Local | None = None,
     ) -> list[Action]:
-        """A datagram from the network: `handle_datagrams` with a batch of one."""
+        """A datagram from the network: `handle_datagrams` with a batch of one. (The data path
+        calls that with a tuple of one: a call less.)"""
         return receive_datagrams(self, (data,), source, now, wall, local)
 
-    def handle_tun_packets(self, packets: Iterable[bytes], now: float, wall: float) -> list[Action]:
-        """Outbound inner packets, as one TUN read hands them over: each is routed by its
-        destination to a peer (the kernel's wg_xmit), and each run of them to one peer is sent
-        together. (With a BatchCipher, a batch whose packets share a destination, as a TSO
-        super-packet's segments do, is routed once.)"""
-        return send_tun_packets(self, packets, now, wall)
-
-    def handle_datagrams(
-        self,
-        datagrams: Iterable[bytes | memoryview],
-        source: Endpoint,
-        now: float,
-        wall: float,
-        local: Local | None = None,
-    ) -> list[Action]:
-        """Datagrams from one source to one `local` address, as one UDP_GRO receive hands them
-        over, each in turn: a transport message is opened, checked and routed (receive.py),
-        anything else is a handshake message (receive_handshake.py). Whatever the datagrams
-        hold, it never raises."""
-        return receive_datagrams(self, datagrams, source, now, wall, local)
+    # The entry points for batches are the paths' own functions, bound as methods (see their
+    # docstrings): a call less for every batch, a ping's lone packet's too.
+    handle_tun_packets = send_tun_packets
+    handle_datagrams = receive_datagrams
 
     def handle_timer(self, now: float, wall: float) -> list[Action]:
         """Run the timers due at `now`, of at most TIMER_PEERS_PER_CALL peers: the caller holds

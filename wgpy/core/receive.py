@@ -54,11 +54,14 @@ def receive_datagrams(
     wall: float,
     local: Local | None = None,
 ) -> list[Action]:
-    """`Device.handle_datagrams`: each datagram in turn. The bookkeeping that follows
-    authenticated transport messages (endpoint and local, timers, byte count, key freshness) is
-    done once for each run of them from one peer, which ends before anything else is handled.
-    With a BatchCipher, a batch that is one in-order run of them is taken at once where the loop
-    would take each (`open_run`, `accept_run`). Whatever the datagrams hold, it never raises."""
+    """`Device.handle_datagrams`: datagrams from one source to one `local` address, as one
+    UDP_GRO receive hands them over, each in turn: a transport message is opened, checked and
+    routed, anything else is a handshake message (receive_handshake.py). The bookkeeping that
+    follows authenticated transport messages (endpoint and local, timers, byte count, key
+    freshness) is done once for each run of them from one peer, which ends before anything else
+    is handled. With a BatchCipher, a batch that is one in-order run of them is taken at once
+    where the loop would take each (`open_run`, `accept_run`). Whatever the datagrams hold, it
+    never raises."""
     actions: list[Action] = []
     packets: list[bytes] = []  # for the TUN
     source_seen: bytes | None = None  # the last inner source looked up,

@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 def send_tun_packets(
     device: Device, packets: Iterable[bytes], now: float, wall: float
 ) -> list[Action]:
-    """`Device.handle_tun_packets`: each packet routed (the kernel's wg_xmit), each run of them
-    to one peer sent together."""
+    """`Device.handle_tun_packets`: outbound inner packets, as one TUN read hands them over,
+    each routed by its destination to a peer (the kernel's wg_xmit), each run of them to one
+    peer sent together. (With a BatchCipher, a batch whose packets share a destination, as a
+    TSO super-packet's segments do, is routed once.)"""
     if device.batch_cipher is not None:
         packets = list(packets)
         if len(packets) > 1:

@@ -47,9 +47,9 @@ import os
 import select
 import socket
 import threading
-import time
 from collections.abc import Callable, Sequence, Set
 from functools import partial
+from time import monotonic, time
 
 from wgpy.core.device import Action, Device, PeerWanted, SendDatagrams, WriteTun
 from wgpy.core.endpoint import Endpoint, Local
@@ -58,7 +58,7 @@ from wgpy.io.pktinfo import local_address
 from wgpy.io.readiness import input_waiting
 from wgpy.io.thread_name import name_this_thread
 from wgpy.io.tun_batches import INTERFACE_GONE, TunBatches
-from wgpy.io.udp_batches import Received, UdpBatches
+from wgpy.io.udp_batches import Datagram, Received, UdpBatches
 from wgpy.io.writers import TUN, UDP, Writer, writers_wanted
 
 log = logging.getLogger("wgpy")
@@ -165,11 +165,18 @@ class DataPath:
         """Write the packets the device returned to the TUN and send its datagrams, a batch per
         endpoint (and local address) in the order given; hand on what asks for a peer."""
         if len(actions) == 1:  # One batch, or a lone packet as in ping: see `_serve`.
+            # Without a writer, straight to the write: a Python call less a pass.
             action = actions[0]
             if isinstance(action, WriteTun):
-                self._write_tun(action.packets)
+                if self._tun_writer is None:
+                    self._tun.write(action.packets)
+                else:
+                    self._write_tun(action.packets)
             elif isinstance(action, SendDatagrams):
-                self._send_datagrams(action.datagrams, action.endpoint, action.local)
+                if self._udp_writer is None:
+                    self._send(action.datagrams, action.endpoint, action.local)
+                else:
+                    self._send_datagrams(action.datagrams, action.endpoint, action.local)
             else:
                 self.on_peer_wanted(action)
             return
@@ -277,15 +284,15 @@ class DataPath:
             return True
         if len(batches) == 1 and len(batches[0][0]) == 1:
             (data,), source, local = batches[0]
-            self._through_device(self._handle_one, bytes(data), source, local)
+            self._through_device(self._handle_one, data, source, local)
         elif any(datagrams for datagrams, _, _ in batches):
             self._through_device(self._handle_received, batches)
         return True
 
     def _handle_one(
-        self, data: bytes, source: Endpoint, local: Local | None, now: float, wall: float
+        self, data: Datagram, source: Endpoint, local: Local | None, now: float, wall: float
     ) -> list[Action]:
-        return self._device.handle_datagram(data, source, now, wall, local)
+        return self._device.handle_datagrams((data,), source, now, wall, local)
 
     def _handle_received(self, batches: list[Received], now: float, wall: float) -> list[Action]:
         actions: list[Action] = []
@@ -296,9 +303,14 @@ class DataPath:
     def _through_device(self, handle: Callable[..., list[Action]], *batch: object) -> None:
         """A batch through the device and out: `handle(*batch, now, wall)` under the lock, the
         I/O outside it. A failure costs the batch, never the thread."""
+        lock = self._lock
         try:
-            with self._lock:
-                actions = handle(*batch, time.monotonic(), time.time())
+            if not lock.take_if_free():
+                lock.take()
+            try:
+                actions = handle(*batch, monotonic(), time())
+            finally:
+                lock.release()
             self.carry_out(actions)
         except OSError as error:
             if error.errno in INTERFACE_GONE:

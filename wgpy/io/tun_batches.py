@@ -82,7 +82,10 @@ class PlainTun(_Tun):
 
     def write(self, packets: Sequence[bytes]) -> None:
         for packet in packets:
-            _write(self._fd, packet)
+            try:
+                os.write(self._fd, packet)
+            except OSError as error:
+                _refused(error, packet)
 
 
 class OffloadTun(_Tun):
@@ -93,11 +96,16 @@ class OffloadTun(_Tun):
         self._udp = udp
 
     def write(self, packets: Sequence[bytes]) -> None:
+        buffers: Sequence[bytes]
         if len(packets) == 1:  # Nothing to merge; the kernel checks a lone packet itself.
-            _write(self._fd, NO_OFFLOAD + packets[0])
-            return
-        for buffer in coalesce(packets, udp=self._udp):
-            _write(self._fd, buffer)
+            buffers = (NO_OFFLOAD + packets[0],)
+        else:
+            buffers = coalesce(packets, udp=self._udp)
+        for buffer in buffers:
+            try:
+                os.write(self._fd, buffer)
+            except OSError as error:
+                _refused(error, buffer)
 
     def _read_one(self) -> list[bytes]:
         data = os.read(self._fd, VNET_HDR_LEN + MAX_PACKET)
@@ -115,10 +123,10 @@ class OffloadTun(_Tun):
 INTERFACE_GONE: Final = frozenset({errno.EBADFD, errno.EBADF})
 
 
-def _write(fd: int, data: bytes) -> None:
-    try:
-        os.write(fd, data)
-    except OSError as error:
-        if error.errno in INTERFACE_GONE:
-            raise
-        log.debug("TUN write of %d bytes refused: %s", len(data), error)
+def _refused(error: OSError, data: bytes) -> None:
+    """A write of `data` to the TUN failed with `error`: raised again if the interface is gone,
+    else logged (the packet is dropped). (The writes call this only on an error: a ping's
+    packet costs a Python call less.)"""
+    if error.errno in INTERFACE_GONE:
+        raise error
+    log.debug("TUN write of %d bytes refused: %s", len(data), error)
