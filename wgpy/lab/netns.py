@@ -178,6 +178,10 @@ def join(a: Namespace, b: Namespace) -> None:
     link(a, VETH, b, VETH)
     for ns, (ipv4, ipv6) in zip((a, b), UNDERLAY, strict=True):
         ns.ipv4, ns.ipv6 = ipv4, ipv6
+        # The link-local address without duplicate detection too, as the others: with it, the
+        # kernel adds the address and its route a second after the link is up, and a test that
+        # compares the namespace's routes before and after something raced that.
+        ns.run("sysctl", "-qw", f"net.ipv6.conf.{VETH}.accept_dad=0")
         ip_up(ns, VETH, f"{ipv4}/24", f"{ipv6}/64")
     wait_operational([(a, VETH), (b, VETH)])
 
@@ -188,8 +192,9 @@ def link(a: Namespace, a_name: str, b: Namespace, b_name: str) -> None:
 
 
 def wait_operational(links: Iterable[tuple[Namespace, str]]) -> None:
-    """Wait until every (namespace, interface) is operational: neighbour discovery sent before
-    is lost and only retried a second later."""
+    """Wait until every (namespace, interface) is operational, its IPv6 link-local address in
+    place and past duplicate detection: neighbour discovery sent before is lost and only retried
+    a second later, and until then the link's addresses and routes still change."""
     links = list(links)
     if not wait_until(
         lambda: all(_operational(ns, ifname) for ns, ifname in links), STARTUP_TIMEOUT
@@ -458,7 +463,11 @@ def _run(
 
 
 def _operational(ns: Namespace, ifname: str) -> bool:
-    return " state UP " in _run(["ip", "-n", ns.name, "-o", "link", "show", ifname]).stdout
+    if " state UP " not in _run(["ip", "-n", ns.name, "-o", "link", "show", ifname]).stdout:
+        return False
+    link_local = _run(["ip", "-n", ns.name, "-6", "-o", "address", "show", "dev", ifname,
+                       "scope", "link"]).stdout  # fmt: skip
+    return bool(link_local) and "tentative" not in link_local
 
 
 def _setns(fd: int) -> None:
