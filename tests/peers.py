@@ -32,6 +32,7 @@ import pytest
 
 from wgpy.client import socket_path
 from wgpy.io.uapi_server import is_live
+from wgpy.io.udp import SO_RCVBUFFORCE
 from wgpy.lab.netns import (
     STARTUP_TIMEOUT,
     STOP_TIMEOUT,
@@ -346,10 +347,16 @@ IPPROTO_UDP = 17
 TRANSPORT_HEADER = b"\x04\x00\x00\x00"  # type 4, reserved zero
 
 
+CAPTURE_BUFFER = 64 * 1024 * 1024  # root only (SO_RCVBUFFORCE), as the namespace tests run
+
+
 class TransportCapture:
     """Transport-data messages leaving a namespace for `destination`:`port` over IPv4.
 
-    Opened before the traffic starts: the packet socket queues what passes until `take`.
+    Opened before the traffic starts: the packet socket queues what passes until `take`, in a
+    buffer large enough for all of it. (With the default one, about three UDP_SEGMENT sends of
+    64 KiB fit: when those held fewer messages than `take` asked for and the sender had nothing
+    more in flight, as it waits in a progress hook that calls `take`, no more came.)
     """
 
     def __init__(self, ns: Namespace, destination: str, port: int = WG_PORT) -> None:
@@ -357,6 +364,7 @@ class TransportCapture:
             self._socket = socket.socket(
                 socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL)
             )
+        self._socket.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, CAPTURE_BUFFER)
         self._socket.bind((VETH, ETH_P_ALL))
         self._destination = socket.inet_aton(destination)
         self._port = port.to_bytes(2, "big")
