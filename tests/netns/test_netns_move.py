@@ -257,20 +257,9 @@ def test_a_tun_reads_the_name_and_mtu_its_interface_has_in_the_namespace_it_was_
         assert os.stat(THREAD_NETNS).st_ino == own_namespace  # another thread went there
 
 
-def test_the_device_takes_the_mtu_its_moved_interface_has_now(lab: Lab) -> None:
-    with lab.middle.entered():
-        interface = Interface(open_tun(unique_ifname()))
-    try:
-        move(interface.name, lab.middle, lab.one)
-        ip("-n", lab.one.name, "link", "set", interface.name, "mtu", str(MOVED_MTU))
-        serve_for(interface, TWO_TICKS)
-    finally:
-        interface.close()
-
-    assert interface.device.mtu == MOVED_MTU
-
-
-def test_a_moved_interface_s_super_packets_fit_one_send_at_the_mtu_it_has_now(lab: Lab) -> None:
+def moved_and_given_a_new_mtu(lab: Lab) -> tuple[Interface, str]:
+    """An interface made in the middle namespace, moved to the first, given MOVED_MTU there and
+    served for two ticks, then closed; with its `ip -d link` details from before the close."""
     with lab.middle.entered():
         interface = Interface(open_tun(unique_ifname()))
     try:
@@ -280,6 +269,17 @@ def test_a_moved_interface_s_super_packets_fit_one_send_at_the_mtu_it_has_now(la
         link = lab.one.run("ip", "-d", "link", "show", interface.name).stdout
     finally:
         interface.close()
+    return interface, link
+
+
+def test_the_device_takes_the_mtu_its_moved_interface_has_now(lab: Lab) -> None:
+    interface, _ = moved_and_given_a_new_mtu(lab)
+
+    assert interface.device.mtu == MOVED_MTU
+
+
+def test_a_moved_interface_s_super_packets_fit_one_send_at_the_mtu_it_has_now(lab: Lab) -> None:
+    _, link = moved_and_given_a_new_mtu(lab)
 
     assert f"gso_max_segs {datagrams_per_send(MOVED_MTU + TRANSPORT_MIN_SIZE)} " in link
 
