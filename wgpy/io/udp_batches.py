@@ -163,11 +163,8 @@ class UdpBatches:
             self._send(sock, datagrams, endpoint, [])
             return True
         try:
-            if len(datagrams) == 1:  # a ping's, sent here: two Python calls less than through _send
-                try:
-                    sock.sendmsg(datagrams, [local], 0, endpoint)
-                except BlockingIOError:
-                    _transmit(sock, datagrams, [local], endpoint)
+            if len(datagrams) == 1:  # a ping's: a Python call less than through _send
+                _transmit(sock, datagrams, [local], endpoint)
             else:
                 self._send(sock, datagrams, endpoint, [local])
         except OSError as error:
