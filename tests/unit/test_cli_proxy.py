@@ -32,3 +32,16 @@ def test_wg_quick_only_keys_are_named_once_in_one_line(
         f"wgpy proxy: {path}: Table do not apply to a proxy: ignored"
     ]
     assert not [w for w in recwarn if issubclass(w.category, tunnel.NotAppliedWarning)]
+
+
+def test_a_bad_busy_poll_window_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "wg0.conf"
+    keys = generate_private_key(os.urandom), generate_private_key(os.urandom)
+    path.write_text(config_text(keys[0], (A4, A6), keys[1], (B4, B6)))
+    monkeypatch.setenv("WGPY_BUSY_POLL", "-1")
+    assert cli_proxy.run([str(path), "--socks5", "1080"]) == 1
+    assert capsys.readouterr().err == (
+        "wgpy proxy: WGPY_BUSY_POLL='-1': not microseconds from 0 to 1000000\n"
+    )

@@ -103,3 +103,14 @@ def test_a_standby_starts_only_when_wgpy_quick_says_start(
     assert daemon.run(["wg0"]) == 0
     assert started == (["wg0"] if starts else [])
     assert STANDBY_VARIABLE not in os.environ  # nothing the daemon runs inherits it
+
+
+def test_a_bad_busy_poll_window_is_refused_before_any_interface_is_made(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WGPY_BUSY_POLL", "soon")
+    monkeypatch.setattr(daemon, "open_tun", lambda *args: pytest.fail("an interface was made"))
+    assert daemon.run(["-f", "wg0"]) == 1
+    assert capsys.readouterr().err == (
+        "wgpy: WGPY_BUSY_POLL='soon': not microseconds from 0 to 1000000\n"
+    )

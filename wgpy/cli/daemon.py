@@ -52,13 +52,15 @@ def run(argv: list[str]) -> int:
         print(f"wgpy: invalid interface name {name!r}{_why_invalid(name)}", file=sys.stderr)
         return 1
     # Imported only now: it loads the core, which the other commands of `wgpy` need not.
+    from wgpy.io.busy_poll import window_wanted
     from wgpy.io.peer_hook import hook_settings
     from wgpy.io.writers import writers_wanted
 
     try:
         options = Options(
-            under_load_threshold(os.environ), hook_settings(os.environ), writers_wanted(os.environ)
-        )
+            under_load_threshold(os.environ), hook_settings(os.environ),
+            writers_wanted(os.environ), window_wanted(os.environ),
+        )  # fmt: skip
     except ValueError as error:
         print(f"wgpy: {error}", file=sys.stderr)
         return 1
@@ -78,6 +80,7 @@ class Options(NamedTuple):
     under_load_threshold: int
     peer_hook: HookSettings | None
     writers: Set[str]
+    busy_poll: float  # seconds, 0 for none
 
 
 def _why_invalid(name: str) -> str:
@@ -151,6 +154,7 @@ def _start(name: str, options: Options, report: Reporter) -> int:
             under_load_threshold=options.under_load_threshold,
             peer_hook=options.peer_hook,
             writers=options.writers,
+            busy_poll=options.busy_poll,
         )
     except OSError as error:
         tun.close()

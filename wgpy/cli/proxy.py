@@ -28,13 +28,14 @@ import stat
 import sys
 import warnings
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Final
 
 from wgpy import config as wgconfig
 from wgpy.cli import argparse_exit_returned, failed
 from wgpy.cli.daemon import configure_logging
 from wgpy.errors import ConfigError
-from wgpy.io import userns
+from wgpy.io import busy_poll, userns
 from wgpy.proxy.network import HostNetwork, Network
 from wgpy.proxy.relay import CLOSE_GRACE
 from wgpy.proxy.service import Proxy, ProxySpec
@@ -86,12 +87,14 @@ def run(argv: list[str]) -> int:
         spec = proxy_spec(args)
         config = wgconfig.load(args.config)
         wgconfig.require_private_key(config, args.config)
-    except (CommandError, SpecError, ConfigError, OSError) as error:
+        window = busy_poll.window_wanted(os.environ)
+    except (CommandError, SpecError, ConfigError, OSError, ValueError) as error:
         return failed(PROG, error)
     _warn_unused(args.config, config)
     raise_open_files_limit()
     try:
-        asyncio.run(serve(args.config, args.stack, args.name, spec))
+        with asyncio.Runner(loop_factory=partial(busy_poll.event_loop, window)) as runner:
+            runner.run(serve(args.config, args.stack, args.name, spec))
     except (CommandError, ConfigError, OSError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1

@@ -27,8 +27,9 @@ from wgpy import config as wgconfig
 from wgpy.cli import argparse_exit_returned, failed
 from wgpy.cli.daemon import configure_logging
 from wgpy.errors import ConfigError
-from wgpy.io import userns
+from wgpy.io import busy_poll, userns
 from wgpy.io.tun import valid_name
+from wgpy.io.writers import writers_wanted
 from wgpy.proxy.spec import Forward, SpecError, parse_local_forward
 from wgpy.resolver import resolve as resolve_endpoint
 from wgpy.run.session import FORWARDED, RunError, Session, start, wait_forwarding_signals
@@ -66,7 +67,10 @@ def run(argv: list[str]) -> int:
         config = wgconfig.load(args.config)
         wgconfig.require_private_key(config, args.config)  # no PostUp could set it
         update = wgconfig.to_device_update(config, resolve_endpoint, file=args.config)
-    except (RunError, SpecError, ConfigError, OSError) as error:
+        # What the interface in the namespace reads from the environment, checked here.
+        busy_poll.window_wanted(os.environ)
+        writers_wanted(os.environ)
+    except (RunError, SpecError, ConfigError, OSError, ValueError) as error:
         return failed(PROG, error)
     # Blocked here and so in every thread: wait_forwarding_signals takes them one by one.
     signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})

@@ -84,11 +84,14 @@ class Interface:
         open_sockets: SocketOpener | None = None,
         configuration_socket: bool = True,
         writers: Set[str] | None = None,
+        busy_poll: float | None = None,
     ) -> None:
         """`peer_hook` decides on the keys the device does not know (see peer_hook.py);
         `writers`, the destinations the data path writes to from writer threads (None: as
-        WGPY_WRITERS or the CPUs say, see writers.py)."""
+        WGPY_WRITERS or the CPUs say, see writers.py); `busy_poll`, the data path's busy
+        polling window in seconds (None: as WGPY_BUSY_POLL or the CPUs say, see busy_poll.py)."""
         self._writers = writers
+        self._busy_poll = busy_poll
         self.name = tun.name
         self._open_sockets = open_sockets or open_udp_nonblocking
         self._under_load_threshold = under_load_threshold
@@ -142,7 +145,7 @@ class Interface:
         batches = PlainTun(fd) if tun is None else OffloadTun(fd, udp=tun.udp)
         self._datapath = DataPath(
             self.name, self.device, self._lock, batches, self._udp, self._sockets,
-            self._on_interface_gone, self._writers,
+            self._on_interface_gone, self._writers, self._busy_poll,
         )  # fmt: skip
         log.info(
             "(%s) data path: %s; crypto %s", self.name, _describe(tun, self._udp), accel.path()
