@@ -29,9 +29,9 @@ import fcntl
 import os
 import socket
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Final, TypeVar
+from typing import Final
 
 from wgpy.core.constants import DEFAULT_MTU
 
@@ -50,6 +50,19 @@ SIOCGIFMTU: Final = 0x8921
 SIOCSIFMTU: Final = 0x8922
 CLONE_NEWNET: Final = 0x40000000
 
+# rtnetlink (include/uapi/linux/netlink.h, rtnetlink.h, if_link.h): what `ip link set` sends.
+NETLINK_ROUTE: Final = 0
+RTM_NEWLINK: Final = 16
+NLMSG_ERROR: Final = 2
+NLM_F_REQUEST: Final = 0x01
+NLM_F_ACK: Final = 0x04
+IFLA_IFNAME: Final = 3
+IFLA_GSO_MAX_SEGS: Final = 40
+_NLMSGHDR = struct.Struct("=IHHII")
+_IFINFOMSG = struct.Struct("=BxHiII")
+_RTATTR = struct.Struct("=HH")
+_NLMSGERR = struct.Struct("=i")
+
 IFNAMSIZ: Final = 16
 MAX_PACKET_SIZE: Final = 65535
 
@@ -59,8 +72,6 @@ _IFREQ_FLAGS = struct.Struct("16sH22x")
 _IFREQ_INT = struct.Struct("16si20x")
 
 _libc = ctypes.CDLL(None, use_errno=True)  # for setns(2): os.setns is Python 3.12 and later
-
-T = TypeVar("T")
 
 _INVALID_NAME = "invalid interface name (1 to 15 bytes, not '.' or '..', no '/', ':' or space)"
 _NOT_PERMITTED = "not permitted (needs CAP_NET_ADMIN)"
@@ -126,18 +137,23 @@ class Tun:
         """Cap the segments of a super-packet the kernel hands over (TSO, USO) at `segments`:
         `ip link set dev NAME gso_max_segs SEGMENTS`, over rtnetlink in the interface's namespace
         now. Raises OSError with the kernel's errno when refused (EPERM without CAP_NET_ADMIN)."""
-        from pyroute2 import IPRoute  # ~100 ms to import: only for a TUN with offloads
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        def request() -> None:
+        with _socket_in_netns_of(
+            self._fd, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE
+        ) as sock:
             name = self.current_name()
-            with IPRoute() as ipr:  # its socket is in the namespace of the thread making it
-                try:
-                    ipr.link("set", ifname=name, gso_max_segs=segments)
-                except NetlinkError as err:
-                    raise OSError(err.code, os.strerror(err.code), name) from err
-
-        _in_netns_of(self._fd, request)
+            body = (
+                _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+                + _rtattr(IFLA_IFNAME, name.encode() + b"\0")
+                + _rtattr(IFLA_GSO_MAX_SEGS, struct.pack("=I", segments))
+            )
+            header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_NEWLINK,
+                                    NLM_F_REQUEST | NLM_F_ACK, 1, 0)  # fmt: skip
+            sock.send(header + body)  # to the kernel: a netlink socket's default destination
+            reply = sock.recv(4096)
+        _, kind, _, _, _ = _NLMSGHDR.unpack_from(reply)
+        error = -_NLMSGERR.unpack_from(reply, _NLMSGHDR.size)[0] if kind == NLMSG_ERROR else 0
+        if error:
+            raise OSError(error, os.strerror(error), name)
 
     def exists(self) -> bool:
         """Whether the interface still exists, in whatever namespace it now lives.
@@ -158,7 +174,7 @@ class Tun:
         """An interface ioctl on the interface wherever it is: by its current name, through a
         socket of its current namespace. (A move between the two reads makes the name miss
         there, ENODEV, unless the move also renamed it to a name taken where it was.)"""
-        with _in_netns_of(self._fd, _ioctl_socket) as sock:
+        with _socket_in_netns_of(self._fd) as sock:
             name = self.current_name()
             try:
                 return fcntl.ioctl(sock, request, _IFREQ_INT.pack(name.encode(), value))
@@ -224,38 +240,45 @@ def describe(err: OSError) -> str:
     return f"{err.filename}: {reason}" if err.filename else reason
 
 
-def _in_netns_of(tun_fd: int, make: Callable[[], T]) -> T:
-    """What `make()` returns, made in the namespace the TUN's interface is in now (a socket
-    opened there, a netlink request's outcome). Where that namespace is the calling thread's
-    own, no thread is needed, nor the CAP_SYS_ADMIN that entering another one takes."""
+def _socket_in_netns_of(
+    tun_fd: int,
+    family: int = socket.AF_INET,
+    kind: int = socket.SOCK_DGRAM,
+    protocol: int = 0,
+) -> socket.socket:
+    """A socket in the namespace the TUN's interface is in now: by default one for interface
+    ioctls (any socket takes them; an AF_INET datagram socket is always available). Where that
+    namespace is the calling thread's own, no thread is needed, nor the CAP_SYS_ADMIN that
+    entering another one takes."""
     try:
         netns = fcntl.ioctl(tun_fd, TUNGETDEVNETNS)
     except OSError as err:
         if err.errno != errno.EINVAL:
             raise
         # Before Linux 5.2: the caller's namespace, where a moved interface is not found.
-        return make()
+        return socket.socket(family, kind, protocol)
     try:
         if _same_file(os.fstat(netns), os.stat("/proc/thread-self/ns/net")):
-            return make()
+            return socket.socket(family, kind, protocol)
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tun-netns") as thread:
-            return thread.submit(_made_entering, netns, make).result()
+            return thread.submit(_socket_entering, netns, family, kind, protocol).result()
     finally:
         os.close(netns)
 
 
-def _made_entering(netns: int, make: Callable[[], T]) -> T:
-    """In a thread of its own, which ends after: enter `netns` and call `make` there (a socket
-    belongs to the namespace it was opened in for good)."""
+def _socket_entering(netns: int, family: int, kind: int, protocol: int) -> socket.socket:
+    """In a thread of its own, which ends after: enter `netns` and open a socket there (a
+    socket belongs to the namespace it was opened in for good)."""
     if _libc.setns(netns, CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
         raise OSError(code, f"cannot enter the interface's namespace: {os.strerror(code)}")
-    return make()
+    return socket.socket(family, kind, protocol)
 
 
-def _ioctl_socket() -> socket.socket:
-    """A socket for interface ioctls: any takes them; an AF_INET datagram one is always there."""
-    return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def _rtattr(kind: int, value: bytes) -> bytes:
+    """A netlink attribute: its length and type, the value, padded to 4 bytes."""
+    length = _RTATTR.size + len(value)
+    return _RTATTR.pack(length, kind) + value + bytes(-length % 4)
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
