@@ -60,6 +60,11 @@ class BusyPoll:
         self.credit -= seconds
 
 
+def for_window(window: float) -> BusyPoll | None:
+    """A thread's BusyPoll for a window of `window` seconds; None for 0, no busy polling."""
+    return BusyPoll(window) if window > 0 else None
+
+
 def window_wanted(environ: Mapping[str, str] = os.environ) -> float:
     """The window in seconds: WGPY_BUSY_POLL's microseconds or the default, and 0 where this
     process may run on one CPU only. Raises ValueError unless a whole number of microseconds
@@ -109,7 +114,7 @@ class BusyPollSelector(selectors.EpollSelector):
 
     def __init__(self, window: float) -> None:
         super().__init__()
-        self._busy = BusyPoll(window) if window > 0 else None
+        self._busy = for_window(window)
         self._select_now = partial(super().select, 0)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:

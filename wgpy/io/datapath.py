@@ -53,7 +53,7 @@ from time import monotonic, time
 
 from wgpy.core.device import Action, Device, PeerWanted, SendDatagrams, WriteTun
 from wgpy.core.endpoint import Endpoint, Local
-from wgpy.io.busy_poll import BusyPoll, first_ready, window_wanted
+from wgpy.io.busy_poll import first_ready, for_window, window_wanted
 from wgpy.io.device_lock import DeviceLock
 from wgpy.io.pktinfo import local_address
 from wgpy.io.readiness import input_waiting
@@ -257,7 +257,7 @@ class DataPath:
         for fd in (*batch_from, self._stop_r):
             poller.register(fd, select.POLLIN)
         poll_now = partial(poller.poll, 0)
-        busy = BusyPoll(self._busy_poll) if self._busy_poll > 0 else None
+        busy = for_window(self._busy_poll)
         while not self._stopping:
             for fd, _ in first_ready(poll_now, busy) or poller.poll():
                 carry = batch_from.get(fd)
