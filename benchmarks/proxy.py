@@ -13,6 +13,9 @@ each way and with 16 flows; a SOCKS5 CONNECT plus the first echoed byte; the pro
 the kernel stack's namespace process) with 1,000 idle SOCKS5 connections open. Beside each
 stack's figures, the same flows and connects without the proxy: straight to the services on the
 host stack, and through wgpy on a TUN (TUN mode, as root, same key and server) for the others.
+The connects through the proxy and without it take turns, ROUNDS rounds in an order that
+alternates, as benchmarks/throughput.py's pairs do: the machine's state drifts over a run, and
+the connect figure is the median of the rounds' own ratios.
 
 `run`: iperf3 one flow each way as `wgpy run CONFIG -- iperf3` (nobody, no capability) and in
 TUN mode in the same namespace to the same server, alternated ROUNDS times; the medians, and
@@ -33,6 +36,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TypeVar
 
 from wgpy.cli.proxy import raise_open_files_limit
 from wgpy.lab.proxy import (
@@ -50,10 +54,12 @@ from wgpy.proxy.relay import close_quietly
 
 SOCKS, FORWARD, IPERF = 1100, 5202, 5201
 Row = tuple[str, float, str]  # figure, value, how measured
+T = TypeVar("T")
 SECONDS = 5
 ROUNDS = 3
 STACKS = ("host", "kernel", "userspace", "run")
 CONNECTS = 200
+WARM_UP = 20  # connects first, not counted: a fresh proxy's, or TUN mode's handshake
 # How connects follow each other: back to back, each after the last one's close (so each also
 # meets the previous connection's teardown: ~0.4 ms of the proxy's work that TUN mode leaves to
 # the kernel on the other core), and idle, 20 ms apart, as pings are spaced in
@@ -104,9 +110,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def connect_time(direct: bool, spacing: float) -> float:
-    """Median milliseconds of a connect and one echoed byte: through a SOCKS5 CONNECT, or
-    `direct` to the echo service; `spacing` seconds between one's close and the next."""
+async def connect_time(direct: bool, spacing: float, count: int) -> float:
+    """Median milliseconds of `count` connects and one echoed byte each: through a SOCKS5
+    CONNECT, or `direct` to the echo service; `spacing` seconds between one's close and the
+    next."""
 
     async def once() -> None:
         if direct:
@@ -118,7 +125,7 @@ async def connect_time(direct: bool, spacing: float) -> float:
         await close_quietly(writer)
 
     times = []
-    for _ in range(CONNECTS):
+    for _ in range(count):
         await asyncio.sleep(spacing)
         started = time.perf_counter()
         await once()
@@ -164,7 +171,6 @@ def measure(stack: str) -> list[Row]:
         time.sleep(0.5)  # iperf3's server
         rows = flows(lab, stack, "127.0.0.1", FORWARD, "through -L", proxy.pid)
         with lab.client.entered():
-            rows += connect_rows(f"{stack}: SOCKS5 connect + echo", direct=False, proxy=proxy.pid)
             before, with_idle = asyncio.run(idle_rss(proxy.pid))
         rows += [
             (f"{stack}: RSS idle proxy (MB)", before, ""),
@@ -173,49 +179,83 @@ def measure(stack: str) -> list[Row]:
         ]  # fmt: skip
         lab.client.stop(proxy)
         rows += direct_rows(lab, stack)
-    return rows + connect_ratios(rows, stack)
+        rows += connect_rows(lab, stack)
+    return rows
 
 
-def connect_ratios(rows: list[Row], stack: str) -> list[Row]:
-    """Issue 17's figure: a connect through the proxy against one without it, at each
-    spacing (the target: within 1.5x of TUN mode)."""
-    label = "no proxy" if stack == "host" else f"TUN mode beside {stack}"
-    values = {name: value for name, value, _ in rows}
-    ratios: list[Row] = []
-    for spacing in CONNECT_SPACINGS:
-        proxied = values[f"{stack}: SOCKS5 connect + echo, {spacing} (ms)"]
-        direct = values[f"{label}: connect + echo, {spacing} (ms)"]
-        ratios.append((f"{stack}: SOCKS5 connect against {label}, {spacing} (x)",
-                       proxied / direct, "the medians' ratio"))  # fmt: skip
-    return ratios
+def direct_label(stack: str) -> str:
+    return "no proxy" if stack == "host" else f"TUN mode beside {stack}"
+
+
+def without_proxy(lab: ProxyLab, stack: str) -> contextlib.AbstractContextManager[object]:
+    """The way to the services with no proxy: the host's own stack, or TUN mode (as root, with
+    the proxy's key, so not while a proxy runs)."""
+    return contextlib.nullcontext() if stack == "host" else tun_mode(lab)
 
 
 def direct_rows(lab: ProxyLab, stack: str) -> list[Row]:
-    """The same flows and connects with no proxy: on the host stack straight to the services;
-    for the others through wgpy on a TUN with the proxy's key (TUN mode, as root)."""
-    label = "no proxy" if stack == "host" else f"TUN mode beside {stack}"
-    with contextlib.ExitStack() as tun:
-        if stack != "host":
-            tun.enter_context(tun_mode(lab))
-        rows = flows(lab, label, SERVICE_V4, IPERF, "straight")
-        with lab.client.entered():
-            rows += connect_rows(f"{label}: connect + echo", direct=True)
-    return rows
+    """The same flows with no proxy: on the host stack straight to the services; for the
+    others through wgpy on a TUN with the proxy's key (TUN mode, as root)."""
+    with without_proxy(lab, stack):
+        return flows(lab, direct_label(stack), SERVICE_V4, IPERF, "straight")
 
 
-def connect_rows(label: str, direct: bool, proxy: int | None = None) -> list[Row]:
-    """The connect figure at each of CONNECT_SPACINGS, in the namespace entered; with the
-    `proxy`'s pid, also the CPU it spent per connect (steadier than the time on a shared
-    machine)."""
+def connect_rows(lab: ProxyLab, stack: str) -> list[Row]:
+    """Issue 17's figure at each of CONNECT_SPACINGS: connects through a SOCKS5 CONNECT and
+    without the proxy, taking turns for ROUNDS rounds (each side's first connects, which meet
+    a fresh process or a handshake, left out); each side's median of the rounds' medians, the
+    proxy's CPU per connect (steadier than the time on a shared machine) and the median of
+    the rounds' ratios (the target: within 1.5x of TUN mode)."""
+    label = direct_label(stack)
+    medians: dict[tuple[bool, str], list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    for number in range(ROUNDS):
+        for direct in rotated((False, True), number):
+            if direct:
+                with without_proxy(lab, stack), lab.client.entered():
+                    for spacing, (median, _) in connect_medians().items():
+                        medians.setdefault((True, spacing), []).append(median)
+                continue
+            proxy = lab.start_proxy("--socks5", str(SOCKS))
+            with lab.client.entered():
+                for spacing, (median, used) in connect_medians(proxy.pid).items():
+                    medians.setdefault((False, spacing), []).append(median)
+                    cpu.setdefault(spacing, []).append(used)
+            lab.client.stop(proxy)
+    how = f"median of {ROUNDS} rounds' medians of {CONNECTS}"
     rows: list[Row] = []
-    for spacing, seconds in CONNECT_SPACINGS.items():
-        cpu = cpu_nanoseconds(proxy) if proxy else 0
-        median = asyncio.run(connect_time(direct, seconds))
-        how = f"median of {CONNECTS}"
-        if proxy:
-            how += f"; proxy CPU {(cpu_nanoseconds(proxy) - cpu) / CONNECTS / 1000:,.0f} us each"
-        rows.append((f"{label}, {spacing} (ms)", median, how))
+    for spacing in CONNECT_SPACINGS:
+        proxied, straight = medians[(False, spacing)], medians[(True, spacing)]
+        ratios = [a / b for a, b in zip(proxied, straight, strict=True)]
+        rows += [
+            (f"{stack}: SOCKS5 connect + echo, {spacing} (ms)", statistics.median(proxied),
+             f"{how}; proxy CPU {statistics.median(cpu[spacing]):,.0f} us each"),
+            (f"{label}: connect + echo, {spacing} (ms)", statistics.median(straight), how),
+            (f"{stack}: SOCKS5 connect against {label}, {spacing} (x)", statistics.median(ratios),
+             "median of the rounds' ratios: " + ", ".join(f"{r:.2f}" for r in ratios)),
+        ]  # fmt: skip
     return rows
+
+
+def connect_medians(proxy: int | None = None) -> dict[str, tuple[float, float]]:
+    """At each of CONNECT_SPACINGS, in the namespace entered, after WARM_UP connects not
+    counted: the median connect in ms through the `proxy` (its pid), or without it if None,
+    and the microseconds of CPU the proxy spent per connect."""
+    direct = proxy is None
+    asyncio.run(connect_time(direct, 0.0, WARM_UP))
+    figures = {}
+    for spacing, seconds in CONNECT_SPACINGS.items():
+        started = cpu_nanoseconds(proxy) if proxy else 0
+        median = asyncio.run(connect_time(direct, seconds, CONNECTS))
+        used = (cpu_nanoseconds(proxy) - started) / CONNECTS / 1000 if proxy else 0.0
+        figures[spacing] = median, used
+    return figures
+
+
+def rotated(items: tuple[T, ...], by: int) -> tuple[T, ...]:
+    """`items` taking turns from the `by`th on (modulo their number)."""
+    by %= len(items)
+    return items[by:] + items[:by]
 
 
 def cpu_nanoseconds(pid: int) -> int:
@@ -268,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row for stack in stacks for row in measure(stack)]
     print("| figure | value | how |\n|---|---|---|")
     for name, value, how in rows:
-        print(f"| {name} | {value:,.1f} | {how} |")
+        print(f"| {name} | {value:,.{2 if name.endswith(('(ms)', '(x)')) else 1}f} | {how} |")
     if args.json:
         args.json.write_text(json.dumps([dict(zip(("figure", "value", "how"), row, strict=True))
                                          for row in rows], indent=2) + "\n")  # fmt: skip
