@@ -20,10 +20,12 @@ The figures, each the median over the rounds:
   tcp x4               iperf3, four TCP flows A->B
   bidir                iperf3 --bidir, one flow each way, both added up
   udp pps              iperf3 UDP, 64-byte payloads, unlimited rate: packets per second received
-  ping rtt             median round trip through an idle tunnel, pings 20 ms apart: 50 on each
-                       of 3 fresh tunnels per pair and round, the pairs taking turns within
-                       seconds (a round trip varies more between tunnels, and between minutes,
-                       than between implementations; one tunnel a round was too few to tell)
+  ping A->B, B->A      median round trip through an idle tunnel, pings 20 ms apart from A's
+                       side to B's and then back: 50 each way on each of 3 fresh tunnels per
+                       pair and round, the pairs taking turns within seconds (a round trip
+                       varies more between tunnels, and between minutes, than between
+                       implementations; one tunnel a round was too few to tell). Between two
+                       implementations the ways differ: one answers, the other waits
   rss                  peak resident memory (VmHWM) of side A's implementation under this load
                        (of wgpy where it takes part; the larger of two like processes)
   cpu s/GB             CPU seconds both tunnel processes spent per GB delivered in the TCP runs
@@ -120,7 +122,8 @@ METRICS = (
     Metric("tcp_x4", "tcp x4", "Gbit/s", True),
     Metric("bidir", "bidir", "Gbit/s", True),
     Metric("udp_pps", "udp pps", "kpps", True),
-    Metric("ping_ms", "ping rtt", "ms", False),
+    Metric("ping_ms", "ping A->B", "ms", False),
+    Metric("ping_ba_ms", "ping B->A", "ms", False),
     Metric("rss_mb", "rss", "MB", False),
     Metric("cpu_s_per_gb", "cpu s/GB", "s", False),
     Metric("machine_cpu_s_per_gb", "machine cpu s/GB", "s", False),
@@ -286,15 +289,23 @@ def rotated(items: tuple[T, ...], by: int) -> tuple[T, ...]:
     return items[by:] + items[:by]
 
 
-def idle_round_trips(pairs: tuple[Pair, ...]) -> dict[str, float]:
-    """Per pair, the median round trip through PING_TUNNELS fresh idle tunnels, the pairs taking
-    turns, in an order rotated by one every tunnel."""
-    trips: dict[str, list[float]] = {pair_name(pair): [] for pair in pairs}
+def idle_round_trips(pairs: tuple[Pair, ...]) -> dict[str, dict[str, float]]:
+    """Per pair, the median round trip each way (ping_ms from A, ping_ba_ms from B) through
+    PING_TUNNELS fresh idle tunnels, the pairs taking turns, in an order rotated by one every
+    tunnel."""
+    trips: dict[str, dict[str, list[float]]] = {
+        pair_name(pair): {"ping_ms": [], "ping_ba_ms": []} for pair in pairs
+    }
     for turn in range(PING_TUNNELS):
         for pair in rotated(pairs, turn):
             with tunnel(pair) as (a, b):
-                trips[pair_name(pair)] += round_trips(a.namespace, b.address, PING_COUNT)
-    return {name: statistics.median(t) if t else float("nan") for name, t in trips.items()}
+                ways = trips[pair_name(pair)]
+                ways["ping_ms"] += round_trips(a.namespace, b.address, PING_COUNT)
+                ways["ping_ba_ms"] += round_trips(b.namespace, a.address, PING_COUNT)
+    return {
+        name: {way: statistics.median(t) if t else float("nan") for way, t in ways.items()}
+        for name, ways in trips.items()
+    }
 
 
 def measure(a: Side, b: Side, seconds: float) -> dict[str, float]:
@@ -397,10 +408,11 @@ def table(
             suffix = f" ({', '.join(shown)})" if shown else ""
             cells.append(f"{medians[name][metric.key]:.3g} {metric.unit}{suffix}".rjust(width))
         lines.append(f"{metric.label:18}" + "".join(cells))
-    lines.append(
-        f"ratios (medians of each round's) are to {' and to '.join(relative)}; "
-        "rtt, rss and cpu: lower is better"
-    )
+    if relative:
+        lines.append(
+            f"ratios (medians of each round's) are to {' and to '.join(relative)}; "
+            "ping, rss and cpu: lower is better"
+        )
     return "\n".join(lines)
 
 
@@ -414,13 +426,15 @@ def run(
     for number in range(1, rounds + 1):
         started = time.monotonic()
         pings = idle_round_trips(pairs)
-        shown = ", ".join(f"{name}={ms:.3g}" for name, ms in pings.items())
-        log(f"round {number} ping_ms ({time.monotonic() - started:.0f}s): {shown}")
+        shown = ", ".join(
+            f"{name}={ways['ping_ms']:.3g}/{ways['ping_ba_ms']:.3g}" for name, ways in pings.items()
+        )
+        log(f"round {number} ping_ms A->B/B->A ({time.monotonic() - started:.0f}s): {shown}")
         this_round = {}
         for pair in rotated(pairs, number - 1):
             started = time.monotonic()
             with tunnel(pair) as (a, b):
-                figures = {"ping_ms": pings[pair_name(pair)], **measure(a, b, seconds)}
+                figures = {**pings[pair_name(pair)], **measure(a, b, seconds)}
             this_round[pair_name(pair)] = figures
             shown = ", ".join(f"{k}={v:.3g}" for k, v in figures.items())
             log(f"round {number} {pair_name(pair)} ({time.monotonic() - started:.0f}s): {shown}")
