@@ -49,7 +49,7 @@ from interop.wire import (
     WireMessage,
     send_bad_input,
 )
-from wgpy.core.probe import AttemptResult, ProbeKeys
+from wgpy.core.probe import AttemptResult, Pacer, ProbeKeys
 from wgpy.io.probe import probe
 
 FAST = "fast"
@@ -311,8 +311,15 @@ def peer_under_load(ctx: Context) -> None:
     capture = ctx.capture(link)
     flood = _flood_until_under_load(ctx, link, remote)
     seconds = ping(ctx.local_shell, remote.inner[0], timeout=40)
-    probed = _probe_under_load(ctx, local, remote)
+    pacer = Pacer()  # one for both rounds: each initiation must be consumed, and stamped later
+    probed = _probe_under_load(ctx, local, remote, pacer, timeout=1.0)
     flood.stop()
+    if not any(result.ok and result.cookie_reply for result in probed):
+        # The flood can keep the peer's queue full so that it drops every retry with a mac2
+        # (the guest kernel did, 8 of 8, in a CI run). Once more in the second the peer stays
+        # under load after the flood (each implementation's UNDER_LOAD_AFTER_TIME), with
+        # attempts short enough that several fall in it.
+        probed += _probe_under_load(ctx, local, remote, pacer, timeout=0.2)
     ctx.note(
         f"{flood.sent} bogus initiations drew {flood.cookie_replies} cookie replies;"
         f" wgpy's handshake took {seconds:.1f} s; {_describe_probe(probed)}"
@@ -363,16 +370,18 @@ def _flood_until_under_load(ctx: Context, link: Link, target: Interface) -> Init
 PROBE_ATTEMPTS = 8
 
 
-def _probe_under_load(ctx: Context, local: Interface, remote: Interface) -> list[AttemptResult]:
+def _probe_under_load(
+    ctx: Context, local: Interface, remote: Interface, pacer: Pacer, timeout: float
+) -> list[AttemptResult]:
     """`wgpy probe` from W, with wgpy's key (the one the peer knows), while the peer is under
     load: each attempt should draw a cookie reply, then a response to the retry with mac2.
-    A full handshake queue drops some attempts, so there are several. Outside the capture:
-    the probe uses a port of its own."""
+    A full handshake queue drops some attempts, so there are several, `timeout` seconds each
+    at most. Outside the capture: the probe uses a port of its own."""
     keys = ProbeKeys(base64.b64decode(local.keys.private), _key(remote))
     with ctx.w.entered():
         return probe(
             (remote.host.underlay[0], remote.port), keys,
-            count=PROBE_ATTEMPTS, timeout=1.0, interval=0.0,
+            count=PROBE_ATTEMPTS, timeout=timeout, interval=0.0, pacer=pacer,
         )  # fmt: skip
 
 
