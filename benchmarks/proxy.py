@@ -36,7 +36,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TypeVar
+
+import throughput  # benchmarks/throughput.py, beside this script: its turns
 
 from wgpy.cli.proxy import raise_open_files_limit
 from wgpy.lab.proxy import (
@@ -54,7 +55,6 @@ from wgpy.proxy.relay import close_quietly
 
 SOCKS, FORWARD, IPERF = 1100, 5202, 5201
 Row = tuple[str, float, str]  # figure, value, how measured
-T = TypeVar("T")
 SECONDS = 5
 ROUNDS = 3
 STACKS = ("host", "kernel", "userspace", "run")
@@ -210,7 +210,7 @@ def connect_rows(lab: ProxyLab, stack: str) -> list[Row]:
     medians: dict[tuple[bool, str], list[float]] = {}
     cpu: dict[str, list[float]] = {}
     for number in range(ROUNDS):
-        for direct in rotated((False, True), number):
+        for direct in throughput.rotated((False, True), number):
             if direct:
                 with without_proxy(lab, stack), lab.client.entered():
                     for spacing, (median, _) in connect_medians().items():
@@ -250,12 +250,6 @@ def connect_medians(proxy: int | None = None) -> dict[str, tuple[float, float]]:
         used = (cpu_nanoseconds(proxy) - started) / CONNECTS / 1000 if proxy else 0.0
         figures[spacing] = median, used
     return figures
-
-
-def rotated(items: tuple[T, ...], by: int) -> tuple[T, ...]:
-    """`items` taking turns from the `by`th on (modulo their number)."""
-    by %= len(items)
-    return items[by:] + items[:by]
 
 
 def cpu_nanoseconds(pid: int) -> int:
