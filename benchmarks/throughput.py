@@ -1,6 +1,6 @@
 """Tunnel throughput, latency and cost: wgpy against Debian's wireguard-go, over a veth pair.
 
-    python benchmarks/throughput.py            # 3 rounds of 10-second runs: about 10 minutes
+    python benchmarks/throughput.py            # 3 rounds of 10-second runs: about 12 minutes
     python benchmarks/throughput.py --quick    # 1 round of 3-second runs: about 1.5 minutes
 
 Needs root, iproute2, wg(8), wireguard-go and iperf3 (scripts/install-deps installs them). Two
