@@ -237,21 +237,39 @@ class Tunnel:
         assert error is not None
         raise error
 
+    def connect_soon(
+        self,
+        protocol: asyncio.Protocol,
+        host: str,
+        port: int,
+        on_open: Callable[[OSError | None], None],
+    ) -> asyncio.Transport | None:
+        """A connection to `host` begun in this call, its SYN sent before it returns, when
+        `host` is an address (None for a name: create_connection resolves it). The protocol's
+        connection_made comes as the handshake ends; `on_open` hears of that, or of the error
+        that ended the opening (aborting the transport meanwhile ends it). Raises OSError
+        (ENETUNREACH) for an address no peer's AllowedIPs hold."""
+        try:
+            address = self._routed(host)
+        except ValueError:
+            return None
+        path = self.path
+        conn = path.stack.tcp_connect(address, port, path.loop.time())
+        transport = StackStreamTransport(path, conn, protocol, on_open)
+        path.run(())  # the SYN now: a wake would wait a turn of the loop, the handshake's time
+        return transport
+
     async def _connect(
         self, address: str, port: int, protocol: asyncio.Protocol
     ) -> asyncio.Transport:
-        path = self.path
-        loop = path.loop
-        address = self._routed(address)
-        opened: asyncio.Future[None] = loop.create_future()
+        opened: asyncio.Future[None] = self.path.loop.create_future()
 
         def on_open(error: OSError | None) -> None:
             if not opened.done():
                 opened.set_result(None) if error is None else opened.set_exception(error)
 
-        conn = path.stack.tcp_connect(address, port, loop.time())
-        transport = StackStreamTransport(path, conn, protocol, on_open)
-        path.run(())  # the SYN now: a wake would wait a turn of the loop, the handshake's time
+        transport = self.connect_soon(protocol, address, port, on_open)
+        assert transport is not None  # (an address: resolve gave it)
         try:
             await opened
         except asyncio.CancelledError:

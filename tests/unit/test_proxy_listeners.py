@@ -14,6 +14,7 @@ import pytest
 
 from wgpy.proxy import socks5_listener
 from wgpy.proxy.http_listener import HttpHandler
+from wgpy.proxy.network import OnOpen
 from wgpy.proxy.relay import Connections, close_quietly
 from wgpy.proxy.socks5 import Reply, encode_address
 from wgpy.proxy.socks5_listener import Socks5Listener
@@ -49,6 +50,11 @@ class FakeNetwork:
         if self.origin is None:
             await asyncio.Event().wait()  # silent
         return await paired(self.origin)  # type: ignore[arg-type]
+
+    def connect_soon(
+        self, protocol: asyncio.Protocol, host: str, port: int, on_open: OnOpen
+    ) -> asyncio.Transport | None:
+        return None  # as a socket's network: create_connection in the request's task
 
     async def create_connection(
         self, protocol_factory: Callable[[], asyncio.Protocol], host: str, port: int

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 ClientConnected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
+OnOpen = Callable[[OSError | None], None]  # how a connection's opening ended: None, it stands
 DatagramFactory = Callable[[], asyncio.DatagramProtocol]
 Socket = socket.socket  # (HostNetwork's method `socket` hides the module in its body)
 PING_TIMEOUT = 5.0
@@ -36,6 +37,12 @@ class Network(Protocol):
     async def create_connection(
         self, protocol_factory: Callable[[], asyncio.Protocol], host: str, port: int
     ) -> tuple[asyncio.Transport, asyncio.Protocol]: ...
+
+    # A connection begun in the call where the network can (see wgpy.tunnel.Tunnel's), else
+    # None, and create_connection's task makes it.
+    def connect_soon(
+        self, protocol: asyncio.Protocol, host: str, port: int, on_open: OnOpen
+    ) -> asyncio.Transport | None: ...
 
     async def create_datagram_endpoint(
         self,
@@ -77,6 +84,12 @@ class HostNetwork:
         loop = asyncio.get_running_loop()
         sock = await self._connected(host, port)
         return await loop.create_connection(protocol_factory, sock=sock)
+
+    def connect_soon(
+        self, protocol: asyncio.Protocol, host: str, port: int, on_open: OnOpen
+    ) -> asyncio.Transport | None:
+        """None: a socket's connect takes the loop's turns, as create_connection's."""
+        return None
 
     async def _connected(self, host: str, port: int) -> Socket:
         loop = asyncio.get_running_loop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 from collections.abc import Mapping
@@ -54,7 +55,8 @@ class Socks5Listener:
 class Socks5Client(asyncio.Protocol):
     """One client's connection. The negotiation runs in data_received, each answer written as
     its message arrives; the request is carried out by a task (the connect may wait for a name
-    and a handshake), and a CONNECT's relay then takes the transport. Callbacks rather than a
+    and a handshake), or for a CONNECT to an address on a network that begins connections at
+    once, by an _Opening; a CONNECT's relay then takes the transport. Callbacks rather than a
     stream read per message: each await was one more turn of the loop (issue 17)."""
 
     def __init__(self, listener: Socks5Listener) -> None:
@@ -63,7 +65,7 @@ class Socks5Client(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(NEGOTIATION_TIMEOUT, self._negotiation_timed_out)
-        self._task: asyncio.Task[None] | None = None  # serving the request
+        self._serving: asyncio.Task[None] | _Opening | None = None  # the request under way
         self._link: Link | None = None  # the CONNECT's relay, once it runs
         self._connecting = False  # a CONNECT under way: what the client sends is kept
         self._eof = False  # the client's EOF came meanwhile
@@ -81,7 +83,7 @@ class Socks5Client(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         session = self.session
-        if self._task is not None:
+        if self._serving is not None:
             if self._connecting:  # kept for the relay (session.trailing_data)
                 session.receive(data)
                 if session.trailing > EARLY_DATA_LIMIT:
@@ -96,10 +98,10 @@ class Socks5Client(asyncio.Protocol):
                 transport.close()
             else:
                 self._connecting = event.command is Command.CONNECT
-                self._task = asyncio.ensure_future(self._serve(event))
+                self._serving = self._begin(event)
 
     def eof_received(self) -> bool:
-        if self._task is None:
+        if self._serving is None:
             log.debug("socks5 %s: rejected: closed before a request", self.peer)
         elif self._connecting:
             self._eof = True  # the relay passes it on
@@ -108,10 +110,10 @@ class Socks5Client(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._deadline.cancel()
-        if self._task is None:
+        if self._serving is None:
             self.listener.connections.release(self)
-        elif not self._task.done():
-            self._task.cancel()  # the client went: a connect under way is given up
+        elif not self._serving.done():
+            self._serving.cancel()  # the client went: a connect under way is given up
 
     def _negotiation_timed_out(self) -> None:
         log.debug("socks5 %s: negotiation ended: no request in %gs", self.peer,
@@ -121,12 +123,30 @@ class Socks5Client(asyncio.Protocol):
 
     def _abort(self) -> None:
         """The proxy stops, and its grace is over."""
-        if self._task is not None:
-            self._task.cancel()
+        if self._serving is not None:
+            self._serving.cancel()
         if self._link is not None:
             self._link.close()
         elif self.transport is not None:
             self.transport.close()
+
+    def _begin(self, request: Request) -> asyncio.Task[None] | _Opening:
+        """A CONNECT begun in this turn where the network can (its SYN goes now, not after a
+        turn for a task and the task's own steps: issue 17); else a task serves the request."""
+        if request.command is Command.CONNECT:
+            target = describe((request.host, request.port))
+            opening = _Opening(self, target)
+            try:
+                transport = self.listener.network.connect_soon(
+                    _Upstream(self, target), request.host, request.port, opening.ended
+                )
+            except OSError as error:  # no route
+                opening.ended(error)
+                return opening
+            if transport is not None:
+                opening.begun(transport, self.listener.connect_timeout)
+                return opening
+        return asyncio.ensure_future(self._serve(request))
 
     async def _serve(self, request: Request) -> None:
         """The request carried out; unless a relay then holds the connection, it is over."""
@@ -138,26 +158,34 @@ class Socks5Client(asyncio.Protocol):
         except Exception as error:  # (as Connections logs a task's)
             log.debug("socks5 %s: failed: %r", self.peer, error)
         finally:
-            if self._link is None:
-                assert self.transport is not None
-                self.transport.close()
-                self.listener.connections.release(self)
+            self._finish()
+
+    def _finish(self) -> None:
+        """The request is over: unless a relay holds the connection, so is the connection."""
+        if self._link is None:
+            assert self.transport is not None
+            self.transport.close()
+            self.listener.connections.release(self)
 
     async def _connect(self, request: Request) -> None:
-        session, transport, listener = self.session, self.transport, self.listener
-        assert transport is not None
+        listener = self.listener
         target = describe((request.host, request.port))
         upstream = _Upstream(self, target)
         try:
             await connect_protocol(listener.network, lambda: upstream, request.host,
                                    request.port, listener.connect_timeout)  # fmt: skip
         except (OSError, ValueError) as error:
-            if self._link is not None:
-                return  # it stood as the deadline passed: the relay has it
-            self._connecting = False
-            log.debug("socks5 %s -> %s: %s", self.peer, target, describe_error(error))
-            session.reply(socks5_reply(error))
-            transport.write(session.data_to_send())
+            if self._link is None:  # (else it stood as the deadline passed: the relay has it)
+                self._not_opened(target, error)
+
+    def _not_opened(self, target: str, error: Exception) -> None:
+        """The CONNECT failed: the reply says why."""
+        session, transport = self.session, self.transport
+        assert transport is not None
+        self._connecting = False
+        log.debug("socks5 %s -> %s: %s", self.peer, target, describe_error(error))
+        session.reply(socks5_reply(error))
+        transport.write(session.data_to_send())
 
     def _opened(self, upstream: asyncio.Transport, target: str) -> None:
         """The connection to the destination stands: the reply, and the relay, at once (in
@@ -202,6 +230,56 @@ class Socks5Client(asyncio.Protocol):
             endpoint.close()
             log.debug("socks5 udp associate on %s closed, %d datagrams up, %d down",
                       describe(bound), association.up, association.down)  # fmt: skip
+
+
+class _Opening:
+    """A CONNECT begun at once (Socks5Client._begin), as its task would serve it: it ends as
+    the connection stands (connection_made started the relay), as the opening fails (the
+    reply says why), as the deadline passes (TTL expired), or cancelled as the client goes or
+    the proxy stops (no reply). Then the client's request is over."""
+
+    def __init__(self, client: Socks5Client, target: str) -> None:
+        self.client = client
+        self.target = target
+        self._transport: asyncio.Transport | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._done = False
+        self._cancelled = False  # no reply then
+        self._timed_out = False
+
+    def begun(self, transport: asyncio.Transport, timeout: float) -> None:
+        self._transport = transport
+        if not self._done:
+            self._deadline = asyncio.get_running_loop().call_later(timeout, self._time_out)
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._abort()
+
+    def _time_out(self) -> None:
+        self._timed_out = True
+        self._abort()
+
+    def _abort(self) -> None:
+        if not self._done and self._transport is not None:
+            self._transport.abort()  # whose on_open, `ended`, comes at once
+
+    def ended(self, error: OSError | None) -> None:
+        """The opening's end (the transport's on_open): the request is over but for a relay."""
+        self._done = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if error is None:
+            return  # connection_made came first: the relay has the connection
+        if not self._cancelled:
+            why = (
+                TimeoutError(errno.ETIMEDOUT, "no connection in time") if self._timed_out else error
+            )
+            self.client._not_opened(self.target, why)
+        self.client._finish()
 
 
 class _Upstream(asyncio.Protocol):
