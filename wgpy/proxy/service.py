@@ -13,6 +13,7 @@ from typing import Any
 
 from wgpy.proxy.forwards import Target, TcpForward, UdpForward
 from wgpy.proxy.http_listener import HttpHandler
+from wgpy.proxy.listener import listen as listen_on
 from wgpy.proxy.network import HostNetwork, Network, Server
 from wgpy.proxy.relay import CLOSE_GRACE, Connections
 from wgpy.proxy.socks5_listener import Socks5Listener
@@ -73,9 +74,8 @@ class Proxy:
     async def _serve(
         self, what: str, listen: Listen, protocol: Callable[[], asyncio.Protocol]
     ) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            server = await loop.create_server(protocol, listen.host, listen.port)
+            server = await listen_on(protocol, listen.host, listen.port)
         except OSError as error:
             raise OSError(
                 error.errno, f"{what} {listen.host}:{listen.port}: {error.strerror}"

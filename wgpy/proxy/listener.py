@@ -1,0 +1,96 @@
+"""A TCP listener on this machine for the proxy's protocols (SOCKS5, HTTP): each connection it
+accepts gets its transport in that same turn of the loop.
+
+loop.create_server's accept takes three turns a connection before its first read can be seen:
+an accept() repeated until it fails with EAGAIN, a task that makes the transport and awaits its
+connection_made, and that call's turn; the failed accept raises, and the task costs a coroutine,
+a future and two steps. Here one accept() per readable listener: the poll is level-triggered, so
+another connection waiting makes it readable again (issue 17: the proxy is CPU-bound a connect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+
+log = logging.getLogger("wgpy.proxy")
+BACKLOG = 100  # loop.create_server's
+ACCEPT_RETRY_DELAY = 1.0  # seconds the listener rests when out of descriptors, as asyncio's
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+class Listener:
+    """Accepts on `sockets` (bound and listening) for `protocol_factory` until closed: what
+    loop.create_server returns, in the parts the proxy uses."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sockets: list[socket.socket],
+        factory: ProtocolFactory,
+    ) -> None:
+        self.loop = loop
+        self.sockets = sockets
+        self.factory = factory
+        # asyncio's selector loops make a transport for a socket already connected; on another
+        # loop (uvloop's has no such method) connect_accepted_socket does, in a task.
+        self._make_transport = getattr(loop, "_make_socket_transport", None)
+        for sock in sockets:
+            sock.setblocking(False)
+            loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _accept(self, sock: socket.socket) -> None:
+        try:
+            conn, peer = sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # another took it, or the client gave up meanwhile
+        except OSError as error:  # out of descriptors or memory: rest, as asyncio's does
+            log.warning("accept on %s: %s", sock.getsockname(), error)
+            self.loop.remove_reader(sock.fileno())
+            self.loop.call_later(ACCEPT_RETRY_DELAY, self._resume, sock)
+            return
+        conn.setblocking(False)
+        protocol = self.factory()
+        if self._make_transport is not None:
+            self._make_transport(conn, protocol, extra={"peername": peer})
+        else:
+            self.loop.create_task(self.loop.connect_accepted_socket(lambda: protocol, conn))
+
+    def _resume(self, sock: socket.socket) -> None:
+        if sock in self.sockets:
+            self.loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def close(self) -> None:
+        """Stop accepting; the connections accepted go on."""
+        sockets, self.sockets = self.sockets, []
+        for sock in sockets:
+            self.loop.remove_reader(sock.fileno())
+            sock.close()
+
+    async def wait_closed(self) -> None:
+        """Closed already at close() (the connections are the caller's to wait for)."""
+
+
+async def listen(factory: ProtocolFactory, host: str | None, port: int) -> Listener:
+    """A Listener on each address `host` names (None: every address) at `port`, bound as
+    loop.create_server binds (SO_REUSEADDR, IPv6 sockets IPv6-only). Raises OSError."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return Listener(loop, sockets, factory)
