@@ -5,6 +5,7 @@ Network a fake whose connections are socket pairs too, to an echo or a one-shot 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import socket
 import time
@@ -133,6 +134,17 @@ def test_socks5_connect_relays_to_the_networks_connection_and_back() -> None:
     assert answer[:6] == b"\x05\x00" + b"\x05\x00\x00\x01"  # the method; success, an IPv4 bound
     assert answer[2 + 10 :] == b"hello"
     assert network.opened == [("svc.example", 80)]
+
+
+def test_socks5_debug_log_names_the_destination_of_each_connect(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="wgpy.proxy")
+    run_socks5(FakeNetwork(echo), 5.0, socks5_connect("2001:db8::1", 80, b"hello"))
+    opened = [r.getMessage() for r in caplog.records if r.getMessage().endswith(": opened")]
+    assert len(opened) == 1 and opened[0].endswith(" -> [2001:db8::1]:80: opened")
+    closed = [r.getMessage() for r in caplog.records if ": closed, " in r.getMessage()]
+    assert closed == [opened[0].replace(": opened", ": closed, 5 bytes up, 5 down")]
 
 
 class SlowNetwork(FakeNetwork):

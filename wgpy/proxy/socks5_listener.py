@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import cast
 
-from wgpy.proxy.network import Network, describe, ip_address_of, is_address
+from wgpy.proxy.network import Described, Network, describe, ip_address_of, is_address
 from wgpy.proxy.relay import Connections, Counted, Link, Side, splice
 from wgpy.proxy.socks5 import (
     Command,
@@ -71,9 +71,9 @@ class Socks5Client(asyncio.Protocol):
         self._eof = False  # the client's EOF came meanwhile
 
     @property
-    def peer(self) -> str:  # for the log
+    def peer(self) -> Described:  # for the log
         assert self.transport is not None
-        return describe(self.transport.get_extra_info("peername"))
+        return Described(self.transport.get_extra_info("peername"))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -134,7 +134,7 @@ class Socks5Client(asyncio.Protocol):
         """A CONNECT begun in this turn where the network can (its SYN goes now, not after a
         turn for a task and the task's own steps: issue 17); else a task serves the request."""
         if request.command is Command.CONNECT:
-            target = describe((request.host, request.port))
+            target = Described((request.host, request.port))
             opening = _Opening(self, target)
             try:
                 transport = self.listener.network.connect_soon(
@@ -169,7 +169,7 @@ class Socks5Client(asyncio.Protocol):
 
     async def _connect(self, request: Request) -> None:
         listener = self.listener
-        target = describe((request.host, request.port))
+        target = Described((request.host, request.port))
         upstream = _Upstream(self, target)
         try:
             await connect_protocol(listener.network, lambda: upstream, request.host,
@@ -178,7 +178,7 @@ class Socks5Client(asyncio.Protocol):
             if self._link is None:  # (else it stood as the deadline passed: the relay has it)
                 self._not_opened(target, error)
 
-    def _not_opened(self, target: str, error: Exception) -> None:
+    def _not_opened(self, target: Described, error: Exception) -> None:
         """The CONNECT failed: the reply says why."""
         session, transport = self.session, self.transport
         assert transport is not None
@@ -187,7 +187,7 @@ class Socks5Client(asyncio.Protocol):
         session.reply(socks5_reply(error))
         transport.write(session.data_to_send())
 
-    def _opened(self, upstream: asyncio.Transport, target: str) -> None:
+    def _opened(self, upstream: asyncio.Transport, target: Described) -> None:
         """The connection to the destination stands: the reply, and the relay, at once (in
         the turn that ended the handshake, not one more for the task awaiting it)."""
         session, transport = self.session, self.transport
@@ -238,7 +238,7 @@ class _Opening:
     reply says why), as the deadline passes (TTL expired), or cancelled as the client goes or
     the proxy stops (no reply). Then the client's request is over."""
 
-    def __init__(self, client: Socks5Client, target: str) -> None:
+    def __init__(self, client: Socks5Client, target: Described) -> None:
         self.client = client
         self.target = target
         self._transport: asyncio.Transport | None = None
@@ -286,7 +286,7 @@ class _Upstream(asyncio.Protocol):
     """A CONNECT's connection to its destination until the relay takes it, which its
     connection_made starts."""
 
-    def __init__(self, client: Socks5Client, target: str) -> None:
+    def __init__(self, client: Socks5Client, target: Described) -> None:
         self.client = client
         self.target = target
 
