@@ -71,11 +71,19 @@ class FakeNetwork:
         return transport, protocol
 
 
+# The servers' tasks until each ends. The loop holds a task only weakly, and a stream's
+# protocol its reader too: a task awaiting its read is otherwise garbage, and a collection
+# could destroy it mid-test, the client then waiting for an answer that never comes.
+serving: set[asyncio.Task[None]] = set()
+
+
 async def paired(server: Origin) -> Stream:
     """A stream whose far end `server` serves, as a task."""
     near, far = socket.socketpair()
     far_stream = await asyncio.open_connection(sock=far)
     task = asyncio.ensure_future(server(*far_stream))
+    serving.add(task)
+    task.add_done_callback(serving.discard)
     task.add_done_callback(lambda _: far_stream[1].close())
     return await asyncio.open_connection(sock=near)
 
