@@ -154,6 +154,14 @@ class RootlessDataPath:
         if not self._running and self._wake is None:
             self._wake = self.loop.call_soon(self._on_wake)
 
+    def flush(self) -> None:
+        """The application wrote outside a turn (a relay passing on what its client sent, or
+        the client's end): a turn now, so that it leaves in this callback and not after one
+        more turn of the loop (a SOCKS5 connect's echo and close each waited one, issue 17).
+        Within a turn, that turn sends it."""
+        if not self._running:
+            self.run(())
+
     def _on_wake(self) -> None:
         self._wake = None
         self.run(())

@@ -140,7 +140,8 @@ class StackStreamTransport(asyncio.Transport):
                 return
             if taken < len(data):
                 self._pending += memoryview(data)[taken:]
-            self._wake()
+            self._path.stack.wake(self._conn)
+            self._path.flush()
         if len(self._pending) > WRITE_HIGH and not self._writing_paused:
             self._writing_paused = True
             self._protocol.pause_writing()
@@ -170,6 +171,7 @@ class StackStreamTransport(asyncio.Transport):
             return
         self._eof_written = True
         self._push()
+        self._path.flush()
 
     def can_write_eof(self) -> bool:
         return True
@@ -200,6 +202,7 @@ class StackStreamTransport(asyncio.Transport):
             return
         self._closing = True
         self._push()
+        self._path.flush()
 
     def abort(self) -> None:
         self._conn.abort()
