@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import ipaddress
 import os
 import random
@@ -42,6 +41,7 @@ from wgpy.io.rootless import RootlessDataPath, serve_configuration, stack_splitt
 from wgpy.io.stack_streams import StackStreamTransport
 from wgpy.io.stack_transports import StackDatagramTransport, TunnelResolver, normalized
 from wgpy.netstack.dns import StubResolver
+from wgpy.netstack.ip import literal
 from wgpy.netstack.stack import ACCEPT_BACKLOG, Listener, Stack
 from wgpy.resolver import resolve as resolve_endpoint
 
@@ -184,10 +184,10 @@ class Tunnel:
     def _routed(self, address: str) -> str:
         """`address` in the stack's form, once a peer's AllowedIPs are found to hold it: else
         ENETUNREACH at once, as a socket says for no route, not a silence that times out."""
-        parsed = ip_literal(address)
-        if self.path.device.allowed_ips.lookup(parsed.packed) is None:
+        packed, text = literal(address)
+        if self.path.device.allowed_ips.lookup(packed) is None:
             raise OSError(errno.ENETUNREACH, f"{address}: no peer's AllowedIPs hold it")
-        return str(parsed)
+        return text
 
     # -- ICMP ------------------------------------------------------------------------------
 
@@ -335,7 +335,7 @@ class Tunnel:
         the tunnel; an IP literal is itself. socket.gaierror when the name has no address, or
         no server answered."""
         try:
-            return [str(ip_literal(name))]
+            return [literal(name)[1]]
         except ValueError:
             pass
         if not self.dns_servers:
@@ -419,13 +419,6 @@ class TunnelServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
-
-
-@functools.lru_cache(maxsize=256)
-def ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """`text` as an IP address, or ValueError; kept, as a proxy reaches the same few addresses
-    over and over (a parse costs ~10 Python calls, and each connect asked for three)."""
-    return ipaddress.ip_address(text)
 
 
 def _warn_not_applied(interface: wgconfig.InterfaceConfig, file: str) -> None:

@@ -8,6 +8,7 @@ bytes (4 or 16) on the data path; `ipaddress` is for the edges.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import struct
 from typing import Final, NamedTuple
 
@@ -25,6 +26,15 @@ _IPV6: Final = struct.Struct("!IHBB16s16s")
 _MORE_FRAGMENTS_OR_OFFSET: Final = 0x3FFF
 _DONT_FRAGMENT: Final = 0x4000  # set on what the stack sends, as Linux sets it on TCP
 _WORDS: Final = struct.Struct("!10H")
+
+
+@functools.lru_cache(maxsize=256)  # a proxy reaches the same few addresses over and over
+def literal(text: str) -> tuple[bytes, str]:
+    """An IP literal as raw bytes and as the stack writes it (the short form): a parse and its
+    text cost ~10 Python calls cold, and each connect asked for both twice. ValueError if
+    `text` is no address."""
+    address = ipaddress.ip_address(text)
+    return address.packed, str(address)
 
 
 class IpPacket(NamedTuple):

@@ -11,7 +11,6 @@ connections' own, `drop_counts()`).
 
 from __future__ import annotations
 
-import functools
 import heapq
 import ipaddress
 import random
@@ -194,8 +193,7 @@ class Stack:
     def tcp_connect(self, remote_ip: str, port: int, now: float) -> TcpConnection:
         """Open a connection to `remote_ip` (a literal) and `port`; its SYN is sent with the next
         `packets_to_send`, and its events say how it went."""
-        parsed = _ip_literal(remote_ip)
-        remote = parsed.packed
+        remote, remote_text = ip.literal(remote_ip)
         local = self.source_for(remote)
         local_port = self._free_port(
             lambda candidate: (
@@ -204,7 +202,7 @@ class Stack:
             )
         )
         conn = TcpConnection.connect(
-            Address(self._texts[local], local_port), Address(str(parsed), port), now,
+            Address(self._texts[local], local_port), Address(remote_text, port), now,
             iss=self.rng.getrandbits(32), mss=self._mss(remote), config=self.tcp_config,
         )  # fmt: skip
         self._add(conn, (local, local_port, remote, port))
@@ -529,11 +527,6 @@ def _run_end(segments: Sequence[TcpSegment], at: int) -> int:
         if len(segment.payload) < size:
             break
     return end
-
-
-@functools.lru_cache(maxsize=256)  # a proxy connects to the same few addresses again and again
-def _ip_literal(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    return ipaddress.ip_address(text)
 
 
 def _text(address: bytes) -> str:
