@@ -1,5 +1,6 @@
-"""A TCP listener on this machine for the proxy's protocols (SOCKS5, HTTP): each connection it
-accepts gets its transport in that same turn of the loop.
+"""A TCP listener on this machine for the proxy's protocols (SOCKS5, HTTP, -L forwards): each
+connection it accepts gets its transport (wgpy.proxy.socket_transport) in that same turn of the
+loop.
 
 loop.create_server's accept takes three turns before a connection's first bytes can be read (an
 accept() repeated until it fails with EAGAIN, which raises; a task that makes the transport and
@@ -15,6 +16,8 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
+
+from wgpy.proxy.socket_transport import SocketTransport
 
 log = logging.getLogger("wgpy.proxy")
 BACKLOG = 100  # loop.create_server's
@@ -36,9 +39,6 @@ class Listener:
         self.loop = loop
         self.sockets = sockets
         self.factory = factory
-        # asyncio's selector loops make a transport for a socket already connected; on another
-        # loop (uvloop's has no such method) connect_accepted_socket does, in a task.
-        self._make_transport = getattr(loop, "_make_socket_transport", None)
         for sock in sockets:
             sock.setblocking(False)
             loop.add_reader(sock.fileno(), self._accept, sock)
@@ -54,11 +54,10 @@ class Listener:
             self.loop.call_later(ACCEPT_RETRY_DELAY, self._resume, sock)
             return
         conn.setblocking(False)
-        protocol = self.factory()
-        if self._make_transport is not None:
-            self._make_transport(conn, protocol, extra={"peername": peer})
-        else:
-            self.loop.create_task(self.loop.connect_accepted_socket(lambda: protocol, conn))
+        # Each write is sent as it comes, as asyncio's transports have it: Nagle's algorithm
+        # would hold a relayed write back until the client acknowledged the last.
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        SocketTransport(self.loop, conn, self.factory(), peer)
 
     def _resume(self, sock: socket.socket) -> None:
         if sock in self.sockets:
