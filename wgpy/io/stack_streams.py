@@ -147,6 +147,8 @@ class StackStreamTransport(asyncio.Transport):
             self._protocol.pause_writing()
 
     def _push(self) -> None:
+        """What waits here, to the connection, and its end once all of it is there. The caller
+        sends it: a turn under way, or write_eof's and close's flush."""
         if self._lost:
             return
         if self._pending:
@@ -155,13 +157,13 @@ class StackStreamTransport(asyncio.Transport):
             except TcpError:
                 return
             del self._pending[:taken]
-            self._wake()
+            self._path.stack.wake(self._conn)
         if self._writing_paused and len(self._pending) <= WRITE_LOW:
             self._writing_paused = False
             self._protocol.resume_writing()
         if not self._pending and (self._closing or self._eof_written):
             self._conn.close(orphan=self._closing)
-            self._wake()
+            self._path.stack.wake(self._conn)
             # Done both ways only now: lost earlier, what still waited here would never go.
             if self._closing or self._eof_received:
                 self._lose(None)
