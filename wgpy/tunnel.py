@@ -20,7 +20,6 @@ import asyncio
 import errno
 import ipaddress
 import os
-import random
 import socket
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -37,6 +36,7 @@ from wgpy.errors import ConfigError, UapiError, WgpyError
 from wgpy.io import accel
 from wgpy.io.capture_server import CaptureHub
 from wgpy.io.device_lock import DeviceLock
+from wgpy.io.pooled_random import PooledSystemRandom
 from wgpy.io.rootless import RootlessDataPath, serve_configuration, stack_splitter
 from wgpy.io.stack_streams import StackStreamTransport
 from wgpy.io.stack_transports import StackDatagramTransport, TunnelResolver, normalized
@@ -89,7 +89,7 @@ class Tunnel:
         self.mtu = interface.mtu or DEFAULT_MTU
         # The system's randomness (a random.Random in form): TCP's initial sequence numbers and
         # ephemeral ports must not be predictable from earlier ones (RFC 6528).
-        self._rng = random.SystemRandom()
+        self._rng = PooledSystemRandom()
         self._ping_identifier = self._rng.getrandbits(16)
         self._ping_sequence = 0
         self.name = name
