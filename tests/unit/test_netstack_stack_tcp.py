@@ -144,6 +144,42 @@ def test_a_port_in_time_wait_towards_one_service_is_free_towards_another(
     assert link.a.tcp_connect(B4, 80, link.now).local.port in (50000, 50001)
 
 
+def test_past_the_time_wait_limit_the_oldest_waiting_connection_ends_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stack_module, "EPHEMERAL_PORTS", range(50000, 50003))
+    monkeypatch.setattr(stack_module, "TIME_WAIT_LIMIT", 2)
+    link = Link()
+    listener = link.b.tcp_listen(80)
+    clients = []
+    for _ in range(3):
+        client = link.a.tcp_connect(B4, 80, link.now)
+        link.settle()
+        closed_into_time_wait(link, client, accepted(listener))
+        clients.append(client)
+    assert link.a.connections == 2 and link.a.time_wait_overflows == 1
+    # The oldest's four-tuple is free again; the two others still wait, their ports taken.
+    fourth = link.a.tcp_connect(B4, 80, link.now)
+    assert fourth.local.port == clients[0].local.port
+    link.settle(until=link.now + 61)  # the two leave TIME-WAIT in their own time
+    assert fourth.state is TcpState.ESTABLISHED and link.a.connections == 1
+
+
+def test_a_client_connecting_faster_than_time_wait_lets_go_still_finds_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stack_module, "EPHEMERAL_PORTS", range(50000, 50004))
+    monkeypatch.setattr(stack_module, "TIME_WAIT_LIMIT", 2)
+    link = Link()
+    listener = link.b.tcp_listen(80)
+    for _ in range(10):  # four ports, each four-tuple in TIME-WAIT for 60 s: all ten get one
+        client = link.a.tcp_connect(B4, 80, link.now)
+        link.settle()
+        assert client.state is TcpState.ESTABLISHED
+        closed_into_time_wait(link, client, accepted(listener))
+    assert link.a.time_wait_overflows == 8
+
+
 def test_a_connect_finds_the_last_free_port_and_never_a_listening_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

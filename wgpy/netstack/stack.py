@@ -38,6 +38,13 @@ EPHEMERAL_PORTS: Final = range(49152, 65536)  # RFC 6335's dynamic ports
 # dropped, so a SYN flood costs at most this many connections (Linux: tcp_max_syn_backlog).
 SYN_BACKLOG: Final = 256
 ACCEPT_BACKLOG: Final = 128  # established connections waiting for accept (Linux: SOMAXCONN 4096)
+# Connections in TIME-WAIT the stack keeps (Linux: tcp_max_tw_buckets); past it the oldest ends at
+# once, as Linux closes a connection that finds its table full. Each is a whole TCB here, ~4 KB,
+# so they hold ~16 MB at most; and fewer than the ephemeral ports, so a client connecting to one
+# service faster than TIME-WAIT lets them go (16,384 in 60 s: 273 a second) still finds a port.
+# A four-tuple used again early is what TIME-WAIT guards against; timestamps (PAWS) and random
+# initial sequence numbers keep the old connection's late segments out, as with Linux's.
+TIME_WAIT_LIMIT: Final = 4096
 TCP_HEADER_ROOM: Final = tcp_segment.HEADER_LEN
 
 # A connection by its four-tuple, addresses raw: (local, local port, remote, remote port).
@@ -117,6 +124,8 @@ class Stack:
         self._deadlines: list[tuple[float, int, TcpConnection]] = []  # a heap
         self._scheduled: dict[TcpConnection, float] = {}  # each one's earliest heap entry
         self._heap_order = 0
+        self._time_wait: dict[TcpConnection, None] = {}  # in TIME-WAIT, oldest first
+        self.time_wait_overflows = 0  # connections TIME_WAIT_LIMIT ended early
 
     # -- the tunnel side -------------------------------------------------------------------
 
@@ -310,8 +319,17 @@ class Stack:
         listener = self._of_listener.get(conn)
         if listener is not None and conn.state is not TcpState.SYN_RECEIVED:
             self._leave_backlog(conn, listener)
+        if conn.state is TcpState.TIME_WAIT and conn not in self._time_wait:
+            self._entered_time_wait(conn)
         if conn.state is not TcpState.CLOSED:  # (a closed one goes once its RST is out: _flush)
             self._schedule(conn)
+
+    def _entered_time_wait(self, conn: TcpConnection) -> None:
+        self._time_wait[conn] = None
+        if len(self._time_wait) > TIME_WAIT_LIMIT:
+            oldest = next(iter(self._time_wait))
+            self._remove(oldest, self._tuples[oldest])
+            self.time_wait_overflows += 1
 
     def _leave_backlog(self, conn: TcpConnection, listener: Listener) -> None:
         del self._of_listener[conn]
@@ -370,6 +388,7 @@ class Stack:
         del self._tcp[key]
         del self._tuples[conn]
         self._scheduled.pop(conn, None)
+        self._time_wait.pop(conn, None)
         listener = self._of_listener.pop(conn, None)
         if listener is not None:
             listener.half_open.discard(conn)
