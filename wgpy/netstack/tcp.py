@@ -62,6 +62,8 @@ class TcpConnection(TcpInput, TcpOutput, TcpTimers):
     """One connection: opened by `connect` or `accept`, driven by `receive`, `segments_to_send`
     and `handle_timer` at `next_deadline`, used through `send`, `receive_data` and `close`."""
 
+    __slots__ = ()
+
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod

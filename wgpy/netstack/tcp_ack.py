@@ -17,6 +17,8 @@ DUPTHRESH: Final = 3  # RFC 5681 3.2
 
 
 class TcpAckProcessing(TransmissionControlBlock):
+    __slots__ = ()
+
     def _process_ack(self, segment: TcpSegment, seq: int, ack: int, now: float) -> None:
         news = self._take_sack(segment.options)
         window = segment.window << self.snd_scale

@@ -31,6 +31,8 @@ RTO_AFTER_SYN_TIMEOUT: Final = 3.0  # RFC 6298 5.7, Linux's TCP_TIMEOUT_FALLBACK
 
 
 class TcpInput(TcpAckProcessing):
+    __slots__ = ()
+
     # -- the peer's SYN --------------------------------------------------------------------
 
     def _take_syn(self, syn: TcpSegment) -> None:

@@ -12,6 +12,8 @@ from wgpy.netstack.tcp_tcb import MASK, MAX_WINDOW, TransmissionControlBlock
 
 
 class TcpOutput(TransmissionControlBlock):
+    __slots__ = ()
+
     def segments_to_send(self, now: float) -> list[TcpSegment]:
         self._now = now
         out, self._control = self._control, []

@@ -11,6 +11,8 @@ from wgpy.netstack.tcp_tcb import TransmissionControlBlock
 
 
 class TcpTimers(TransmissionControlBlock):
+    __slots__ = ()
+
     def next_deadline(self) -> float | None:
         soonest = None  # (a loop, not min() over a list: this runs a few times a segment)
         for at in (self._rto_at, self._delack_at, self._persist_at, self._keepalive_at,
