@@ -39,8 +39,8 @@ EPHEMERAL_PORTS: Final = range(49152, 65536)  # RFC 6335's dynamic ports
 SYN_BACKLOG: Final = 256
 ACCEPT_BACKLOG: Final = 128  # established connections waiting for accept (Linux: SOMAXCONN 4096)
 # Connections in TIME-WAIT the stack keeps (Linux: tcp_max_tw_buckets); past it the oldest ends at
-# once, as Linux closes a connection that finds its table full. Each is a whole TCB here, ~4 KB,
-# so they hold ~16 MB at most; and fewer than the ephemeral ports, so a client connecting to one
+# once, as Linux closes a connection that finds its table full. Each is a whole TCB here, ~2.7 KB,
+# so they hold ~11 MB at most; and fewer than the ephemeral ports, so a client connecting to one
 # service faster than TIME-WAIT lets them go (16,384 in 60 s: 273 a second) still finds a port.
 # A four-tuple used again early is what TIME-WAIT guards against; timestamps (PAWS) and random
 # initial sequence numbers keep the old connection's late segments out, as with Linux's.
