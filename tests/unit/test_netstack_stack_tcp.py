@@ -114,7 +114,12 @@ def test_the_next_deadline_is_the_earliest_a_connection_still_has_armed() -> Non
     assert link.a.next_deadline() is client.next_deadline() is None
 
 
-def closed_into_time_wait(link: Link, client: TcpConnection, server: TcpConnection) -> None:
+def connection_in_time_wait(link: Link, listener: Listener) -> TcpConnection:
+    """A connection from A to `listener`'s port on B, opened and closed: A's end, in TIME-WAIT."""
+    client = link.a.tcp_connect(B4, listener.port, link.now)
+    link.settle()
+    assert client.state is TcpState.ESTABLISHED
+    server = accepted(listener)
     client.close()  # the client closes first, so its end waits in TIME-WAIT
     link.a.wake(client)
     link.settle()
@@ -122,6 +127,7 @@ def closed_into_time_wait(link: Link, client: TcpConnection, server: TcpConnecti
     link.b.wake(server)
     link.settle()
     assert client.state is TcpState.TIME_WAIT
+    return client
 
 
 def test_a_port_in_time_wait_towards_one_service_is_free_towards_another(
@@ -131,9 +137,7 @@ def test_a_port_in_time_wait_towards_one_service_is_free_towards_another(
     link = Link()
     listeners = link.b.tcp_listen(80), link.b.tcp_listen(81)
     for _ in range(2):
-        client = link.a.tcp_connect(B4, 80, link.now)
-        link.settle()
-        closed_into_time_wait(link, client, accepted(listeners[0]))
+        connection_in_time_wait(link, listeners[0])
     with pytest.raises(OSError, match="no free port"):
         link.a.tcp_connect(B4, 80, link.now)  # both four-tuples still wait
     other = link.a.tcp_connect(B4, 81, link.now)
@@ -151,12 +155,7 @@ def test_past_the_time_wait_limit_the_oldest_waiting_connection_ends_at_once(
     monkeypatch.setattr(stack_module, "TIME_WAIT_LIMIT", 2)
     link = Link()
     listener = link.b.tcp_listen(80)
-    clients = []
-    for _ in range(3):
-        client = link.a.tcp_connect(B4, 80, link.now)
-        link.settle()
-        closed_into_time_wait(link, client, accepted(listener))
-        clients.append(client)
+    clients = [connection_in_time_wait(link, listener) for _ in range(3)]
     assert link.a.connections == 2 and link.a.time_wait_overflows == 1
     # The oldest's four-tuple is free again; the two others still wait, their ports taken.
     fourth = link.a.tcp_connect(B4, 80, link.now)
@@ -173,10 +172,7 @@ def test_a_client_connecting_faster_than_time_wait_lets_go_still_finds_ports(
     link = Link()
     listener = link.b.tcp_listen(80)
     for _ in range(10):  # four ports, each four-tuple in TIME-WAIT for 60 s: all ten get one
-        client = link.a.tcp_connect(B4, 80, link.now)
-        link.settle()
-        assert client.state is TcpState.ESTABLISHED
-        closed_into_time_wait(link, client, accepted(listener))
+        connection_in_time_wait(link, listener)
     assert link.a.time_wait_overflows == 8
 
 
