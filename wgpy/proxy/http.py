@@ -85,7 +85,7 @@ class HttpProxyConnection:
             except h11.RemoteProtocolError as error:
                 events.append(self._reject(error.error_status_hint, str(error)))
                 break
-            if event is h11.NEED_DATA or event is h11.PAUSED:
+            if not isinstance(event, h11.Event):  # NEED_DATA or PAUSED, h11's sentinel classes
                 break
             translated = self._translate(event)
             if translated is not None:
