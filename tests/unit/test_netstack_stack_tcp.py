@@ -6,6 +6,7 @@ for no connection answered with RFC 9293's reset."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -15,7 +16,6 @@ from scapy.layers.inet6 import IPv6
 
 from wgpy.io.vnet import segment
 from wgpy.netstack import ip, tcp_segment
-from wgpy.netstack import stack as stack_module
 from wgpy.netstack.drops import Drop
 from wgpy.netstack.stack import SYN_BACKLOG, Listener, Stack
 from wgpy.netstack.tcp import TcpConnection, TcpDrop, TcpEvent, TcpState
@@ -28,8 +28,8 @@ B4, B6 = "198.18.0.2", "fd00::2"
 class Link:
     """Two stacks and a clock: `settle` moves packets until both are quiet, running timers."""
 
-    def __init__(self) -> None:
-        self.a = Stack([A4, A6], mtu=1420, rng=random.Random(1))
+    def __init__(self, **a_options: Any) -> None:
+        self.a = Stack([A4, A6], mtu=1420, rng=random.Random(1), **a_options)
         self.b = Stack([B4, B6], mtu=1420, rng=random.Random(2))
         self.now = 0.0
         self.carried = 0
@@ -130,11 +130,8 @@ def connection_in_time_wait(link: Link, listener: Listener) -> TcpConnection:
     return client
 
 
-def test_a_port_in_time_wait_towards_one_service_is_free_towards_another(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(stack_module, "EPHEMERAL_PORTS", range(50000, 50002))
-    link = Link()
+def test_a_port_in_time_wait_towards_one_service_is_free_towards_another() -> None:
+    link = Link(ephemeral_ports=range(50000, 50002))
     listeners = link.b.tcp_listen(80), link.b.tcp_listen(81)
     for _ in range(2):
         connection_in_time_wait(link, listeners[0])
@@ -148,12 +145,8 @@ def test_a_port_in_time_wait_towards_one_service_is_free_towards_another(
     assert link.a.tcp_connect(B4, 80, link.now).local.port in (50000, 50001)
 
 
-def test_past_the_time_wait_limit_the_oldest_waiting_connection_ends_at_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(stack_module, "EPHEMERAL_PORTS", range(50000, 50003))
-    monkeypatch.setattr(stack_module, "TIME_WAIT_LIMIT", 2)
-    link = Link()
+def test_past_the_time_wait_limit_the_oldest_waiting_connection_ends_at_once() -> None:
+    link = Link(ephemeral_ports=range(50000, 50003), time_wait_limit=2)
     listener = link.b.tcp_listen(80)
     clients = [connection_in_time_wait(link, listener) for _ in range(3)]
     assert link.a.connections == 2 and link.a.time_wait_overflows == 1
@@ -164,23 +157,16 @@ def test_past_the_time_wait_limit_the_oldest_waiting_connection_ends_at_once(
     assert fourth.state is TcpState.ESTABLISHED and link.a.connections == 1
 
 
-def test_a_client_connecting_faster_than_time_wait_lets_go_still_finds_ports(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(stack_module, "EPHEMERAL_PORTS", range(50000, 50004))
-    monkeypatch.setattr(stack_module, "TIME_WAIT_LIMIT", 2)
-    link = Link()
+def test_a_client_connecting_faster_than_time_wait_lets_go_still_finds_ports() -> None:
+    link = Link(ephemeral_ports=range(50000, 50004), time_wait_limit=2)
     listener = link.b.tcp_listen(80)
     for _ in range(10):  # four ports, each four-tuple in TIME-WAIT for 60 s: all ten get one
         connection_in_time_wait(link, listener)
     assert link.a.time_wait_overflows == 8
 
 
-def test_a_connect_finds_the_last_free_port_and_never_a_listening_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(stack_module, "EPHEMERAL_PORTS", range(50000, 50004))
-    stack = Stack([A4], mtu=1420, rng=random.Random(5))
+def test_a_connect_finds_the_last_free_port_and_never_a_listening_one() -> None:
+    stack = Stack([A4], mtu=1420, rng=random.Random(5), ephemeral_ports=range(50000, 50004))
     stack.tcp_listen(50001)
     taken = {stack.tcp_connect(B4, 80, 0.0).local.port for _ in range(3)}
     assert taken == {50000, 50002, 50003}

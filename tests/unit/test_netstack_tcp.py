@@ -173,14 +173,12 @@ def test_ten_mib_each_way_through_loss_reordering_and_duplication_arrives_intact
     assert client.retransmitted == resent(link.client.channel) > 0
 
 
-@pytest.mark.parametrize("fast_path", ["_predicted", "_full_segments"])
-def test_the_fast_paths_change_nothing_a_lossy_transfer_sends(
-    fast_path: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Header prediction (receiving) and bulk sending, each against its twin, the full RFC 9293
-    # path alone: every segment of both ends, to the byte and the timestamp, is the same.
-    def transfer() -> tuple[list[tuple[float, TcpSegment]], ...]:
-        link = connected(seed=11)
+def test_the_fast_paths_change_nothing_a_lossy_transfer_sends() -> None:
+    # Header prediction (receiving) and bulk sending against the full RFC 9293 path alone: every
+    # segment of both ends, to the byte and the timestamp, is the same.
+    def transfer(fast_paths: bool) -> tuple[list[tuple[float, TcpSegment]], ...]:
+        config = TcpConfig(fast_paths=fast_paths)
+        link = connected(seed=11, client_config=config, server_config=config)
         for channel in (link.client.channel, link.down):
             channel.loss = channel.duplicate = channel.reorder = 0.02
         data = random.Random(12).randbytes(2 * MiB)
@@ -189,22 +187,14 @@ def test_the_fast_paths_change_nothing_a_lossy_transfer_sends(
         link.client.close_when_written = server(link).close_when_written = True
         link.run(lambda: closed(link.client) and closed(server(link)), limit=3600)
         assert server(link).read == data and link.client.read == data[::-1]
+        ends = link.client.conn, server(link).conn
+        if fast_paths:  # both ends took both, often
+            assert all(end.predicted > 100 and end.bulk_runs > 100 for end in ends)
+        else:
+            assert all(end.predicted == end.bulk_runs == 0 for end in ends)
         return link.client.channel.sent, link.down.sent
 
-    taken = 0
-    fast = getattr(TcpConnection, fast_path)
-
-    def counted(*args: object) -> bool:
-        nonlocal taken
-        took: bool = fast(*args)
-        taken += took
-        return took
-
-    monkeypatch.setattr(TcpConnection, fast_path, counted)
-    with_it = transfer()
-    assert taken > 100  # the transfer did go the fast way often
-    monkeypatch.setattr(TcpConnection, fast_path, lambda *_: False)
-    assert transfer() == with_it
+    assert transfer(fast_paths=False) == transfer(fast_paths=True)
 
 
 def resent(channel: Channel) -> int:

@@ -94,11 +94,15 @@ class Stack:
     """`authenticated`: every packet `receive` gets was authenticated on its way (WireGuard's
     Poly1305 covers it whole), so its IPv4 and TCP checksums are not checked again, as Linux's
     WireGuard marks what it decrypts CHECKSUM_UNNECESSARY; the TCP sum is a third of a data
-    segment's cost. What the stack sends is always checksummed."""
+    segment's cost. What the stack sends is always checksummed.
+
+    `ephemeral_ports` and `time_wait_limit` are Linux's ip_local_port_range and
+    tcp_max_tw_buckets."""
 
     def __init__(
         self, addresses: list[str], mtu: int, rng: random.Random, *, authenticated: bool = False,
-        split: Splitter | None = None,
+        split: Splitter | None = None, ephemeral_ports: range = EPHEMERAL_PORTS,
+        time_wait_limit: int = TIME_WAIT_LIMIT,
     ) -> None:  # fmt: skip
         interfaces = [ipaddress.ip_interface(address) for address in addresses]
         self.addresses: list[bytes] = [interface.ip.packed for interface in interfaces]
@@ -109,6 +113,8 @@ class Stack:
         self.rng = rng
         self.authenticated = authenticated
         self.split = split
+        self.ephemeral_ports = ephemeral_ports
+        self.time_wait_limit = time_wait_limit
         self.drops: Counter[Drop] = Counter()
         self._udp: dict[int, UdpSocket] = {}
         self._outbox: list[bytes] = []
@@ -125,7 +131,7 @@ class Stack:
         self._scheduled: dict[TcpConnection, float] = {}  # each one's earliest heap entry
         self._heap_order = 0
         self._time_wait: dict[TcpConnection, None] = {}  # in TIME-WAIT, oldest first
-        self.time_wait_overflows = 0  # connections TIME_WAIT_LIMIT ended early
+        self.time_wait_overflows = 0  # connections time_wait_limit ended early
 
     # -- the tunnel side -------------------------------------------------------------------
 
@@ -326,7 +332,7 @@ class Stack:
 
     def _entered_time_wait(self, conn: TcpConnection) -> None:
         self._time_wait[conn] = None
-        if len(self._time_wait) > TIME_WAIT_LIMIT:
+        if len(self._time_wait) > self.time_wait_limit:
             oldest = next(iter(self._time_wait))
             self._remove(oldest, self._tuples[oldest])
             self.time_wait_overflows += 1
@@ -508,9 +514,10 @@ class Stack:
         port is free towards a remote when no connection has that four-tuple, as Linux's
         __inet_hash_connect holds it: one in TIME-WAIT towards one service is free towards
         another (taken for all, ports ran out at 16,384 connects a TIME-WAIT, 273 a second)."""
-        start = self.rng.randrange(len(EPHEMERAL_PORTS))
-        for offset in range(len(EPHEMERAL_PORTS)):
-            port = EPHEMERAL_PORTS[(start + offset) % len(EPHEMERAL_PORTS)]
+        ports = self.ephemeral_ports
+        start = self.rng.randrange(len(ports))
+        for offset in range(len(ports)):
+            port = ports[(start + offset) % len(ports)]
             if free(port):
                 return port
         raise OSError("no free port in the tunnel")

@@ -3,10 +3,12 @@ deadline. Where the RFCs leave room it chooses as Linux does: initial window 10 
 delayed ACKs of 40 ms, at least every second full segment, RTO min 200 ms, SACK (RFC 2018, 6675)
 and timestamps and window scaling (RFC 7323) offered, NewReno congestion control (RFC 5681, 6582).
 
-`TcpConnection` is the application's side (open, send, read, close) joined to the parts that act
-on the connection's variables (tcp_tcb): tcp_input takes segments in, tcp_ack what they
-acknowledge, tcp_output makes segments out, tcp_timers fires the deadlines. The names other
-modules use are importable from here.
+`TcpConnection` is the application's side (open, send, read, close) on top of the parts that act
+on the connection's variables (tcp_tcb), each a class built on the one before: tcp_ack what
+acknowledgments do, tcp_input takes segments in, tcp_output makes segments out, tcp_timers fires
+the deadlines. One line of classes rather than mixins joined at the end: mypyc, which compiles
+the stack (wgpy/compiled.py), takes single inheritance only. The names other modules use
+are importable from here.
 
 Whatever a segment holds, `receive` never raises: a segment that fails a check is dropped and
 counted in `drops` by `TcpDrop`. Misuse of the API (sending after close) raises `TcpError`.
@@ -18,8 +20,7 @@ from wgpy.errors import WgpyError
 from wgpy.netstack.tcp_ack import DUPTHRESH
 from wgpy.netstack.tcp_config import DEFAULT_CONFIG, TcpConfig
 from wgpy.netstack.tcp_events import IcmpKind, TcpDrop, TcpEvent
-from wgpy.netstack.tcp_input import RTO_AFTER_SYN_TIMEOUT, TcpInput
-from wgpy.netstack.tcp_output import TcpOutput
+from wgpy.netstack.tcp_input import RTO_AFTER_SYN_TIMEOUT
 from wgpy.netstack.tcp_segment import ACK, RST, TcpSegment
 from wgpy.netstack.tcp_states import ON_CLOSE, SYNCHRONIZED, WRITABLE, TcpState
 from wgpy.netstack.tcp_tcb import (
@@ -58,7 +59,7 @@ class TcpError(WgpyError):
     """The application used a connection in a way its state does not allow."""
 
 
-class TcpConnection(TcpInput, TcpOutput, TcpTimers):
+class TcpConnection(TcpTimers):
     """One connection: opened by `connect` or `accept`, driven by `receive`, `segments_to_send`
     and `handle_timer` at `next_deadline`, used through `send`, `receive_data` and `close`."""
 

@@ -27,6 +27,9 @@ class TcpConfig:
     sack: bool = True
     timestamps: bool = True
     window_scaling: bool = True
+    # Header prediction (tcp_input) and bulk sending (tcp_output); off, every segment takes the
+    # full RFC 9293 path, which tests hold the fast paths to.
+    fast_paths: bool = True
 
 
 DEFAULT_CONFIG: Final = TcpConfig()

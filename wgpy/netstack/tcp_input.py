@@ -61,7 +61,7 @@ class TcpInput(TcpAckProcessing):
 
     def receive(self, segment: TcpSegment, now: float) -> None:
         self._now = now
-        if self._predicted(segment, now):
+        if self.config.fast_paths and self._predicted(segment, now):
             return
         if self.state is TcpState.CLOSED:
             self.drops[TcpDrop.CLOSED] += 1
@@ -101,6 +101,7 @@ class TcpInput(TcpAckProcessing):
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
             self.snd_wl1, self.snd_wl2 = seq, ack
         self._take_in_order(payload, now)
+        self.predicted += 1
         return True
 
     def _receive_in_syn_sent(self, segment: TcpSegment, now: float) -> None:

@@ -6,12 +6,13 @@ carries it."""
 
 from __future__ import annotations
 
+from wgpy.netstack.tcp_input import TcpInput
 from wgpy.netstack.tcp_segment import ACK, FIN, PSH, SYN, Options, TcpSegment, options_length
 from wgpy.netstack.tcp_states import SENDING, TcpState
-from wgpy.netstack.tcp_tcb import MASK, MAX_WINDOW, TransmissionControlBlock
+from wgpy.netstack.tcp_tcb import MASK, MAX_WINDOW
 
 
-class TcpOutput(TransmissionControlBlock):
+class TcpOutput(TcpInput):
     __slots__ = ()
 
     def segments_to_send(self, now: float) -> list[TcpSegment]:
@@ -50,7 +51,7 @@ class TcpOutput(TransmissionControlBlock):
                 self.high_rxt = hole[0] + segment.length
                 out.append(segment)
                 continue
-            if not self.in_recovery and self._full_segments(now, out):
+            if not self.in_recovery and self.config.fast_paths and self._full_segments(now, out):
                 continue  # the checks again, for what follows the run
             new = self._next_new_segment(now)
             if new is None:
@@ -95,6 +96,7 @@ class TcpOutput(TransmissionControlBlock):
         if self._rtt_timing is None:
             self._rtt_timing = (first + room, now)
         self._sent_through(nxt, now)
+        self.bulk_runs += 1
         return True
 
     def _pipe(self) -> int:

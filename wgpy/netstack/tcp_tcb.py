@@ -1,8 +1,8 @@
 """The Transmission Control Block (RFC 9293 3.3.1): one connection's variables, its buffers and
 timers, and what every segment it sends carries from them (the acknowledgment, the window
-advertised, the timestamps and SACK options). The parts that act on it build on this class:
-tcp_input (segments in), tcp_ack (what an acknowledgment does), tcp_output (segments out) and
-tcp_timers; tcp.TcpConnection joins them.
+advertised, the timestamps and SACK options). The parts that act on it build on this class, each
+on the one before: tcp_ack (what an acknowledgment does), tcp_input (segments in), tcp_output
+(segments out), tcp_timers, and tcp.TcpConnection, the application's side.
 
 Sequence numbers are kept unwrapped (plain integers that never wrap, starting at ISS and IRS) and
 reduced modulo 2**32 only on the wire, so comparisons are plain `<`. RFC 9293's names: SND.UNA is
@@ -54,19 +54,19 @@ def unwrap(wire: int, near: int) -> int:
 
 class TransmissionControlBlock:
     # Slots, not a dict: every attribute read and write of the stack's hot paths is a slot's, and
-    # a connection (one each in TIME-WAIT too) is ~1 KB smaller. The parts that build on this
-    # class add none of their own.
+    # a connection (one each in TIME-WAIT too) is ~1 KB smaller. The classes that build on this
+    # one add none of their own.
     __slots__ = (
         "_ack_now", "_challenged_at", "_control", "_delack_at", "_events", "_fin_seq",
         "_fin_wait_2_at", "_heard_at", "_keepalive_at", "_keepalive_sent", "_now", "_ooo",
         "_orphan", "_peer_fin", "_persist_at", "_persist_backoff", "_probe", "_recv_buf", "_rto_at",
         "_rtt_timing", "_send_buf", "_send_seq", "_stamped", "_time_wait_at", "_ts_offset",
-        "_unacked", "_want_writable", "bytes_acked", "bytes_received", "config", "congestion",
-        "drops", "dupacks", "error", "high_rxt", "in_recovery", "irs", "iss", "local",
-        "max_snd_wnd", "mss", "our_mss", "rcv_adv", "rcv_nxt", "rcv_scale", "recover", "remote",
-        "retransmitted", "retries", "rtt", "sack", "scoreboard", "snd_max", "snd_nxt", "snd_scale",
-        "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "soft_error", "state", "timestamps",
-        "ts_recent", "window_scaling",
+        "_unacked", "_want_writable", "bulk_runs", "bytes_acked", "bytes_received", "config",
+        "congestion", "drops", "dupacks", "error", "high_rxt", "in_recovery", "irs", "iss", "local",
+        "max_snd_wnd", "mss", "our_mss", "predicted", "rcv_adv", "rcv_nxt", "rcv_scale", "recover",
+        "remote", "retransmitted", "retries", "rtt", "sack", "scoreboard", "snd_max", "snd_nxt",
+        "snd_scale", "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "soft_error", "state",
+        "timestamps", "ts_recent", "window_scaling",
     )  # fmt: skip
 
     def __init__(
@@ -88,8 +88,10 @@ class TransmissionControlBlock:
         self._ts_offset = iss  # per connection, so TSval does not leak the clock (RFC 7323 7.1)
         self.drops: Counter[TcpDrop] = Counter()
         # Counters for logs and metrics: stream bytes acknowledged by the peer and received in
-        # order, and segments sent again.
+        # order, and segments sent again; segments header prediction took (Linux's TCPHPHits)
+        # and runs of full-sized segments bulk sending built.
         self.bytes_acked = self.bytes_received = self.retransmitted = 0
+        self.predicted = self.bulk_runs = 0
         self.soft_error: IcmpKind | None = None
         self.error: IcmpKind | None = None
         self.rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max)

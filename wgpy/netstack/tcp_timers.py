@@ -6,11 +6,11 @@ due."""
 from __future__ import annotations
 
 from wgpy.netstack.tcp_events import TcpEvent
+from wgpy.netstack.tcp_output import TcpOutput
 from wgpy.netstack.tcp_states import TcpState
-from wgpy.netstack.tcp_tcb import TransmissionControlBlock
 
 
-class TcpTimers(TransmissionControlBlock):
+class TcpTimers(TcpOutput):
     __slots__ = ()
 
     def next_deadline(self) -> float | None:
