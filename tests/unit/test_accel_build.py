@@ -1,6 +1,7 @@
-"""`pip install .` builds the accelerator where a C compiler and the headers are present, and
-without them goes on without it: wgpy is installed, on its pure path, saying so. Without
-libsodium's headers alone, the accelerator is built without its lone-packet functions."""
+"""`pip install .` builds the accelerator and the compiled stack where a C compiler and the
+headers are present, and without them goes on without them: wgpy is installed, on its pure
+paths, saying so. Without libsodium's headers alone, the accelerator is built without its
+lone-packet functions."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from wgpy import compiled
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,15 +61,22 @@ def installed_path(tmp_path: Path, built: Path) -> str:
 
 def extensions(built: Path) -> list[str]:
     with zipfile.ZipFile(built) as archive:
-        return [name for name in archive.namelist() if name.endswith(".so")]
+        return sorted(name for name in archive.namelist() if name.endswith(".so"))
+
+
+SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
+ACCELERATOR = f"wgpy/io/_accel{SUFFIX}"
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc (scripts/install-deps)")
-def test_with_a_compiler_the_accelerator_is_built_and_used(tmp_path: Path) -> None:
+def test_with_a_compiler_the_accelerator_and_the_stack_are_built_and_used(tmp_path: Path) -> None:
     built = wheel(tmp_path)
-    assert extensions(built) == [f"wgpy/io/_accel{sysconfig.get_config_var('EXT_SUFFIX')}"]
+    stack = [f"wgpy/netstack/{source.stem}{SUFFIX}" for source in compiled.sources()]
+    library = f"wgpy/netstack/{compiled.group().rpartition('.')[2]}__mypyc{SUFFIX}"
+    assert extensions(built) == sorted([ACCELERATOR, *stack, library])
     described = installed_path(tmp_path, built)
     assert "data path accelerated (OpenSSL" in described
+    assert "user-space stack compiled (mypyc)" in described
     # scripts/install-deps installs libsodium-dev: lone packets then go over libsodium.
     assert ("; libsodium " in described) == Path("/usr/include/sodium.h").exists()
 
@@ -77,8 +87,8 @@ def test_without_libsodium_s_headers_the_accelerator_is_built_without_it(tmp_pat
     headers = tmp_path / "headers"
     headers.mkdir()
     (headers / "sodium.h").write_text("#error no libsodium here\n")
-    built = wheel(tmp_path, CFLAGS=f"-I{headers}")
-    assert extensions(built) == [f"wgpy/io/_accel{sysconfig.get_config_var('EXT_SUFFIX')}"]
+    built = wheel(tmp_path, CFLAGS=f"-I{headers}", WGPY_MYPYC="0")  # the accelerator alone
+    assert extensions(built) == [ACCELERATOR]
     described = installed_path(tmp_path, built)
     assert "data path accelerated (OpenSSL" in described
     assert "libsodium" not in described
@@ -87,4 +97,6 @@ def test_without_libsodium_s_headers_the_accelerator_is_built_without_it(tmp_pat
 def test_without_a_compiler_wgpy_installs_on_the_pure_path(tmp_path: Path) -> None:
     built = wheel(tmp_path, CC="false")
     assert extensions(built) == []
-    assert "data path pure Python (accelerator not built" in installed_path(tmp_path, built)
+    described = installed_path(tmp_path, built)
+    assert "data path pure Python (accelerator not built" in described
+    assert "user-space stack pure Python (not compiled)" in described

@@ -58,9 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 1
     command, rest = args[0], args[1:]
     if command in ("--version", "version"):
+        from wgpy import compiled
         from wgpy.io import accel
 
-        print(f"wgpy {__version__}, data path {accel.path()}")
+        print(f"wgpy {__version__}, data path {accel.path()}, user-space stack "
+              f"{compiled.stack_path()}")  # fmt: skip
         return 0
     if command in KEY_COMMANDS:
         from wgpy.cli import keys

@@ -20,10 +20,10 @@ where present), and the Py_buffer and bytes objects it fills are handled without
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from wgpy import compiled
 from wgpy.core.constants import REJECT_AFTER_MESSAGES
 from wgpy.core.keypair import Keypair
 from wgpy.core.transport import (
@@ -34,7 +34,7 @@ from wgpy.core.transport import (
     encrypt_packets,
 )
 
-PURE_VARIABLE: Final = "WGPY_PURE"
+PURE_VARIABLE: Final = compiled.PURE_VARIABLE
 Buffer = bytes | bytearray | memoryview
 
 try:
@@ -53,7 +53,7 @@ sodium: Final[str | None] = _accel.sodium if available else None
 
 def in_use() -> bool:
     """Whether the data path runs on the accelerator: built, and not turned off."""
-    return available and os.environ.get(PURE_VARIABLE, "") not in ("1", "true", "yes")
+    return available and not compiled.pure_wanted()
 
 
 def path() -> str:
