@@ -39,6 +39,7 @@ from pathlib import Path
 
 import throughput  # benchmarks/throughput.py, beside this script: its turns
 
+from wgpy import compiled
 from wgpy.cli.proxy import raise_open_files_limit
 from wgpy.lab.proxy import (
     NOBODY,
@@ -302,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
     stacks = STACKS if args.stack == "all" else (args.stack,)
+    # What the figures depend on most: the proxies inherit this environment, WGPY_PURE with it.
+    print(f"wgpy proxy's user-space stack: {compiled.stack_path()}", flush=True)
     rows = [row for stack in stacks for row in measure(stack)]
     print("| figure | value | how |\n|---|---|---|")
     for name, value, how in rows:
