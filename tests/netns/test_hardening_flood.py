@@ -6,7 +6,13 @@ while wireguard-go, a listed peer, makes a handshake with it:
   unknown keys, each from its own address, at a daemon whose WGPY_PEER_HOOK takes half a second
   to refuse each.
 
-The full runs are `python -m benchmarks.hardening --only flood,admission`."""
+The full runs are `python -m benchmarks.hardening --only flood,admission`. They also hold wgpy's
+CPU under the flood to its bound, which this run does not: a speed figure belongs to a benchmark
+on the machine it was measured on. The 27-29% of a core behind the 60% bound came from a machine
+about twice as fast as the 2-core VMs of 2026-12-07, where any commit measured 60-89% from one
+hour to the next. The regressions that bound guards against fail the rows below on any machine:
+a Diffie-Hellman per initiation fails the Diffie-Hellman row, and a cookie path too slow for
+10,000 a second fails the kernel's drops and the cookie replies."""
 
 from __future__ import annotations
 
@@ -47,7 +53,6 @@ PROMISES = [
         "legitimate handshake under flood",
     ),
     ("flood", "wgpy memory stays within 8 mib of where it began", "wgpy peak RSS"),
-    ("flood", "wgpy cpu stays within 60 percent of a core", "wgpy CPU"),
     (
         "admission",
         "the unknown-key flood reaches ten thousand initiations a second",
