@@ -1,8 +1,9 @@
 """Run as a script: two user-space stacks over a seeded wire that loses, duplicates and reorders
-packets, carrying TCP both ways, UDP to an open and a closed port, and pings; then print which
-stack ran (wgpy.compiled) and the SHA-256 of every packet either stack sent, with its time, and
-of what each application received. tests/unit/test_compiled.py runs it on the compiled stack and
-on its sources, which must agree to the byte."""
+packets, carrying 1 MiB of TCP each way (checked whole), UDP to an open and a closed port, and
+pings; then print which stack ran (wgpy.compiled), the SHA-256 of every packet either stack sent
+with its time, that of the UDP answers, and how many ICMP errors came back.
+tests/unit/test_compiled.py runs it on the compiled stack and on its sources, which must agree
+to the byte."""
 
 from __future__ import annotations
 
