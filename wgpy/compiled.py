@@ -53,10 +53,14 @@ def group(directory: Path = _STACK_DIRECTORY) -> str:
     return f"{STACK}._compiled_{digest.hexdigest()[:16]}"
 
 
+def library(directory: Path = _STACK_DIRECTORY) -> str:
+    """The file that shared library is, in `directory`, once built (mypyc's name for it)."""
+    return group(directory).rpartition(".")[2] + "__mypyc" + EXTENSION_SUFFIX
+
+
 def unusable(directory: Path = _STACK_DIRECTORY) -> str:
     """Why the extensions in `directory` are not to be used; empty when they are."""
-    library = group(directory).rpartition(".")[2] + "__mypyc" + EXTENSION_SUFFIX
-    if not (directory / library).exists():
+    if not (directory / library(directory)).exists():
         built = any(directory.glob("_compiled_*__mypyc" + EXTENSION_SUFFIX))
         return "compiled from other sources" if built else "not compiled"
     missing = [s.name for s in sources(directory) if not s.with_suffix(EXTENSION_SUFFIX).exists()]

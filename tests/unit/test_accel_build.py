@@ -72,7 +72,7 @@ ACCELERATOR = f"wgpy/io/_accel{SUFFIX}"
 def test_with_a_compiler_the_accelerator_and_the_stack_are_built_and_used(tmp_path: Path) -> None:
     built = wheel(tmp_path)
     stack = [f"wgpy/netstack/{source.stem}{SUFFIX}" for source in compiled.sources()]
-    library = f"wgpy/netstack/{compiled.group().rpartition('.')[2]}__mypyc{SUFFIX}"
+    library = f"wgpy/netstack/{compiled.library()}"
     assert extensions(built) == sorted([ACCELERATOR, *stack, library])
     described = installed_path(tmp_path, built)
     assert "data path accelerated (OpenSSL" in described

@@ -43,8 +43,7 @@ def built_beside(directory: Path, names: list[str]) -> None:
     for name in names:
         (directory / name).write_text(f"# {name}\n")
         (directory / name).with_suffix(compiled.EXTENSION_SUFFIX).write_bytes(b"")
-    library = compiled.group(directory).rpartition(".")[2] + "__mypyc" + compiled.EXTENSION_SUFFIX
-    (directory / library).write_bytes(b"")
+    (directory / compiled.library(directory)).write_bytes(b"")
 
 
 def test_the_extensions_are_used_only_where_built_from_the_sources_beside_them(
