@@ -49,10 +49,10 @@ class Proxy:
         try:
             socks5 = Socks5Listener(self.network, spec.credentials, timeout, self.connections)
             for listen in spec.socks5:
-                await self._serve("socks5", listen, socks5)
+                await self._serve("socks5", listen, socks5, client_speaks_first=True)
             http = HttpHandler(self.network, timeout)
             for listen in spec.http:
-                await self._listen("http", listen, http)
+                await self._listen("http", listen, http, client_speaks_first=True)
             for forward in spec.local_forwards:
                 await self._forward("-L", forward, self.host, self.network, listen_host=True)
             for forward in spec.remote_forwards:
@@ -61,7 +61,9 @@ class Proxy:
             await self.stop(grace=0)
             raise
 
-    async def _listen(self, what: str, listen: Listen, handler: Handler) -> None:
+    async def _listen(
+        self, what: str, listen: Listen, handler: Handler, client_speaks_first: bool = False
+    ) -> None:
         def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections.start(handler(reader, writer))
 
@@ -69,13 +71,17 @@ class Proxy:
             reader = asyncio.StreamReader()
             return asyncio.StreamReaderProtocol(reader, accepted)
 
-        await self._serve(what, listen, protocol)
+        await self._serve(what, listen, protocol, client_speaks_first)
 
     async def _serve(
-        self, what: str, listen: Listen, protocol: Callable[[], asyncio.Protocol]
+        self,
+        what: str,
+        listen: Listen,
+        protocol: Callable[[], asyncio.Protocol],
+        client_speaks_first: bool = False,
     ) -> None:
         try:
-            server = await listen_on(protocol, listen.host, listen.port)
+            server = await listen_on(protocol, listen.host, listen.port, client_speaks_first)
         except OSError as error:
             raise OSError(
                 error.errno, f"{what} {listen.host}:{listen.port}: {error.strerror}"

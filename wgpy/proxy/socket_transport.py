@@ -61,6 +61,11 @@ class SocketTransport(asyncio.Transport):
 
     # -- reading ---------------------------------------------------------------------------
 
+    def read_waiting(self) -> None:
+        """Read now what may have come with the connection, not after a turn of the loop."""
+        if self._reader:
+            self._read_ready()
+
     def _read_ready(self) -> None:
         try:
             data = self._sock.recv(READ_SIZE)
