@@ -251,7 +251,7 @@ def accelerated_twins() -> tuple[Link, Link]:
     return pure, fast
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(st.lists(inner, min_size=1, max_size=3), st.data())
 def test_accelerated_devices_send_and_receive_the_same(
     batches: list[list[bytes]], data: st.DataObject

@@ -393,7 +393,7 @@ def test_an_unknown_static_key_gets_no_answer() -> None:
     assert link.b.device.drops[DropReason.INVALID_MAC] == 1, "mac1 is keyed by b's public key"
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(st.binary(min_size=0, max_size=200))
 def test_arbitrary_datagrams_never_raise_and_are_counted(data: bytes) -> None:
     link = connected()
@@ -404,7 +404,7 @@ def test_arbitrary_datagrams_never_raise_and_are_counted(data: bytes) -> None:
     assert sum(device.drops.values()) == before + 1
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.sampled_from([1, 2, 3, 4]), st.binary(min_size=0, max_size=200))
 def test_datagrams_with_a_valid_type_word_never_raise(kind: int, body: bytes) -> None:
     link = connected()

@@ -35,7 +35,7 @@ def ours(s_i: bytes, s_r: bytes, e_i: bytes, e_r: bytes, psk: bytes | None, wall
     return initiation_bytes, response_bytes, initiator_keys, responder_keys, timestamp
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(keys32, keys32, keys32, keys32, keys32, st.floats(0, 4e9))
 def test_messages_and_keys_match_the_whitepaper_oracle(
     s_i: bytes, s_r: bytes, e_i: bytes, e_r: bytes, psk: bytes, wall: float

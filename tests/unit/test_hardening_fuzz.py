@@ -62,7 +62,7 @@ def test_garbage_in_one_receive_batch_is_counted_as_it_is_one_by_one() -> None:
     assert sum(device.drops.values()) - before == len(garbage)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(datagram=st.binary(max_size=300))
 def test_any_bytes_at_the_port_are_one_counted_drop_and_nothing_else(datagram: bytes) -> None:
     link, _ = established_link()

@@ -294,7 +294,7 @@ hostile_segments = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(hostile_segments, st.booleans())
 def test_hostile_segments_from_the_tunnel_never_raise_and_state_stays_bounded(
     segments: list[tuple[int, int, int, int, int, bytes]], at_the_connection: bool

@@ -34,7 +34,7 @@ def scripted(script: list[str]) -> Callable[[TcpSegment], list[float]]:
     return lambda segment: FATES[remaining.pop()] if remaining else [0.0]
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
 @given(
     up=fates,
     down=fates,
@@ -136,7 +136,7 @@ hostile_segments = st.builds(
 )
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=1000)
 @given(st.lists(hostile_segments, max_size=30), st.sampled_from(["opening", "half-open", "open"]))
 def test_no_segment_makes_a_connection_raise(hostile: list[Hostile], phase: str) -> None:
     """Whatever arrives, in a connection open or still opening (SYN-SENT, SYN-RECEIVED), is

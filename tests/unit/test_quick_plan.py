@@ -167,7 +167,7 @@ prefixes = st.one_of(
 )
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(st.lists(prefixes, unique=True, max_size=12))
 def test_routes_come_in_the_order_of_wg_quicks_sort_command(found: list[AllowedIP]) -> None:
     lines = "".join(f"{prefix}\n" for prefix in found)

@@ -139,7 +139,7 @@ def server() -> PureServer:
     return server
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(
     cut=st.integers(len(b"set=1\n"), len(LONG_SET) - 1),
     chunks=st.lists(st.integers(0, 10**9), max_size=6),
@@ -153,7 +153,7 @@ def test_a_long_set_cut_short_anywhere_gets_eproto_and_applies_nothing(
     assert server.exchange([b"get=1\n\n"]) == (before.encode(), False)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(
     line=st.sampled_from(LINE_STARTS[1:]),
     spoilt=st.sampled_from(SPOILT_LINES),
@@ -171,7 +171,7 @@ def test_a_long_set_spoilt_anywhere_gets_its_errno_applies_nothing_and_the_conne
     assert rest == before.encode(), "the get after it is answered"
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20)
 @given(line=st.sampled_from(LINE_STARTS[1:]), chunks=st.lists(st.integers(0, 10**9), max_size=6))
 def test_a_long_set_with_an_overlong_line_anywhere_gets_einval_and_applies_nothing(
     server: PureServer, line: int, chunks: list[int]
