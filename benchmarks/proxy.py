@@ -1,7 +1,7 @@
 """`wgpy proxy`'s figures: throughput through its relay, connection setup, memory per connection;
 and `wgpy run`'s beside root TUN mode.
 
-    python benchmarks/proxy.py                 # every stack and wgpy run, about five minutes
+    python benchmarks/proxy.py                 # every stack and wgpy run, about eleven minutes
     python benchmarks/proxy.py --stack userspace --json proxy.json
 
 Each stack in its lab (wgpy/lab/proxy.py): `host` runs the proxy beside the services on this
@@ -58,9 +58,10 @@ SOCKS, FORWARD, IPERF = 1100, 5202, 5201
 Row = tuple[str, float, str]  # figure, value, how measured
 SECONDS = 5
 ROUNDS = 3
-# The connects' rounds: one round's ratio ranges from 1.3x to 1.9x on the VM measured (where
-# each process lands among 2 CPUs decides each wake-up's cost), so the median takes five.
-CONNECT_ROUNDS = 5
+# The connects' rounds: one round's ratio ranges from 0.8x to 2.6x on the VM measured (where
+# each process lands among 2 CPUs decides each wake-up's cost, and the host's load drifts), and
+# the median of five moved by 0.3x between runs an hour apart: it takes fifteen.
+CONNECT_ROUNDS = 15
 STACKS = ("host", "kernel", "userspace", "run")
 CONNECTS = 200
 WARM_UP = 20  # connects first, not counted: a fresh proxy's, or TUN mode's handshake
