@@ -58,7 +58,7 @@ SOCKS, FORWARD, IPERF = 1100, 5202, 5201
 Row = tuple[str, float, str]  # figure, value, how measured
 SECONDS = 5
 ROUNDS = 3
-# The connects' rounds: one round's ratio ranges from 0.8x to 2.6x on the VM measured (where
+# The connects' rounds: one round's ratio ranges from 0.6x to 2.6x on the VM measured (where
 # each process lands among 2 CPUs decides each wake-up's cost, and the host's load drifts), and
 # the median of five moved by 0.3x between runs an hour apart: it takes fifteen.
 CONNECT_ROUNDS = 15

@@ -11,8 +11,9 @@ proxy's instructions a SOCKS5 connect (issue 17).
 
 For protocols whose client speaks first (SOCKS5, HTTP), the kernel holds each connection back
 until its first bytes arrive (TCP_DEFER_ACCEPT), and they are read in the accept's turn: the
-accept and the first read take one wake-up and one turn, where they took one each (0.85 fewer
-wake-ups a SOCKS5 connect, issue 17). A client that never speaks holds no descriptor meanwhile.
+accept and the first read take one wake-up and one turn, where they took one each (issue 17:
+6.64 -> 5.79 of the proxy's wake-ups a SOCKS5 connect, connects 20 ms apart). A client that
+never speaks holds no descriptor while the kernel holds it.
 """
 
 from __future__ import annotations
