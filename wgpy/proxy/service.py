@@ -49,10 +49,10 @@ class Proxy:
         try:
             socks5 = Socks5Listener(self.network, spec.credentials, timeout, self.connections)
             for listen in spec.socks5:
-                await self._serve("socks5", listen, socks5, client_speaks_first=True)
+                await self._serve("socks5", listen, socks5)
             http = HttpHandler(self.network, timeout)
             for listen in spec.http:
-                await self._listen("http", listen, http, client_speaks_first=True)
+                await self._listen("http", listen, http)
             for forward in spec.local_forwards:
                 await self._forward("-L", forward, self.host, self.network, listen_host=True)
             for forward in spec.remote_forwards:
@@ -61,9 +61,7 @@ class Proxy:
             await self.stop(grace=0)
             raise
 
-    async def _listen(
-        self, what: str, listen: Listen, handler: Handler, client_speaks_first: bool = False
-    ) -> None:
+    async def _listen(self, what: str, listen: Listen, handler: Handler) -> None:
         def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections.start(handler(reader, writer))
 
@@ -71,17 +69,15 @@ class Proxy:
             reader = asyncio.StreamReader()
             return asyncio.StreamReaderProtocol(reader, accepted)
 
-        await self._serve(what, listen, protocol, client_speaks_first)
+        await self._serve(what, listen, protocol)
 
     async def _serve(
-        self,
-        what: str,
-        listen: Listen,
-        protocol: Callable[[], asyncio.Protocol],
-        client_speaks_first: bool = False,
+        self, what: str, listen: Listen, protocol: Callable[[], asyncio.Protocol]
     ) -> None:
         try:
-            server = await listen_on(protocol, listen.host, listen.port, client_speaks_first)
+            # (SOCKS5 and HTTP, whose clients speak first: their connections come with their
+            # first bytes. The -L forwards listen through their Network: theirs may not.)
+            server = await listen_on(protocol, listen.host, listen.port, client_speaks_first=True)
         except OSError as error:
             raise OSError(
                 error.errno, f"{what} {listen.host}:{listen.port}: {error.strerror}"
