@@ -1,7 +1,7 @@
 """`wgpy proxy`'s figures: throughput through its relay, connection setup, memory per connection;
 and `wgpy run`'s beside root TUN mode.
 
-    python benchmarks/proxy.py                 # every stack and wgpy run, about eleven minutes
+    python benchmarks/proxy.py                 # every stack and wgpy run, about fifteen minutes
     python benchmarks/proxy.py --stack userspace --json proxy.json
 
 Each stack in its lab (wgpy/lab/proxy.py): `host` runs the proxy beside the services on this
@@ -13,9 +13,10 @@ each way and with 16 flows; a SOCKS5 CONNECT plus the first echoed byte; the pro
 the kernel stack's namespace process) with 1,000 idle SOCKS5 connections open. Beside each
 stack's figures, the same flows and connects without the proxy: straight to the services on the
 host stack, and through wgpy on a TUN (TUN mode, as root, same key and server) for the others.
-The connects through the proxy and without it take turns, CONNECT_ROUNDS rounds in an order
-that alternates, as benchmarks/throughput.py's pairs do: the machine's state drifts over a run,
-and the connect figure is the median of the rounds' own ratios.
+The flows through the proxy and without it take turns, ROUNDS rounds, and the connects
+CONNECT_ROUNDS rounds, in an order that alternates, as benchmarks/throughput.py's pairs do: the
+machine's state drifts over a run, so each figure is a median, and each comparison the median
+of the rounds' own ratios.
 
 `run`: iperf3 one flow each way as `wgpy run CONFIG -- iperf3` (nobody, no capability) and in
 TUN mode in the same namespace to the same server, alternated ROUNDS times; the medians, and
@@ -92,21 +93,58 @@ WGPY = (sys.executable, "-m", "wgpy.cli.wgpy")
 FLOWS = (("one flow, up", ()), ("one flow, down", ("-R",)), ("16 flows, up", ("-P", "16")))
 
 
-def flows(
-    lab: ProxyLab, label: str, host: str, port: int, how: str, proxy: int | None = None
-) -> list[Row]:
-    """iperf3's Mbit/s for each of FLOWS; with the `proxy`'s pid, also the share of a core it
-    used meanwhile: on a machine others load, Mbit/s per core says more than Mbit/s alone."""
+def flow_rows(lab: ProxyLab, stack: str) -> list[Row]:
+    """Each of FLOWS through the proxy's -L forward and without the proxy, taking turns for
+    ROUNDS rounds as the connects do (one flow's Mbit/s moved by a quarter between runs minutes
+    apart); the medians, the proxy's share of a core and the median of the rounds' ratios; and
+    the memory figures, of the last round's proxy after its flows."""
+    label = direct_label(stack)
+    rates: dict[tuple[bool, str], list[float]] = {}
+    shares: dict[str, list[float]] = {}
+    rss: tuple[float, float] = (0.0, 0.0)
+    for number in range(ROUNDS):
+        for direct in throughput.rotated((False, True), number):
+            if direct:
+                with without_proxy(lab, stack):
+                    for name, options in FLOWS:
+                        rate = iperf(lab, SERVICE_V4, IPERF, *options)
+                        rates.setdefault((True, name), []).append(rate)
+                continue
+            proxy = lab.start_proxy("--socks5", str(SOCKS),
+                                    "-L", f"tcp:{FORWARD}:{SERVICE_V4}:{IPERF}")  # fmt: skip
+            for name, options in FLOWS:
+                started, cpu = time.monotonic(), cpu_seconds(proxy.pid)
+                rate = iperf(lab, "127.0.0.1", FORWARD, *options)
+                rates.setdefault((False, name), []).append(rate)
+                shares.setdefault(name, []).append(
+                    (cpu_seconds(proxy.pid) - cpu) / (time.monotonic() - started)
+                )
+            if number == ROUNDS - 1:
+                with lab.client.entered():
+                    rss = asyncio.run(idle_rss(proxy.pid))
+            lab.client.stop(proxy)
+    how = f"median of {ROUNDS} alternated"
     rows: list[Row] = []
     for name, options in FLOWS:
-        started, cpu = time.monotonic(), cpu_seconds(proxy) if proxy else 0.0
-        rate = iperf(lab, host, port, *options)
-        rows.append((f"{label}: {name} (Mbit/s)", rate, " ".join(("iperf3", *options, how))))
-        if proxy:
-            share = (cpu_seconds(proxy) - cpu) / (time.monotonic() - started)
-            rows.append((f"{label}: {name}, proxy CPU (% of a core)", share * 100,
-                         f"{rate / share:,.0f} Mbit/s per core"))  # fmt: skip
-    return rows
+        proxied, straight = rates[(False, name)], rates[(True, name)]
+        rate, share = statistics.median(proxied), statistics.median(shares[name])
+        ratios = [a / b for a, b in zip(proxied, straight, strict=True)]
+        command = " ".join(("iperf3", *options))
+        rows += [
+            (f"{stack}: {name} (Mbit/s)", rate, f"{command} through -L, {how}"),
+            (f"{stack}: {name}, proxy CPU (% of a core)", share * 100,
+             f"{rate / share:,.0f} Mbit/s per core"),
+            (f"{label}: {name} (Mbit/s)", statistics.median(straight), f"{command}, {how}"),
+            (f"{stack}: {name} against {label} (x)", statistics.median(ratios),
+             "median of the rounds' ratios: " + ", ".join(f"{r:.2f}" for r in ratios)),
+        ]  # fmt: skip
+    before, with_idle = rss
+    return [
+        *rows,
+        (f"{stack}: RSS idle proxy (MB)", before, "after its flows"),
+        (f"{stack}: RSS with {IDLE_CONNECTIONS:,} idle connections (MB)", with_idle,
+         f"{(with_idle - before) * 1024 / IDLE_CONNECTIONS:.1f} KB per connection"),
+    ]  # fmt: skip
 
 
 def cpu_seconds(pid: int) -> float:
@@ -171,21 +209,8 @@ def measure(stack: str) -> list[Row]:
     with proxy_lab() if stack == "host" else rootless_lab(stack) as lab:
         lab.ns.popen("iperf3", "-s", "-B", SERVICE_V4, "-p", str(IPERF),
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        proxy = lab.start_proxy("--socks5", str(SOCKS),
-                                "-L", f"tcp:{FORWARD}:{SERVICE_V4}:{IPERF}")  # fmt: skip
         time.sleep(0.5)  # iperf3's server
-        rows = flows(lab, stack, "127.0.0.1", FORWARD, "through -L", proxy.pid)
-        with lab.client.entered():
-            before, with_idle = asyncio.run(idle_rss(proxy.pid))
-        rows += [
-            (f"{stack}: RSS idle proxy (MB)", before, ""),
-            (f"{stack}: RSS with {IDLE_CONNECTIONS:,} idle connections (MB)", with_idle,
-             f"{(with_idle - before) * 1024 / IDLE_CONNECTIONS:.1f} KB per connection"),
-        ]  # fmt: skip
-        lab.client.stop(proxy)
-        rows += direct_rows(lab, stack)
-        rows += connect_rows(lab, stack)
-    return rows
+        return flow_rows(lab, stack) + connect_rows(lab, stack)
 
 
 def direct_label(stack: str) -> str:
@@ -196,13 +221,6 @@ def without_proxy(lab: ProxyLab, stack: str) -> contextlib.AbstractContextManage
     """The way to the services with no proxy: the host's own stack, or TUN mode (as root, with
     the proxy's key, so not while a proxy runs)."""
     return contextlib.nullcontext() if stack == "host" else tun_mode(lab)
-
-
-def direct_rows(lab: ProxyLab, stack: str) -> list[Row]:
-    """The same flows with no proxy: on the host stack straight to the services; for the
-    others through wgpy on a TUN with the proxy's key (TUN mode, as root)."""
-    with without_proxy(lab, stack):
-        return flows(lab, direct_label(stack), SERVICE_V4, IPERF, "straight")
 
 
 def connect_rows(lab: ProxyLab, stack: str) -> list[Row]:
