@@ -12,11 +12,11 @@ through a `-L` forward (the relay SOCKS5 CONNECT uses too; iperf3 speaks no SOCK
 each way and with 16 flows; a SOCKS5 CONNECT plus the first echoed byte; the proxy's RSS (with
 the kernel stack's namespace process) with 1,000 idle SOCKS5 connections open. Beside each
 stack's figures, the same flows and connects without the proxy: straight to the services on the
-host stack, and through wgpy on a TUN (TUN mode, as root, same key and server) for the others.
-The flows through the proxy and without it take turns, ROUNDS rounds, and the connects
-CONNECT_ROUNDS rounds, in an order that alternates, as benchmarks/throughput.py's pairs do: the
-machine's state drifts over a run, so each figure is a median, and each comparison the median
-of the rounds' own ratios.
+host stack, and through wgpy on a TUN (TUN mode, as root, the server's second peer) for the
+others. The machine's state drifts over a run, so the two take turns, in an order that
+alternates as benchmarks/throughput.py's pairs do: the flows ROUNDS rounds; the connects
+CONNECT_ROUNDS rounds, and within each, BLOCK connects at a time, with both up. Each figure is a
+median, and each comparison the median of the rounds' own ratios.
 
 `run`: iperf3 one flow each way as `wgpy run CONFIG -- iperf3` (nobody, no capability) and in
 TUN mode in the same namespace to the same server, alternated ROUNDS times; the medians, and
@@ -59,9 +59,10 @@ SOCKS, FORWARD, IPERF = 1100, 5202, 5201
 Row = tuple[str, float, str]  # figure, value, how measured
 SECONDS = 5
 ROUNDS = 3
-# The connects' rounds: one round's ratio ranges from 0.6x to 2.6x on the VM measured (where
-# each process lands among 2 CPUs decides each wake-up's cost, and the host's load drifts), and
-# the median of five moved by 0.3x between runs an hour apart: it takes fifteen.
+# The connects' rounds, each with a fresh proxy and TUN mode: where each process lands among
+# 2 CPUs decides each wake-up's cost. On the VM measured, one round's back-to-back ratio ranged
+# from 1.2x to 1.65x with the two side by side (0.6x to 3.5x with one after the other, as the
+# host's load drifted), and the median of five moved by 0.3x between runs: it takes fifteen.
 CONNECT_ROUNDS = 15
 STACKS = ("host", "kernel", "userspace", "run")
 CONNECTS = 200
@@ -71,6 +72,12 @@ WARM_UP = 20  # connects first, not counted: a fresh proxy's, or TUN mode's hand
 # the kernel on the other core), and idle, 20 ms apart, as pings are spaced in
 # benchmarks/throughput.py (each meets cold caches, in TUN mode too).
 CONNECT_SPACINGS = {"back to back": 0.0, "idle": 0.02}
+# The proxy and TUN mode run side by side (two peers of the server) and take turns this many
+# connects at a time (and one before them, not counted), so that both meet the machine's state
+# of the same moment; between turns, a pause for the last connection's end and the other side's
+# polling.
+BLOCK = 20
+BLOCK_PAUSE = 0.005
 IDLE_CONNECTIONS = 1000
 
 
@@ -153,8 +160,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def connect_time(direct: bool, spacing: float, count: int) -> float:
-    """Median milliseconds of `count` connects and one echoed byte each: through a SOCKS5
+async def connect_times(direct: bool, spacing: float, count: int) -> list[float]:
+    """Milliseconds each of `count` connects and one echoed byte took: through a SOCKS5
     CONNECT, or `direct` to the echo service; `spacing` seconds between one's close and the
     next."""
 
@@ -173,7 +180,12 @@ async def connect_time(direct: bool, spacing: float, count: int) -> float:
         started = time.perf_counter()
         await once()
         times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    return times
+
+
+async def connect_time(direct: bool, spacing: float, count: int) -> float:
+    """The median of `connect_times`."""
+    return statistics.median(await connect_times(direct, spacing, count))
 
 
 async def idle_rss(pid: int) -> tuple[float, float]:
@@ -218,33 +230,29 @@ def direct_label(stack: str) -> str:
 
 
 def without_proxy(lab: ProxyLab, stack: str) -> contextlib.AbstractContextManager[object]:
-    """The way to the services with no proxy: the host's own stack, or TUN mode (as root, with
-    the proxy's key, so not while a proxy runs)."""
+    """The way to the services with no proxy: the host's own stack, or TUN mode (as root, a
+    peer of the server's beside the proxy)."""
     return contextlib.nullcontext() if stack == "host" else tun_mode(lab)
 
 
 def connect_rows(lab: ProxyLab, stack: str) -> list[Row]:
     """Issue 17's figure at each of CONNECT_SPACINGS: connects through a SOCKS5 CONNECT and
-    without the proxy, taking turns for CONNECT_ROUNDS rounds (each side's first connects,
-    which meet a fresh process or a handshake, left out); each side's median of the rounds'
-    medians, the proxy's CPU per connect (steadier than the time on a shared machine) and the
-    median of the rounds' ratios (the target: within 1.5x of TUN mode)."""
+    without the proxy, both ways up together and taking turns BLOCK connects at a time, for
+    CONNECT_ROUNDS rounds, each with a fresh proxy and a fresh TUN mode; each side's median of
+    the rounds' medians, the proxy's CPU per connect (steadier than the time on a shared
+    machine) and the median of the rounds' ratios (the target: within 1.5x of TUN mode)."""
     label = direct_label(stack)
     medians: dict[tuple[bool, str], list[float]] = {}
     cpu: dict[str, list[float]] = {}
     for number in range(CONNECT_ROUNDS):
-        for direct in throughput.rotated((False, True), number):
-            if direct:
-                with without_proxy(lab, stack), lab.client.entered():
-                    for spacing, (median, _) in connect_medians().items():
-                        medians.setdefault((True, spacing), []).append(median)
-                continue
-            proxy = lab.start_proxy("--socks5", str(SOCKS))
-            with lab.client.entered():
-                for spacing, (median, used) in connect_medians(proxy.pid).items():
-                    medians.setdefault((False, spacing), []).append(median)
-                    cpu.setdefault(spacing, []).append(used)
-            lab.client.stop(proxy)
+        proxy = lab.start_proxy("--socks5", str(SOCKS))
+        with without_proxy(lab, stack), lab.client.entered():
+            figures = asyncio.run(connect_medians(proxy.pid, number))
+        lab.client.stop(proxy)
+        for spacing, (proxied, straight, used) in figures.items():
+            medians.setdefault((False, spacing), []).append(proxied)
+            medians.setdefault((True, spacing), []).append(straight)
+            cpu.setdefault(spacing, []).append(used)
     how = f"median of {CONNECT_ROUNDS} rounds' medians of {CONNECTS}"
     rows: list[Row] = []
     for spacing in CONNECT_SPACINGS:
@@ -260,18 +268,28 @@ def connect_rows(lab: ProxyLab, stack: str) -> list[Row]:
     return rows
 
 
-def connect_medians(proxy: int | None = None) -> dict[str, tuple[float, float]]:
-    """At each of CONNECT_SPACINGS, in the namespace entered, after WARM_UP connects not
-    counted: the median connect in ms through the `proxy` (its pid), or without it if None,
-    and the microseconds of CPU the proxy spent per connect."""
-    direct = proxy is None
-    asyncio.run(connect_time(direct, 0.0, WARM_UP))
+async def connect_medians(proxy: int, turn: int) -> dict[str, tuple[float, float, float]]:
+    """At each of CONNECT_SPACINGS, in the namespace entered, after WARM_UP connects each way
+    not counted (they meet a fresh process, or a handshake): the median connect in ms through
+    the `proxy` (its pid) and without it, the two taking turns BLOCK connects at a time (the
+    first rotated by `turn`); and the microseconds of CPU the proxy spent per connect."""
+    for direct in (False, True):
+        await connect_times(direct, 0.0, WARM_UP)
+    turns = CONNECTS // BLOCK
     figures = {}
     for spacing, seconds in CONNECT_SPACINGS.items():
-        started = cpu_nanoseconds(proxy) if proxy else 0
-        median = asyncio.run(connect_time(direct, seconds, CONNECTS))
-        used = (cpu_nanoseconds(proxy) - started) / CONNECTS / 1000 if proxy else 0.0
-        figures[spacing] = median, used
+        times: dict[bool, list[float]] = {False: [], True: []}
+        used = 0  # ns
+        for _ in range(turns):
+            for direct in throughput.rotated((False, True), turn):
+                await asyncio.sleep(BLOCK_PAUSE)
+                started = cpu_nanoseconds(proxy)
+                # (The turn's first connect follows the pause, not another: left out.)
+                times[direct] += (await connect_times(direct, seconds, BLOCK + 1))[1:]
+                if not direct:
+                    used += cpu_nanoseconds(proxy) - started
+        proxied, straight = statistics.median(times[False]), statistics.median(times[True])
+        figures[spacing] = proxied, straight, used / (turns * (BLOCK + 1)) / 1000
     return figures
 
 

@@ -86,8 +86,8 @@ def test_every_byte_comes_through_the_proxy_with_five_percent_of_the_outer_datag
 
 
 def test_the_proxy_and_tun_mode_carry_the_same_bytes() -> None:
-    """The differential test: one key, one server, the same transfers through `wgpy proxy`'s
-    user-space stack and through wgpy on a TUN (Linux's stack)."""
+    """The differential test: one server, the same transfers through `wgpy proxy`'s user-space
+    stack and through wgpy on a TUN (Linux's stack), each a peer of the server's."""
     payload = random.Random(17).randbytes(1 << 20)
     with rootless_lab() as lab:
         served = lab.serve_file("same.bin", FILE_SIZE)

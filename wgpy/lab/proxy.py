@@ -52,13 +52,15 @@ from wgpy.proxy.socks5 import encode_address
 
 SERVICE_V4, SERVICE_V6 = "198.18.17.1", "fd00:17::1"
 SERVICE_NAME = "svc.proxy.test"
-# The rootless lab's tunnel addresses, server's and client's, each family.
+# The rootless lab's tunnel addresses, server's and client's, each family; and those of TUN
+# mode, a second peer of the server's beside the proxy.
 SERVER_TUNNEL, CLIENT_TUNNEL = "192.0.2.1", "192.0.2.2"
 SERVER_TUNNEL_V6, CLIENT_TUNNEL_V6 = "fd00:2::1", "fd00:2::2"
+TUN_MODE_TUNNEL, TUN_MODE_TUNNEL_V6 = "192.0.2.3", "fd00:2::3"
 TCP_ECHO, UDP_ECHO, HTTP_PORT = 7, 7, 8080
 REFUSING_PORT, SILENT_PORT = 9, 19  # nothing listens; SYNs to the second are dropped
 NOBODY = 65534
-PROXY_WG_PORT = 51821  # the rootless lab's proxy's WireGuard port
+PROXY_WG_PORT, TUN_MODE_WG_PORT = 51821, 51822  # the rootless lab's clients' WireGuard ports
 UNPRIVILEGED = (
     "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
     "--inh-caps=-all", "--bounding-set=-all",
@@ -88,6 +90,7 @@ class ProxyLab:
         self.files = files  # readable by nobody
         self.config = files / "proxy.conf"
         self.config.write_text(CONFIG.format(dns=SERVICE_V4))
+        self.tun_config = files / "tun.conf"  # TUN mode's, in the rootless lab
         self.client, self.stack, self.tunnel_address = ns, "host", "127.0.0.1"
         self.server: Daemon | None = None
         self.logs: dict[int, IO[bytes]] = {}  # by pid: what each proxy wrote
@@ -169,38 +172,56 @@ def tun_open_to_all() -> Iterator[None]:
 def rootless_lab(stack: str = "userspace") -> Iterator[ProxyLab]:
     """The proxy lab behind a WireGuard server (wireguard-go in `ns`, tunnel addresses
     SERVER_TUNNEL and SERVER_TUNNEL_V6), and a client namespace joined to it by a veth pair,
-    with an echo service of its own (for -R) and no TUN, where the proxy runs on `stack`."""
-    server, client = wg_genkey(), wg_genkey()
-    tun = tun_open_to_all() if stack == "kernel" else contextlib.nullcontext()
-    with tun, proxy_lab() as lab, namespace("wgpyproxy17c") as client_ns:
+    with an echo service of its own (for -R) and no TUN, where the proxy runs on `stack`; and
+    `tun_mode`'s configuration, a second peer of the server's."""
+    server, client, tun = wg_genkey(), wg_genkey(), wg_genkey()
+    opened = tun_open_to_all() if stack == "kernel" else contextlib.nullcontext()
+    with opened, proxy_lab() as lab, namespace("wgpyproxy17c") as client_ns:
         join(lab.ns, client_ns)
         _start_echo(client_ns)
         allowed = f"{CLIENT_TUNNEL}/32, {CLIENT_TUNNEL_V6}/128"
         # The server knows where the proxy listens: a restarted one makes the new handshake.
         endpoint = f"{client_ns.ipv4}:{PROXY_WG_PORT}"
-        wg = one_peer_config(server.private, client.public, allowed, endpoint)
+        wg = one_peer_config(server.private, client.public, allowed, endpoint) + (
+            f"\n[Peer]\nPublicKey = {tun.public}\n"
+            f"AllowedIPs = {TUN_MODE_TUNNEL}/32, {TUN_MODE_TUNNEL_V6}/128\n"
+        )
         addresses = f"{SERVER_TUNNEL}/24", f"{SERVER_TUNNEL_V6}/64"
         ifname = unique_ifname("wgp")
         with restartable_daemon(lab.ns, ("wireguard-go",), ifname, wg, *addresses) as daemon:
-            lab.config.write_text(
-                f"[Interface]\nPrivateKey = {client.private}\nListenPort = {PROXY_WG_PORT}\n"
-                f"Address = {CLIENT_TUNNEL}/32, {CLIENT_TUNNEL_V6}/128\n"
-                f"DNS = {SERVICE_V4}\n\n[Peer]\nPublicKey = {server.public}\n"
-                f"AllowedIPs = {SERVER_TUNNEL}/32, {SERVICE_V4}/32, {SERVICE_V6}/128\n"
-                f"Endpoint = {lab.ns.ipv4}:{WG_PORT}\n"
-            )  # a test key, for nobody to read
+            lab.config.write_text(_client_config(
+                client.private, PROXY_WG_PORT, (CLIENT_TUNNEL, CLIENT_TUNNEL_V6), server.public,
+                lab.ns.ipv4,
+            ))  # fmt: skip
+            lab.tun_config.write_text(_client_config(
+                tun.private, TUN_MODE_WG_PORT, (TUN_MODE_TUNNEL, TUN_MODE_TUNNEL_V6),
+                server.public, lab.ns.ipv4,
+            ))  # fmt: skip
             lab.client, lab.stack, lab.tunnel_address = client_ns, stack, CLIENT_TUNNEL
             lab.server = daemon
             yield lab
 
 
+def _client_config(
+    private: str, port: int, addresses: tuple[str, str], server: str, server_host: str
+) -> str:
+    """A wg-quick file for one of the rootless lab's clients (a test key, for nobody to read)."""
+    v4, v6 = addresses
+    return (
+        f"[Interface]\nPrivateKey = {private}\nListenPort = {port}\n"
+        f"Address = {v4}/32, {v6}/128\nDNS = {SERVICE_V4}\n\n[Peer]\nPublicKey = {server}\n"
+        f"AllowedIPs = {SERVER_TUNNEL}/32, {SERVICE_V4}/32, {SERVICE_V6}/128\n"
+        f"Endpoint = {server_host}:{WG_PORT}\n"
+    )
+
+
 @contextmanager
 def tun_mode(lab: ProxyLab) -> Iterator[str]:
-    """wgpy on a TUN in the proxy's namespace (TUN mode, as root), configured from the proxy's
-    wg-quick file, with its MTU (1420 by default, as the stacks and wgpy run have it; a TUN is
-    born with 1500) and routes to the services through it; yields the interface's name. Not
-    while a proxy with the same key runs: the server would see one peer at two endpoints."""
-    config = wgconfig.load(lab.config)
+    """wgpy on a TUN in the proxy's namespace (TUN mode, as root), a peer of the rootless lab's
+    server with a key and addresses of its own (`lab.tun_config`), so that it may run beside a
+    proxy; with its MTU (1420 by default, as the stacks and wgpy run have it; a TUN is born
+    with 1500) and routes to the services through it; yields the interface's name."""
+    config = wgconfig.load(lab.tun_config)
     ifname = unique_ifname("wgt")
     addresses = [str(address) for address in config.interface.address]
     wgpy = (sys.executable, "-m", "wgpy.cli.wgpy")
