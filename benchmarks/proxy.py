@@ -75,7 +75,10 @@ CONNECT_SPACINGS = {"back to back": 0.0, "idle": 0.02}
 # The proxy and TUN mode run side by side (two peers of the server) and take turns this many
 # connects at a time (and one before them, not counted), so that both meet the machine's state
 # of the same moment; between turns, a pause for the last connection's end and the other side's
-# polling.
+# polling. Taking turns costs both sides alike on the rootless stacks (+4% a connect through the
+# proxy, +3% through TUN mode, against 200 in a row), but not on the host stack, where a connect
+# without the proxy (~0.4 ms) takes 35% longer and one through it 10%: there the back-to-back
+# ratio reads ~0.3x lower than with each side's connects in a row.
 BLOCK = 20
 BLOCK_PAUSE = 0.005
 IDLE_CONNECTIONS = 1000
