@@ -349,9 +349,9 @@ def wgpy_under_load(ctx: Context) -> None:
 # Initiations a second: enough to put each implementation under load (the kernel's mark is
 # 512 queued, wireguard-go's 128 queued, wgpy's 128 within a second).
 FLOOD_RATE = {"kernel": 20000.0, "wireguard-go": 50000.0, "wgpy": 1000.0}
-# Unanswered initiations at most: between the under-load mark and the queue's size, where the
-# kernel and wireguard-go start dropping (half of its 4,096 slots: beyond, the kernel queues only
-# when it wins a lock; 1,024 slots). wgpy's mark is a rate and its queue is not a bound.
+# Unanswered initiations at most: above each peer's under-load mark, below where its queue
+# drops (the kernel's past 2,048 of its 4,096 slots, where it queues only when it wins a lock;
+# wireguard-go's at 1,024). wgpy's mark is a rate, and its queue no bound.
 FLOOD_WINDOW = {"kernel": 1024, "wireguard-go": 512, "wgpy": None}
 UNDER_LOAD_TIMEOUT = 15.0
 
