@@ -255,7 +255,24 @@ def one_peer_config(
 ) -> str:
     """wg(8) configuration text for an interface listening on WG_PORT whose one peer has the
     public key `peer` and `allowed_ips` as wg lists them ("192.0.2.2/32, fd00:2::2/128"), and,
-    where given, an `endpoint`, a `preshared_key` and a persistent `keepalive` in seconds."""
+    where given, an `endpoint`, a `preshared_key` and a persistent `keepalive` in seconds. More
+    peers may follow: `peer_section`s appended."""
+    interface_lines = [f"PrivateKey = {private_key}", f"ListenPort = {WG_PORT}"]
+    peer_text = peer_section(
+        peer, allowed_ips, endpoint, preshared_key=preshared_key, keepalive=keepalive
+    )
+    return "\n".join(["[Interface]", *interface_lines, "", peer_text])
+
+
+def peer_section(
+    peer: str,
+    allowed_ips: str,
+    endpoint: str = "",
+    *,
+    preshared_key: str = "",
+    keepalive: int = 0,
+) -> str:
+    """A wg(8) [Peer] section, as one_peer_config's arguments describe it."""
     peer_lines = [f"PublicKey = {peer}", f"AllowedIPs = {allowed_ips}"]
     if endpoint:
         peer_lines.append(f"Endpoint = {endpoint}")
@@ -263,8 +280,7 @@ def one_peer_config(
         peer_lines.append(f"PresharedKey = {preshared_key}")
     if keepalive:
         peer_lines.append(f"PersistentKeepalive = {keepalive}")
-    interface_lines = [f"PrivateKey = {private_key}", f"ListenPort = {WG_PORT}"]
-    return "\n".join(["[Interface]", *interface_lines, "", "[Peer]", *peer_lines, ""])
+    return "\n".join(["[Peer]", *peer_lines, ""])
 
 
 def start_wireguard_go(ns: Namespace, ifname: str) -> subprocess.Popen[bytes]:

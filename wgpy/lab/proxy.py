@@ -42,6 +42,7 @@ from wgpy.lab.netns import (
     join,
     namespace,
     one_peer_config,
+    peer_section,
     restartable_daemon,
     unique_ifname,
     wait_until,
@@ -182,10 +183,10 @@ def rootless_lab(stack: str = "userspace") -> Iterator[ProxyLab]:
         allowed = f"{CLIENT_TUNNEL}/32, {CLIENT_TUNNEL_V6}/128"
         # The server knows where the proxy listens: a restarted one makes the new handshake.
         endpoint = f"{client_ns.ipv4}:{PROXY_WG_PORT}"
-        wg = one_peer_config(server.private, client.public, allowed, endpoint) + (
-            f"\n[Peer]\nPublicKey = {tun.public}\n"
-            f"AllowedIPs = {TUN_MODE_TUNNEL}/32, {TUN_MODE_TUNNEL_V6}/128\n"
-        )
+        wg = "\n".join((
+            one_peer_config(server.private, client.public, allowed, endpoint),
+            peer_section(tun.public, f"{TUN_MODE_TUNNEL}/32, {TUN_MODE_TUNNEL_V6}/128"),
+        ))  # fmt: skip
         addresses = f"{SERVER_TUNNEL}/24", f"{SERVER_TUNNEL_V6}/64"
         ifname = unique_ifname("wgp")
         with restartable_daemon(lab.ns, ("wireguard-go",), ifname, wg, *addresses) as daemon:
