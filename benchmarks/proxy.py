@@ -138,15 +138,13 @@ def flow_rows(lab: ProxyLab, stack: str) -> list[Row]:
     for name, options in FLOWS:
         proxied, straight = rates[(False, name)], rates[(True, name)]
         rate, share = statistics.median(proxied), statistics.median(shares[name])
-        ratios = [a / b for a, b in zip(proxied, straight, strict=True)]
         command = " ".join(("iperf3", *options))
         rows += [
             (f"{stack}: {name} (Mbit/s)", rate, f"{command} through -L, {how}"),
             (f"{stack}: {name}, proxy CPU (% of a core)", share * 100,
              f"{rate / share:,.0f} Mbit/s per core"),
             (f"{label}: {name} (Mbit/s)", statistics.median(straight), f"{command}, {how}"),
-            (f"{stack}: {name} against {label} (x)", statistics.median(ratios),
-             "median of the rounds' ratios: " + ", ".join(f"{r:.2f}" for r in ratios)),
+            ratio_row(f"{stack}: {name} against {label} (x)", proxied, straight),
         ]  # fmt: skip
     before, with_idle = rss
     return [
@@ -155,6 +153,14 @@ def flow_rows(lab: ProxyLab, stack: str) -> list[Row]:
         (f"{stack}: RSS with {IDLE_CONNECTIONS:,} idle connections (MB)", with_idle,
          f"{(with_idle - before) * 1024 / IDLE_CONNECTIONS:.1f} KB per connection"),
     ]  # fmt: skip
+
+
+def ratio_row(figure: str, proxied: list[float], straight: list[float]) -> Row:
+    """`figure`: the median of the rounds' ratios, each round's proxied figure to its straight
+    one, all of them listed."""
+    ratios = [a / b for a, b in zip(proxied, straight, strict=True)]
+    return (figure, statistics.median(ratios),
+            "median of the rounds' ratios: " + ", ".join(f"{r:.2f}" for r in ratios))  # fmt: skip
 
 
 def cpu_seconds(pid: int) -> float:
@@ -260,13 +266,12 @@ def connect_rows(lab: ProxyLab, stack: str) -> list[Row]:
     rows: list[Row] = []
     for spacing in CONNECT_SPACINGS:
         proxied, straight = medians[(False, spacing)], medians[(True, spacing)]
-        ratios = [a / b for a, b in zip(proxied, straight, strict=True)]
         rows += [
             (f"{stack}: SOCKS5 connect + echo, {spacing} (ms)", statistics.median(proxied),
              f"{how}; proxy CPU {statistics.median(cpu[spacing]):,.0f} us each"),
             (f"{label}: connect + echo, {spacing} (ms)", statistics.median(straight), how),
-            (f"{stack}: SOCKS5 connect against {label}, {spacing} (x)", statistics.median(ratios),
-             "median of the rounds' ratios: " + ", ".join(f"{r:.2f}" for r in ratios)),
+            ratio_row(f"{stack}: SOCKS5 connect against {label}, {spacing} (x)", proxied,
+                      straight),
         ]  # fmt: skip
     return rows
 
